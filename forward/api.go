@@ -1,0 +1,145 @@
+package forward
+
+import (
+	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
+)
+
+// Verdict says what the link must do with a processed frame.
+type Verdict uint8
+
+const (
+	// Drop: discard the frame; the reason has been counted.
+	Drop Verdict = iota
+	// ToStack: deliver the (unmodified) frame to the netstack.
+	ToStack
+	// Transmit: write Buf[Off:Off+Len], with VNet, back to the link.
+	Transmit
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Drop:
+		return "drop"
+	case ToStack:
+		return "to-stack"
+	case Transmit:
+		return "transmit"
+	}
+	return "verdict?"
+}
+
+// LinkType is the framing of a link.
+type LinkType uint8
+
+const (
+	// Ethernet links (TAP devices) carry Ethernet II frames.
+	Ethernet LinkType = iota
+	// IP links (TUN devices with IFF_NO_PI) carry bare IPv4 or IPv6 packets.
+	IP
+)
+
+// VNetHdr is the virtio-net header (struct virtio_net_hdr, 10 bytes) that a
+// TAP or TUN opened with IFF_VNET_HDR puts before every frame. The zero value
+// means "complete checksum, not GSO". Offsets are from the start of the frame
+// (the Ethernet header on a TAP, the IP header on a TUN).
+type VNetHdr struct {
+	Flags      uint8  // VirtioNetHdrFNeedsCsum, VirtioNetHdrFDataValid
+	GSOType    uint8  // VirtioNetHdrGSO*
+	HdrLen     uint16 // length of all headers (L2 to L4) of a GSO frame
+	GSOSize    uint16 // payload bytes per segment of a GSO frame
+	CsumStart  uint16 // offset where checksumming starts (the L4 header)
+	CsumOffset uint16 // offset of the checksum field from CsumStart
+}
+
+// virtio-net header constants from linux/virtio_net.h.
+const (
+	VNetHdrLen = 10
+
+	VirtioNetHdrFNeedsCsum = 1
+	VirtioNetHdrFDataValid = 2
+
+	VirtioNetHdrGSONone  = 0
+	VirtioNetHdrGSOTCPv4 = 1
+	VirtioNetHdrGSOUDP   = 3
+	VirtioNetHdrGSOTCPv6 = 4
+	VirtioNetHdrGSOUDPL4 = 5
+	VirtioNetHdrGSOECN   = 0x80
+)
+
+// Packet is one frame handed to Process. The reader owns Buf; the frame is
+// Buf[Off:Off+Len] and Buf[:Off] is headroom that encapsulation may use.
+// Process may change Off, Len and VNet for a Transmit verdict.
+type Packet struct {
+	Buf  []byte
+	Off  int
+	Len  int
+	VNet VNetHdr
+}
+
+// Frame returns the frame bytes.
+func (p *Packet) Frame() []byte { return p.Buf[p.Off : p.Off+p.Len] }
+
+// DropReason says why a frame was dropped. Every drop is counted by reason.
+type DropReason uint8
+
+const (
+	DropNone            DropReason = iota
+	DropTruncated                  // shorter than the headers it claims
+	DropBadIPHeader                // bad version, IHL or total length
+	DropBadIPChecksum              // IPv4 header checksum wrong
+	DropBadL4Header                // bad TCP data offset, UDP length, ...
+	DropFragment                   // non-first fragment of a flow lvsd cannot place
+	DropNoDest                     // no usable real server for a new connection
+	DropNoNeighbor                 // real server's MAC not yet resolved (resolution under way)
+	DropTableFull                  // connection table at its limit
+	DropBadVNetHdr                 // virtio-net header inconsistent with the frame
+	DropTTLExceeded                // TTL/hop limit would reach zero
+	DropUnsupported                // forwarding method or GSO type not supported for this frame
+	NumDropReasons
+)
+
+var dropNames = [NumDropReasons]string{
+	DropNone:          "none",
+	DropTruncated:     "truncated",
+	DropBadIPHeader:   "bad-ip-header",
+	DropBadIPChecksum: "bad-ip-checksum",
+	DropBadL4Header:   "bad-l4-header",
+	DropFragment:      "fragment",
+	DropNoDest:        "no-dest",
+	DropNoNeighbor:    "no-neighbor",
+	DropTableFull:     "table-full",
+	DropBadVNetHdr:    "bad-vnet-hdr",
+	DropTTLExceeded:   "ttl-exceeded",
+	DropUnsupported:   "unsupported",
+}
+
+func (r DropReason) String() string {
+	if r < NumDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// ServiceKey identifies a virtual service: protocol, virtual address, port.
+type ServiceKey struct {
+	Addr  lvs.Addr
+	Port  uint16
+	Proto lvs.Proto
+}
+
+// Service is a virtual service in a Config snapshot. Immutable once the
+// snapshot is published, except for the atomic counters inside it and its
+// destinations.
+type Service struct {
+	Key   ServiceKey
+	Dests []*lvs.Dest
+	Sched sched.Scheduler
+	Stats lvs.Stats
+}
+
+// Config is an immutable snapshot of the forwarding configuration. A reload
+// builds a new one and publishes it with Forwarder.SetConfig.
+type Config struct {
+	Services map[ServiceKey]*Service
+}

@@ -1,0 +1,13 @@
+module github.com/lvsd/lvsd
+
+go 1.26.3
+
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/google/go-cmp v0.7.0
+	github.com/google/gopacket v1.1.19
+	github.com/pelletier/go-toml/v2 v2.4.3
+	github.com/songgao/water v0.0.0-20200317203138-2b4b6d7c09d8
+	golang.org/x/sys v0.43.0
+	gvisor.dev/gvisor v0.0.0-20260701204157-69c2d17aea96
+)
