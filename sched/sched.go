@@ -1,12 +1,3 @@
-// Package sched chooses a destination (real server) for each new connection
-// of a virtual service, with IPVS's schedulers and their exact semantics.
-//
-// A Scheduler is built for one service's destination list and is called
-// concurrently by every packet reader, only for the first packet of a new
-// connection (later packets follow the connection table). Schedule must not
-// allocate. Schedulers that keep a position (rr, wrr) guard it with their own
-// mutex, as IPVS guards it with the service's sched_lock; this is a
-// per-service lock on new connections only, never a per-packet lock.
 package sched
 
 import (

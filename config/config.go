@@ -1,0 +1,208 @@
+package config
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"time"
+
+	"github.com/lvsd/lvsd/lvs"
+)
+
+// Config is a validated configuration. Parse returns a fresh value whose
+// slices are not shared with anything else; nobody mutates it afterwards.
+type Config struct {
+	// File is the name the configuration was parsed from, as given to Parse.
+	File string
+	// Timeouts are the global connection timeouts (ipvsadm --set).
+	Timeouts Timeouts
+	// Interfaces holds at least one interface, in file order, with unique
+	// names.
+	Interfaces []Interface
+	// Services are the virtual services in file order. Their
+	// (Proto, Addr, Port) triples are unique.
+	Services []Service
+}
+
+// Timeouts are IPVS's global idle timeouts, as ipvsadm --set tcp tcpfin udp.
+// Every field is at least one second.
+type Timeouts struct {
+	TCP    time.Duration // established TCP connections
+	TCPFin time.Duration // TCP connections after a FIN
+	UDP    time.Duration // UDP flows
+}
+
+// LinkType is the kind of device an interface is.
+type LinkType uint8
+
+// Link types. The zero value is TAP, the default.
+const (
+	TAP LinkType = iota // L2: Ethernet frames; ARP/NDP; every forwarding method
+	TUN                 // L3: IP packets without a link header; no DR
+)
+
+var linkTypeNames = [...]string{TAP: "tap", TUN: "tun"}
+
+func (t LinkType) String() string {
+	if int(t) < len(linkTypeNames) {
+		return linkTypeNames[t]
+	}
+	return fmt.Sprintf("linktype-%d", uint8(t))
+}
+
+// MarshalText makes the type readable in JSON dumps of a Config.
+func (t LinkType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// Interface is one TAP or TUN device of the director.
+type Interface struct {
+	// Name is the Linux interface name: 1..15 bytes, none of them '/', ':',
+	// white space or control characters, and neither "." nor "..".
+	Name string
+	Type LinkType
+	// Create is true when lvsd creates the device if it is missing (needs
+	// CAP_NET_ADMIN). When false the device must exist already, made for
+	// instance with `ip tuntap add NAME mode tap user U`.
+	Create bool
+	// MTU is in 576..65535, and at least 1280 when Addresses holds an IPv6
+	// prefix.
+	MTU int
+	// MAC is the netstack's own MAC on a TAP: unicast and not all zeros;
+	// DefaultMAC(Name) when the file gives none. Zero on a TUN.
+	MAC [6]byte
+	// Addresses are the director's own addresses (DIPs) on this device, with
+	// their prefix lengths. At least one; no address appears twice in a
+	// Config.
+	Addresses []netip.Prefix
+	// Routes are static routes of the netstack through this device.
+	Routes []Route
+	// Queues is the number of TAP queues (one fd and reader each), 1..16.
+	Queues int
+	// Offload enables the virtio-net header with checksum and TSO offload.
+	Offload bool
+}
+
+// Route is a static route of the netstack.
+type Route struct {
+	// Destination is a masked prefix (no host bits set).
+	Destination netip.Prefix
+	// Gateway is the next hop: same family as Destination and inside one of
+	// the interface's prefixes. The zero Addr (invalid) means the destination
+	// is on-link.
+	Gateway netip.Addr
+}
+
+// Service is a virtual service (ipvsadm -A).
+type Service struct {
+	// Name is an optional label, unique when not empty.
+	Name  string
+	Proto lvs.Proto // lvs.TCP or lvs.UDP
+	// Addr is the VIP, IPv4 or IPv6 (never IPv4-mapped IPv6), not one of the
+	// director's own addresses.
+	Addr netip.Addr
+	Port uint16 // 1..65535
+	// Scheduler is an ipvsadm scheduler name that package sched knows.
+	Scheduler string
+	// SchedFlags are ipvsadm -b flags, each known and matching Scheduler.
+	SchedFlags []string
+	// Interface names the Interface that holds the VIP; it always names one
+	// of Config.Interfaces.
+	Interface string
+	// Reals are the real servers, with unique (Addr, Port).
+	Reals []Real
+}
+
+// Real is a real server of a service (ipvsadm -a).
+type Real struct {
+	// Addr is in the same address family as the service's VIP.
+	Addr netip.Addr
+	// Port is 1..65535; it equals the service's port unless Method is NAT.
+	Port   uint16
+	Weight int32 // 0..65535; 0 = quiescent (no new connections)
+	// Method is resolved: the real server's own method, else the service's,
+	// else the default (DR). Never DR on a TUN interface.
+	Method lvs.Method
+	// UpperThreshold and LowerThreshold are ipvsadm -x and -y, 0..65535, 0
+	// meaning none. When UpperThreshold > 0, LowerThreshold <= UpperThreshold.
+	UpperThreshold, LowerThreshold int32
+}
+
+// Defaults is the table of every value Parse uses for a key the file leaves
+// out. It is the only place defaults are declared; the example file
+// lvsd.toml.example documents the same values.
+type Defaults struct {
+	TCPTimeout    time.Duration // [timeouts] tcp: ipvsadm's default
+	TCPFinTimeout time.Duration // [timeouts] tcp_fin: ipvsadm's default
+	UDPTimeout    time.Duration // [timeouts] udp: ipvsadm's default
+
+	LinkType LinkType // [[interface]] type
+	Create   bool     // [[interface]] create
+	MTU      int      // [[interface]] mtu
+	Queues   int      // [[interface]] queues
+	Offload  bool     // [[interface]] offload
+	// The MAC of a TAP defaults to DefaultMAC(name), which is not a constant.
+
+	Scheduler string     // [[virtual_server]] scheduler: IPVS's default
+	Method    lvs.Method // method of real servers: ipvsadm's default (-g)
+	Weight    int32      // [[virtual_server.real_server]] weight
+	// The port of a real server defaults to its service's port.
+}
+
+// defaults is unexported so that nothing can change what Parse does behind
+// its back; DefaultValues hands out copies.
+var defaults = Defaults{
+	TCPTimeout:    900 * time.Second,
+	TCPFinTimeout: 120 * time.Second,
+	UDPTimeout:    300 * time.Second,
+
+	LinkType: TAP,
+	Create:   true,
+	MTU:      1500,
+	Queues:   1,
+	Offload:  true,
+
+	Scheduler: "wlc",
+	Method:    lvs.DR,
+	Weight:    1,
+}
+
+// DefaultValues returns the defaults Parse applies.
+func DefaultValues() Defaults { return defaults }
+
+// Limits of numeric keys, shared by validation and its messages.
+const (
+	minMTU     = 576  // IPv4's minimum datagram size every host must accept
+	minMTUIPv6 = 1280 // IPv6's minimum link MTU (RFC 8200)
+	maxMTU     = 65535
+	maxQueues  = 16
+	maxWeight  = 65535 // IPVS keeps weights in an int but ipvsadm caps at 65535
+	maxThresh  = 65535
+	maxIfName  = 15 // IFNAMSIZ (16) minus the terminating NUL
+)
+
+// DefaultMAC returns the MAC a TAP named name gets when the file gives none:
+// a locally administered unicast address derived from the name, so that the
+// director keeps its MAC across restarts (neighbours' ARP caches stay right)
+// and two TAPs of one director differ.
+//
+// The derivation (FNV-1a 64 of the name, first octet's multicast bit
+// cleared and locally-administered bit set) is part of the contract:
+// changing it would change the MAC of every deployed director.
+func DefaultMAC(name string) [6]byte {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], h.Sum64())
+	var mac [6]byte
+	copy(mac[:], sum[:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
+}
+
+// schedFlags maps each known ipvsadm -b flag to the scheduler it belongs to.
+var schedFlags = map[string]string{
+	"sh-fallback": "sh",
+	"sh-port":     "sh",
+	"mh-fallback": "mh",
+	"mh-port":     "mh",
+}

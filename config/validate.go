@@ -1,0 +1,569 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
+)
+
+// build turns the decoded file into a Config, reporting every problem. The
+// Config is only meaningful when no problem was reported.
+func (c *checker) build(raw *rawFile) *Config {
+	cfg := &Config{Timeouts: c.timeouts(&raw.Timeouts)}
+
+	// dips maps each director address to the key that defines it.
+	dips := make(map[netip.Addr]string)
+	names := make(map[string]string) // interface name → key of its name
+	macs := make(map[[6]byte]string) // explicit MAC → key
+	routes := make(map[netip.Prefix]string)
+	for i := range raw.Interface {
+		ifc, ok := c.iface(fmt.Sprintf("interface[%d]", i), &raw.Interface[i], names, dips, macs, routes)
+		if ok {
+			cfg.Interfaces = append(cfg.Interfaces, ifc)
+		}
+	}
+	if len(raw.Interface) == 0 {
+		c.errorf("interface", "at least one [[interface]] is required")
+	}
+	byName := make(map[string]*Interface, len(cfg.Interfaces))
+	for i := range cfg.Interfaces {
+		byName[cfg.Interfaces[i].Name] = &cfg.Interfaces[i]
+	}
+
+	svcs := make(map[svcKey]string)
+	svcNames := make(map[string]string)
+	for i := range raw.VirtualServer {
+		key := fmt.Sprintf("virtual_server[%d]", i)
+		svc, ok := c.service(key, &raw.VirtualServer[i], len(raw.Interface), byName, dips)
+		if svc.Name != "" {
+			if prev, dup := svcNames[svc.Name]; dup {
+				c.errorf(key+".name", "%q is already the name of %s", svc.Name, prev)
+			} else {
+				svcNames[svc.Name] = key
+			}
+		}
+		if !ok {
+			continue // no (protocol, address, port) to compare
+		}
+		k := svcKey{svc.Proto, svc.Addr, svc.Port}
+		if prev, dup := svcs[k]; dup {
+			c.errorf(key, "%s %s is already defined by %s", svc.Proto, netip.AddrPortFrom(svc.Addr, svc.Port), prev)
+		} else {
+			svcs[k] = key
+		}
+		cfg.Services = append(cfg.Services, svc)
+	}
+	return cfg
+}
+
+type svcKey struct {
+	proto lvs.Proto
+	addr  netip.Addr
+	port  uint16
+}
+
+func (c *checker) timeouts(raw *rawTimeouts) Timeouts {
+	t := Timeouts{TCP: defaults.TCPTimeout, TCPFin: defaults.TCPFinTimeout, UDP: defaults.UDPTimeout}
+	if d, ok := c.duration("timeouts.tcp", raw.TCP); ok {
+		t.TCP = d
+	}
+	if d, ok := c.duration("timeouts.tcp_fin", raw.TCPFin); ok {
+		t.TCPFin = d
+	}
+	if d, ok := c.duration("timeouts.udp", raw.UDP); ok {
+		t.UDP = d
+	}
+	return t
+}
+
+// iface checks one [[interface]]. The maps hold what earlier interfaces
+// defined, for the checks of uniqueness across interfaces, and iface adds
+// its own. ok is false when the interface has no usable name, so that
+// services cannot refer to it.
+func (c *checker) iface(key string, raw *rawInterface, names map[string]string, dips map[netip.Addr]string, macs map[[6]byte]string, routes map[netip.Prefix]string) (ifc Interface, ok bool) {
+	ifc = Interface{
+		Type:    defaults.LinkType,
+		Create:  defaults.Create,
+		MTU:     defaults.MTU,
+		Queues:  defaults.Queues,
+		Offload: defaults.Offload,
+	}
+
+	if raw.Name == nil {
+		c.missing(key + ".name")
+	} else if name, good := c.str(key+".name", raw.Name); good {
+		if why := badIfName(name); why != "" {
+			c.errorf(key+".name", "%q is not a valid interface name: %s", name, why)
+		} else if prev, dup := names[name]; dup {
+			c.errorf(key+".name", "%q is already the name of %s", name, prev)
+		} else {
+			names[name] = key
+			ifc.Name, ok = name, true
+		}
+	}
+
+	if t, good := c.choice(key+".type", raw.Type, "link type", []string{"tap", "tun"}, "tap (L2, Ethernet), tun (L3, IP only)"); good && t == "tun" {
+		ifc.Type = TUN
+	}
+	if b, good := c.boolean(key+".create", raw.Create); good {
+		ifc.Create = b
+	}
+	if b, good := c.boolean(key+".offload", raw.Offload); good {
+		ifc.Offload = b
+	}
+	if n, good := c.integer(key+".queues", raw.Queues, 1, maxQueues); good {
+		ifc.Queues = int(n)
+	}
+
+	// Addresses before the MTU, whose minimum depends on their family.
+	var v6 netip.Prefix
+	if raw.Addresses == nil {
+		c.missing(key + ".addresses")
+	} else if vals, keys, good := c.strList(key+".addresses", raw.Addresses); good && len(vals) == 0 {
+		c.errorf(key+".addresses", "at least one address is required, such as [\"198.18.1.1/24\"]")
+	} else {
+		for i, s := range vals {
+			p, perr := parseHostPrefix(s)
+			if perr != "" {
+				c.errorf(keys[i], "%q %s", s, perr)
+				continue
+			}
+			if prev, dup := dips[p.Addr()]; dup {
+				c.errorf(keys[i], "%s is already a director address (%s)", p.Addr(), prev)
+				continue
+			}
+			dips[p.Addr()] = keys[i]
+			ifc.Addresses = append(ifc.Addresses, p)
+			if p.Addr().Is6() && !v6.IsValid() {
+				v6 = p
+			}
+		}
+	}
+
+	if n, good := c.integer(key+".mtu", raw.MTU, minMTU, maxMTU); good {
+		ifc.MTU = int(n)
+	}
+	if v6.IsValid() && ifc.MTU < minMTUIPv6 {
+		c.errorf(key+".mtu", "%d is below %d, the minimum MTU of IPv6, and the interface has address %s", ifc.MTU, minMTUIPv6, v6)
+	}
+
+	if s, good := c.str(key+".mac", raw.MAC); good {
+		switch mac, why := parseMAC(s); {
+		case ifc.Type == TUN:
+			c.errorf(key+".mac", "%q: a tun interface has no MAC; remove mac or use type = \"tap\"", s)
+		case why != "":
+			c.errorf(key+".mac", "%q %s", s, why)
+		default:
+			if prev, dup := macs[mac]; dup {
+				c.errorf(key+".mac", "%q is already the MAC of %s", s, prev)
+			}
+			macs[mac] = key + ".mac"
+			ifc.MAC = mac
+		}
+	} else if raw.MAC == nil && ifc.Type == TAP && ok {
+		ifc.MAC = DefaultMAC(ifc.Name)
+	}
+
+	for i := range raw.Route {
+		if r, good := c.route(fmt.Sprintf("%s.route[%d]", key, i), &raw.Route[i], &ifc, routes); good {
+			ifc.Routes = append(ifc.Routes, r)
+		}
+	}
+	return ifc, ok
+}
+
+// badIfName says why name is not a valid Linux interface name, as the
+// kernel's dev_valid_name decides (plus no control characters, which the
+// kernel allows but no tool can show), or returns "".
+func badIfName(name string) string {
+	switch {
+	case name == "":
+		return "empty"
+	case len(name) > maxIfName:
+		return fmt.Sprintf("%d bytes long, the limit is %d", len(name), maxIfName)
+	case name == "." || name == "..":
+		return "reserved"
+	}
+	for _, r := range name {
+		switch {
+		case r == '/' || r == ':':
+			return fmt.Sprintf("contains %q", r)
+		case r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r':
+			return "contains white space"
+		case r < 0x20 || r == 0x7f:
+			return "contains a control character"
+		case r == utf8.RuneError:
+			return "not valid UTF-8"
+		}
+	}
+	return ""
+}
+
+// parseHostPrefix parses an address with its prefix length, as an interface
+// holds it. It returns the reason when s is not one, to follow s in a
+// message.
+func parseHostPrefix(s string) (netip.Prefix, string) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			if a.Is4() {
+				return p, fmt.Sprintf("has no prefix length; write it as \"%s/24\" or whatever the subnet is", a)
+			}
+			return p, fmt.Sprintf("has no prefix length; write it as \"%s/64\" or whatever the subnet is", a)
+		}
+		return p, "is not an address with a prefix length, such as \"198.18.1.1/24\""
+	}
+	if why := badUnicast(p.Addr()); why != "" {
+		return p, why
+	}
+	return p, ""
+}
+
+// badUnicast says why a is not usable as a host address, or returns "".
+func badUnicast(a netip.Addr) string {
+	switch {
+	case a.Is4In6():
+		return fmt.Sprintf("is an IPv4-mapped IPv6 address; write %s", a.Unmap())
+	case a.IsUnspecified():
+		return "is the unspecified address"
+	case a.IsMulticast():
+		return "is a multicast address"
+	case a.IsLoopback():
+		return "is a loopback address"
+	case a.Is4() && a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "is the broadcast address"
+	}
+	return ""
+}
+
+// parseMAC parses a 6-octet unicast MAC, returning the reason when s is not
+// one, to follow s in a message.
+func parseMAC(s string) ([6]byte, string) {
+	var mac [6]byte
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != len(mac) {
+		return mac, "is not a MAC address of 6 octets, such as \"02:00:5e:00:53:01\""
+	}
+	copy(mac[:], hw)
+	switch {
+	case mac == [6]byte{}:
+		return mac, "is the zero MAC"
+	case mac[0]&0x01 != 0:
+		return mac, "is a multicast MAC; the director's own MAC must be unicast (first octet even)"
+	}
+	return mac, ""
+}
+
+// route checks one [[interface.route]] of ifc, whose addresses are already
+// known. routes maps each destination seen so far to its key: the netstack
+// has one table, so a destination may appear once in the whole file.
+func (c *checker) route(key string, raw *rawRoute, ifc *Interface, routes map[netip.Prefix]string) (r Route, ok bool) {
+	ok = true
+	if raw.Destination == nil {
+		c.missing(key + ".destination")
+		ok = false
+	} else if s, good := c.str(key+".destination", raw.Destination); !good {
+		ok = false
+	} else if p, err := netip.ParsePrefix(s); err != nil {
+		c.errorf(key+".destination", "%q is not a prefix, such as \"0.0.0.0/0\" or \"2001:2::/48\"", s)
+		ok = false
+	} else if p != p.Masked() {
+		c.errorf(key+".destination", "%q has host bits set; did you mean %q?", s, p.Masked())
+		ok = false
+	} else if prev, dup := routes[p]; dup {
+		c.errorf(key+".destination", "%q is already the destination of %s", s, prev)
+		ok = false
+	} else {
+		routes[p] = key
+		r.Destination = p
+	}
+
+	s, good := c.str(key+".gateway", raw.Gateway)
+	if !good {
+		return r, ok && raw.Gateway == nil // absent: an on-link route
+	}
+	gw, err := netip.ParseAddr(s)
+	switch {
+	case err != nil || gw.Zone() != "":
+		c.errorf(key+".gateway", "%q is not an IP address without zone, such as \"198.18.1.254\"", s)
+		return r, false
+	case badUnicast(gw) != "":
+		c.errorf(key+".gateway", "%q %s", s, badUnicast(gw))
+		return r, false
+	case r.Destination.IsValid() && gw.Is4() != r.Destination.Addr().Is4():
+		c.errorf(key+".gateway", "%s is %s but the destination %s is %s", gw, family(gw), r.Destination, family(r.Destination.Addr()))
+		return r, false
+	}
+	onLink := false
+	for _, p := range ifc.Addresses {
+		if p.Addr() == gw {
+			c.errorf(key+".gateway", "%s is an address of this interface, not a neighbour", gw)
+			return r, false
+		}
+		if p.Masked().Contains(gw) {
+			onLink = true
+		}
+	}
+	if !onLink {
+		c.errorf(key+".gateway", "%s is not on-link: it is in no prefix of interface %s (%s)", gw, ifc.Name, prefixList(ifc.Addresses))
+		return r, false
+	}
+	r.Gateway = gw
+	return r, ok
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+var methodHelp = "nat (ipvsadm -m), dr (-g), tun (-i)"
+
+func parseMethod(s string) lvs.Method {
+	switch s {
+	case "nat":
+		return lvs.NAT
+	case "tun":
+		return lvs.TUN
+	}
+	return lvs.DR
+}
+
+// service checks one [[virtual_server]]. nifs is the number of
+// [[interface]] tables in the file; byName holds the valid ones; dips maps
+// the director's addresses to their keys. ok is false when the service is
+// too broken to compare with others.
+func (c *checker) service(key string, raw *rawService, nifs int, byName map[string]*Interface, dips map[netip.Addr]string) (svc Service, ok bool) {
+	ok = true
+	svc.Scheduler = defaults.Scheduler
+
+	if raw.Name != nil {
+		if s, good := c.str(key+".name", raw.Name); good {
+			if s == "" {
+				c.errorf(key+".name", "is empty; remove it or give a label")
+			}
+			svc.Name = s
+		}
+	}
+
+	if raw.Protocol == nil {
+		c.missing(key + ".protocol")
+		ok = false
+	} else if s, good := c.choice(key+".protocol", raw.Protocol, "protocol", []string{"tcp", "udp"}, ""); good {
+		svc.Proto = map[string]lvs.Proto{"tcp": lvs.TCP, "udp": lvs.UDP}[s]
+	} else {
+		ok = false
+	}
+
+	if raw.Address == nil {
+		c.missing(key + ".address")
+		ok = false
+	} else if s, good := c.str(key+".address", raw.Address); !good {
+		ok = false
+	} else if a, why := parseHost(s); why != "" {
+		c.errorf(key+".address", "%q %s", s, why)
+		ok = false
+	} else if prev, dip := dips[a]; dip {
+		c.errorf(key+".address", "%s is a director address (%s); the VIP must be an address of its own", a, prev)
+		ok = false
+	} else {
+		svc.Addr = a
+	}
+
+	if raw.Port == nil {
+		c.missing(key + ".port")
+		ok = false
+	} else if n, good := c.integer(key+".port", raw.Port, 1, 65535); good {
+		svc.Port = uint16(n)
+	} else {
+		ok = false
+	}
+
+	schedOK := true // false when the scheduler is bad: its flags cannot be judged
+	if s, good := c.str(key+".scheduler", raw.Scheduler); !good {
+		schedOK = raw.Scheduler == nil
+	} else {
+		schedOK = sched.Known(s)
+		if schedOK {
+			svc.Scheduler = s
+		} else {
+			c.errorf(key+".scheduler", "%q is not a known scheduler; valid: %s", s, strings.Join(sched.Names(), ", "))
+		}
+	}
+	if flags, keys, good := c.strList(key+".scheduler_flags", raw.SchedulerFlags); good || len(flags) > 0 {
+		seen := make(map[string]bool)
+		for i, f := range flags {
+			owner, known := schedFlags[f]
+			switch {
+			case !known:
+				c.errorf(keys[i], "%q is not a scheduler flag; valid: sh-fallback, sh-port (with sh), mh-fallback, mh-port (with mh)", f)
+			case schedOK && owner != svc.Scheduler:
+				c.errorf(keys[i], "%q applies to scheduler %s only, and this service uses %s", f, owner, svc.Scheduler)
+			case seen[f]:
+				c.errorf(keys[i], "%q is given twice", f)
+			default:
+				seen[f] = true
+				svc.SchedFlags = append(svc.SchedFlags, f)
+			}
+		}
+	}
+
+	// The service's method is the default of its real servers; methodKey
+	// is the key to blame for a method that a real server inherits.
+	method, methodSet := defaults.Method, false
+	if s, good := c.choice(key+".method", raw.Method, "forwarding method", []string{"nat", "dr", "tun"}, methodHelp); good {
+		method, methodSet = parseMethod(s), true
+	}
+
+	var ifc *Interface
+	switch s, good := c.str(key+".interface", raw.Interface); {
+	case good:
+		if ifc = byName[s]; ifc == nil {
+			var names []string
+			for n := range byName {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			defined := ""
+			if len(names) > 0 {
+				defined = "; defined: " + strings.Join(names, ", ")
+			}
+			c.errorf(key+".interface", "%q is not the name of an [[interface]]%s", s, defined)
+		}
+	case raw.Interface != nil: // reported
+	case nifs == 1:
+		for _, i := range byName {
+			ifc = i
+		}
+	case nifs > 1:
+		c.errorf(key+".interface", "required key is missing: there is more than one [[interface]]")
+	}
+	if ifc != nil {
+		svc.Interface = ifc.Name
+	}
+
+	reals := make(map[netip.AddrPort]string)
+	for i := range raw.RealServer {
+		rkey := fmt.Sprintf("%s.real_server[%d]", key, i)
+		r, good := c.real(rkey, &raw.RealServer[i], &svc, key, method, methodSet, ifc, dips)
+		if !good {
+			continue
+		}
+		// A zero port is the default from a bad service port: nothing to
+		// compare.
+		if ap := netip.AddrPortFrom(r.Addr, r.Port); r.Port != 0 {
+			if prev, dup := reals[ap]; dup {
+				c.errorf(rkey, "%s is already defined by %s", ap, prev)
+				continue
+			}
+			reals[ap] = rkey
+		}
+		svc.Reals = append(svc.Reals, r)
+	}
+	return svc, ok
+}
+
+// parseHost parses a host address without prefix length or zone, returning
+// the reason when s is not one, to follow s in a message.
+func parseHost(s string) (netip.Addr, string) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil && strings.Contains(s, "/"):
+		return a, "is not an address: write it without prefix length"
+	case err != nil:
+		return a, "is not an IP address, such as \"198.18.1.100\" or \"2001:2::100\""
+	case a.Zone() != "":
+		return a, "has a zone; write the address without it"
+	}
+	return a, badUnicast(a)
+}
+
+// real checks one real server of svc (whose Addr and Port are zero when
+// bad). skey is the service's key; method is the service's method, given
+// explicitly when methodSet; ifc is the service's interface, nil when
+// unknown.
+func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, method lvs.Method, methodSet bool, ifc *Interface, dips map[netip.Addr]string) (r Real, ok bool) {
+	ok = true
+	r.Weight = defaults.Weight
+
+	if raw.Address == nil {
+		c.missing(key + ".address")
+		ok = false
+	} else if s, good := c.str(key+".address", raw.Address); !good {
+		ok = false
+	} else if a, why := parseHost(s); why != "" {
+		c.errorf(key+".address", "%q %s", s, why)
+		ok = false
+	} else if prev, dip := dips[a]; dip {
+		c.errorf(key+".address", "%s is a director address (%s), not a real server", a, prev)
+		ok = false
+	} else if a == svc.Addr {
+		c.errorf(key+".address", "%s is the VIP of this service", a)
+		ok = false
+	} else {
+		r.Addr = a
+	}
+
+	r.Method = method
+	methodKey := skey + ".method" // where the method comes from
+	if s, good := c.choice(key+".method", raw.Method, "forwarding method", []string{"nat", "dr", "tun"}, methodHelp); good {
+		r.Method, methodKey = parseMethod(s), key+".method"
+	} else if raw.Method != nil {
+		ok = false
+	}
+	how := r.Method.String()
+	if methodKey == skey+".method" && !methodSet {
+		how += " (the default method)"
+	}
+
+	r.Port = svc.Port
+	if n, good := c.integer(key+".port", raw.Port, 1, 65535); good {
+		r.Port = uint16(n)
+		if r.Method != lvs.NAT && svc.Port != 0 && r.Port != svc.Port {
+			c.errorf(key+".port", "%d: port mapping (virtual port %d) is not possible with method %s; remove port or use nat", n, svc.Port, how)
+			ok = false
+		}
+	} else if raw.Port != nil {
+		ok = false
+	}
+
+	if n, good := c.integer(key+".weight", raw.Weight, 0, maxWeight); good {
+		r.Weight = int32(n)
+	}
+	upper, upperOK := c.integer(key+".upper_threshold", raw.UpperThreshold, 0, maxThresh)
+	lower, lowerOK := c.integer(key+".lower_threshold", raw.LowerThreshold, 0, maxThresh)
+	r.UpperThreshold, r.LowerThreshold = int32(upper), int32(lower)
+	if upperOK && lowerOK && upper > 0 && lower > upper {
+		c.errorf(key+".lower_threshold", "%d is above upper_threshold %d", lower, upper)
+	}
+
+	if ifc != nil && ifc.Type == TUN && r.Method == lvs.DR {
+		c.errorf(methodKey, "%s needs an L2 link, but interface %s is type tun; use nat or tun", how, ifc.Name)
+		ok = false
+	}
+	if r.Addr.IsValid() && svc.Addr.IsValid() && r.Addr.Is4() != svc.Addr.Is4() {
+		if r.Method == lvs.TUN {
+			c.errorf(key+".address", "%s is %s but the VIP %s is %s: tunnelling across address families is not supported yet", r.Addr, family(r.Addr), svc.Addr, family(svc.Addr))
+		} else {
+			c.errorf(key+".address", "%s is %s but the VIP %s is %s; method %s needs one family", r.Addr, family(r.Addr), svc.Addr, family(svc.Addr), how)
+		}
+		ok = false
+	}
+	return r, ok
+}

@@ -1,0 +1,181 @@
+package sched
+
+import (
+	"sync"
+
+	"github.com/lvsd/lvsd/lvs"
+)
+
+// weightedRoundRobin is ip_vs_wrr. It walks the list in passes: a pass takes
+// every destination whose weight is at least the current weight cw; after each
+// pass cw drops by di, the gcd of the weights, from mw down to at most di, and
+// then starts again at mw. With weights 4, 3, 2 (A, B, C) that gives A A B A B
+// C A B C, repeating.
+//
+// mw is the maximum weight less (di - 1), so that the last pass is for weight
+// 1 and still finds a destination whose weight fell below di while the cycle
+// ran; this is the kernel's guard for weights changed in parallel.
+//
+// The kernel recomputes di and mw when a destination is added, deleted or
+// edited. Here weights are atomics changed in place and there is no callback,
+// so the scheduler keeps the effective weight it last saw of each destination
+// and compares it with the current one whenever the walk visits that
+// destination: a difference replays the kernel's update (position back to
+// the list head, new di and mw, cw clamped) before the walk goes on. A change
+// is therefore seen within one walk of the list, without a per-call scan;
+// where the kernel applies it at once, calls until the walk reaches the
+// changed destination still follow the old cycle.
+// The effective weight of an unavailable destination is 0, which stands for
+// the kernel's removal of it from the list.
+type weightedRoundRobin struct {
+	dests []*lvs.Dest // immutable
+
+	mu sync.Mutex
+	// seen[i] is the effective weight of dests[i] that di and mw were
+	// computed from. Guarded by mu.
+	seen []int32
+	// pos is the index of the destination chosen last, or -1 for the list
+	// head. Guarded by mu.
+	pos int
+	// cw is the current weight, mw the maximum weight less (di - 1), and di
+	// the gcd of the positive weights (1 when there are none). Guarded by mu.
+	cw, mw, di int32
+}
+
+var _ Scheduler = (*weightedRoundRobin)(nil)
+
+func newWeightedRoundRobin(dests []*lvs.Dest, _ *config) (Scheduler, error) {
+	s := &weightedRoundRobin{dests: dests, seen: make([]int32, len(dests)), pos: -1}
+	s.recompute()
+	s.cw = s.mw
+	return s, nil
+}
+
+// effectiveWeight is d's weight as wrr counts it: 0 while d is unavailable.
+func effectiveWeight(d *lvs.Dest) int32 {
+	if !d.Available.Load() {
+		return 0
+	}
+	return max(d.Weight.Load(), 0)
+}
+
+// recompute samples every weight into seen and derives di and mw from them.
+//
+// Preconditions: s.mu is held, or s is not yet shared.
+func (s *weightedRoundRobin) recompute() {
+	var g, maxw int32
+	for i, d := range s.dests {
+		w := effectiveWeight(d)
+		s.seen[i] = w
+		if w > 0 {
+			g = gcd(g, w)
+			maxw = max(maxw, w)
+		}
+	}
+	if g == 0 {
+		g = 1
+	}
+	s.di = g
+	s.mw = maxw - (g - 1)
+}
+
+// changed is the kernel's update on a changed destination: restart from the
+// head with new di and mw, keeping cw where it is valid for them.
+//
+// Preconditions: s.mu is held.
+func (s *weightedRoundRobin) changed() {
+	s.pos = -1
+	s.recompute()
+	switch {
+	case s.cw > s.mw || s.cw == 0:
+		s.cw = s.mw
+	case s.di > 1:
+		s.cw = (s.cw/s.di)*s.di + 1
+	}
+}
+
+// stale reports whether any weight differs from seen.
+//
+// Preconditions: s.mu is held.
+func (s *weightedRoundRobin) stale() bool {
+	for i, d := range s.dests {
+		if effectiveWeight(d) != s.seen[i] {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *weightedRoundRobin) Schedule(*lvs.Tuple) *lvs.Dest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		d, stale := s.next()
+		if !stale {
+			return d
+		}
+		s.changed()
+	}
+}
+
+// next runs one kernel walk. It returns stale true, having chosen nothing,
+// when it meets a destination whose weight differs from seen.
+//
+// Preconditions: s.mu is held.
+func (s *weightedRoundRobin) next() (d *lvs.Dest, stale bool) {
+	if s.mw == 0 {
+		// No positive weight when last computed; the walk would not visit
+		// anything, so look for a raised weight here.
+		return nil, s.stale()
+	}
+	const none = -2 // matches no index and not the head
+	n := len(s.dests)
+	last, stop := s.pos, none
+	lastPass, restarted := false, false
+	i := s.pos
+	for {
+		for i++; i < n; i++ {
+			d := s.dests[i]
+			w := effectiveWeight(d)
+			if w != s.seen[i] {
+				return nil, true
+			}
+			if !d.Overloaded.Load() && w >= s.cw {
+				s.pos = i
+				return d, false
+			}
+			if i == stop {
+				// Every destination was checked for weight >= 1.
+				s.pos = i
+				return nil, false
+			}
+		}
+		i = -1 // at the head; the next pass starts with the first
+		s.cw -= s.di
+		if s.cw <= 0 {
+			s.cw = s.mw
+			// Stop when the pass for weight >= 1 has covered everything:
+			// either it ran after a restart from the head, or the walk
+			// started at the head and so covered the whole list already.
+			if lastPass || last == -1 {
+				s.pos = -1
+				return nil, false
+			}
+			restarted = true
+		}
+		lastPass = s.cw <= s.di
+		if lastPass && restarted && last != -1 {
+			// The first partial pass went from last to the end only; the
+			// final one needs to run up to last.
+			stop = last
+		}
+	}
+}
+
+// gcd returns the greatest common divisor of a and b (b > 0; gcd(0, b) = b).
+func gcd(a, b int32) int32 {
+	for a != 0 {
+		a, b = b%a, a
+	}
+	return b
+}
