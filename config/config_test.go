@@ -346,7 +346,7 @@ func TestParseErrors(t *testing.T) {
 			),
 			want: []string{
 				`t.toml:5: virtual_server[0].protocol: "sctp" is not a protocol; valid: tcp, udp`,
-				`t.toml:8: virtual_server[0].scheduler: "wrrr" is not a known scheduler; valid: rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos, maglev`,
+				`t.toml:8: virtual_server[0].scheduler: "wrrr" is not a known scheduler; valid: dh, fo, lblc, lblcr, lc, maglev, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr`,
 				`t.toml:9: virtual_server[0].method: "masq" is not a forwarding method; valid: nat (ipvsadm -m), dr (-g), tun (-i)`,
 				`t.toml:10: virtual_server[0].interface: "lvttap1" is not the name of an [[interface]]; defined: lvttap0`,
 				`t.toml:13: virtual_server[0].real_server[0].method: "gate" is not a forwarding method; valid: nat (ipvsadm -m), dr (-g), tun (-i)`,
