@@ -84,18 +84,21 @@ func (p *Packet) Frame() []byte { return p.Buf[p.Off : p.Off+p.Len] }
 type DropReason uint8
 
 const (
-	DropNone            DropReason = iota
-	DropTruncated                  // shorter than the headers it claims
-	DropBadIPHeader                // bad version, IHL or total length
-	DropBadIPChecksum              // IPv4 header checksum wrong
-	DropBadL4Header                // bad TCP data offset, UDP length, ...
-	DropFragment                   // non-first fragment of a flow lvsd cannot place
-	DropNoDest                     // no usable real server for a new connection
-	DropNoNeighbor                 // real server's MAC not yet resolved (resolution under way)
-	DropTableFull                  // connection table at its limit
-	DropBadVNetHdr                 // virtio-net header inconsistent with the frame
-	DropTTLExceeded                // TTL/hop limit would reach zero
-	DropUnsupported                // forwarding method or GSO type not supported for this frame
+	DropNone          DropReason = iota
+	DropTruncated                // shorter than the headers it claims
+	DropBadIPHeader              // bad version, IHL or total length
+	DropBadIPChecksum            // IPv4 header checksum wrong
+	DropBadL4Header              // bad TCP data offset, UDP length, ...
+	DropFragment                 // non-first fragment of a flow lvsd cannot place
+	DropNoDest                   // no usable real server for a new connection
+	DropNoNeighbor               // real server's MAC not yet resolved (resolution under way)
+	DropTableFull                // connection table at its limit
+	DropBadVNetHdr               // virtio-net header inconsistent with the frame
+	DropTTLExceeded              // TTL/hop limit would reach zero
+	DropUnsupported              // forwarding method or GSO type not supported for this frame
+	DropOtherHost                // unicast frame for another MAC (a TAP on a bridge sees flooded traffic)
+	DropNoConn                   // TCP segment other than SYN to a virtual service, without a connection
+	DropNoConnRST                // RST to a virtual service without a connection (normal after expiry)
 	NumDropReasons
 )
 
@@ -112,6 +115,9 @@ var dropNames = [NumDropReasons]string{
 	DropBadVNetHdr:    "bad-vnet-hdr",
 	DropTTLExceeded:   "ttl-exceeded",
 	DropUnsupported:   "unsupported",
+	DropOtherHost:     "other-host",
+	DropNoConn:        "no-conn",
+	DropNoConnRST:     "no-conn-rst",
 }
 
 func (r DropReason) String() string {
@@ -136,10 +142,21 @@ type Service struct {
 	Dests []*lvs.Dest
 	Sched sched.Scheduler
 	Stats lvs.Stats
+
+	// TunSrc is the source address of the outer IPv4 header that TUN-mode
+	// destinations of this service receive: the director's address (DIP)
+	// toward the real servers, as IPVS takes the source of its route to the
+	// real server. It must be an IPv4 address when any destination uses
+	// lvs.TUN; packets of TUN connections are dropped (DropUnsupported)
+	// otherwise. Unused by NAT and DR.
+	TunSrc lvs.Addr
 }
 
 // Config is an immutable snapshot of the forwarding configuration. A reload
 // builds a new one and publishes it with Forwarder.SetConfig.
+//
+// After SetConfig the snapshot, its map and its services must not be modified
+// (their atomic counters and destinations' atomics excepted).
 type Config struct {
 	Services map[ServiceKey]*Service
 }

@@ -2,14 +2,36 @@
 // parse an inbound frame, find or create its connection, rewrite it in place
 // for NAT, DR or TUN forwarding, and return a verdict.
 //
-// It performs no I/O and owns no goroutines. The caller (package stack) owns
-// every buffer: a Packet's Buf belongs to the reader that filled it and is
-// valid only for the duration of Process; Process never retains it. A
-// Transmit verdict means the frame, rewritten in place inside Buf[Off:Off+Len]
-// (Off may move back into the headroom for encapsulation), must be written to
-// the same link before the buffer is reused.
+// It performs no I/O and owns no goroutines. Each reader goroutine of the
+// link gets its own Worker (Forwarder.NewWorker) and calls Worker.Process for
+// every frame; a Worker keeps its counters and scratch space to itself, and
+// Forwarder.Counters sums them.
+//
+// The caller (package stack) owns every buffer: a Packet's Buf belongs to the
+// reader that filled it and is valid only for the duration of Process;
+// Process never retains it. A Transmit verdict means the frame, rewritten in
+// place inside Buf[Off:Off+Len] (Off may move back into the headroom for
+// encapsulation, see TunnelHeadroom), must be written to the same link, with
+// Packet.VNet, before the buffer is reused. A ToStack verdict leaves the frame
+// and its virtio header untouched.
 //
 // Configuration is read through an atomic pointer to an immutable Config
-// snapshot that a reload replaces whole; Process takes no lock and allocates
-// nothing for packets of established connections.
+// snapshot that a reload replaces whole. For packets of known connections
+// Process takes one connection-table shard read lock and allocates nothing;
+// the first packet of a connection allocates its table entry.
+//
+// What goes where:
+//   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP, IPv6
+//     with extension headers, and TCP/UDP not addressed to a virtual service:
+//     to the netstack.
+//   - Unicast frames for another MAC, malformed headers, TCP segments other
+//     than SYN without a connection, later fragments to a VIP: dropped and
+//     counted by DropReason.
+//   - Packets of virtual services and NAT replies: forwarded.
+//
+// Not implemented yet (the frames are dropped and counted, see each
+// function): ICMP errors (port unreachable for no destination, time
+// exceeded, fragmentation needed), ICMP errors about connections (IPVS
+// un-NATs them), reassembly of fragments, segmentation of GSO frames for TUN,
+// IPv6 outer headers for TUN, SCTP.
 package forward

@@ -1,0 +1,48 @@
+# lvsd: a userspace Linux Virtual Server.  `make help` lists the targets.
+
+GO      ?= go
+BIN     ?= bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+PKGS    := ./...
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/lvsd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
+
+test: fmt-check vet ## run every test: unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+unit: ## run the tests that need no privileges (labs skip)
+	$(GO) test -race -count=1 -short $(PKGS)
+
+integration: ## run only the namespace lab tests (root)
+	$(GO) test -count=1 -v -timeout 20m ./e2e/
+
+bench: ## run the Go benchmarks of the packet path, connection table and schedulers
+	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./sched/
+
+fuzz: ## fuzz every parser for 30 s each
+	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+demo: ## build lvsd, start a namespace lab with three real servers, balance HTTP in NAT mode, tear down (root)
+	$(GO) run ./internal/lab/demo
+
+clean-lab: ## remove namespaces left by an interrupted lab (names lvt-<pid>-*)
+	@for ns in $$(ip netns list 2>/dev/null | awk '{print $$1}' | grep '^lvt-'); do ip netns del $$ns && echo "removed $$ns"; done
+
+clean: ## remove build output
+	rm -rf $(BIN)
+
+.PHONY: help build test unit integration bench fuzz vet fmt-check demo clean-lab clean

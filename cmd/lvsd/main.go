@@ -1,0 +1,124 @@
+// Command lvsd is a userspace Linux Virtual Server.
+//
+//	lvsd run   -c lvsd.toml   attach to the configured devices and balance
+//	lvsd check -c lvsd.toml   validate a configuration and exit
+//
+// Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lvsd/lvsd/config"
+	"github.com/lvsd/lvsd/director"
+)
+
+// version is set by the linker (-X main.version=...).
+var version = "dev"
+
+const usage = `usage: lvsd <command> [flags]
+
+commands:
+  run     -c FILE   run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
+  check   -c FILE   validate FILE and exit
+  version           print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("lvsd "+cmd, flag.ContinueOnError)
+	path := fs.String("c", "/etc/lvsd/lvsd.toml", "configuration file")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	switch cmd {
+	case "run", "check":
+	case "version":
+		fmt.Println("lvsd", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "lvsd: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(os.Stderr, "lvsd: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lvsd: %v\n", err)
+		return 2
+	}
+	if cmd == "check" {
+		fmt.Printf("%s: ok (%d interfaces, %d virtual servers)\n", *path, len(cfg.Interfaces), len(cfg.Services))
+		return 0
+	}
+
+	d, err := director.New(cfg, director.Options{Logger: log})
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			reload(d, *path, log)
+		}
+	}()
+	log.Info("lvsd running", "version", version, "config", *path)
+	if err := d.Run(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	log.Info("lvsd stopped")
+	return 0
+}
+
+// reload applies the file again; a bad file keeps the running configuration.
+func reload(d *director.Director, path string, log *slog.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("reload rejected; keeping the running configuration", "err", err)
+		return
+	}
+	if err := d.Reload(cfg); err != nil {
+		if errors.Is(err, director.ErrRestartNeeded) {
+			log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
+			return
+		}
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	log.Info("reloaded", "config", path)
+}

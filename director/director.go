@@ -1,0 +1,333 @@
+// Package director is lvsd's control plane: it turns a validated
+// configuration into running parts (devices, netstack NICs, forwarders,
+// schedulers, the connection table) and applies reloads.
+//
+// It never touches packets. The only state it shares with the packet path
+// is published atomically: a forward.Config snapshot per interface, the
+// destinations' atomic weights, and the neighbour slots that package stack
+// keeps current. A reload builds new snapshots and swaps them whole;
+// destinations that survive a reload are the same objects, so connections
+// bound to them keep their counters.
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/lvsd/lvsd/config"
+	"github.com/lvsd/lvsd/conntrack"
+	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
+	"github.com/lvsd/lvsd/stack"
+)
+
+// Options configure a Director.
+type Options struct {
+	Logger *slog.Logger
+	// Devices, when set, replaces opening TAP/TUN devices: it returns the
+	// device queues for an interface. Tests use it with stack.MemDevice.
+	Devices func(config.Interface) ([]stack.Device, error)
+}
+
+// Director runs one lvsd instance.
+type Director struct {
+	log   *slog.Logger
+	opts  Options
+	st    *stack.Stack
+	table *conntrack.Table
+
+	mu sync.Mutex
+	// cfg is the configuration in force. Guarded by mu.
+	cfg *config.Config
+	// ifaces are the running interfaces by name. The map is fixed after New;
+	// each iface's vips are guarded by mu.
+	ifaces map[string]*iface
+	// dests holds every destination in force, so that a reload reuses them.
+	// Guarded by mu.
+	dests map[destKey]*lvs.Dest
+}
+
+type iface struct {
+	cfg  config.Interface
+	nic  stack.NICID
+	link *stack.Link
+	fw   *forward.Forwarder
+	vips map[netip.Addr]bool
+}
+
+type destKey struct {
+	svc    forward.ServiceKey
+	addr   netip.Addr
+	port   uint16
+	method lvs.Method
+}
+
+// New opens the configured devices, builds the netstack and the forwarders,
+// and applies the virtual services. Nothing runs until Run.
+func New(cfg *config.Config, opts Options) (*Director, error) {
+	d := &Director{
+		log:    opts.Logger,
+		opts:   opts,
+		ifaces: make(map[string]*iface),
+		dests:  make(map[destKey]*lvs.Dest),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.st = stack.New(stack.Options{Logger: d.log})
+	d.table = conntrack.New(conntrack.Options{
+		TCPTimeout:    cfg.Timeouts.TCP,
+		TCPFinTimeout: cfg.Timeouts.TCPFin,
+		UDPTimeout:    cfg.Timeouts.UDP,
+	})
+	ok := false
+	defer func() {
+		if !ok {
+			d.st.Close()
+		}
+	}()
+	for _, ic := range cfg.Interfaces {
+		if err := d.addInterface(ic); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.apply(cfg); err != nil {
+		return nil, err
+	}
+	ok = true
+	return d, nil
+}
+
+func (d *Director) addInterface(ic config.Interface) error {
+	devs, err := d.openDevices(ic)
+	if err != nil {
+		return err
+	}
+	ethernet := ic.Type == config.TAP
+	lt := forward.IP
+	if ethernet {
+		lt = forward.Ethernet
+	}
+	fw := forward.New(forward.Options{
+		Link:   lt,
+		MAC:    lvs.MAC(ic.MAC),
+		MTU:    ic.MTU,
+		Table:  d.table,
+		Logger: d.log.With("interface", ic.Name),
+	})
+	link := stack.NewLink(stack.LinkOptions{
+		Devices:      devs,
+		Ethernet:     ethernet,
+		VNetHdr:      ic.Offload && d.opts.Devices == nil,
+		MTU:          uint32(ic.MTU),
+		MAC:          ic.MAC,
+		NewProcessor: func() stack.Processor { return fw.NewWorker() },
+		Logger:       d.log.With("interface", ic.Name),
+	})
+	routes := make([]stack.Route, 0, len(ic.Routes))
+	for _, r := range ic.Routes {
+		routes = append(routes, stack.Route{Destination: r.Destination, Gateway: r.Gateway})
+	}
+	nic, err := d.st.AddNIC(stack.NICOptions{
+		Name: ic.Name, Link: link, Ethernet: ethernet, Addresses: ic.Addresses, Routes: routes,
+	})
+	if err != nil {
+		link.Close()
+		return fmt.Errorf("interface %q: %w", ic.Name, err)
+	}
+	d.ifaces[ic.Name] = &iface{cfg: ic, nic: nic, link: link, fw: fw, vips: make(map[netip.Addr]bool)}
+	d.log.Info("interface attached", "interface", ic.Name, "type", ic.Type.String(),
+		"queues", len(devs), "offload", ic.Offload, "addresses", fmt.Sprint(ic.Addresses))
+	return nil
+}
+
+func (d *Director) openDevices(ic config.Interface) ([]stack.Device, error) {
+	if d.opts.Devices != nil {
+		return d.opts.Devices(ic)
+	}
+	tuns, err := stack.OpenTun(stack.DeviceOptions{
+		Name: ic.Name, TAP: ic.Type == config.TAP, VNetHdr: ic.Offload, Queues: ic.Queues, MAC: ic.MAC,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", ic.Name, err)
+	}
+	// The device must be up before the netstack sends its first ARP request,
+	// or the neighbour entry fails at once.
+	if err := stack.SetLinkUp(ic.Name, ic.MTU); err != nil {
+		up, uerr := stack.LinkIsUp(ic.Name)
+		if uerr != nil || !up {
+			for _, t := range tuns {
+				t.Close()
+			}
+			return nil, fmt.Errorf("interface %q is down and lvsd cannot bring it up (run `ip link set %s up` as root): %w", ic.Name, ic.Name, err)
+		}
+		d.log.Debug("interface already up; not changing it", "interface", ic.Name, "err", err)
+	}
+	devs := make([]stack.Device, len(tuns))
+	for i, t := range tuns {
+		devs[i] = t
+	}
+	return devs, nil
+}
+
+// Run keeps the director's background work going (neighbour resolution,
+// connection expiry) until ctx ends, then closes everything and waits for
+// every goroutine it started.
+func (d *Director) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { d.st.Run(ctx) })
+	wg.Go(func() { d.table.Run(ctx) })
+	<-ctx.Done()
+	wg.Wait()
+	d.st.Close()
+	return nil
+}
+
+// Close releases the devices of a Director that was never Run.
+func (d *Director) Close() { d.st.Close() }
+
+// ErrRestartNeeded is returned by Reload when the new configuration changes
+// interfaces, which only a restart applies; the virtual services of the new
+// configuration were applied anyway.
+var ErrRestartNeeded = errors.New("interface changes need a restart")
+
+// Reload applies a new validated configuration: virtual services, real
+// servers, weights and timeouts. Established connections keep their real
+// server. On error the running configuration stays in force.
+func (d *Director) Reload(cfg *config.Config) error {
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	if !slices.EqualFunc(old.Interfaces, cfg.Interfaces, sameInterface) {
+		// Apply the services that fit the running interfaces only.
+		for _, s := range cfg.Services {
+			if _, ok := d.ifaces[s.Interface]; !ok {
+				return fmt.Errorf("reload: virtual server %s uses interface %q which is not running: %w", s.Addr, s.Interface, ErrRestartNeeded)
+			}
+		}
+		if err := d.apply(cfg); err != nil {
+			return err
+		}
+		return ErrRestartNeeded
+	}
+	return d.apply(cfg)
+}
+
+func sameInterface(a, b config.Interface) bool {
+	return a.Name == b.Name && a.Type == b.Type && a.MTU == b.MTU && a.MAC == b.MAC &&
+		a.Queues == b.Queues && a.Offload == b.Offload && a.Create == b.Create &&
+		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Routes, b.Routes)
+}
+
+// apply builds and publishes one snapshot per interface.
+func (d *Director) apply(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	snaps := make(map[string]*forward.Config, len(d.ifaces))
+	for name := range d.ifaces {
+		snaps[name] = &forward.Config{Services: make(map[forward.ServiceKey]*forward.Service)}
+	}
+	wantVIPs := make(map[string]map[netip.Addr]bool)
+	dests := make(map[destKey]*lvs.Dest)
+	// Weight and threshold changes of surviving destinations are applied
+	// only once the whole configuration has been built, so that a failed
+	// reload changes nothing.
+	var updates []func()
+	for _, sc := range cfg.Services {
+		ifc := d.ifaces[sc.Interface]
+		if ifc == nil {
+			return fmt.Errorf("virtual server %s: interface %q is not running", sc.Addr, sc.Interface)
+		}
+		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg)}
+		for _, rc := range sc.Reals {
+			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}
+			dst := d.dests[dk]
+			if dst == nil {
+				dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
+				dst.Neigh = d.st.Neighbor(ifc.nic, rc.Addr)
+			}
+			updates = append(updates, func() {
+				dst.Weight.Store(rc.Weight)
+				dst.UpperThreshold.Store(rc.UpperThreshold)
+				dst.LowerThreshold.Store(rc.LowerThreshold)
+			})
+			dests[dk] = dst
+			svc.Dests = append(svc.Dests, dst)
+		}
+		s, err := sched.New(sc.Scheduler, svc.Dests, sched.Options{Flags: sc.SchedFlags})
+		if err != nil {
+			return fmt.Errorf("virtual server %s: %w", sc.Addr, err)
+		}
+		svc.Sched = s
+		snaps[sc.Interface].Services[key] = svc
+		if wantVIPs[sc.Interface] == nil {
+			wantVIPs[sc.Interface] = make(map[netip.Addr]bool)
+		}
+		wantVIPs[sc.Interface][sc.Addr] = true
+	}
+	// VIPs first, so that ARP for a new VIP is answered when its snapshot
+	// goes live; stale VIPs after.
+	for name, ifc := range d.ifaces {
+		for vip := range wantVIPs[name] {
+			if ifc.vips[vip] {
+				continue
+			}
+			if err := d.st.AddVIP(ifc.nic, vip); err != nil {
+				return fmt.Errorf("interface %q: %w", name, err)
+			}
+			ifc.vips[vip] = true
+		}
+	}
+	for _, u := range updates {
+		u()
+	}
+	for name, ifc := range d.ifaces {
+		ifc.fw.SetConfig(snaps[name])
+		for vip := range ifc.vips {
+			if !wantVIPs[name][vip] {
+				if err := d.st.RemoveVIP(ifc.nic, vip); err != nil {
+					d.log.Warn("remove vip failed", "interface", name, "vip", vip, "err", err)
+				}
+				delete(ifc.vips, vip)
+			}
+		}
+	}
+	d.dests = dests
+	d.cfg = cfg
+	d.table.SetTimeouts(cfg.Timeouts.TCP, cfg.Timeouts.TCPFin, cfg.Timeouts.UDP)
+	d.log.Info("configuration applied", "file", cfg.File, "virtual_servers", len(cfg.Services), "real_servers", len(dests))
+	return nil
+}
+
+// tunnelSource returns the outer source address of IPIP packets sent from an
+// interface: its first IPv4 DIP (zero when it has none).
+func tunnelSource(ic config.Interface) lvs.Addr {
+	for _, p := range ic.Addresses {
+		if p.Addr().Is4() {
+			return lvs.AddrFromNetip(p.Addr())
+		}
+	}
+	return lvs.Addr{}
+}
+
+// Forwarder returns the forwarder of an interface, for counters.
+func (d *Director) Forwarder(name string) *forward.Forwarder {
+	if ifc := d.ifaces[name]; ifc != nil {
+		return ifc.fw
+	}
+	return nil
+}
+
+// Table returns the connection table.
+func (d *Director) Table() *conntrack.Table { return d.table }
+
+// Stack returns the director's netstack.
+func (d *Director) Stack() *stack.Stack { return d.st }

@@ -1,0 +1,226 @@
+package forward
+
+import (
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lvsd/lvsd/conntrack"
+	"github.com/lvsd/lvsd/lvs"
+)
+
+// Options configure a Forwarder. Defaults:
+//
+//	Link    Ethernet
+//	MAC     none (required on Ethernet links)
+//	Table   none (required)
+//	MTU     DefaultMTU (1500)
+//	Logger  none: drops are counted, not logged
+type Options struct {
+	// Link is the framing of the link the frames come from and go back to.
+	Link LinkType
+	// MAC is the director's own MAC address on an Ethernet link: unicast
+	// frames to any other MAC are dropped (DropOtherHost) and forwarded
+	// frames leave with it as their source.
+	MAC lvs.MAC
+	// Table is the connection table; the caller runs its expiry (Table.Run).
+	Table *conntrack.Table
+	// MTU is the link's MTU: the largest IP packet (Ethernet header excluded)
+	// it carries. Only TUN encapsulation, which grows packets, checks it.
+	MTU int
+	// Logger receives rate-limited reports of unusual drops (no real server,
+	// table full, neighbour unknown, unsupported, bad virtio header).
+	Logger *slog.Logger
+}
+
+// DefaultMTU is the default Options.MTU.
+const DefaultMTU = 1500
+
+// TunnelHeadroom is the headroom (Packet.Off) that TUN forwarding needs in
+// front of a frame for its outer IPv4 header. Frames with less headroom are
+// dropped (DropUnsupported) when they must be encapsulated.
+const TunnelHeadroom = 20
+
+// logInterval is the least time between two drop reports.
+const logInterval = time.Second
+
+// neverLogged is Forwarder.lastLog before the first report.
+const neverLogged = math.MinInt64
+
+// Forwarder is the data plane of one link. Packets are processed by Workers,
+// one per reader goroutine; the Forwarder holds what they share: options,
+// the configuration snapshot and the list of workers for Counters.
+type Forwarder struct {
+	link  LinkType
+	mac   lvs.MAC
+	table *conntrack.Table
+	mtu   int
+	log   *slog.Logger
+
+	snap    atomic.Pointer[snapshot]
+	lastLog atomic.Int64 // table clock time of the last drop report; neverLogged before
+
+	mu sync.Mutex
+	// workers are every Worker created, for Counters. Guarded by mu.
+	workers []*Worker
+}
+
+// snapshot is a published Config with the indexes Process needs.
+type snapshot struct {
+	services map[ServiceKey]*Service
+	// vips holds the address of every service, to place fragments.
+	vips map[lvs.Addr]struct{}
+}
+
+func (s *snapshot) isVIP(a lvs.Addr) bool {
+	_, ok := s.vips[a]
+	return ok
+}
+
+// New returns a Forwarder with an empty configuration: until SetConfig, every
+// IP packet goes to the netstack. It panics if opts.Table is nil.
+func New(opts Options) *Forwarder {
+	if opts.Table == nil {
+		panic("forward.New: Options.Table is nil")
+	}
+	f := &Forwarder{
+		link:  opts.Link,
+		mac:   opts.MAC,
+		table: opts.Table,
+		mtu:   opts.MTU,
+		log:   opts.Logger,
+	}
+	if f.mtu <= 0 {
+		f.mtu = DefaultMTU
+	}
+	f.lastLog.Store(neverLogged)
+	f.SetConfig(nil)
+	return f
+}
+
+// SetConfig publishes a configuration snapshot; packets processed after it
+// returns see it. c must not be modified afterwards (see Config). A nil c
+// removes every service. Connections already in the table keep their real
+// server, as in IPVS.
+func (f *Forwarder) SetConfig(c *Config) {
+	s := &snapshot{vips: make(map[lvs.Addr]struct{})}
+	if c != nil {
+		s.services = c.Services
+		for k := range c.Services {
+			s.vips[k.Addr] = struct{}{}
+		}
+	}
+	f.snap.Store(s)
+}
+
+// NewWorker returns a Worker for one reader goroutine. Workers are never
+// released: the Forwarder keeps them to sum their counters, so create one
+// per reader, not per batch.
+func (f *Forwarder) NewWorker() *Worker {
+	w := &Worker{f: f, ipID: uint16(rand.Uint32())}
+	f.mu.Lock()
+	f.workers = append(f.workers, w)
+	f.mu.Unlock()
+	return w
+}
+
+// Counters is a snapshot of a Forwarder's packet counters.
+type Counters struct {
+	// Drops counts dropped frames by reason.
+	Drops [NumDropReasons]uint64
+	// ForwardedIn counts frames forwarded from clients to real servers (NAT,
+	// DR and TUN); ForwardedOut counts NAT replies forwarded to clients.
+	ForwardedIn, ForwardedOut uint64
+	// ToStack counts frames handed to the netstack.
+	ToStack uint64
+	// NewConns counts connections created in the table.
+	NewConns uint64
+}
+
+// Dropped returns the total of Drops.
+func (c *Counters) Dropped() uint64 {
+	var n uint64
+	for _, d := range c.Drops {
+		n += d
+	}
+	return n
+}
+
+// Counters sums the counters of every Worker. It may run concurrently with
+// Process.
+func (f *Forwarder) Counters() Counters {
+	f.mu.Lock()
+	ws := f.workers
+	f.mu.Unlock()
+	var c Counters
+	for _, w := range ws {
+		for i := range c.Drops {
+			c.Drops[i] += w.c.drops[i].Load()
+		}
+		c.ForwardedIn += w.c.fwdIn.Load()
+		c.ForwardedOut += w.c.fwdOut.Load()
+		c.ToStack += w.c.toStack.Load()
+		c.NewConns += w.c.newConns.Load()
+	}
+	return c
+}
+
+// counter is a counter written by one goroutine and read by any: increments
+// are a plain load and store, without a locked instruction.
+type counter struct{ v atomic.Uint64 }
+
+func (c *counter) inc()         { c.v.Store(c.v.Load() + 1) }
+func (c *counter) Load() uint64 { return c.v.Load() }
+
+type workerCounters struct {
+	drops                            [NumDropReasons]counter
+	fwdIn, fwdOut, toStack, newConns counter
+}
+
+// Worker processes the frames of one reader goroutine. It is not safe for
+// concurrent use; every reader has its own, so that its counters and scratch
+// space stay in its CPU's cache.
+type Worker struct {
+	f *Forwarder
+	// pk is the parse of the frame being processed, reused by every call.
+	pk parsed
+	// ipID is the next identification of an outer IPv4 header (TUN).
+	ipID uint16
+	c    workerCounters
+
+	// Keeps the next allocation's hot fields out of c's last cache line.
+	_ [64]byte
+}
+
+func (w *Worker) drop(r DropReason) Verdict {
+	w.c.drops[r].inc()
+	return Drop
+}
+
+// dropLog counts a drop that an operator should hear about, and reports it
+// at most once per logInterval for the whole Forwarder.
+func (w *Worker) dropLog(r DropReason) Verdict {
+	w.c.drops[r].inc()
+	if w.f.log != nil {
+		w.f.logDrop(r, &w.pk.t)
+	}
+	return Drop
+}
+
+func (f *Forwarder) logDrop(r DropReason, t *lvs.Tuple) {
+	now := f.table.Now()
+	last := f.lastLog.Load()
+	if last != neverLogged && now-last < int64(logInterval) || !f.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	f.log.Warn("dropping packets", "reason", r.String(), "flow", t.String(),
+		"rate_limit", logInterval.String())
+}
+
+func (w *Worker) toStack() Verdict {
+	w.c.toStack.inc()
+	return ToStack
+}

@@ -1,0 +1,378 @@
+package forward
+
+import (
+	"encoding/binary"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/lvsd/lvsd/conntrack"
+	"github.com/lvsd/lvsd/lvs"
+)
+
+// parsed is what Process learns about a frame. One lives in each Worker and
+// is overwritten by every call. Offsets are from the start of the frame.
+// Every field is valid once parse has returned cont.
+type parsed struct {
+	t      lvs.Tuple
+	l3, l4 int     // offsets of the IP and TCP/UDP headers
+	ipEnd  int     // end of the IP packet: Ethernet padding lies beyond
+	v6     bool    // IPv6 (else IPv4)
+	frag   bool    // a first fragment (more follow): the L4 length spans several frames
+	flags  uint8   // TCP flags; zero for UDP
+	srcMAC lvs.MAC // source MAC; zero on IP links
+}
+
+// cont is parse's verdict for "a TCP or UDP packet, go on".
+const cont Verdict = 255
+
+// Process decides what to do with the frame p.Buf[p.Off:p.Off+p.Len], which
+// starts with an Ethernet header or an IP header as Options.Link says, and,
+// for a Transmit verdict, rewrites it in place for the link: p.Off, p.Len and
+// p.VNet then describe the frame to write. For Drop the reason is counted;
+// for ToStack the frame is unmodified.
+//
+// p.Buf stays the caller's: Process never retains it nor p. For packets of
+// known connections Process takes only one connection-table shard read lock
+// and allocates nothing; a new connection allocates its table entry.
+func (w *Worker) Process(p *Packet) Verdict {
+	if p.Off < 0 || p.Len < 0 || p.Off > len(p.Buf) || p.Len > len(p.Buf)-p.Off {
+		return w.drop(DropTruncated)
+	}
+	b := p.Buf[p.Off : p.Off+p.Len]
+	s := w.f.snap.Load()
+	switch v, r := w.parse(b, s); v {
+	case Drop:
+		return w.drop(r)
+	case ToStack:
+		return w.toStack()
+	}
+
+	pk := &w.pk
+	tab := w.f.table
+	now := tab.Now()
+	e, reply := tab.Lookup(&pk.t)
+	if e == nil {
+		var (
+			v Verdict
+			r DropReason
+		)
+		if e, v, r = w.newConn(s, now); e == nil {
+			if v == ToStack {
+				return w.toStack()
+			}
+			if r == DropNoConn || r == DropNoConnRST {
+				return w.drop(r)
+			}
+			return w.dropLog(r)
+		}
+	} else {
+		tab.Update(e, pk.flags, !reply, now)
+	}
+
+	var r DropReason
+	switch {
+	case reply:
+		r = w.natOut(p, b, e)
+	case e.Method == lvs.NAT:
+		r = w.natIn(p, b, e)
+	case e.Method == lvs.DR:
+		r = w.dr(p, b, e)
+	case e.Method == lvs.TUN:
+		r = w.tunnel(p, b, e, s)
+	default:
+		r = DropUnsupported
+	}
+	if r != DropNone {
+		if r == DropTTLExceeded {
+			return w.drop(r)
+		}
+		return w.dropLog(r)
+	}
+	if reply {
+		w.c.fwdOut.inc()
+	} else {
+		w.c.fwdIn.inc()
+	}
+	return Transmit
+}
+
+// parse validates the frame's headers up to TCP or UDP and fills w.pk. It
+// returns cont, or Drop with a reason, or ToStack.
+func (w *Worker) parse(b []byte, s *snapshot) (Verdict, DropReason) {
+	pk := &w.pk
+	l3 := 0
+	var version uint8
+	if w.f.link == Ethernet {
+		if len(b) < header.EthernetMinimumSize {
+			return Drop, DropTruncated
+		}
+		// Unicast to another MAC: a TAP on a bridge sees flooded frames for
+		// other hosts, which must never be forwarded.
+		if b[0]&1 == 0 && lvs.MAC(b[0:6]) != w.f.mac {
+			return Drop, DropOtherHost
+		}
+		if b[0]&1 != 0 {
+			// Broadcast and multicast frames are never forwarded: IPVS
+			// handles only packets addressed to the host (PACKET_HOST).
+			return ToStack, DropNone
+		}
+		pk.srcMAC = lvs.MAC(b[6:12])
+		switch binary.BigEndian.Uint16(b[12:14]) {
+		case uint16(header.IPv4ProtocolNumber):
+			version = header.IPv4Version
+		case uint16(header.IPv6ProtocolNumber):
+			version = header.IPv6Version
+		default:
+			// ARP, VLAN-tagged frames, LLDP, ...: the netstack's business.
+			return ToStack, DropNone
+		}
+		l3 = header.EthernetMinimumSize
+	} else {
+		if len(b) == 0 {
+			return Drop, DropTruncated
+		}
+		pk.srcMAC = lvs.MAC{}
+		version = b[0] >> 4
+	}
+	pk.l3 = l3
+	switch version {
+	case header.IPv4Version:
+		return w.parseIPv4(b, s)
+	case header.IPv6Version:
+		return w.parseIPv6(b)
+	}
+	return Drop, DropBadIPHeader
+}
+
+func (w *Worker) parseIPv4(b []byte, s *snapshot) (Verdict, DropReason) {
+	pk := &w.pk
+	ip := header.IPv4(b[pk.l3:])
+	if !ip.IsValid(len(ip)) {
+		switch {
+		case len(ip) < header.IPv4MinimumSize:
+			return Drop, DropTruncated
+		case header.IPVersion(ip) != header.IPv4Version,
+			ip.HeaderLength() < header.IPv4MinimumSize,
+			ip.TotalLength() < uint16(ip.HeaderLength()):
+			return Drop, DropBadIPHeader
+		}
+		return Drop, DropTruncated // total length beyond the frame
+	}
+	if !ip.IsChecksumValid() {
+		return Drop, DropBadIPChecksum
+	}
+	pk.v6 = false
+	pk.l4 = pk.l3 + int(ip.HeaderLength())
+	pk.ipEnd = pk.l3 + int(ip.TotalLength())
+	pk.t.Src = lvs.AddrFrom4(ip[12:16])
+	pk.t.Dst = lvs.AddrFrom4(ip[16:20])
+	if ip.FragmentOffset() != 0 {
+		// A later fragment has no ports: lvsd does not reassemble, so it
+		// cannot be placed on a connection (IPVS reassembles first).
+		if s.isVIP(pk.t.Dst) {
+			return Drop, DropFragment
+		}
+		return ToStack, DropNone
+	}
+	pk.frag = ip.More()
+	return w.parseL4(b, ip.Protocol())
+}
+
+// parseIPv6 handles only TCP and UDP directly after the fixed header. Any
+// extension header (hop-by-hop, routing, fragment, ...) sends the packet to
+// the netstack, so IPv6 fragments to a VIP are not forwarded.
+func (w *Worker) parseIPv6(b []byte) (Verdict, DropReason) {
+	pk := &w.pk
+	ip := header.IPv6(b[pk.l3:])
+	switch {
+	case len(ip) < header.IPv6MinimumSize:
+		return Drop, DropTruncated
+	case header.IPVersion(ip) != header.IPv6Version:
+		return Drop, DropBadIPHeader
+	case !ip.IsValid(len(ip)):
+		return Drop, DropTruncated // payload length beyond the frame
+	}
+	pk.v6 = true
+	pk.frag = false
+	pk.l4 = pk.l3 + header.IPv6MinimumSize
+	pk.ipEnd = pk.l4 + int(ip.PayloadLength())
+	pk.t.Src = lvs.AddrFrom16(ip[8:24])
+	pk.t.Dst = lvs.AddrFrom16(ip[24:40])
+	return w.parseL4(b, ip.NextHeader())
+}
+
+func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
+	pk := &w.pk
+	l4 := b[pk.l4:pk.ipEnd]
+	switch proto {
+	case uint8(header.TCPProtocolNumber):
+		if len(l4) < header.TCPMinimumSize {
+			return Drop, DropTruncated
+		}
+		tcp := header.TCP(l4)
+		if off := int(tcp.DataOffset()); off < header.TCPMinimumSize || off > len(l4) {
+			return Drop, DropBadL4Header
+		}
+		pk.t.SPort, pk.t.DPort = tcp.SourcePort(), tcp.DestinationPort()
+		pk.flags = l4[header.TCPFlagsOffset]
+	case uint8(header.UDPProtocolNumber):
+		if len(l4) < header.UDPMinimumSize {
+			return Drop, DropTruncated
+		}
+		udp := header.UDP(l4)
+		if n := int(udp.Length()); !pk.frag && (n < header.UDPMinimumSize || n > len(l4)) {
+			return Drop, DropBadL4Header
+		}
+		pk.t.SPort, pk.t.DPort = udp.SourcePort(), udp.DestinationPort()
+		pk.flags = 0
+	default:
+		// ICMP, SCTP, ...: the netstack's.
+		return ToStack, DropNone
+	}
+	pk.t.Proto = lvs.Proto(proto)
+	return cont, DropNone
+}
+
+// newConn handles a packet without a connection: a packet to a virtual
+// service creates one, anything else goes to the netstack. It returns the new
+// entry, or nil with the verdict (ToStack or Drop) and drop reason.
+func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, DropReason) {
+	pk := &w.pk
+	svc := s.services[ServiceKey{Addr: pk.t.Dst, Port: pk.t.DPort, Proto: pk.t.Proto}]
+	if svc == nil {
+		// The director's own traffic: health-check replies, its services.
+		return nil, ToStack, DropNone
+	}
+	if pk.t.Proto == lvs.TCP {
+		// As IPVS (tcp_conn_schedule without sloppy_tcp): only a SYN without
+		// RST opens a connection. IPVS would pass the others to the local
+		// stack; lvsd drops them.
+		if pk.flags&conntrack.FlagRST != 0 {
+			return nil, Drop, DropNoConnRST
+		}
+		if pk.flags&conntrack.FlagSYN == 0 {
+			return nil, Drop, DropNoConn
+		}
+	}
+	if svc.Sched == nil {
+		return nil, Drop, DropNoDest
+	}
+	// IPVS answers "no destination" with an ICMP port unreachable
+	// (ip_vs_leave); lvsd only drops for now.
+	d := svc.Sched.Schedule(&pk.t)
+	if d == nil {
+		return nil, Drop, DropNoDest
+	}
+	if r := w.canForward(d, svc); r != DropNone {
+		return nil, Drop, r
+	}
+	e, created, err := w.f.table.Insert(&pk.t, d, &svc.Stats, pk.srcMAC, now)
+	if err != nil {
+		return nil, Drop, DropTableFull
+	}
+	if created {
+		d.Stats.Conns.Add(1)
+		svc.Stats.Conns.Add(1)
+		w.c.newConns.inc()
+	}
+	w.f.table.Update(e, pk.flags, true, now)
+	return e, Transmit, DropNone
+}
+
+// canForward checks, before a connection is created, that packets of w.pk can
+// be forwarded to d at all.
+func (w *Worker) canForward(d *lvs.Dest, svc *Service) DropReason {
+	switch d.Method {
+	case lvs.NAT:
+		if isV4(&d.Addr) == w.pk.v6 {
+			return DropUnsupported // NAT does not translate between families
+		}
+	case lvs.DR:
+		if w.f.link != Ethernet {
+			return DropUnsupported // DR changes only MACs: impossible without them
+		}
+	case lvs.TUN:
+		if !isV4(&d.Addr) || !isV4(&svc.TunSrc) {
+			return DropUnsupported // IPv4 outer header only
+		}
+	default:
+		return DropUnsupported
+	}
+	return DropNone
+}
+
+// isV4 reports whether a holds an IPv4-mapped address.
+func isV4(a *lvs.Addr) bool {
+	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.LittleEndian.Uint32(a[8:12]) == 0xffff0000
+}
+
+// checkVNet reports whether the virtio-net header h is consistent with the
+// parsed packet, for a frame about to be rewritten and transmitted with it:
+// a partial checksum must start at the L4 header and point at its checksum
+// field, and a GSO type must match the protocols.
+func (w *Worker) checkVNet(h *VNetHdr) bool {
+	pk := &w.pk
+	partial := h.Flags&VirtioNetHdrFNeedsCsum != 0
+	if partial {
+		off := uint16(header.TCPChecksumOffset)
+		if pk.t.Proto == lvs.UDP {
+			off = udpChecksumOffset
+		}
+		if int(h.CsumStart) != pk.l4 || h.CsumOffset != off {
+			return false
+		}
+	}
+	gso := h.GSOType &^ VirtioNetHdrGSOECN
+	if gso == VirtioNetHdrGSONone {
+		return h.GSOType == VirtioNetHdrGSONone
+	}
+	if !partial || h.GSOSize == 0 {
+		return false
+	}
+	switch gso {
+	case VirtioNetHdrGSOTCPv4:
+		return pk.t.Proto == lvs.TCP && !pk.v6
+	case VirtioNetHdrGSOTCPv6:
+		return pk.t.Proto == lvs.TCP && pk.v6
+	case VirtioNetHdrGSOUDP, VirtioNetHdrGSOUDPL4:
+		return pk.t.Proto == lvs.UDP
+	}
+	return false
+}
+
+// neighbor returns the MAC address that frames to d are sent to.
+func neighbor(d *lvs.Dest) (lvs.MAC, bool) {
+	if d.Neigh == nil {
+		return lvs.MAC{}, false
+	}
+	return d.Neigh.Load()
+}
+
+// setMACs writes the Ethernet destination and source addresses of frame b.
+func setMACs(b []byte, dst, src *lvs.MAC) {
+	copy(b[0:6], dst[:])
+	copy(b[6:12], src[:])
+}
+
+// countIn and countOut add one packet of n IP bytes to the connection's
+// destination and service counters.
+func countIn(e *conntrack.Entry, n int) {
+	e.Dest.Stats.InPkts.Add(1)
+	e.Dest.Stats.InBytes.Add(uint64(n))
+	if e.Svc != nil {
+		e.Svc.InPkts.Add(1)
+		e.Svc.InBytes.Add(uint64(n))
+	}
+}
+
+func countOut(e *conntrack.Entry, n int) {
+	e.Dest.Stats.OutPkts.Add(1)
+	e.Dest.Stats.OutBytes.Add(uint64(n))
+	if e.Svc != nil {
+		e.Svc.OutPkts.Add(1)
+		e.Svc.OutBytes.Add(uint64(n))
+	}
+}
+
+// udpChecksumOffset is the offset of the UDP checksum field.
+const udpChecksumOffset = 6

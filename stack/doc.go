@@ -1,0 +1,21 @@
+// Package stack attaches lvsd to its packet devices and owns the director's
+// host stack.
+//
+// It is the only package that imports gVisor's stack and link packages. It
+// opens TAP and TUN devices on /dev/net/tun (with the virtio-net header and
+// checksum/TSO offload), runs one reader goroutine per device queue in its
+// own link endpoint (Link), hands every inbound frame to the fast path
+// (package forward) and delivers what the fast path does not take to a
+// gVisor netstack. The netstack holds the director's addresses (DIPs and
+// VIPs), answers ARP, NDP and ICMP echo, resolves neighbours, and dials
+// health checks. Netstack errors (tcpip.Error) become Go errors here, once.
+//
+// Buffers: each reader owns one buffer for its whole life; a frame is valid
+// only while the fast path processes it. Frames for the netstack are copied
+// into a PacketBuffer that the netstack owns; the reader releases its
+// reference after delivery.
+//
+// Goroutines: a Link's readers start when the netstack attaches the Link and
+// stop when the Link is closed; Stack.Run stops with its context; Close
+// waits for all of them.
+package stack

@@ -1,0 +1,450 @@
+package stack
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/lvsd/lvsd/forward"
+)
+
+// Device is one queue of a packet device: a TAP or TUN queue (TunDevice) or
+// an in-memory device (MemDevice). Read returns one frame per call, Write
+// takes one frame per call; with a virtio-net header both start with it.
+// Close must wake a goroutine blocked in Read, which then returns an error.
+type Device interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	Close() error
+}
+
+// Processor is the fast path that sees every inbound frame before the
+// netstack: package forward's Worker. Each reader goroutine has its own.
+type Processor interface {
+	Process(p *forward.Packet) forward.Verdict
+}
+
+// Headroom is the space a reader leaves in front of each frame, so that the
+// fast path can prepend an encapsulation header (IPIP: Ethernet plus 20 or
+// 40 bytes) without copying; the virtio-net header, when present, is read
+// into the last VNetHdrLen bytes of it.
+const Headroom = 128
+
+// maxFrame bounds one frame: a GSO super-frame is at most 64 KiB of IP
+// packet, plus the Ethernet header.
+const maxFrame = 65535 + header.EthernetMinimumSize
+
+// LinkOptions configure a Link.
+type LinkOptions struct {
+	// Devices are the queues of the device; one reader goroutine each. The
+	// Link owns them and closes them in Close.
+	Devices []Device
+	// Ethernet is true for a TAP (frames start with an Ethernet header) and
+	// false for a TUN (frames are IP packets).
+	Ethernet bool
+	// VNetHdr is true when every frame carries a virtio-net header.
+	VNetHdr bool
+	// MTU is the IP MTU of the link.
+	MTU uint32
+	// MAC is the director's own MAC on an Ethernet link.
+	MAC [6]byte
+	// NewProcessor makes the fast path of one reader. Nil: every frame goes
+	// to the netstack.
+	NewProcessor func() Processor
+	// Logger receives rate-limited read and write errors.
+	Logger *slog.Logger
+}
+
+// Link is lvsd's own stack.LinkEndpoint over a packet device. Its readers
+// hand every inbound frame to the fast path first, write back what the fast
+// path forwards, and copy the rest into the netstack.
+//
+// Ownership: each reader owns one buffer, reused for every frame; a frame is
+// valid only while the reader processes it. A frame for the netstack is
+// copied into a new PacketBuffer, delivered, and released.
+type Link struct {
+	opts LinkOptions
+	vh   int // bytes of virtio-net header per frame: 0 or forward.VNetHdrLen
+	log  *slog.Logger
+
+	mu sync.Mutex
+	// dispatcher is the netstack's entry point; guarded by mu for writes and
+	// read through disp on the packet path.
+	dispatcher stack.NetworkDispatcher
+	started    bool // guarded by mu
+	closed     bool // guarded by mu
+
+	disp atomic.Pointer[dispatcherBox]
+	mtu  atomic.Uint32
+	wg   sync.WaitGroup
+
+	stats LinkStats
+	lastLog atomic.Int64
+}
+
+type dispatcherBox struct{ d stack.NetworkDispatcher }
+
+// LinkStats are a link's I/O counters.
+type LinkStats struct {
+	RxFrames, RxErrors   atomic.Uint64
+	TxFrames, TxErrors   atomic.Uint64 // frames forwarded by the fast path
+	StackIn, StackOut    atomic.Uint64 // frames to and from the netstack
+	StackDropped         atomic.Uint64 // frames the netstack could not take
+}
+
+var _ stack.LinkEndpoint = (*Link)(nil)
+
+// NewLink returns a Link over the devices. Readers start when the netstack
+// attaches it (CreateNIC).
+func NewLink(opts LinkOptions) *Link {
+	l := &Link{opts: opts, log: opts.Logger}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.VNetHdr {
+		l.vh = forward.VNetHdrLen
+	}
+	l.mtu.Store(opts.MTU)
+	return l
+}
+
+// Stats returns the link's counters.
+func (l *Link) Stats() *LinkStats { return &l.stats }
+
+// MTU implements stack.LinkEndpoint.
+func (l *Link) MTU() uint32 { return l.mtu.Load() }
+
+// SetMTU implements stack.LinkEndpoint.
+func (l *Link) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (l *Link) MaxHeaderLength() uint16 {
+	if l.opts.Ethernet {
+		return header.EthernetMinimumSize
+	}
+	return 0
+}
+
+// LinkAddress implements stack.LinkEndpoint.
+func (l *Link) LinkAddress() tcpip.LinkAddress {
+	if !l.opts.Ethernet {
+		return ""
+	}
+	return tcpip.LinkAddress(l.opts.MAC[:])
+}
+
+// SetLinkAddress implements stack.LinkEndpoint. The MAC is fixed by
+// configuration; the netstack never changes it.
+func (l *Link) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint.
+func (l *Link) Capabilities() stack.LinkEndpointCapabilities {
+	if l.opts.Ethernet {
+		return stack.CapabilityResolutionRequired
+	}
+	return 0
+}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (l *Link) ARPHardwareType() header.ARPHardwareType {
+	if l.opts.Ethernet {
+		return header.ARPHardwareEther
+	}
+	return header.ARPHardwareNone
+}
+
+// AddHeader implements stack.LinkEndpoint.
+func (l *Link) AddHeader(pkt *stack.PacketBuffer) {
+	if !l.opts.Ethernet {
+		return
+	}
+	src := pkt.EgressRoute.LocalLinkAddress
+	if src == "" {
+		src = l.LinkAddress()
+	}
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: src,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (l *Link) ParseHeader(pkt *stack.PacketBuffer) bool {
+	if !l.opts.Ethernet {
+		return true
+	}
+	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	return ok
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (l *Link) SetOnCloseAction(func()) {}
+
+// Attach implements stack.LinkEndpoint. The first attach starts one reader
+// per device; a nil dispatcher detaches (frames for the netstack are then
+// dropped, forwarding goes on until Close).
+func (l *Link) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dispatcher = d
+	if d == nil {
+		l.disp.Store(nil)
+		return
+	}
+	l.disp.Store(&dispatcherBox{d})
+	if l.started || l.closed {
+		return
+	}
+	l.started = true
+	for _, dev := range l.opts.Devices {
+		l.wg.Add(1)
+		go l.reader(dev)
+	}
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (l *Link) IsAttached() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint: it waits for the readers to stop.
+func (l *Link) Wait() { l.wg.Wait() }
+
+// Close implements stack.LinkEndpoint: it closes the devices, which stops
+// the readers. Safe to call more than once.
+func (l *Link) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	for _, d := range l.opts.Devices {
+		d.Close()
+	}
+}
+
+// reader is the receive loop of one device queue. It owns buf.
+func (l *Link) reader(dev Device) {
+	defer l.wg.Done()
+	buf := make([]byte, Headroom+maxFrame)
+	var proc Processor
+	if l.opts.NewProcessor != nil {
+		proc = l.opts.NewProcessor()
+	}
+	var p forward.Packet
+	for {
+		n, err := dev.Read(buf[Headroom-l.vh:])
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			l.stats.RxErrors.Add(1)
+			l.logLimited("read failed", "err", err)
+			continue
+		}
+		if n < l.vh {
+			l.stats.RxErrors.Add(1)
+			continue
+		}
+		l.stats.RxFrames.Add(1)
+		p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh}
+		if l.vh != 0 {
+			decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
+		}
+		v := forward.ToStack
+		if proc != nil {
+			v = proc.Process(&p)
+		}
+		switch v {
+		case forward.Transmit:
+			start := p.Off - l.vh
+			if l.vh != 0 {
+				encodeVNetHdr(buf[start:p.Off], &p.VNet)
+			}
+			if _, err := dev.Write(buf[start : p.Off+p.Len]); err != nil {
+				l.stats.TxErrors.Add(1)
+				l.logLimited("write failed", "err", err)
+				continue
+			}
+			l.stats.TxFrames.Add(1)
+		case forward.ToStack:
+			l.deliver(&p)
+		}
+	}
+}
+
+// deliver copies a frame into a PacketBuffer and hands it to the netstack.
+func (l *Link) deliver(p *forward.Packet) {
+	box := l.disp.Load()
+	if box == nil {
+		l.stats.StackDropped.Add(1)
+		return
+	}
+	frame := p.Frame()
+	if p.VNet.Flags&forward.VirtioNetHdrFNeedsCsum != 0 && !completeChecksum(frame, &p.VNet) {
+		l.stats.StackDropped.Add(1)
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	defer pkt.DecRef()
+	var proto tcpip.NetworkProtocolNumber
+	if l.opts.Ethernet {
+		if !l.ParseHeader(pkt) {
+			l.stats.StackDropped.Add(1)
+			return
+		}
+		eth := header.Ethernet(pkt.LinkHeader().Slice())
+		dst := eth.DestinationAddress()
+		switch {
+		case dst == header.EthernetBroadcastAddress:
+			pkt.PktType = tcpip.PacketBroadcast
+		case header.IsMulticastEthernetAddress(dst):
+			pkt.PktType = tcpip.PacketMulticast
+		case dst == l.LinkAddress():
+			pkt.PktType = tcpip.PacketHost
+		default:
+			pkt.PktType = tcpip.PacketOtherHost
+		}
+		proto = eth.Type()
+	} else {
+		switch header.IPVersion(frame) {
+		case header.IPv4Version:
+			proto = header.IPv4ProtocolNumber
+		case header.IPv6Version:
+			proto = header.IPv6ProtocolNumber
+		default:
+			l.stats.StackDropped.Add(1)
+			return
+		}
+	}
+	l.stats.StackIn.Add(1)
+	box.d.DeliverNetworkPacket(proto, pkt)
+}
+
+// completeChecksum finishes a partial (CHECKSUM_PARTIAL) L4 checksum in
+// place, as the device would have: the field holds the pseudo-header sum,
+// and the checksum covers everything from CsumStart on.
+func completeChecksum(frame []byte, h *forward.VNetHdr) bool {
+	start, off := int(h.CsumStart), int(h.CsumOffset)
+	if start+off+2 > len(frame) {
+		return false
+	}
+	end := len(frame)
+	if ipEnd := ipEnd(frame[:start]); ipEnd > start && ipEnd < end {
+		end = ipEnd // Ethernet padding is not part of the packet
+	}
+	sum := checksum.Checksum(frame[start:end], 0)
+	binary.BigEndian.PutUint16(frame[start+off:], ^sum)
+	h.Flags &^= forward.VirtioNetHdrFNeedsCsum
+	return true
+}
+
+// ipEnd returns the offset where the IP packet inside hdrs ends, or 0 when
+// hdrs does not start with (optionally Ethernet and) an IP header.
+func ipEnd(hdrs []byte) int {
+	off := 0
+	if len(hdrs) >= header.EthernetMinimumSize {
+		switch header.Ethernet(hdrs).Type() {
+		case header.IPv4ProtocolNumber, header.IPv6ProtocolNumber:
+			off = header.EthernetMinimumSize
+		}
+	}
+	b := hdrs[off:]
+	switch header.IPVersion(b) {
+	case header.IPv4Version:
+		if len(b) >= header.IPv4MinimumSize {
+			return off + int(header.IPv4(b).TotalLength())
+		}
+	case header.IPv6Version:
+		if len(b) >= header.IPv6MinimumSize {
+			return off + header.IPv6MinimumSize + int(header.IPv6(b).PayloadLength())
+		}
+	}
+	return 0
+}
+
+// WritePackets implements stack.LinkWriter: the netstack's own packets (ARP,
+// ICMP, health checks) go out on the first queue with an empty virtio-net
+// header. This path is not the forwarding fast path and may allocate.
+func (l *Link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	if len(l.opts.Devices) == 0 {
+		return 0, &tcpip.ErrClosedForSend{}
+	}
+	dev := l.opts.Devices[0]
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		size := pkt.Size()
+		bp := writeBufs.Get().(*[]byte)
+		b := (*bp)[:l.vh+size]
+		clear(b[:l.vh])
+		off := l.vh
+		for _, s := range pkt.AsSlices() {
+			off += copy(b[off:], s)
+		}
+		_, err := dev.Write(b)
+		writeBufs.Put(bp)
+		if err != nil {
+			l.stats.TxErrors.Add(1)
+			if isClosed(err) {
+				return n, &tcpip.ErrClosedForSend{}
+			}
+			l.logLimited("write failed", "err", err)
+			continue
+		}
+		l.stats.StackOut.Add(1)
+		n++
+	}
+	return n, nil
+}
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, forward.VNetHdrLen+maxFrame); return &b }}
+
+func decodeVNetHdr(h *forward.VNetHdr, b []byte) {
+	h.Flags = b[0]
+	h.GSOType = b[1]
+	h.HdrLen = binary.LittleEndian.Uint16(b[2:])
+	h.GSOSize = binary.LittleEndian.Uint16(b[4:])
+	h.CsumStart = binary.LittleEndian.Uint16(b[6:])
+	h.CsumOffset = binary.LittleEndian.Uint16(b[8:])
+}
+
+func encodeVNetHdr(b []byte, h *forward.VNetHdr) {
+	b[0] = h.Flags
+	b[1] = h.GSOType
+	binary.LittleEndian.PutUint16(b[2:], h.HdrLen)
+	binary.LittleEndian.PutUint16(b[4:], h.GSOSize)
+	binary.LittleEndian.PutUint16(b[6:], h.CsumStart)
+	binary.LittleEndian.PutUint16(b[8:], h.CsumOffset)
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, errMemClosed)
+}
+
+// logLimited logs at most one I/O error per second per link: a device that
+// fails fails for every packet.
+func (l *Link) logLimited(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := l.lastLog.Load()
+	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.Warn(msg, args...)
+}

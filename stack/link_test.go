@@ -1,0 +1,210 @@
+package stack
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/lvsd/lvsd/forward"
+)
+
+var (
+	dirMAC    = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 1}
+	clientMAC = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 2}
+	dirIP     = net.IP{192, 0, 2, 1}
+	clientIP  = net.IP{192, 0, 2, 10}
+)
+
+// newTestStack returns a netstack with one Ethernet NIC over a MemDevice
+// holding 192.0.2.1/24, and no fast path.
+func newTestStack(t *testing.T, proc func() Processor) *MemDevice {
+	t.Helper()
+	dev := NewMemDevice(64)
+	st := New(Options{})
+	link := NewLink(LinkOptions{
+		Devices: []Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC), NewProcessor: proc,
+	})
+	if _, err := st.AddNIC(NICOptions{
+		Name: "lvt0", Link: link, Ethernet: true,
+		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return dev
+}
+
+func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func arpRequest(t *testing.T, target net.IP) []byte {
+	return serialize(t,
+		&layers.Ethernet{SrcMAC: clientMAC, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
+		&layers.ARP{
+			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPRequest, SourceHwAddress: clientMAC, SourceProtAddress: clientIP,
+			DstHwAddress: make(net.HardwareAddr, 6), DstProtAddress: target,
+		})
+}
+
+// next returns the next frame the director wrote that decodes to a packet
+// with layer lt, skipping others (the netstack may send its own probes).
+func next(t *testing.T, dev *MemDevice, lt gopacket.LayerType) gopacket.Packet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		b, err := dev.Next(ctx)
+		if err != nil {
+			t.Fatalf("no %v frame from the director: %v", lt, err)
+		}
+		p := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
+		if p.Layer(lt) != nil {
+			return p
+		}
+	}
+}
+
+func TestLinkAnswersARPAndPing(t *testing.T) {
+	dev := newTestStack(t, nil)
+
+	dev.Inject(arpRequest(t, dirIP))
+	p := next(t, dev, layers.LayerTypeARP)
+	arp := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	got := struct {
+		Op      uint16
+		SrcHW   string
+		SrcProt string
+		DstProt string
+	}{arp.Operation, net.HardwareAddr(arp.SourceHwAddress).String(), net.IP(arp.SourceProtAddress).String(), net.IP(arp.DstProtAddress).String()}
+	want := struct {
+		Op      uint16
+		SrcHW   string
+		SrcProt string
+		DstProt string
+	}{layers.ARPReply, dirMAC.String(), "192.0.2.1", "192.0.2.10"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ARP reply (-want +got):\n%s", diff)
+	}
+
+	dev.Inject(serialize(t,
+		&layers.Ethernet{SrcMAC: clientMAC, DstMAC: dirMAC, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: clientIP, DstIP: dirIP},
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1},
+		gopacket.Payload("ping"),
+	))
+	p = next(t, dev, layers.LayerTypeICMPv4)
+	icmp := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if icmp.TypeCode.Type() != layers.ICMPv4TypeEchoReply || icmp.Id != 7 || icmp.Seq != 1 ||
+		!ip.DstIP.Equal(clientIP) || eth.DstMAC.String() != clientMAC.String() {
+		t.Errorf("echo reply: got %v", p)
+	}
+}
+
+// countingProc takes every IPv4 frame (transmits it back unchanged) and
+// passes the rest to the stack, to show the fast path sees frames first.
+type countingProc struct{ n *int }
+
+func (c countingProc) Process(p *forward.Packet) forward.Verdict {
+	f := p.Frame()
+	if len(f) > 14 && f[12] == 0x08 && f[13] == 0x00 {
+		*c.n++
+		return forward.Transmit
+	}
+	return forward.ToStack
+}
+
+func TestLinkFastPathFirst(t *testing.T) {
+	var n int
+	dev := newTestStack(t, func() Processor { return countingProc{&n} })
+	frame := serialize(t,
+		&layers.Ethernet{SrcMAC: clientMAC, DstMAC: dirMAC, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: clientIP, DstIP: dirIP},
+		withNetwork(&layers.UDP{SrcPort: 1000, DstPort: 2000}, clientIP, dirIP),
+		gopacket.Payload("x"),
+	)
+	dev.Inject(frame)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := dev.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(frame, got); diff != "" {
+		t.Errorf("transmitted frame (-want +got):\n%s", diff)
+	}
+	if n != 1 {
+		t.Errorf("fast path saw %d frames, want 1", n)
+	}
+}
+
+func TestCompleteChecksum(t *testing.T) {
+	// A UDP packet with a full checksum is the reference; the partial form
+	// holds only the pseudo-header sum, as the kernel hands it over.
+	full := serialize(t,
+		&layers.Ethernet{SrcMAC: clientMAC, DstMAC: dirMAC, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: clientIP, DstIP: dirIP},
+		withNetwork(&layers.UDP{SrcPort: 1000, DstPort: 2000}, clientIP, dirIP),
+		gopacket.Payload("hello, partial checksum"),
+	)
+	partial := append([]byte(nil), full...)
+	const start, off = 14 + 20, 6
+	// Pseudo-header sum: addresses, protocol, UDP length.
+	udpLen := len(full) - start
+	ph := []byte{192, 0, 2, 10, 192, 0, 2, 1, 0, 17, byte(udpLen >> 8), byte(udpLen)}
+	sum := uint32(0)
+	for i := 0; i < len(ph); i += 2 {
+		sum += uint32(ph[i])<<8 | uint32(ph[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	partial[start+off], partial[start+off+1] = byte(sum>>8), byte(sum)
+	h := forward.VNetHdr{Flags: forward.VirtioNetHdrFNeedsCsum, CsumStart: start, CsumOffset: off}
+	if !completeChecksum(partial, &h) {
+		t.Fatal("completeChecksum failed")
+	}
+	if diff := cmp.Diff(full, partial); diff != "" {
+		t.Errorf("completed checksum differs from the reference (-want +got):\n%s", diff)
+	}
+	if h.Flags&forward.VirtioNetHdrFNeedsCsum != 0 {
+		t.Error("NEEDS_CSUM still set")
+	}
+	short := partial[:start+4]
+	if completeChecksum(short, &forward.VNetHdr{Flags: 1, CsumStart: start, CsumOffset: off}) {
+		t.Error("completeChecksum accepted a frame shorter than its checksum field")
+	}
+}
+
+func withNetwork(u *layers.UDP, src, dst net.IP) *layers.UDP {
+	u.SetNetworkLayerForChecksum(&layers.IPv4{SrcIP: src, DstIP: dst, Protocol: layers.IPProtocolUDP})
+	return u
+}
+
+func TestVNetHdrRoundTrip(t *testing.T) {
+	want := forward.VNetHdr{Flags: 1, GSOType: 4, HdrLen: 66, GSOSize: 1448, CsumStart: 54, CsumOffset: 16}
+	var b [forward.VNetHdrLen]byte
+	encodeVNetHdr(b[:], &want)
+	var got forward.VNetHdr
+	decodeVNetHdr(&got, b[:])
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if b[6] != 54 || b[7] != 0 {
+		t.Errorf("csum_start not little-endian: % x", b)
+	}
+}
