@@ -39,8 +39,11 @@ fmt-check: ## fail if gofmt would change a file
 demo: ## build lvsd, start a namespace lab with three real servers, balance HTTP in NAT mode, tear down (root)
 	$(GO) run ./internal/lab/demo
 
-clean-lab: ## remove namespaces left by an interrupted lab (names lvt-<pid>-*)
-	@for ns in $$(ip netns list 2>/dev/null | awk '{print $$1}' | grep '^lvt-'); do ip netns del $$ns && echo "removed $$ns"; done
+clean-lab: ## remove namespaces left by an interrupted lab whose process is gone (names lvt-<pid>-*)
+	@for ns in $$(ip netns list 2>/dev/null | awk '{print $$1}' | grep -E '^lvt-[0-9]+-'); do \
+		pid=$$(echo $$ns | cut -d- -f2); \
+		if ! kill -0 $$pid 2>/dev/null; then ip netns del $$ns && echo "removed $$ns"; fi; \
+	done
 
 clean: ## remove build output
 	rm -rf $(BIN)

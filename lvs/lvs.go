@@ -188,9 +188,9 @@ type Dest struct {
 
 // Stats are the cumulative counters of a destination or a service.
 type Stats struct {
-	Conns              atomic.Uint64
-	InPkts, OutPkts    atomic.Uint64
-	InBytes, OutBytes  atomic.Uint64
+	Conns             atomic.Uint64
+	InPkts, OutPkts   atomic.Uint64
+	InBytes, OutBytes atomic.Uint64
 }
 
 // NewDest returns an available destination with the given weight.

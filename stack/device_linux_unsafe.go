@@ -23,4 +23,3 @@ func setTxFilter(fd int, mac [6]byte) error {
 	}
 	return nil
 }
-

@@ -89,7 +89,7 @@ type Link struct {
 	mtu  atomic.Uint32
 	wg   sync.WaitGroup
 
-	stats LinkStats
+	stats   LinkStats
 	lastLog atomic.Int64
 }
 
@@ -97,10 +97,10 @@ type dispatcherBox struct{ d stack.NetworkDispatcher }
 
 // LinkStats are a link's I/O counters.
 type LinkStats struct {
-	RxFrames, RxErrors   atomic.Uint64
-	TxFrames, TxErrors   atomic.Uint64 // frames forwarded by the fast path
-	StackIn, StackOut    atomic.Uint64 // frames to and from the netstack
-	StackDropped         atomic.Uint64 // frames the netstack could not take
+	RxFrames, RxErrors atomic.Uint64
+	TxFrames, TxErrors atomic.Uint64 // frames forwarded by the fast path
+	StackIn, StackOut  atomic.Uint64 // frames to and from the netstack
+	StackDropped       atomic.Uint64 // frames the netstack could not take
 }
 
 var _ stack.LinkEndpoint = (*Link)(nil)

@@ -49,7 +49,7 @@ type Stack struct {
 	// Guarded by mu.
 	neigh map[neighKey]*lvs.Neighbor
 	// nics holds the NICs created so far. Guarded by mu.
-	nics map[NICID]*nicInfo
+	nics    map[NICID]*nicInfo
 	nextNIC NICID
 }
 

@@ -1,0 +1,24 @@
+//go:build !linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+)
+
+var errNotLinux = errors.New("network namespaces need Linux")
+
+// Do needs Linux; elsewhere it returns an error.
+func Do(ns NS, fn func() error) error { return errNotLinux }
+
+// DialContext needs Linux; elsewhere its function returns an error.
+func DialContext(ns NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(context.Context, string, string) (net.Conn, error) { return nil, errNotLinux }
+}
+
+func mknodTun(path string) error { return errNotLinux }
+
+func backgroundAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
