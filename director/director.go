@@ -33,6 +33,8 @@ type Options struct {
 	// Devices, when set, replaces opening TAP/TUN devices: it returns the
 	// device queues for an interface. Tests use it with stack.MemDevice.
 	Devices func(config.Interface) ([]stack.Device, error)
+	// Version is reported by Status.
+	Version string
 }
 
 // Director runs one lvsd instance.
@@ -51,6 +53,8 @@ type Director struct {
 	// dests holds every destination in force, so that a reload reuses them.
 	// Guarded by mu.
 	dests map[destKey]*lvs.Dest
+	// services are the services in force by key, for Status. Guarded by mu.
+	services map[forward.ServiceKey]*forward.Service
 }
 
 type iface struct {
@@ -236,6 +240,7 @@ func (d *Director) apply(cfg *config.Config) error {
 	}
 	wantVIPs := make(map[string]map[netip.Addr]bool)
 	dests := make(map[destKey]*lvs.Dest)
+	services := make(map[forward.ServiceKey]*forward.Service)
 	// Weight and threshold changes of surviving destinations are applied
 	// only once the whole configuration has been built, so that a failed
 	// reload changes nothing.
@@ -267,6 +272,7 @@ func (d *Director) apply(cfg *config.Config) error {
 			return fmt.Errorf("virtual server %s: %w", sc.Addr, err)
 		}
 		svc.Sched = s
+		services[key] = svc
 		snaps[sc.Interface].Services[key] = svc
 		if wantVIPs[sc.Interface] == nil {
 			wantVIPs[sc.Interface] = make(map[netip.Addr]bool)
@@ -301,6 +307,7 @@ func (d *Director) apply(cfg *config.Config) error {
 		}
 	}
 	d.dests = dests
+	d.services = services
 	d.cfg = cfg
 	d.table.SetTimeouts(cfg.Timeouts.TCP, cfg.Timeouts.TCPFin, cfg.Timeouts.UDP)
 	d.log.Info("configuration applied", "file", cfg.File, "virtual_servers", len(cfg.Services), "real_servers", len(dests))

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -62,6 +63,44 @@ func TestNATWRR(t *testing.T) {
 	servers := tp.StartHTTP(bin, 8080)
 	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)
 	checkWRR(t, tp, bin, servers, 300)
+	checkStatus(t, tp, bin, 300)
+}
+
+// checkStatus checks what lvsd reports on its control socket after n
+// requests (plus the readiness probe's connection): per-real connection
+// counts in 3:2:1 and `lvsd list` in ipvsadm's layout.
+func checkStatus(t *testing.T, tp *lab.Topology, bin lab.Binaries, n int) {
+	t.Helper()
+	st := tp.Status()
+	if len(st.Services) != 1 || len(st.Services[0].Reals) != 3 {
+		t.Fatalf("status: want 1 service with 3 reals, got %+v", st.Services)
+	}
+	svc := st.Services[0]
+	var sum uint64
+	for i, r := range svc.Reals {
+		want := uint64(n * (3 - i) / 6)
+		// The readiness probe adds at most one connection to one server.
+		if r.Stats.Conns < want || r.Stats.Conns > want+1 {
+			t.Errorf("real %s: %d connections, want %d (or one more)", r.Address, r.Stats.Conns, want)
+		}
+		if r.Stats.InPkts == 0 || r.Stats.OutPkts == 0 {
+			t.Errorf("real %s: in %d out %d packets, want both > 0 in NAT mode", r.Address, r.Stats.InPkts, r.Stats.OutPkts)
+		}
+		sum += r.Stats.Conns
+	}
+	if svc.Stats.Conns != sum {
+		t.Errorf("service counts %d connections, its reals %d", svc.Stats.Conns, sum)
+	}
+	out, err := exec.Command(bin.Lvsd, "list", "-control", tp.Control).CombinedOutput()
+	if err != nil {
+		t.Fatalf("lvsd list: %v\n%s", err, out)
+	}
+	t.Logf("lvsd list:\n%s", out)
+	for _, want := range []string{"TCP  198.18.1.100:80 wrr\n", "  -> 198.18.2.11:8080", "Masq    3 "} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("lvsd list lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestNATUDPEcho(t *testing.T) {

@@ -2,21 +2,26 @@
 //
 //	lvsd run   -c lvsd.toml   attach to the configured devices and balance
 //	lvsd check -c lvsd.toml   validate a configuration and exit
+//	lvsd list                 show virtual services as ipvsadm -Ln does
 //
 // Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/lvsd/lvsd/config"
+	"github.com/lvsd/lvsd/control"
 	"github.com/lvsd/lvsd/director"
 )
 
@@ -26,10 +31,17 @@ var version = "dev"
 const usage = `usage: lvsd <command> [flags]
 
 commands:
-  run     -c FILE   run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
-  check   -c FILE   validate FILE and exit
-  version           print the version
+  run      -c FILE   run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
+  check    -c FILE   validate FILE and exit
+  list     [-stats] [-json]   show the virtual services of a running lvsd (ipvsadm -Ln [--stats])
+  counters           show a running lvsd's fast-path counters, drops by reason
+  version            print the version
+
+run, list and counters take -control PATH, the control socket (default ` + defaultControl + `).
 `
+
+// defaultControl is where lvsd run serves its control socket.
+const defaultControl = "/run/lvsd/lvsd.sock"
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -44,7 +56,15 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("lvsd "+cmd, flag.ContinueOnError)
 	path := fs.String("c", "/etc/lvsd/lvsd.toml", "configuration file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	ctl := fs.String("control", defaultControl, "control socket (run: \"\" for none)")
 	switch cmd {
+	case "list", "counters":
+		showStats := fs.Bool("stats", false, "list: cumulative counters, as ipvsadm --stats")
+		asJSON := fs.Bool("json", false, "print the raw status as JSON")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		return show(cmd, *ctl, *showStats, *asJSON)
 	case "run", "check":
 	case "version":
 		fmt.Println("lvsd", version)
@@ -76,7 +96,7 @@ func run(args []string) int {
 		return 0
 	}
 
-	d, err := director.New(cfg, director.Options{Logger: log})
+	d, err := director.New(cfg, director.Options{Logger: log, Version: version})
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -96,6 +116,9 @@ func run(args []string) int {
 			reload(d, *path, log)
 		}
 	}()
+	if *ctl != "" {
+		go serveControl(ctx, *ctl, d, log)
+	}
 	log.Info("lvsd running", "version", version, "config", *path)
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
@@ -121,4 +144,37 @@ func reload(d *director.Director, path string, log *slog.Logger) {
 		return
 	}
 	log.Info("reloaded", "config", path)
+}
+
+// serveControl serves the control socket; without one lvsd still runs.
+func serveControl(ctx context.Context, path string, d *director.Director, log *slog.Logger) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		log.Warn("no control socket", "err", err)
+		return
+	}
+	if err := control.Serve(ctx, path, d); err != nil {
+		log.Warn("no control socket", "err", err)
+	}
+}
+
+// show prints what a running lvsd reports.
+func show(cmd, path string, stats, asJSON bool) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := control.Get(ctx, path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lvsd: %v\n", err)
+		return 1
+	}
+	switch {
+	case asJSON:
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	case cmd == "counters":
+		control.WriteCounters(os.Stdout, st)
+	default:
+		control.WriteList(os.Stdout, st, stats)
+	}
+	return 0
 }

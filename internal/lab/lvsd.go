@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lvsd/lvsd/control"
 )
 
 // LvsdOptions are the optional settings of Topology.StartLvsd.
@@ -51,7 +54,11 @@ func (tp *Topology) StartLvsd(bin Binaries, o LvsdOptions, services ...Service) 
 	n := len(l.procs)
 	l.mu.Unlock()
 	cfg := l.WriteFile(fmt.Sprintf("lvsd-%02d.toml", n), tp.Config(services...))
-	argv := append([]string{bin.Lvsd, "run", "-c", cfg}, o.Args...)
+	// Each lvsd gets a control socket of its own in the scratch directory,
+	// for `lvsd list` and Topology.Status.
+	ctl := filepath.Join(l.dir, fmt.Sprintf("lvsd-%02d.sock", n))
+	tp.Control = ctl
+	argv := append([]string{bin.Lvsd, "run", "-c", cfg, "-control", ctl}, o.Args...)
 	if o.UID != 0 {
 		argv = tp.Lab.asUser(o.UID, argv)
 	}
@@ -98,6 +105,18 @@ func (tp *Topology) StartLvsd(bin Binaries, o LvsdOptions, services ...Service) 
 	}
 	l.t.Fatalf("lab: lvsd not ready after %v: last probe: %v (its config and log follow at teardown)", time.Since(start).Round(time.Millisecond), err)
 	return nil
+}
+
+// Status queries the control socket of the lvsd started last.
+func (tp *Topology) Status() *control.Status {
+	tp.Lab.t.Helper()
+	ctx, cancel := context.WithTimeout(tp.Lab.t.Context(), 5*time.Second)
+	defer cancel()
+	st, err := control.Get(ctx, tp.Control)
+	if err != nil {
+		tp.Lab.t.Fatalf("lab: %v", err)
+	}
+	return st
 }
 
 // asUser wraps argv to run as uid (and gid uid) without supplementary

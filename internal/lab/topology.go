@@ -89,6 +89,8 @@ type Topology struct {
 	Routes []string
 	// Options are the options the lab was built with, defaults applied.
 	Options Options
+	// Control is the control socket of the lvsd started last (StartLvsd).
+	Control string
 }
 
 func (o *Options) defaults(t T) {

@@ -1,0 +1,84 @@
+package control
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+type fixed Status
+
+func (f *fixed) Status() Status { return Status(*f) }
+
+var sample = Status{
+	Version:     "test",
+	Connections: 3,
+	Services: []Service{{
+		Protocol: "tcp", Address: "192.0.2.100:80", Scheduler: "wrr",
+		Stats: Stats{Conns: 3, InPkts: 30, OutPkts: 20, InBytes: 3000, OutBytes: 9000},
+		Reals: []Real{
+			{Address: "192.0.2.21:8080", Method: "nat", Weight: 2, ActiveConn: 1, InactConn: 1, Available: true, Stats: Stats{Conns: 2}},
+			{Address: "192.0.2.22:80", Method: "dr", Weight: 1, InactConn: 1, Available: false, Stats: Stats{Conns: 1}},
+		},
+	}},
+	Interfaces: []Interface{{Name: "lvt0", ForwardedIn: 30, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}}},
+}
+
+func TestServeAndGet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lvsd.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	src := fixed(sample)
+	wg.Go(func() {
+		if err := Serve(ctx, path, &src); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	var got *Status
+	var err error
+	for range 100 {
+		if got, err = Get(ctx, path); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(sample, *got); diff != "" {
+		t.Errorf("status over the socket (-want +got):\n%s", diff)
+	}
+	// A second server on a live socket must refuse, not steal it.
+	if err := Serve(ctx, path, &src); err == nil || !strings.Contains(err.Error(), "another lvsd") {
+		t.Errorf("second Serve on a live socket: %v", err)
+	}
+}
+
+func TestWriteList(t *testing.T) {
+	var b strings.Builder
+	WriteList(&b, &sample, false)
+	want := `lvsd test (connections=3)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.100:80 wrr
+  -> 192.0.2.21:8080              Masq    2      1          1
+  -> 192.0.2.22:80                Route   1      0          1 down
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("list (-want +got):\n%s", diff)
+	}
+	b.Reset()
+	WriteCounters(&b, &sample)
+	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
+		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
+	}
+}
