@@ -206,3 +206,18 @@ func TestUnprivileged(t *testing.T) {
 	}
 	checkWRR(t, tp, bin, servers, 6)
 }
+
+// TestNATMultiQueue runs lvsd on a two-queue TAP: one reader per queue, the
+// flows spread over both by the kernel's queue selection.
+func TestNATMultiQueue(t *testing.T) {
+	lab.Skip(t)
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	tp := l.NATLab(lab.Options{Queues: 2})
+	if !strings.Contains(tp.Config(wrrHTTP), "queues = 2") {
+		t.Fatalf("config does not ask for two queues:\n%s", tp.Config(wrrHTTP))
+	}
+	servers := tp.StartHTTP(bin, 8080)
+	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)
+	checkWRR(t, tp, bin, servers, 60)
+}
