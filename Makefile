@@ -22,12 +22,13 @@ unit: ## run the tests that need no privileges (labs skip)
 integration: ## run only the namespace lab tests (root)
 	$(GO) test -count=1 -v -timeout 20m ./e2e/
 
-bench: ## run the Go benchmarks of the packet path, connection table and schedulers
-	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./sched/
+bench: ## run the Go benchmarks of the packet path, connection table, persistence templates and schedulers
+	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./persist/ ./sched/
 
 fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
 
 vet: ## go vet
 	$(GO) vet $(PKGS)

@@ -17,6 +17,10 @@ type Config struct {
 	File string
 	// Timeouts are the global connection timeouts (ipvsadm --set).
 	Timeouts Timeouts
+	// Sysctl holds IPVS's global switches (net.ipv4.vs.*) that lvsd has.
+	Sysctl Sysctl
+	// Connections bounds the connection table.
+	Connections Connections
 	// Interfaces holds at least one interface, in file order, with unique
 	// names.
 	Interfaces []Interface
@@ -29,9 +33,44 @@ type Config struct {
 // Every field is at least one second.
 type Timeouts struct {
 	TCP    time.Duration // established TCP connections
-	TCPFin time.Duration // TCP connections after a FIN
+	TCPFin time.Duration // TCP connections in FIN_WAIT
 	UDP    time.Duration // UDP flows
+
+	// TCPTimeWait and TCPClose are lvsd's extension, as Linux 2.4's
+	// timeout_timewait and timeout_close sysctls: ipvsadm --set does not
+	// reach TIME_WAIT (120 s) and CLOSE (10 s), where closed connections
+	// wait (and hold persistence templates).
+	TCPTimeWait time.Duration
+	TCPClose    time.Duration
 }
+
+// Sysctl holds IPVS's global switches, as the sysctls net.ipv4.vs.*.
+type Sysctl struct {
+	// ExpireQuiescentTemplate is expire_quiescent_template: a persistence
+	// template whose real server has weight 0 is invalidated at its next
+	// use, so that persistent clients leave a quiescent server at once.
+	ExpireQuiescentTemplate bool
+	// ExpireNodestConn is expire_nodest_conn: a client's packet on a
+	// connection whose real server was removed by a reload ends the
+	// connection at once (the packet, if a SYN, is scheduled anew), instead
+	// of dropping packets until the connection times out.
+	ExpireNodestConn bool
+	// SecureTCP is secure_tcp: IPVS's stricter TCP state table, in which
+	// a client's ACK alone does not establish a NAT connection.
+	SecureTCP bool
+}
+
+// Connections bounds the connection table ([connections]).
+type Connections struct {
+	// Max is the most connections the table holds, 1..MaxConnections.
+	// Over it a new connection evicts a half-open (or closed) TCP
+	// connection, the oldest first, or is dropped; established ones are
+	// never evicted.
+	Max int
+}
+
+// MaxConnections is the largest [connections] max.
+const MaxConnections = 1 << 30
 
 // LinkType is the kind of device an interface is.
 type LinkType uint8
@@ -100,7 +139,16 @@ type Service struct {
 	// Addr is the VIP, IPv4 or IPv6 (never IPv4-mapped IPv6), not one of the
 	// director's own addresses.
 	Addr netip.Addr
-	Port uint16 // 1..65535
+	// Port is the virtual port, 1..65535; for a service over a list of ports
+	// its first port; 0 for a service over all ports of Addr (a port-zero
+	// service, which is always persistent).
+	Port uint16
+	// Ports are the ports of a service over a list of ports (ports = [...]),
+	// unique, in file order; nil for a service of one port or of all ports.
+	// A service over several ports forwards each connection to the port the
+	// client addressed (its real servers have Port 0) and, when persistent,
+	// shares a client's template across its ports.
+	Ports []uint16
 	// Scheduler is an ipvsadm scheduler name that package sched knows.
 	Scheduler string
 	// SchedFlags are ipvsadm -b flags, each known and matching Scheduler.
@@ -108,8 +156,30 @@ type Service struct {
 	// Interface names the Interface that holds the VIP; it always names one
 	// of Config.Interfaces.
 	Interface string
+	// Persistence is ipvsadm -p and -M; the zero value is no persistence.
+	// Always set for a port-zero service.
+	Persistence Persistence
+	// OnePacket is ipvsadm -o: every datagram is scheduled on its own and
+	// leaves no connection entry. Only with Proto UDP, and only when no real
+	// server uses NAT (whose replies need the entry).
+	OnePacket bool
+	// SlowStart is the default slow start of the real servers, 0 for none.
+	SlowStart time.Duration
 	// Reals are the real servers, with unique (Addr, Port).
 	Reals []Real
+}
+
+// Persistence is the persistence of a virtual service (ipvsadm -p, -M).
+type Persistence struct {
+	// Timeout is ipvsadm -p: how long a client stays bound to its real
+	// server after its last connection; 0 means the service is not
+	// persistent. A whole number of seconds otherwise.
+	Timeout time.Duration
+	// Netmask is ipvsadm -M as a prefix length: clients whose addresses
+	// agree on the first Netmask bits share a template. 0..32 for an IPv4
+	// service, 1..128 for IPv6; when Timeout > 0 it is never left at 0 by
+	// default (32 or 128, one template per client address).
+	Netmask int
 }
 
 // Real is a real server of a service (ipvsadm -a).
@@ -117,6 +187,8 @@ type Real struct {
 	// Addr is in the same address family as the service's VIP.
 	Addr netip.Addr
 	// Port is 1..65535; it equals the service's port unless Method is NAT.
+	// It is 0 in a service over several ports: each connection keeps the
+	// port the client addressed.
 	Port   uint16
 	Weight int32 // 0..65535; 0 = quiescent (no new connections)
 	// Method is resolved: the real server's own method, else the service's,
@@ -125,6 +197,11 @@ type Real struct {
 	// UpperThreshold and LowerThreshold are ipvsadm -x and -y, 0..65535, 0
 	// meaning none. When UpperThreshold > 0, LowerThreshold <= UpperThreshold.
 	UpperThreshold, LowerThreshold int32
+	// SlowStart is resolved: the real server's own slow_start, else the
+	// service's; 0 for none. When the real server is added to a running
+	// service, comes back from a failed health check or from weight 0, its
+	// effective weight ramps up over this time.
+	SlowStart time.Duration
 }
 
 // Defaults is the table of every value Parse uses for a key the file leaves
@@ -134,6 +211,9 @@ type Defaults struct {
 	TCPTimeout    time.Duration // [timeouts] tcp: ipvsadm's default
 	TCPFinTimeout time.Duration // [timeouts] tcp_fin: ipvsadm's default
 	UDPTimeout    time.Duration // [timeouts] udp: ipvsadm's default
+	// TCPTimeWaitTimeout and TCPCloseTimeout are [timeouts] tcp_time_wait
+	// and tcp_close: IPVS's fixed values.
+	TCPTimeWaitTimeout, TCPCloseTimeout time.Duration
 
 	LinkType LinkType // [[interface]] type
 	Create   bool     // [[interface]] create
@@ -146,6 +226,28 @@ type Defaults struct {
 	Method    lvs.Method // method of real servers: ipvsadm's default (-g)
 	Weight    int32      // [[virtual_server.real_server]] weight
 	// The port of a real server defaults to its service's port.
+
+	// PersistenceTimeout is persistence_timeout = true: ipvsadm's default
+	// for -p without a value.
+	PersistenceTimeout time.Duration
+	// PersistenceNetmask4 and PersistenceNetmask6 are persistence_netmask's
+	// defaults (ipvsadm -M): one template per client address.
+	PersistenceNetmask4, PersistenceNetmask6 int
+	// ExpireQuiescentTemplate is [sysctl] expire_quiescent_template: IPVS's
+	// default.
+	ExpireQuiescentTemplate bool
+	// ExpireNodestConn is [sysctl] expire_nodest_conn. IPVS's default is
+	// false, but operators who remove real servers enable it (keepalived's
+	// documentation asks for it) so that clients of a removed server are
+	// rescheduled at their next SYN instead of hanging until the old
+	// connection times out; lvsd forwards nothing to a removed server
+	// either way.
+	ExpireNodestConn bool
+	// SecureTCP is [sysctl] secure_tcp: IPVS's default (off).
+	SecureTCP bool
+	// MaxConnections is [connections] max: 4,194,304 connections, about
+	// 450 MiB of table at most (docs/conntrack.md).
+	MaxConnections int
 }
 
 // defaults is unexported so that nothing can change what Parse does behind
@@ -154,6 +256,9 @@ var defaults = Defaults{
 	TCPTimeout:    900 * time.Second,
 	TCPFinTimeout: 120 * time.Second,
 	UDPTimeout:    300 * time.Second,
+
+	TCPTimeWaitTimeout: 120 * time.Second,
+	TCPCloseTimeout:    10 * time.Second,
 
 	LinkType: TAP,
 	Create:   true,
@@ -164,6 +269,14 @@ var defaults = Defaults{
 	Scheduler: "wlc",
 	Method:    lvs.DR,
 	Weight:    1,
+
+	PersistenceTimeout:      300 * time.Second,
+	PersistenceNetmask4:     32,
+	PersistenceNetmask6:     128,
+	ExpireQuiescentTemplate: false,
+	ExpireNodestConn:        true,
+	SecureTCP:               false,
+	MaxConnections:          1 << 22,
 }
 
 // DefaultValues returns the defaults Parse applies.

@@ -131,6 +131,11 @@ func TestParseValid(t *testing.T) {
 				t.Fatalf("Load(%q): %v", path, err)
 			}
 			tt.want.File = path
+			// None of these files sets [connections] or these sysctls.
+			tt.want.Sysctl.ExpireNodestConn = defaults.ExpireNodestConn
+			tt.want.Connections.Max = defaults.MaxConnections
+			tt.want.Timeouts.TCPTimeWait = defaults.TCPTimeWaitTimeout
+			tt.want.Timeouts.TCPClose = defaults.TCPCloseTimeout
 			if diff := cmp.Diff(tt.want, got, cmpOpts...); diff != "" {
 				t.Errorf("Load(%q) mismatch (-want +got):\n%s", path, diff)
 			}
@@ -374,9 +379,9 @@ func TestParseErrors(t *testing.T) {
 			),
 			want: []string{
 				`t.toml:6: virtual_server[0].address: 198.18.1.1 is a director address (interface[0].addresses[0]); the VIP must be an address of its own`,
-				`t.toml:7: virtual_server[0].port: 0 is out of range 1..65535`,
+				`t.toml:7: virtual_server[0].port: 0 (all ports) needs persistence_timeout`,
 				`t.toml:10: virtual_server[1].address: "198.18.1.100/32" is not an address: write it without prefix length`,
-				`t.toml:11: virtual_server[1].port: 65536 is out of range 1..65535`,
+				`t.toml:11: virtual_server[1].port: 65536 is out of range 0..65535`,
 				`t.toml:14: virtual_server[2].address: "fe80::1%lvttap0" has a zone`,
 			},
 		},

@@ -104,10 +104,33 @@ func checkInvariants(t *testing.T, cfg *Config) {
 	svcs := make(map[svcKey]bool)
 	for _, s := range cfg.Services {
 		k := svcKey{s.Proto, s.Addr, s.Port}
-		if svcs[k] || s.Port == 0 || (s.Proto != lvs.TCP && s.Proto != lvs.UDP) || !s.Addr.IsValid() || dips[s.Addr] {
-			t.Errorf("bad or duplicate service %v", k)
+		// A service over several ports: a list (Port is its first), or all
+		// ports (Port 0, persistent).
+		multi := s.Ports != nil || s.Port == 0
+		ports := []uint16{s.Port}
+		if s.Ports != nil {
+			ports = s.Ports
+			if s.Port != s.Ports[0] {
+				t.Errorf("service %v: port %d, ports %v", k, s.Port, s.Ports)
+			}
 		}
-		svcs[k] = true
+		for _, p := range ports {
+			pk := svcKey{s.Proto, s.Addr, p}
+			if svcs[pk] || (p == 0 && (s.Ports != nil || s.Persistence.Timeout <= 0)) {
+				t.Errorf("bad or duplicate service port %v", pk)
+			}
+			svcs[pk] = true
+		}
+		if (s.Proto != lvs.TCP && s.Proto != lvs.UDP) || !s.Addr.IsValid() || dips[s.Addr] {
+			t.Errorf("bad service %v", k)
+		}
+		if p := s.Persistence; p.Timeout < 0 || p.Timeout > 0 && (p.Netmask < 0 || s.Addr.Is4() && p.Netmask > 32 ||
+			s.Addr.Is6() && (p.Netmask < 1 || p.Netmask > 128)) || p.Timeout == 0 && p.Netmask != 0 {
+			t.Errorf("service %v: persistence %+v", k, p)
+		}
+		if s.OnePacket && s.Proto != lvs.UDP || s.SlowStart < 0 {
+			t.Errorf("service %v: one packet %v, slow start %v", k, s.OnePacket, s.SlowStart)
+		}
 		ifc := ifcs[s.Interface]
 		if ifc == nil {
 			t.Errorf("service %v: interface %q not defined", k, s.Interface)
@@ -124,7 +147,7 @@ func checkInvariants(t *testing.T, cfg *Config) {
 		reals := make(map[netip.AddrPort]bool)
 		for _, r := range s.Reals {
 			ap := netip.AddrPortFrom(r.Addr, r.Port)
-			if reals[ap] || r.Port == 0 || !r.Addr.IsValid() || r.Addr.Is4() != s.Addr.Is4() || dips[r.Addr] {
+			if reals[ap] || (r.Port == 0) != multi || !r.Addr.IsValid() || r.Addr.Is4() != s.Addr.Is4() || dips[r.Addr] {
 				t.Errorf("service %v: bad or duplicate real server %s", k, ap)
 			}
 			reals[ap] = true
@@ -132,8 +155,11 @@ func checkInvariants(t *testing.T, cfg *Config) {
 				r.LowerThreshold < 0 || r.LowerThreshold > maxThresh || r.UpperThreshold > 0 && r.LowerThreshold > r.UpperThreshold {
 				t.Errorf("service %v: real %s weight %d thresholds %d/%d", k, ap, r.Weight, r.UpperThreshold, r.LowerThreshold)
 			}
-			if r.Method > lvs.TUN || r.Method != lvs.NAT && r.Port != s.Port {
+			if r.Method > lvs.TUN || !multi && r.Method != lvs.NAT && r.Port != s.Port {
 				t.Errorf("service %v: real %s method %s maps port %d", k, ap, r.Method, s.Port)
+			}
+			if s.OnePacket && r.Method == lvs.NAT || r.SlowStart < 0 {
+				t.Errorf("service %v: real %s: nat with one packet, or slow start %v", k, ap, r.SlowStart)
 			}
 			if r.Method == lvs.DR && ifc.Type == TUN {
 				t.Errorf("service %v: real %s dr on a tun", k, ap)

@@ -77,14 +77,29 @@ func Parse(file string, data []byte) (*Config, error) {
 // shape check, the unknown-key check and its suggestions all read them.
 type rawFile struct {
 	Timeouts      rawTimeouts    `toml:"timeouts"`
+	Sysctl        rawSysctl      `toml:"sysctl"`
+	Connections   rawConnections `toml:"connections"`
 	Interface     []rawInterface `toml:"interface"`
 	VirtualServer []rawService   `toml:"virtual_server"`
+}
+
+type rawSysctl struct {
+	ExpireQuiescentTemplate any `toml:"expire_quiescent_template"`
+	ExpireNodestConn        any `toml:"expire_nodest_conn"`
+	SecureTCP               any `toml:"secure_tcp"`
+}
+
+type rawConnections struct {
+	Max any `toml:"max"`
 }
 
 type rawTimeouts struct {
 	TCP    any `toml:"tcp"`
 	TCPFin any `toml:"tcp_fin"`
 	UDP    any `toml:"udp"`
+
+	TCPTimeWait any `toml:"tcp_time_wait"`
+	TCPClose    any `toml:"tcp_close"`
 }
 
 type rawInterface struct {
@@ -109,10 +124,15 @@ type rawService struct {
 	Protocol       any       `toml:"protocol"`
 	Address        any       `toml:"address"`
 	Port           any       `toml:"port"`
+	Ports          any       `toml:"ports"`
 	Scheduler      any       `toml:"scheduler"`
 	SchedulerFlags any       `toml:"scheduler_flags"`
 	Method         any       `toml:"method"`
 	Interface      any       `toml:"interface"`
+	Persistence    any       `toml:"persistence_timeout"`
+	Netmask        any       `toml:"persistence_netmask"`
+	OnePacket      any       `toml:"one_packet"`
+	SlowStart      any       `toml:"slow_start"`
 	RealServer     []rawReal `toml:"real_server"`
 }
 
@@ -123,6 +143,7 @@ type rawReal struct {
 	Method         any `toml:"method"`
 	UpperThreshold any `toml:"upper_threshold"`
 	LowerThreshold any `toml:"lower_threshold"`
+	SlowStart      any `toml:"slow_start"`
 }
 
 // schemaKind is what the schema expects at a key.

@@ -16,6 +16,22 @@ import (
 // Config is only meaningful when no problem was reported.
 func (c *checker) build(raw *rawFile) *Config {
 	cfg := &Config{Timeouts: c.timeouts(&raw.Timeouts)}
+	cfg.Sysctl.ExpireQuiescentTemplate = defaults.ExpireQuiescentTemplate
+	if b, ok := c.boolean("sysctl.expire_quiescent_template", raw.Sysctl.ExpireQuiescentTemplate); ok {
+		cfg.Sysctl.ExpireQuiescentTemplate = b
+	}
+	cfg.Sysctl.ExpireNodestConn = defaults.ExpireNodestConn
+	if b, ok := c.boolean("sysctl.expire_nodest_conn", raw.Sysctl.ExpireNodestConn); ok {
+		cfg.Sysctl.ExpireNodestConn = b
+	}
+	cfg.Sysctl.SecureTCP = defaults.SecureTCP
+	if b, ok := c.boolean("sysctl.secure_tcp", raw.Sysctl.SecureTCP); ok {
+		cfg.Sysctl.SecureTCP = b
+	}
+	cfg.Connections.Max = defaults.MaxConnections
+	if n, ok := c.integer("connections.max", raw.Connections.Max, 1, MaxConnections); ok {
+		cfg.Connections.Max = int(n)
+	}
 
 	// dips maps each director address to the key that defines it.
 	dips := make(map[netip.Addr]string)
@@ -51,11 +67,23 @@ func (c *checker) build(raw *rawFile) *Config {
 		if !ok {
 			continue // no (protocol, address, port) to compare
 		}
-		k := svcKey{svc.Proto, svc.Addr, svc.Port}
-		if prev, dup := svcs[k]; dup {
-			c.errorf(key, "%s %s is already defined by %s", svc.Proto, netip.AddrPortFrom(svc.Addr, svc.Port), prev)
-		} else {
-			svcs[k] = key
+		// Each port of a service over a list is compared on its own; a
+		// port-zero service takes the ports no other service has, so it
+		// conflicts only with another port-zero service.
+		ports, pkeys := []uint16{svc.Port}, []string{key}
+		if svc.Ports != nil {
+			ports, pkeys = svc.Ports, nil
+			for i := range svc.Ports {
+				pkeys = append(pkeys, fmt.Sprintf("%s.ports[%d]", key, i))
+			}
+		}
+		for i, port := range ports {
+			k := svcKey{svc.Proto, svc.Addr, port}
+			if prev, dup := svcs[k]; dup {
+				c.errorf(pkeys[i], "%s %s is already defined by %s", svc.Proto, netip.AddrPortFrom(svc.Addr, port), prev)
+			} else {
+				svcs[k] = key
+			}
 		}
 		cfg.Services = append(cfg.Services, svc)
 	}
@@ -69,7 +97,14 @@ type svcKey struct {
 }
 
 func (c *checker) timeouts(raw *rawTimeouts) Timeouts {
-	t := Timeouts{TCP: defaults.TCPTimeout, TCPFin: defaults.TCPFinTimeout, UDP: defaults.UDPTimeout}
+	t := Timeouts{TCP: defaults.TCPTimeout, TCPFin: defaults.TCPFinTimeout, UDP: defaults.UDPTimeout,
+		TCPTimeWait: defaults.TCPTimeWaitTimeout, TCPClose: defaults.TCPCloseTimeout}
+	if d, ok := c.duration("timeouts.tcp_time_wait", raw.TCPTimeWait); ok {
+		t.TCPTimeWait = d
+	}
+	if d, ok := c.duration("timeouts.tcp_close", raw.TCPClose); ok {
+		t.TCPClose = d
+	}
 	if d, ok := c.duration("timeouts.tcp", raw.TCP); ok {
 		t.TCP = d
 	}
@@ -386,13 +421,65 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		svc.Addr = a
 	}
 
-	if raw.Port == nil {
+	// multiPort: the service spans several ports (a list, or all ports).
+	multiPort := false
+	switch {
+	case raw.Port != nil && raw.Ports != nil:
+		c.errorf(key+".ports", "give either port or ports, not both")
+		ok = false
+	case raw.Ports != nil:
+		multiPort = true
+		if ports, good := c.portList(key+".ports", raw.Ports); good {
+			svc.Ports, svc.Port = ports, ports[0]
+		} else {
+			ok = false
+		}
+	case raw.Port == nil:
 		c.missing(key + ".port")
 		ok = false
-	} else if n, good := c.integer(key+".port", raw.Port, 1, 65535); good {
-		svc.Port = uint16(n)
-	} else {
-		ok = false
+	default:
+		if n, good := c.integer(key+".port", raw.Port, 0, 65535); good {
+			svc.Port, multiPort = uint16(n), n == 0
+		} else {
+			ok = false
+		}
+	}
+
+	// Persistence. badTimeout: persistence_timeout has a bad value, which
+	// has been reported; the keys that depend on it are not judged.
+	d, good := c.persistenceTimeout(key+".persistence_timeout", raw.Persistence)
+	svc.Persistence.Timeout = d
+	persistent, badTimeout := d > 0, raw.Persistence != nil && !good
+	if raw.Port != nil && multiPort && !persistent && !badTimeout {
+		if raw.Persistence == nil {
+			c.errorf(key+".port", "0 (all ports) needs persistence_timeout, as IPVS schedules port-zero services only with persistence (ipvsadm -p); or list the ports with ports = [...]")
+		} else {
+			c.errorf(key+".persistence_timeout", "is off, but a service over all ports (port = 0) must be persistent, as IPVS's port-zero services")
+		}
+	}
+	if persistent {
+		svc.Persistence.Netmask = defaults.PersistenceNetmask4
+		if svc.Addr.Is6() {
+			svc.Persistence.Netmask = defaults.PersistenceNetmask6
+		}
+	}
+	if raw.Netmask != nil {
+		if bits, good := c.netmask(key+".persistence_netmask", raw.Netmask, svc.Addr); good && persistent {
+			svc.Persistence.Netmask = bits
+		} else if good && !badTimeout {
+			c.errorf(key+".persistence_netmask", "has no effect without persistence_timeout (ipvsadm -M needs -p)")
+		}
+	}
+
+	if b, good := c.boolean(key+".one_packet", raw.OnePacket); good && b {
+		if svc.Proto == lvs.TCP {
+			c.errorf(key+".one_packet", "applies to udp services only (ipvsadm -o)")
+		} else {
+			svc.OnePacket = true
+		}
+	}
+	if d, good := c.optDuration(key+".slow_start", raw.SlowStart); good {
+		svc.SlowStart = d
 	}
 
 	schedOK := true // false when the scheduler is bad: its flags cannot be judged
@@ -461,13 +548,17 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 	reals := make(map[netip.AddrPort]string)
 	for i := range raw.RealServer {
 		rkey := fmt.Sprintf("%s.real_server[%d]", key, i)
-		r, good := c.real(rkey, &raw.RealServer[i], &svc, key, method, methodSet, ifc, dips)
+		r, good := c.real(rkey, &raw.RealServer[i], &svc, key, method, methodSet, ifc, dips, multiPort)
 		if !good {
 			continue
 		}
-		// A zero port is the default from a bad service port: nothing to
-		// compare.
-		if ap := netip.AddrPortFrom(r.Addr, r.Port); r.Port != 0 {
+		if svc.OnePacket && r.Method == lvs.NAT {
+			c.errorf(key+".one_packet", "needs dr or tun real servers: a NAT reply is translated through the connection entry that one-packet scheduling does not keep, and %s uses nat", rkey)
+			svc.OnePacket = false
+		}
+		// A zero port of a one-port service is the default from a bad
+		// service port: nothing to compare.
+		if ap := netip.AddrPortFrom(r.Addr, r.Port); r.Port != 0 || multiPort {
 			if prev, dup := reals[ap]; dup {
 				c.errorf(rkey, "%s is already defined by %s", ap, prev)
 				continue
@@ -498,7 +589,10 @@ func parseHost(s string) (netip.Addr, string) {
 // bad). skey is the service's key; method is the service's method, given
 // explicitly when methodSet; ifc is the service's interface, nil when
 // unknown.
-func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, method lvs.Method, methodSet bool, ifc *Interface, dips map[netip.Addr]string) (r Real, ok bool) {
+//
+// In a service over several ports (multiPort) a real server has no port of
+// its own: each connection keeps the port the client addressed.
+func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, method lvs.Method, methodSet bool, ifc *Interface, dips map[netip.Addr]string, multiPort bool) (r Real, ok bool) {
 	ok = true
 	r.Weight = defaults.Weight
 
@@ -533,7 +627,13 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 	}
 
 	r.Port = svc.Port
-	if n, good := c.integer(key+".port", raw.Port, 1, 65535); good {
+	if multiPort {
+		r.Port = 0
+		if raw.Port != nil {
+			c.errorf(key+".port", "a service over several ports forwards each connection to the port the client addressed; remove port")
+			ok = false
+		}
+	} else if n, good := c.integer(key+".port", raw.Port, 1, 65535); good {
 		r.Port = uint16(n)
 		if r.Method != lvs.NAT && svc.Port != 0 && r.Port != svc.Port {
 			c.errorf(key+".port", "%d: port mapping (virtual port %d) is not possible with method %s; remove port or use nat", n, svc.Port, how)
@@ -545,6 +645,10 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 
 	if n, good := c.integer(key+".weight", raw.Weight, 0, maxWeight); good {
 		r.Weight = int32(n)
+	}
+	r.SlowStart = svc.SlowStart
+	if d, good := c.optDuration(key+".slow_start", raw.SlowStart); good {
+		r.SlowStart = d
 	}
 	upper, upperOK := c.integer(key+".upper_threshold", raw.UpperThreshold, 0, maxThresh)
 	lower, lowerOK := c.integer(key+".lower_threshold", raw.LowerThreshold, 0, maxThresh)

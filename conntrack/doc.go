@@ -1,30 +1,54 @@
 // Package conntrack is lvsd's connection table, as IPVS's ip_vs_conn table:
 // it remembers, for every flow through a virtual service, the real server the
-// scheduler chose, the forwarding method, the client's MAC address, a minimal
-// TCP state and when the flow was last seen.
+// scheduler chose, the client's MAC address, the flow's TCP state (IPVS's
+// eleven states and transition tables, state.go) and when it was last seen;
+// it keeps the real servers' active and inactive counts and overload flags
+// as IPVS does, expires idle flows, bounds its size, and counts packets and
+// bytes with IPVS's rate estimator.
 //
-// One table holds every connection and is indexed by lvs.Tuple in both
-// directions: by the In tuple (client to VIP:vport, as received) and, for NAT
-// entries only, by the Out tuple (RIP:rport to client, as the real server's
-// reply arrives). Lookup answers either direction with one map access. DR and
-// TUN replies never pass through the director, so those entries index only In.
+// # Layout: built for ten million connections
 //
-// Concurrency: the table is split into shards by a seeded hash of the tuple;
-// each shard has its own sync.RWMutex and map. The packet path takes only one
-// shard's read lock (Lookup) and otherwise uses atomics on the entry (Update),
-// so it neither allocates nor contends on a global lock. Insert takes one or
-// two shard write locks, never at the same time. Expire sweeps shard by shard.
+// The table is split into 256 shards by a seeded hash of the tuple. Each
+// shard holds:
 //
-// Ownership: the table owns its entries. An *Entry returned by Lookup or
-// Insert stays valid memory (the garbage collector keeps it) after it expires;
-// its immutable fields may be read at any time, its mutable ones only through
-// its methods. Tuples passed in are read, never retained.
+//   - a slab of 68-byte entries (rec) in fixed chunks that never move, with
+//     a free list: an entry holds no pointer (its real server is an index
+//     into the table's bindings), so the garbage collector does not scan the
+//     table, and a steady state of connections coming and going allocates
+//     nothing;
+//   - an open-addressing index of 8-byte slots (index.go) from the In tuple
+//     (client to VIP:vport) and, for NAT, from the Out tuple (RIP:rport to
+//     client) to an entry's location; DR and TUN replies never pass the
+//     director, so those entries index only In;
+//   - a timer wheel (1 s ticks, 1024 slots) of intrusive lists through the
+//     entries: expiry looks only at the entries whose deadline came, never
+//     at the whole table. The packet path refreshes a last-seen time
+//     without a lock; an entry whose deadline comes after a refresh is
+//     filed again (a lazy wheel), so each entry is looked at about once per
+//     timeout.
 //
-// The table owns no goroutine of its own: Run, started by the caller, expires
-// idle entries every second until its context ends.
+// # Concurrency
 //
-// This is the minimal version. The timer (a sweep over every entry once per
-// second) and the TCP state machine (five states) are internals meant to be
-// replaced by a timer wheel and IPVS's full tcp_states table without changing
-// the API.
+// Each shard has a sync.RWMutex guarding its index, free list, wheel and
+// the wheel fields of its entries. The packet path takes one shard's read
+// lock per lookup (no lock is table-wide) and otherwise uses atomics on the
+// entry: its state word (state, flags, generation) and last-seen time.
+// Insert and removal take one shard's write lock at a time, never two.
+// The statistics have their own locks and never take a shard's.
+//
+// # Ownership and the safety of recycled entries
+//
+// Entries are reused, so the table never hands out a pointer to one.
+// Lookup and Insert fill an Entry: a copy of the connection's fields plus a
+// handle (location and generation). Every method that reaches the live
+// connection through the handle (State, Update, Check, Remove) compares the
+// generation first, so an Entry that outlived its connection is inert, and
+// its copied fields (real server, tuples, MAC) stay valid for the packet
+// being processed. The packet path keeps one Entry per worker (NewEntry)
+// and allocates nothing per packet. Tuples passed in are read, never
+// retained.
+//
+// The table owns no goroutine of its own: Run, started by the caller,
+// expires idle entries every second and estimates rates every two until its
+// context ends.
 package conntrack

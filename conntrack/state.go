@@ -5,32 +5,46 @@ import (
 	"time"
 )
 
-// State is a connection's protocol state. TCP connections move through the
-// first five; other protocols stay in StateUDP.
-//
-// This is a minimal subset of IPVS's TCP states (ip_vs_proto_tcp.c): enough to
-// count active and inactive connections as IPVS does and to choose a timeout.
-// FIN_WAIT, TIME_WAIT, CLOSE_WAIT and LAST_ACK are folded into StateFinWait.
+// State is a connection's protocol state. TCP connections move through
+// IPVS's TCP states (ip_vs_proto_tcp.c), numbered as the kernel numbers them
+// so that the transition tables below read like the kernel's; every other
+// protocol stays in StateUDP.
 type State uint32
 
-// Connection states.
+// Connection states. The first eleven are IPVS's IP_VS_TCP_S_* in kernel
+// order.
 const (
-	StateNone        State = iota // TCP entry created, no segment accounted yet
-	StateSynRecv                  // the client's SYN was seen (IPVS SYN_RECV)
-	StateEstablished              // the handshake completed (IPVS ESTABLISHED)
-	StateFinWait                  // a FIN was seen in either direction
-	StateClose                    // an RST was seen in either direction (IPVS CLOSE)
-	StateUDP                      // UDP (and any non-TCP protocol): no state
+	StateNone        State = iota // entry created, no segment accounted yet
+	StateEstablished              // handshake completed: the only active state
+	StateSynSent                  // the real server's SYN seen first (output table)
+	StateSynRecv                  // the client's SYN seen
+	StateFinWait                  // a FIN seen after the real server's (or, input-only, the client's) FIN
+	StateTimeWait                 // both sides closed
+	StateClose                    // an RST seen, or a segment without flags
+	StateCloseWait                // the client's FIN seen on an established connection
+	StateLastAck                  // the real server's FIN after CLOSE_WAIT
+	StateListen                   // kept for fidelity: IPVS sets it only for FTP data; never entered here
+	StateSynAck                   // secure_tcp: SYN-ACK seen, or a SYN on a closed connection (input-only)
+	StateUDP                      // UDP and any non-TCP protocol: no state machine
 	stateDead                     // removed from the table; no further transitions
 	numStates
 )
 
+// numTCPStates is IP_VS_TCP_S_LAST: the states the TCP tables index.
+const numTCPStates = int(StateSynAck) + 1
+
 var stateNames = [numStates]string{
 	StateNone:        "NONE",
-	StateSynRecv:     "SYN_RECV",
 	StateEstablished: "ESTABLISHED",
+	StateSynSent:     "SYN_SENT",
+	StateSynRecv:     "SYN_RECV",
 	StateFinWait:     "FIN_WAIT",
+	StateTimeWait:    "TIME_WAIT",
 	StateClose:       "CLOSE",
+	StateCloseWait:   "CLOSE_WAIT",
+	StateLastAck:     "LAST_ACK",
+	StateListen:      "LISTEN",
+	StateSynAck:      "SYNACK",
 	StateUDP:         "UDP",
 	stateDead:        "EXPIRED",
 }
@@ -43,8 +57,25 @@ func (s State) String() string {
 }
 
 // Active reports whether a connection in state s counts in its destination's
-// ActiveConns (IPVS: only ESTABLISHED TCP connections are active).
+// ActiveConns. As IPVS (set_tcp_state and IP_VS_CONN_F_INACTIVE), only an
+// ESTABLISHED TCP connection is active; every other state, UDP included, is
+// inactive.
 func (s State) Active() bool { return s == StateEstablished }
+
+// halfOpen reports whether a connection in state s has not completed a
+// handshake: the first to be evicted when the table is full.
+func (s State) halfOpen() bool {
+	switch s {
+	case StateNone, StateSynSent, StateSynRecv, StateSynAck, StateListen:
+		return true
+	}
+	return false
+}
+
+// closed reports whether a connection in state s is over (both sides closed
+// or reset): evicted after half-open ones when the table is full, and a new
+// SYN on it schedules a new connection.
+func (s State) closed() bool { return s == StateTimeWait || s == StateClose }
 
 // TCP header flag bits, as in the 14th byte of the TCP header.
 const (
@@ -54,71 +85,202 @@ const (
 	FlagACK = 0x10
 )
 
-// nextTCP returns the state after a segment with flags, coming from the client
-// (fromClient) or from the real server. It follows IPVS's table in priority
-// order RST, SYN, FIN, ACK, simplified to the states above.
-func nextTCP(s State, flags uint8, fromClient bool) State {
-	switch {
-	case flags&FlagRST != 0:
-		return StateClose
-	case flags&FlagSYN != 0:
-		// A client's SYN (re)opens the connection; IPVS keeps ESTABLISHED.
-		// The server's SYN-ACK leaves the state as it is.
-		if fromClient && s != StateEstablished {
-			return StateSynRecv
-		}
-		return s
-	case flags&FlagFIN != 0:
-		if s == StateClose {
-			return s
-		}
-		return StateFinWait
-	case flags&FlagACK != 0:
-		if s == StateNone || s == StateSynRecv {
-			return StateEstablished
-		}
-		return s
-	}
-	return s
-}
+// Dir is the direction of a segment as IPVS's state tables see it.
+type Dir uint8
 
-// Default timeouts, IPVS's. ipvsadm --set changes the first three; the
-// others are fixed in IPVS too.
+// Directions (IP_VS_DIR_*).
 const (
-	DefaultTCPTimeout    = 900 * time.Second // ESTABLISHED (ipvsadm "tcp")
-	DefaultTCPFinTimeout = 120 * time.Second // after a FIN (ipvsadm "tcpfin")
-	DefaultUDPTimeout    = 300 * time.Second // UDP (ipvsadm "udp")
-	TCPSynTimeout        = 60 * time.Second  // SYN_RECV
-	TCPCloseTimeout      = 10 * time.Second  // CLOSE, after an RST
-	// noneTimeout is IPVS's timeout for TCP NONE (a created entry that saw no
-	// segment; normally left at once by the first Update).
-	noneTimeout = 2 * time.Second
+	// DirInput: from the client, on a connection whose replies pass the
+	// director (NAT).
+	DirInput Dir = iota
+	// DirOutput: from the real server (NAT replies).
+	DirOutput
+	// DirInputOnly: from the client, on a connection whose replies bypass
+	// the director (DR, TUN: IP_VS_CONN_F_NOOUTPUT), so that the client's
+	// segments alone must drive the state.
+	DirInputOnly
+	numDirs
 )
 
-// timeouts are the idle timeouts of every state in nanoseconds.
-type timeouts [numStates]int64
+// event is the segment's row in a state table: IPVS's tcp_state_idx, which
+// looks at RST first, then SYN, FIN and ACK.
+type event uint8
+
+const (
+	evSYN event = iota
+	evFIN
+	evACK
+	evRST
+	numEvents
+	evNone // no flag at all: IPVS moves such a connection to CLOSE
+)
+
+func eventOf(flags uint8) event {
+	switch {
+	case flags&FlagRST != 0:
+		return evRST
+	case flags&FlagSYN != 0:
+		return evSYN
+	case flags&FlagFIN != 0:
+		return evFIN
+	case flags&FlagACK != 0:
+		return evACK
+	}
+	return evNone
+}
+
+// stateTable gives the next state by direction, event and current state.
+type stateTable [numDirs][numEvents][numTCPStates]State
+
+// Short names, so that each row below lines up with the kernel's table
+// (columns: NO ES SS SR FW TW CL CW LA LI SA).
+const (
+	sNO = StateNone
+	sES = StateEstablished
+	sSS = StateSynSent
+	sSR = StateSynRecv
+	sFW = StateFinWait
+	sTW = StateTimeWait
+	sCL = StateClose
+	sCW = StateCloseWait
+	sLA = StateLastAck
+	sLI = StateListen
+	sSA = StateSynAck
+)
+
+// tcpStates is IPVS's tcp_states: the table used normally.
+var tcpStates = stateTable{
+	DirInput: {
+		evSYN: {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
+		evFIN: {sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sTW},
+		evACK: {sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+		evRST: {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sSR},
+	},
+	DirOutput: {
+		evSYN: {sSS, sES, sSS, sSR, sSS, sSS, sSS, sSS, sSS, sLI, sSR},
+		evFIN: {sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW},
+		evACK: {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES},
+		evRST: {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
+	},
+	DirInputOnly: {
+		evSYN: {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
+		evFIN: {sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW},
+		evACK: {sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+		evRST: {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL},
+	},
+}
+
+// tcpStatesDoS is IPVS's tcp_states_dos, used with secure_tcp: a client's
+// ACK alone no longer establishes a NAT connection (the real server must
+// answer first), so that a spoofed handshake cannot make entries active and
+// long-lived.
+var tcpStatesDoS = stateTable{
+	DirInput: {
+		evSYN: {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSA},
+		evFIN: {sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sSA},
+		evACK: {sCL, sES, sSS, sSR, sFW, sTW, sCL, sCW, sCL, sLI, sSA},
+		evRST: {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL},
+	},
+	DirOutput: {
+		evSYN: {sSS, sES, sSS, sSA, sSS, sSS, sSS, sSS, sSS, sLI, sSA},
+		evFIN: {sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW},
+		evACK: {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES},
+		evRST: {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
+	},
+	DirInputOnly: {
+		evSYN: {sSA, sES, sES, sSR, sSA, sSA, sSA, sSA, sSA, sSA, sSA},
+		evFIN: {sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW},
+		evACK: {sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+		evRST: {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL},
+	},
+}
+
+// NextTCP returns the state that follows s when a segment with flags
+// (FlagSYN, ...) passes in direction dir, per IPVS's set_tcp_state: the
+// table row is chosen by RST, then SYN, FIN, ACK; a segment with none of
+// them moves the connection to CLOSE, as in the kernel. secure selects
+// IPVS's secure_tcp table (tcp_states_dos). Non-TCP states are returned
+// unchanged.
+func NextTCP(s State, flags uint8, dir Dir, secure bool) State {
+	if int(s) >= numTCPStates || dir >= numDirs {
+		return s
+	}
+	ev := eventOf(flags)
+	if ev == evNone {
+		return StateClose
+	}
+	if secure {
+		return tcpStatesDoS[dir][ev][s]
+	}
+	return tcpStates[dir][ev][s]
+}
+
+// Default timeouts, IPVS's (tcp_timeouts and udp_timeouts). ipvsadm --set
+// changes three of them: "tcp" is ESTABLISHED's, "tcpfin" is FIN_WAIT's
+// (and only FIN_WAIT's: TIME_WAIT keeps its 120 s), "udp" is UDP's.
+const (
+	DefaultTCPTimeout    = 900 * time.Second // ESTABLISHED (ipvsadm "tcp")
+	DefaultTCPFinTimeout = 120 * time.Second // FIN_WAIT (ipvsadm "tcpfin")
+	DefaultUDPTimeout    = 300 * time.Second // UDP (ipvsadm "udp")
+
+	TCPNoneTimeout      = 2 * time.Second
+	TCPSynSentTimeout   = 120 * time.Second
+	TCPSynTimeout       = 60 * time.Second // SYN_RECV
+	TCPTimeWaitTimeout  = 120 * time.Second
+	TCPCloseTimeout     = 10 * time.Second
+	TCPCloseWaitTimeout = 60 * time.Second
+	TCPLastAckTimeout   = 30 * time.Second
+	TCPListenTimeout    = 120 * time.Second
+	TCPSynAckTimeout    = 120 * time.Second
+)
+
+// MaxTimeout is the longest timeout the table keeps: last-seen times are
+// 32-bit milliseconds, compared modulo 2^32, so no timeout may reach half
+// of that range. Longer settings are clamped to it.
+const MaxTimeout = 24 * 24 * time.Hour
+
+// timeouts are the idle timeouts of every state in milliseconds. A
+// published value is never modified (Table.timeouts swaps whole copies).
+type timeouts [numStates]uint32
 
 func defaultTimeouts() timeouts {
 	var t timeouts
-	t[StateNone] = int64(noneTimeout)
-	t[StateSynRecv] = int64(TCPSynTimeout)
-	t[StateEstablished] = int64(DefaultTCPTimeout)
-	t[StateFinWait] = int64(DefaultTCPFinTimeout)
-	t[StateClose] = int64(TCPCloseTimeout)
-	t[StateUDP] = int64(DefaultUDPTimeout)
-	t[stateDead] = 0
+	for s, d := range map[State]time.Duration{
+		StateNone:        TCPNoneTimeout,
+		StateEstablished: DefaultTCPTimeout,
+		StateSynSent:     TCPSynSentTimeout,
+		StateSynRecv:     TCPSynTimeout,
+		StateFinWait:     DefaultTCPFinTimeout,
+		StateTimeWait:    TCPTimeWaitTimeout,
+		StateClose:       TCPCloseTimeout,
+		StateCloseWait:   TCPCloseWaitTimeout,
+		StateLastAck:     TCPLastAckTimeout,
+		StateListen:      TCPListenTimeout,
+		StateSynAck:      TCPSynAckTimeout,
+		StateUDP:         DefaultUDPTimeout,
+	} {
+		t[s] = msOf(d)
+	}
 	return t
 }
 
-// set changes the ipvsadm-settable timeouts; a value of 0 or less keeps the
-// current one, as with ipvsadm --set.
-func (t *timeouts) set(tcp, tcpFin, udp time.Duration) {
-	for _, v := range []struct {
-		s State
-		d time.Duration
-	}{{StateEstablished, tcp}, {StateFinWait, tcpFin}, {StateUDP, udp}} {
-		if v.d > 0 {
-			t[v.s] = int64(v.d)
-		}
+// msOf converts a timeout to milliseconds, clamped to (0, MaxTimeout].
+func msOf(d time.Duration) uint32 {
+	d = min(max(d, time.Millisecond), MaxTimeout)
+	return uint32(d / time.Millisecond)
+}
+
+// with returns t with the ipvsadm-settable timeouts changed; a value of 0 or
+// less keeps the current one, as with ipvsadm --set.
+func (t timeouts) with(tcp, tcpFin, udp time.Duration) timeouts {
+	if tcp > 0 {
+		t[StateEstablished] = msOf(tcp)
 	}
+	if tcpFin > 0 {
+		t[StateFinWait] = msOf(tcpFin)
+	}
+	if udp > 0 {
+		t[StateUDP] = msOf(udp)
+	}
+	return t
 }

@@ -2,7 +2,6 @@ package conntrack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -92,11 +91,11 @@ func TestInsertLookup(t *testing.T) {
 			if e.ClientMAC != mac || e.Svc != &svc || e.Dest != tt.d || e.Method != tt.d.Method {
 				t.Errorf("entry fields = %+v", e)
 			}
-			if got, reply := tab.Lookup(&tt.in); got != e || reply {
+			if got, reply := tab.Lookup(&tt.in); got == nil || !got.Same(e) || reply {
 				t.Errorf("Lookup(in) = %p, %v; want %p, false", got, reply, e)
 			}
 			if tt.wantOut != (lvs.Tuple{}) {
-				if got, reply := tab.Lookup(&tt.wantOut); got != e || !reply {
+				if got, reply := tab.Lookup(&tt.wantOut); got == nil || !got.Same(e) || !reply {
 					t.Errorf("Lookup(out) = %p, %v; want %p, true", got, reply, e)
 				}
 			} else {
@@ -129,7 +128,7 @@ func TestInsertExisting(t *testing.T) {
 		t.Fatalf("first Insert: created %v, err %v", created, err)
 	}
 	e2, created, err := tab.Insert(&in, d2, nil, lvs.MAC{}, clk.now())
-	if err != nil || created || e2 != e1 {
+	if err != nil || created || !e2.Same(e1) {
 		t.Fatalf("second Insert = %p, %v, %v; want %p, false, nil", e2, created, err, e1)
 	}
 	if tab.Len() != 1 || connsOf(d1) != (conns{Inactive: 1}) || connsOf(d2) != (conns{}) {
@@ -164,119 +163,12 @@ func TestConcurrentInsertSameTuple(t *testing.T) {
 		t.Errorf("%d inserts created the entry, want 1", created.Load())
 	}
 	for i := range got {
-		if got[i] != got[0] {
+		if !got[i].Same(got[0]) {
 			t.Fatalf("insert %d returned %p, insert 0 returned %p", i, got[i], got[0])
 		}
 	}
 	if tab.Len() != 1 || connsOf(d) != (conns{Inactive: 1}) {
 		t.Errorf("Len %d, conns %+v", tab.Len(), connsOf(d))
-	}
-}
-
-func TestMax(t *testing.T) {
-	tab, clk := newTestTable(t, 2)
-	d := dest("192.0.2.21", 53, lvs.NAT)
-	for i := range 2 {
-		in := tuple(lvs.UDP, "192.0.2.10", uint16(1000+i), "192.0.2.100", 53)
-		if _, _, err := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now()); err != nil {
-			t.Fatalf("Insert %d: %v", i, err)
-		}
-	}
-	in := tuple(lvs.UDP, "192.0.2.10", 2000, "192.0.2.100", 53)
-	if _, _, err := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now()); !errors.Is(err, ErrFull) {
-		t.Fatalf("Insert over Max: err %v, want ErrFull", err)
-	}
-	// Inserting an existing tuple at the limit returns it.
-	old := tuple(lvs.UDP, "192.0.2.10", 1000, "192.0.2.100", 53)
-	if e, created, err := tab.Insert(&old, d, nil, lvs.MAC{}, clk.now()); err != nil && !errors.Is(err, ErrFull) || created {
-		t.Fatalf("Insert existing at limit = %p, %v, %v", e, created, err)
-	}
-	if tab.Len() != 2 || connsOf(d) != (conns{Inactive: 2}) {
-		t.Fatalf("Len %d conns %+v, want 2 inactive", tab.Len(), connsOf(d))
-	}
-	clk.advance(DefaultUDPTimeout + time.Second)
-	if n := tab.Expire(clk.now()); n != 2 {
-		t.Fatalf("Expire = %d, want 2", n)
-	}
-	if _, _, err := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now()); err != nil {
-		t.Fatalf("Insert after expiry: %v", err)
-	}
-}
-
-type step struct {
-	flags      uint8
-	fromClient bool
-	want       State
-	wantConns  conns
-}
-
-func TestTCPStates(t *testing.T) {
-	const (
-		syn    = FlagSYN
-		synack = FlagSYN | FlagACK
-		ack    = FlagACK
-		fin    = FlagFIN | FlagACK
-		rst    = FlagRST
-	)
-	in, out := true, false
-	tests := []struct {
-		name  string
-		steps []step
-	}{
-		{"handshake nat", []step{
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{synack, out, StateSynRecv, conns{0, 1}},
-			{ack, in, StateEstablished, conns{1, 0}},
-			{ack, out, StateEstablished, conns{1, 0}},
-		}},
-		{"handshake dr (input only)", []step{
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{ack, in, StateEstablished, conns{1, 0}},
-		}},
-		{"close with fin", []step{
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{ack, in, StateEstablished, conns{1, 0}},
-			{fin, in, StateFinWait, conns{0, 1}},
-			{fin, out, StateFinWait, conns{0, 1}},
-			{ack, in, StateFinWait, conns{0, 1}},
-		}},
-		{"reset", []step{
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{ack, in, StateEstablished, conns{1, 0}},
-			{rst, out, StateClose, conns{0, 1}},
-			{fin, in, StateClose, conns{0, 1}},
-		}},
-		{"syn retransmit while established", []step{
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{ack, in, StateEstablished, conns{1, 0}},
-			{syn, in, StateEstablished, conns{1, 0}},
-		}},
-		{"reopen after close", []step{
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{rst, in, StateClose, conns{0, 1}},
-			{syn, in, StateSynRecv, conns{0, 1}},
-			{ack, in, StateEstablished, conns{1, 0}},
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tab, clk := newTestTable(t, 0)
-			in := tuple(lvs.TCP, "192.0.2.10", 40000, "192.0.2.100", 80)
-			d := dest("192.0.2.21", 80, lvs.NAT)
-			e, _, err := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e.State() != StateNone {
-				t.Fatalf("new entry state %v, want NONE", e.State())
-			}
-			for i, s := range tt.steps {
-				tab.Update(e, s.flags, s.fromClient, clk.now())
-				if e.State() != s.want || connsOf(d) != s.wantConns {
-					t.Fatalf("step %d: state %v conns %+v; want %v %+v", i, e.State(), connsOf(d), s.want, s.wantConns)
-				}
-			}
-		})
 	}
 }
 
@@ -286,43 +178,66 @@ func TestUDPStateless(t *testing.T) {
 	d := dest("192.0.2.21", 53, lvs.NAT)
 	e, _, _ := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now())
 	tab.Update(e, FlagACK, true, clk.now()) // flags mean nothing for UDP
+	tab.Update(e, 0, false, clk.now())
 	if e.State() != StateUDP || connsOf(d) != (conns{0, 1}) {
 		t.Errorf("state %v conns %+v", e.State(), connsOf(d))
 	}
 }
 
+// TestExpire checks each state's timeout: the entry survives it and is gone
+// one wheel tick later, and a packet half-way restarts it.
 func TestExpire(t *testing.T) {
 	tests := []struct {
 		name    string
 		proto   lvs.Proto
+		method  lvs.Method
 		flags   []uint8 // client segments after Insert
+		refresh uint8   // a client segment that keeps the state (0: none for NONE)
+		state   State
 		timeout time.Duration
 	}{
-		{"tcp established", lvs.TCP, []uint8{FlagSYN, FlagACK}, DefaultTCPTimeout},
-		{"tcp syn_recv", lvs.TCP, []uint8{FlagSYN}, TCPSynTimeout},
-		{"tcp fin", lvs.TCP, []uint8{FlagSYN, FlagACK, FlagFIN}, DefaultTCPFinTimeout},
-		{"tcp rst", lvs.TCP, []uint8{FlagSYN, FlagRST}, TCPCloseTimeout},
-		{"udp", lvs.UDP, []uint8{0}, DefaultUDPTimeout},
+		{"tcp none", lvs.TCP, lvs.NAT, nil, 0, StateNone, TCPNoneTimeout},
+		{"tcp syn_recv", lvs.TCP, lvs.NAT, []uint8{FlagSYN}, FlagSYN, StateSynRecv, TCPSynTimeout},
+		{"tcp established", lvs.TCP, lvs.NAT, []uint8{FlagSYN, FlagACK}, FlagACK, StateEstablished, DefaultTCPTimeout},
+		{"tcp close_wait", lvs.TCP, lvs.NAT, []uint8{FlagSYN, FlagACK, FlagFIN}, FlagACK, StateCloseWait, TCPCloseWaitTimeout},
+		{"tcp fin_wait (dr)", lvs.TCP, lvs.DR, []uint8{FlagSYN, FlagACK, FlagFIN}, FlagACK, StateFinWait, DefaultTCPFinTimeout},
+		{"tcp time_wait (dr)", lvs.TCP, lvs.DR, []uint8{FlagSYN, FlagACK, FlagFIN, FlagRST, FlagSYN, FlagFIN}, FlagACK, StateTimeWait, TCPTimeWaitTimeout},
+		{"tcp close", lvs.TCP, lvs.NAT, []uint8{FlagSYN, FlagACK, FlagRST}, FlagACK, StateClose, TCPCloseTimeout},
+		{"udp", lvs.UDP, lvs.NAT, []uint8{0}, 0, StateUDP, DefaultUDPTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tab, clk := newTestTable(t, 0)
 			in := tuple(tt.proto, "192.0.2.10", 40000, "192.0.2.100", 80)
-			d := dest("192.0.2.21", 8080, lvs.NAT)
+			d := dest("192.0.2.21", 8080, tt.method)
 			e, _, _ := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now())
 			for _, f := range tt.flags {
+				clk.advance(100 * time.Millisecond)
 				tab.Update(e, f, true, clk.now())
+				tab.Expire(clk.now())
 			}
-			// A packet half-way refreshes the entry.
-			clk.advance(tt.timeout / 2)
-			tab.Update(e, 0, true, clk.now())
+			if e.State() != tt.state {
+				t.Fatalf("state %v, want %v", e.State(), tt.state)
+			}
+			if got := e.Expires(clk.now()); got != tt.timeout {
+				t.Errorf("Expires = %v, want %v", got, tt.timeout)
+			}
+			if tt.state != StateNone {
+				// A packet half-way restarts the timeout.
+				clk.advance(tt.timeout / 2)
+				tab.Expire(clk.now())
+				tab.Update(e, tt.refresh, true, clk.now())
+				if e.State() != tt.state {
+					t.Fatalf("state %v after a refresh, want %v", e.State(), tt.state)
+				}
+			}
 			clk.advance(tt.timeout)
-			if n := tab.Expire(clk.now()); n != 0 {
-				t.Fatalf("Expire at timeout = %d, want 0", n)
+			if n := tab.Expire(clk.now()); n != 0 || !e.Live() {
+				t.Fatalf("Expire at the timeout removed %d (live %v), want 0", n, e.Live())
 			}
-			clk.advance(time.Millisecond)
+			clk.advance(time.Second + time.Millisecond)
 			if n := tab.Expire(clk.now()); n != 1 {
-				t.Fatalf("Expire after timeout = %d, want 1", n)
+				t.Fatalf("Expire a tick after the timeout = %d, want 1", n)
 			}
 			if got, _ := tab.Lookup(&in); got != nil {
 				t.Error("In tuple still found")
@@ -335,8 +250,8 @@ func TestExpire(t *testing.T) {
 			}
 			// A late packet on the removed entry changes nothing.
 			tab.Update(e, FlagRST, true, clk.now())
-			if connsOf(d) != (conns{}) {
-				t.Errorf("conns after late update %+v", connsOf(d))
+			if connsOf(d) != (conns{}) || e.State() != stateDead {
+				t.Errorf("after a late update: conns %+v state %v", connsOf(d), e.State())
 			}
 		})
 	}
@@ -351,7 +266,7 @@ func TestCustomTimeouts(t *testing.T) {
 	e, _, _ := tab.Insert(&tcp, dest("192.0.2.21", 80, lvs.DR), nil, lvs.MAC{}, c.now())
 	tab.Update(e, FlagSYN, true, c.now())
 	tab.Update(e, FlagACK, true, c.now())
-	c.advance(5*time.Second + 1)
+	c.advance(6 * time.Second)
 	if n := tab.Expire(c.now()); n != 1 {
 		t.Fatalf("Expire = %d, want 1 (udp)", n)
 	}
@@ -361,29 +276,33 @@ func TestCustomTimeouts(t *testing.T) {
 	}
 	// As ipvsadm --set: zeros keep the current values.
 	tab.SetTimeouts(0, 0, 0)
-	if n := tab.Expire(c.now()); n != 0 {
-		t.Fatalf("Expire after SetTimeouts(0, 0, 0) = %d, want 0", n)
+	if got := e.Expires(c.now()); got != time.Hour-DefaultTCPTimeout-6*time.Second {
+		t.Fatalf("Expires after SetTimeouts(0, 0, 0) = %v", got)
 	}
+	// A lower timeout applies when the connection's timer fires, at the
+	// latest when the old timeout would have ended (the wheel looks at
+	// each entry at least every 1024 s).
 	tab.SetTimeouts(time.Minute, 0, 0)
+	if got := e.Expires(c.now()); got >= 0 {
+		t.Fatalf("Expires after lowering tcp = %v, want < 0 (overdue)", got)
+	}
+	c.advance(1024 * time.Second)
 	if n := tab.Expire(c.now()); n != 1 {
 		t.Fatalf("Expire after lowering tcp = %d, want 1", n)
 	}
 }
 
-func TestTouchGranularity(t *testing.T) {
+func TestLastSeen(t *testing.T) {
 	tab, clk := newTestTable(t, 0)
 	in := tuple(lvs.UDP, "192.0.2.10", 40000, "192.0.2.100", 53)
 	e, _, _ := tab.Insert(&in, dest("192.0.2.21", 53, lvs.NAT), nil, lvs.MAC{}, clk.now())
-	t0 := clk.now()
-	clk.advance(time.Millisecond / 2)
-	tab.Update(e, 0, true, clk.now())
-	if e.LastSeen() != t0 {
-		t.Errorf("last seen moved by %v, under the granularity", time.Duration(e.LastSeen()-t0))
+	if e.LastSeen() != 0 {
+		t.Errorf("last seen %v at the table's start", e.LastSeen())
 	}
-	clk.advance(time.Millisecond / 2)
+	clk.advance(1500 * time.Millisecond)
 	tab.Update(e, 0, true, clk.now())
-	if e.LastSeen() != clk.now() {
-		t.Errorf("last seen %d, want %d", e.LastSeen(), clk.now())
+	if e.LastSeen() != 1500*time.Millisecond {
+		t.Errorf("last seen %v, want 1.5s", e.LastSeen())
 	}
 }
 
@@ -397,17 +316,29 @@ func TestNATOutCollision(t *testing.T) {
 	e1, _, _ := tab.Insert(&in1, d, nil, lvs.MAC{}, clk.now())
 	clk.advance(time.Second)
 	e2, _, _ := tab.Insert(&in2, d, nil, lvs.MAC{}, clk.now())
-	if got, reply := tab.Lookup(&e1.Out); got != e2 || !reply {
+	if got, reply := tab.Lookup(&e1.Out); got == nil || !got.Same(e2) || !reply {
 		t.Fatalf("Lookup(out) = %p, want newest %p", got, e2)
 	}
-	clk.advance(DefaultTCPTimeout - time.Second/2)
-	tab.Update(e2, 0, true, clk.now())
-	clk.advance(time.Second)
-	if n := tab.Expire(clk.now()); n != 1 {
-		t.Fatalf("Expire = %d, want 1", n)
+	if !tab.Remove(e1) {
+		t.Fatal("Remove(e1) = false")
 	}
-	if got, _ := tab.Lookup(&e2.Out); got != e2 {
-		t.Fatalf("Lookup(out) after older expired = %p, want %p", got, e2)
+	if got, _ := tab.Lookup(&e2.Out); got == nil || !got.Same(e2) {
+		t.Fatalf("Lookup(out) after older left = %p, want %p", got, e2)
+	}
+	// An In tuple takes precedence over another connection's Out tuple.
+	in3 := e2.Out
+	e3, created, err := tab.Insert(&in3, dest("192.0.2.22", 80, lvs.DR), nil, lvs.MAC{}, clk.now())
+	if err != nil || !created {
+		t.Fatalf("Insert(e2.Out as In) = %v, %v", created, err)
+	}
+	if got, reply := tab.Lookup(&in3); got == nil || !got.Same(e3) || reply {
+		t.Fatalf("Lookup(in3) = %p, %v; want %p as In", got, reply, e3)
+	}
+	if !tab.Remove(e2) {
+		t.Fatal("Remove(e2) = false")
+	}
+	if got, _ := tab.Lookup(&in3); got == nil || !got.Same(e3) {
+		t.Fatalf("removing e2 removed e3's In slot")
 	}
 }
 
@@ -665,5 +596,39 @@ func TestShardSpread(t *testing.T) {
 		if c < n/numShards/2 || c > n/numShards*2 {
 			t.Errorf("shard %d has %d of %d tuples (mean %d)", i, c, n, n/numShards)
 		}
+	}
+}
+
+func TestStateTimeouts(t *testing.T) {
+	c := &fakeClock{}
+	tab := New(Options{Clock: c.now, Timeouts: map[State]time.Duration{StateTimeWait: time.Second}})
+	d := dest("192.0.2.21", 80, lvs.NAT)
+	in := tuple(lvs.TCP, "192.0.2.10", 1000, "192.0.2.100", 80)
+	e, _, _ := tab.Insert(&in, d, nil, lvs.MAC{}, c.now())
+	for _, s := range []struct {
+		flags      uint8
+		fromClient bool
+	}{{FlagSYN, true}, {FlagSYN | FlagACK, false}, {FlagACK, true}, {FlagFIN | FlagACK, false}, {FlagFIN | FlagACK, true}} {
+		tab.Update(e, s.flags, s.fromClient, c.now())
+	}
+	if e.State() != StateTimeWait || e.Expires(c.now()) != time.Second {
+		t.Fatalf("%v, expires %v; want TIME_WAIT, 1s", e.State(), e.Expires(c.now()))
+	}
+	tab.SetTimeout(StateTimeWait, 0) // keeps it
+	tab.SetTimeout(StateClose, 3*time.Second)
+	if e.Expires(c.now()) != time.Second {
+		t.Errorf("SetTimeout(TIME_WAIT, 0) changed it")
+	}
+	tab.Update(e, FlagRST, true, c.now())
+	if e.State() != StateClose || e.Expires(c.now()) != 3*time.Second {
+		t.Errorf("%v, expires %v; want CLOSE, 3s", e.State(), e.Expires(c.now()))
+	}
+	c.advance(2 * time.Second)
+	if tab.Expire(c.now()) != 0 {
+		t.Fatal("expired before its timeout")
+	}
+	c.advance(3 * time.Second)
+	if tab.Expire(c.now()) != 1 {
+		t.Fatal("not expired after CLOSE's 3 s")
 	}
 }

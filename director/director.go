@@ -18,11 +18,13 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/persist"
 	"github.com/lvsd/lvsd/sched"
 	"github.com/lvsd/lvsd/stack"
 )
@@ -43,6 +45,10 @@ type Director struct {
 	opts  Options
 	st    *stack.Stack
 	table *conntrack.Table
+	// persist holds the persistence templates of every service; its clock
+	// is the connection table's, as is the clock of the schedulers and of
+	// the destinations' slow start.
+	persist *persist.Table
 
 	mu sync.Mutex
 	// cfg is the configuration in force. Guarded by mu.
@@ -89,7 +95,16 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 		TCPTimeout:    cfg.Timeouts.TCP,
 		TCPFinTimeout: cfg.Timeouts.TCPFin,
 		UDPTimeout:    cfg.Timeouts.UDP,
+
+		Timeouts: map[conntrack.State]time.Duration{
+			conntrack.StateTimeWait: cfg.Timeouts.TCPTimeWait,
+			conntrack.StateClose:    cfg.Timeouts.TCPClose,
+		},
+		Max:              cfg.Connections.Max,
+		ExpireNodestConn: cfg.Sysctl.ExpireNodestConn,
+		SecureTCP:        cfg.Sysctl.SecureTCP,
 	})
+	d.persist = persist.New(persist.Options{Clock: d.table.Now})
 	ok := false
 	defer func() {
 		if !ok {
@@ -187,6 +202,7 @@ func (d *Director) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.st.Run(ctx) })
 	wg.Go(func() { d.table.Run(ctx) })
+	wg.Go(func() { d.persist.Run(ctx) })
 	<-ctx.Done()
 	wg.Wait()
 	d.st.Close()
@@ -245,35 +261,76 @@ func (d *Director) apply(cfg *config.Config) error {
 	// only once the whole configuration has been built, so that a failed
 	// reload changes nothing.
 	var updates []func()
+	// rebuild builds each service's scheduler again after the updates, from
+	// the new weights, before the snapshots are published.
+	var rebuild []func()
+	// now is the clock of slow start: a real server added to a running
+	// service ramps up from now, and so does one whose weight rises from 0
+	// (SetWeight). The real servers of a new service do not: nothing is
+	// already loaded.
+	now := d.table.Now()
 	for _, sc := range cfg.Services {
 		ifc := d.ifaces[sc.Interface]
 		if ifc == nil {
 			return fmt.Errorf("virtual server %s: interface %q is not running", sc.Addr, sc.Interface)
 		}
+		// A service over a list of ports is known by its first port; its
+		// real servers have port 0.
 		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
-		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg)}
+		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg), Ports: sc.Ports, OnePacket: sc.OnePacket}
+		_, running := d.services[key]
 		for _, rc := range sc.Reals {
 			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}
 			dst := d.dests[dk]
-			if dst == nil {
+			added := dst == nil
+			if added {
 				dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
 				dst.Neigh = d.st.Neighbor(ifc.nic, rc.Addr)
 			}
 			updates = append(updates, func() {
-				dst.Weight.Store(rc.Weight)
+				dst.SlowStart.Store(int64(rc.SlowStart))
+				dst.SetWeight(rc.Weight, now)
 				dst.UpperThreshold.Store(rc.UpperThreshold)
 				dst.LowerThreshold.Store(rc.LowerThreshold)
+				if added && running {
+					dst.StartRamp(now)
+				}
 			})
 			dests[dk] = dst
 			svc.Dests = append(svc.Dests, dst)
 		}
-		s, err := sched.New(sc.Scheduler, svc.Dests, sched.Options{Flags: sc.SchedFlags})
+		if p := sc.Persistence; p.Timeout > 0 {
+			// Templates are keyed by the service's key port: the ports of
+			// a list, like all ports of a port-zero service, share them.
+			svc.Persist = &persist.Policy{Table: d.persist, Timeout: int64(p.Timeout),
+				Mask: persist.Mask(p.Netmask, sc.Addr.Is4()), Port: key.Port}
+		}
+		// This scheduler only proves that the service's can be built: the
+		// one published is built below, once the new weights are in place
+		// (a scheduler samples them when it is built: wrr's cycle, the
+		// hashing tables).
+		opts := sched.Options{Flags: sc.SchedFlags, Clock: d.table.Now}
+		s, err := sched.New(sc.Scheduler, svc.Dests, opts)
 		if err != nil {
 			return fmt.Errorf("virtual server %s: %w", sc.Addr, err)
 		}
 		svc.Sched = s
+		rebuild = append(rebuild, func() {
+			if s, err := sched.New(sc.Scheduler, svc.Dests, opts); err == nil {
+				svc.Sched = s
+			} else {
+				d.log.Warn("scheduler rebuild failed; keeping one built from the previous weights", "vip", sc.Addr, "err", err)
+			}
+		})
 		services[key] = svc
-		snaps[sc.Interface].Services[key] = svc
+		if sc.Ports == nil {
+			snaps[sc.Interface].Services[key] = svc
+		}
+		for _, port := range sc.Ports {
+			pk := key
+			pk.Port = port
+			snaps[sc.Interface].Services[pk] = svc
+		}
 		if wantVIPs[sc.Interface] == nil {
 			wantVIPs[sc.Interface] = make(map[netip.Addr]bool)
 		}
@@ -295,6 +352,18 @@ func (d *Director) apply(cfg *config.Config) error {
 	for _, u := range updates {
 		u()
 	}
+	for _, r := range rebuild {
+		r()
+	}
+	// A removed real server becomes unavailable, as IPVS clears
+	// IP_VS_DEST_F_AVAILABLE when it unlinks a destination: its persistence
+	// templates are invalidated at their next use. Its connections continue.
+	for dk, dst := range d.dests {
+		if dests[dk] != dst {
+			dst.Available.Store(false)
+		}
+	}
+	d.persist.SetExpireQuiescent(cfg.Sysctl.ExpireQuiescentTemplate)
 	for name, ifc := range d.ifaces {
 		ifc.fw.SetConfig(snaps[name])
 		for vip := range ifc.vips {
@@ -306,10 +375,23 @@ func (d *Director) apply(cfg *config.Config) error {
 			}
 		}
 	}
+	// Destinations the new configuration dropped: their connections end
+	// as expire_nodest_conn says (the new snapshots no longer schedule
+	// them). A quiescent one (weight 0) is not dropped.
+	for k, old := range d.dests {
+		if dests[k] != old {
+			old.Removed.Store(true)
+		}
+	}
 	d.dests = dests
 	d.services = services
 	d.cfg = cfg
 	d.table.SetTimeouts(cfg.Timeouts.TCP, cfg.Timeouts.TCPFin, cfg.Timeouts.UDP)
+	d.table.SetTimeout(conntrack.StateTimeWait, cfg.Timeouts.TCPTimeWait)
+	d.table.SetTimeout(conntrack.StateClose, cfg.Timeouts.TCPClose)
+	d.table.SetMax(cfg.Connections.Max)
+	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
+	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
 	d.log.Info("configuration applied", "file", cfg.File, "virtual_servers", len(cfg.Services), "real_servers", len(dests))
 	return nil
 }

@@ -13,6 +13,9 @@ var _ control.Source = (*Director)(nil)
 // Status implements control.Source: a snapshot of services, real servers
 // and counters. It reads atomics only; the packet path is not disturbed.
 func (d *Director) Status() control.Status {
+	// The packet path counts per worker; this folds the counts into the
+	// lvs.Stats read below (they lag by up to 2 s otherwise).
+	d.table.Stats()
 	d.mu.Lock()
 	cfg := d.cfg
 	dests := d.dests

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/persist"
 	"github.com/lvsd/lvsd/sched"
 )
 
@@ -13,7 +14,8 @@ const (
 	Drop Verdict = iota
 	// ToStack: deliver the (unmodified) frame to the netstack.
 	ToStack
-	// Transmit: write Buf[Off:Off+Len], with VNet, back to the link.
+	// Transmit: write Buf[Off:Off+Len], with VNet, back to the link (after
+	// the frames Process may have written through Packet.Emit).
 	Transmit
 )
 
@@ -75,7 +77,28 @@ type Packet struct {
 	Off  int
 	Len  int
 	VNet VNetHdr
+	// Emit, when not nil, writes extra frames to the link the frame came
+	// from, before the Transmit verdict's own frame: a TCP super-frame
+	// segmented for a TUN-mode real server, or an outer IPv4 packet in
+	// fragments, leaves as several frames. Without it such packets are
+	// dropped (DropUnsupported). The link sets it once per reader.
+	Emit Emitter
 }
+
+// Emitter writes frames to a link on behalf of Process. It is declared here,
+// by its consumer; package stack implements it per reader.
+type Emitter interface {
+	// Emit writes the frame buf[off:off+n] to the link, with an empty
+	// virtio-net header (a complete frame: no checksum or segmentation
+	// offload), before it returns; Process may overwrite those bytes
+	// afterwards. buf[off-EmitHeadroom:off] is scratch the link may
+	// overwrite with its virtio-net header. An error means the frame is
+	// lost; the link has counted it, and Process goes on.
+	Emit(buf []byte, off, n int) error
+}
+
+// EmitHeadroom is the scratch space an Emitter may use in front of a frame.
+const EmitHeadroom = VNetHdrLen
 
 // Frame returns the frame bytes.
 func (p *Packet) Frame() []byte { return p.Buf[p.Off : p.Off+p.Len] }
@@ -99,6 +122,7 @@ const (
 	DropOtherHost                // unicast frame for another MAC (a TAP on a bridge sees flooded traffic)
 	DropNoConn                   // TCP segment other than SYN to a virtual service, without a connection
 	DropNoConnRST                // RST to a virtual service without a connection (normal after expiry)
+	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
 	NumDropReasons
 )
 
@@ -118,6 +142,7 @@ var dropNames = [NumDropReasons]string{
 	DropOtherHost:     "other-host",
 	DropNoConn:        "no-conn",
 	DropNoConnRST:     "no-conn-rst",
+	DropTooBig:        "too-big",
 }
 
 func (r DropReason) String() string {
@@ -137,11 +162,30 @@ type ServiceKey struct {
 // Service is a virtual service in a Config snapshot. Immutable once the
 // snapshot is published, except for the atomic counters inside it and its
 // destinations.
+//
+// A service over several ports appears in Config.Services under the key of
+// each of its ports (Ports), or under port 0 for all ports of its address
+// (IPVS's port-zero service); a packet to a port without a service of its own
+// finds the port-0 service of its address, if any. The destinations of such a
+// service have port 0: each connection keeps the port the client addressed.
 type Service struct {
-	Key   ServiceKey
+	Key   ServiceKey // Port is 0 for a service over several ports
 	Dests []*lvs.Dest
 	Sched sched.Scheduler
 	Stats lvs.Stats
+	// Ports are the ports of a service over a list of ports, in the
+	// configuration's order; nil for a one-port or all-ports service.
+	Ports []uint16
+
+	// Persist is the persistence of the service (ipvsadm -p and -M), or nil
+	// when it is not persistent. Policies of all services share one
+	// persist.Table.
+	Persist *persist.Policy
+	// OnePacket is ipvsadm -o: every UDP datagram is scheduled on its own
+	// (through the persistence template, if any) and leaves no connection
+	// entry. It applies to DR and TUN destinations only: a NAT reply needs
+	// the entry to be translated back, so NAT destinations keep entries.
+	OnePacket bool
 
 	// TunSrc is the source address of the outer IPv4 header that TUN-mode
 	// destinations of this service receive: the director's address (DIP)

@@ -18,7 +18,12 @@
 // Configuration is read through an atomic pointer to an immutable Config
 // snapshot that a reload replaces whole. For packets of known connections
 // Process takes one connection-table shard read lock and allocates nothing;
-// the first packet of a connection allocates its table entry.
+// the first packet of a connection allocates its table entry. For a
+// persistent service (Service.Persist) the first packet also looks up the
+// client's persistence template (one shard read lock of the persist.Table, no
+// allocation), or creates one (an allocation) when the scheduler chose; a
+// datagram of a one-packet service (Service.OnePacket) leaves no entry and
+// allocates nothing.
 //
 // What goes where:
 //   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP, IPv6
@@ -27,11 +32,15 @@
 //   - Unicast frames for another MAC, malformed headers, TCP segments other
 //     than SYN without a connection, later fragments to a VIP: dropped and
 //     counted by DropReason.
-//   - Packets of virtual services and NAT replies: forwarded.
+//   - Packets of virtual services and NAT replies: forwarded. A packet too
+//     big for a TUN-mode tunnel is answered with ICMP fragmentation-needed
+//     (packet-too-big) built in place (icmpgen.go), or leaves as fragments of
+//     the outer packet; a TCP super-frame for a TUN-mode real server is
+//     segmented in place (gso.go). Frames beyond the one a Transmit verdict
+//     writes go out through Packet.Emit during Process.
 //
 // Not implemented yet (the frames are dropped and counted, see each
-// function): ICMP errors (port unreachable for no destination, time
-// exceeded, fragmentation needed), ICMP errors about connections (IPVS
-// un-NATs them), reassembly of fragments, segmentation of GSO frames for TUN,
-// IPv6 outer headers for TUN, SCTP.
+// function): other ICMP errors (port unreachable for no destination, time
+// exceeded), ICMP errors about connections (IPVS un-NATs them), reassembly
+// of fragments, IPv6 outer headers for TUN, SCTP.
 package forward

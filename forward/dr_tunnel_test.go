@@ -49,6 +49,7 @@ func TestDR(t *testing.T) {
 			if p.VNet != vnet {
 				t.Errorf("virtio header %+v, want %+v", p.VNet, vnet)
 			}
+			e.tab.Stats() // folds the workers' packet counters into lvs.Stats
 			if d.Stats.InPkts.Load() != 1 || d.Stats.Conns.Load() != 1 {
 				t.Errorf("dest stats: %d packets %d conns", d.Stats.InPkts.Load(), d.Stats.Conns.Load())
 			}
@@ -78,8 +79,9 @@ func TestTUN(t *testing.T) {
 		df       bool
 		proto    layers.IPProtocol
 	}{
+		// IPVS copies the DS field whole, ECN CE included (ip_vs_tunnel_xmit).
 		{name: "tcp4 df ce", p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, ttl: 57, tos: 0xb8 | 3, df: true, payload: "hi"},
-			tos: 0xb8 | 2, ttl: 57, df: true, proto: layers.IPProtocolIPv4},
+			tos: 0xb8 | 3, ttl: 57, df: true, proto: layers.IPProtocolIPv4},
 		{name: "udp4 no df ect1", p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), proto: lvs.UDP, ttl: 9, tos: 0x01, payload: "hi", pad: 5},
 			tos: 0x01, ttl: 9, proto: layers.IPProtocolIPv4},
 		{name: "tcp6 in ipv4", p: pkt{src: ap(cli6, 40000), dst: ap(vip6, 80), flags: syn, ttl: 33, tos: 0x20, payload: "hi"},
@@ -154,6 +156,7 @@ func TestTUN(t *testing.T) {
 			} else if diff := cmp.Diff(orig, inner); diff != "" {
 				t.Errorf("inner packet changed (-want +got):\n%s", diff)
 			}
+			e.tab.Stats() // folds the workers' packet counters into lvs.Stats
 			if d.Stats.InPkts.Load() != 1 || d.Stats.InBytes.Load() != uint64(len(orig)) {
 				t.Errorf("dest stats %d packets %d bytes", d.Stats.InPkts.Load(), d.Stats.InBytes.Load())
 			}
@@ -166,20 +169,29 @@ func TestTUNUnsupported(t *testing.T) {
 		name    string
 		mtu     int
 		payload int
+		df      bool
 		off     int
 		vnet    forward.VNetHdr
 		tunSrc  netip.Addr
+		src     netip.Addr // default cli4
 	}{
-		{name: "over mtu", mtu: 576, payload: 540, off: headroom, tunSrc: dip4},
-		{name: "gso", payload: 3000, off: headroom, tunSrc: dip4,
-			vnet: forward.VNetHdr{GSOType: forward.VirtioNetHdrGSOTCPv4, GSOSize: 1448, HdrLen: 54}},
+		// Several frames and no Packet.Emit to write all but the last.
+		{name: "gso without emitter", payload: 3000, df: true, off: headroom, tunSrc: dip4,
+			vnet: forward.VNetHdr{GSOType: forward.VirtioNetHdrGSOTCPv4, GSOSize: 1000, HdrLen: 54}},
+		{name: "fragments without emitter", mtu: 576, payload: 540, off: headroom, tunSrc: dip4},
+		{name: "no room for the icmp error", mtu: 576, payload: 540, df: true, off: forward.TunnelHeadroom, tunSrc: dip4},
+		{name: "no icmp error to a multicast source", src: netip.MustParseAddr("224.0.0.9"), mtu: 576, payload: 540, df: true, off: headroom, tunSrc: dip4},
 		{name: "no headroom", payload: 10, off: forward.TunnelHeadroom - 1, tunSrc: dip4},
 		{name: "no tunnel source", payload: 10, off: headroom},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOpts{mtu: tc.mtu}, svcSpec{vip: vip4, port: 80, proto: lvs.TCP, dest: rs(rip4, 80, lvs.TUN), tunSrc: tc.tunSrc})
-			in := pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, df: true, payload: string(make([]byte, tc.payload))}.build(t)
+			src := tc.src
+			if !src.IsValid() {
+				src = cli4
+			}
+			in := pkt{src: ap(src, 40000), dst: ap(vip4, 80), flags: syn, df: tc.df, payload: string(make([]byte, tc.payload))}.build(t)
 			vnet := tc.vnet
 			if vnet.GSOType != 0 {
 				gso := vnet
@@ -188,6 +200,7 @@ func TestTUNUnsupported(t *testing.T) {
 			}
 			buf := make([]byte, tc.off+len(in))
 			copy(buf[tc.off:], in)
+			orig := append([]byte(nil), in...)
 			p := &forward.Packet{Buf: buf, Off: tc.off, Len: len(in), VNet: vnet}
 			if v := e.w.Process(p); v != forward.Drop {
 				t.Fatalf("verdict %v, want drop", v)
@@ -195,7 +208,7 @@ func TestTUNUnsupported(t *testing.T) {
 			if r := e.dropReason(forward.Counters{}); r != forward.DropUnsupported {
 				t.Errorf("reason %v, want unsupported", r)
 			}
-			if !bytes.Equal(p.Frame(), in) {
+			if !bytes.Equal(p.Frame(), orig) {
 				t.Errorf("dropped frame was modified")
 			}
 		})

@@ -120,7 +120,7 @@ func (f *Forwarder) SetConfig(c *Config) {
 // released: the Forwarder keeps them to sum their counters, so create one
 // per reader, not per batch.
 func (f *Forwarder) NewWorker() *Worker {
-	w := &Worker{f: f, ipID: uint16(rand.Uint32())}
+	w := &Worker{f: f, ipID: uint16(rand.Uint32()), ent: f.table.NewEntry()}
 	f.mu.Lock()
 	f.workers = append(f.workers, w)
 	f.mu.Unlock()
@@ -190,6 +190,12 @@ type Worker struct {
 	// ipID is the next identification of an outer IPv4 header (TUN).
 	ipID uint16
 	c    workerCounters
+	// ent receives the connection of each packet (Lookup and Insert copy it
+	// there) and holds the worker's packet counters; see conntrack.Entry.
+	ent *conntrack.Entry
+	// ops is the scratch connection entry of a one-packet datagram, which
+	// has no entry in the table (see newConn).
+	ops conntrack.Entry
 
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte

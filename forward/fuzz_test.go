@@ -65,7 +65,8 @@ func FuzzProcess(f *testing.F) {
 
 		buf := make([]byte, headroom+len(frame)+8)
 		copy(buf[headroom:], frame)
-		p := &forward.Packet{Buf: buf, Off: headroom, Len: len(frame), VNet: vnet}
+		em := &fuzzEmitter{t: t, link: link}
+		p := &forward.Packet{Buf: buf, Off: headroom, Len: len(frame), VNet: vnet, Emit: em}
 		v := e.w.Process(p)
 		switch v {
 		case forward.Transmit:
@@ -80,33 +81,9 @@ func FuzzProcess(f *testing.F) {
 		if p.Off < 0 || p.Len < 0 || p.Off+p.Len > len(buf) {
 			t.Fatalf("frame out of the buffer: Off %d Len %d of %d", p.Off, p.Len, len(buf))
 		}
-		out := p.Frame()
-		ip := out
-		if link == forward.Ethernet {
-			if len(out) < 14 {
-				t.Fatalf("transmitted frame of %d bytes", len(out))
-			}
-			ip = out[14:]
-		}
-		if len(ip) < 20 {
-			t.Fatalf("transmitted IP packet of %d bytes", len(ip))
-		}
-		switch ip[0] >> 4 {
-		case 4:
-			hl := int(ip[0]&0xf) * 4
-			tl := int(binary.BigEndian.Uint16(ip[2:]))
-			if hl < 20 || tl < hl || tl > len(ip) {
-				t.Fatalf("transmitted IPv4 header invalid: IHL %d total %d of %d", hl, tl, len(ip))
-			}
-			if fold(onesSum(ip[:hl], 0)) != 0xffff {
-				t.Fatal("transmitted IPv4 header checksum invalid")
-			}
-		case 6:
-			if len(ip) < 40 || 40+int(binary.BigEndian.Uint16(ip[4:])) > len(ip) {
-				t.Fatal("transmitted IPv6 header invalid")
-			}
-		default:
-			t.Fatalf("transmitted IP version %d", ip[0]>>4)
+		ip := checkTransmitted(t, link, p.Frame())
+		if ip[0]>>4 == 4 && ip[9] == 1 || ip[0]>>4 == 6 && ip[6] == 58 {
+			return // an ICMP error about the packet (checkTransmitted checked it)
 		}
 		if inSumOK {
 			if ip[0]>>4 == 4 && (ip[9] == 4 || ip[9] == 41) { // TUN: check the inner packet
@@ -117,6 +94,58 @@ func FuzzProcess(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkTransmitted checks that a frame Process wrote starts with a valid IP
+// header (IPv4 checksum included; an ICMP error's checksum too) and returns
+// its IP packet.
+func checkTransmitted(t *testing.T, link forward.LinkType, out []byte) []byte {
+	ip := out
+	if link == forward.Ethernet {
+		if len(out) < 14 {
+			t.Fatalf("transmitted frame of %d bytes", len(out))
+		}
+		ip = out[14:]
+	}
+	if len(ip) < 20 {
+		t.Fatalf("transmitted IP packet of %d bytes", len(ip))
+	}
+	switch ip[0] >> 4 {
+	case 4:
+		hl := int(ip[0]&0xf) * 4
+		tl := int(binary.BigEndian.Uint16(ip[2:]))
+		if hl < 20 || tl < hl || tl > len(ip) {
+			t.Fatalf("transmitted IPv4 header invalid: IHL %d total %d of %d", hl, tl, len(ip))
+		}
+		if fold(onesSum(ip[:hl], 0)) != 0xffff {
+			t.Fatal("transmitted IPv4 header checksum invalid")
+		}
+		if ip[9] == 1 && fold(onesSum(ip[hl:tl], 0)) != 0xffff {
+			t.Fatal("transmitted ICMP checksum invalid")
+		}
+	case 6:
+		if len(ip) < 40 || 40+int(binary.BigEndian.Uint16(ip[4:])) > len(ip) {
+			t.Fatal("transmitted IPv6 header invalid")
+		}
+	default:
+		t.Fatalf("transmitted IP version %d", ip[0]>>4)
+	}
+	return ip
+}
+
+// fuzzEmitter checks every extra frame Process writes (segments,
+// fragments).
+type fuzzEmitter struct {
+	t    *testing.T
+	link forward.LinkType
+}
+
+func (f *fuzzEmitter) Emit(buf []byte, off, n int) error {
+	if off < forward.EmitHeadroom || n < 0 || off+n > len(buf) {
+		f.t.Fatalf("Emit(off %d, n %d) of a %d-byte buffer", off, n, len(buf))
+	}
+	checkTransmitted(f.t, f.link, buf[off:off+n])
+	return nil
 }
 
 // validL4Sum reports whether frame is an unfragmented TCP or UDP packet

@@ -28,8 +28,13 @@ func (w *Worker) natIn(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 			return DropNoNeighbor
 		}
 	}
-	// Checks done: from here on the frame is modified.
-	rewrite(b, pk, true, &d.Addr, d.Port, p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0)
+	// Checks done: from here on the frame is modified. A destination of
+	// port 0 (a service over several ports) keeps the client's port.
+	rport := d.Port
+	if rport == 0 {
+		rport = e.In.DPort
+	}
+	rewrite(b, pk, true, &d.Addr, rport, p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0)
 	if w.f.link == Ethernet {
 		setMACs(b, &mac, &w.f.mac)
 	}

@@ -107,6 +107,7 @@ func TestNAT(t *testing.T) {
 				t.Errorf("counters %+v", c)
 			}
 			svc := e.svc(tc.vip, tc.vport, tc.proto)
+			e.tab.Stats() // folds the workers' packet counters into lvs.Stats
 			inLen, outLen := uint64(len(ipOf(tc.link, in))), uint64(len(ipOf(tc.link, reply)))
 			for name, st := range map[string]*lvs.Stats{"dest": &d.Stats, "service": &svc.Stats} {
 				got := [5]uint64{st.Conns.Load(), st.InPkts.Load(), st.InBytes.Load(), st.OutPkts.Load(), st.OutBytes.Load()}
@@ -212,7 +213,12 @@ func TestNATChecksumReference(t *testing.T) {
 							t.Fatalf("verdict %v", v)
 						}
 						checkSums(t, ipOf(forward.Ethernet, p.Frame()))
-						reply := pkt{srcMAC: rsMAC, src: ap(rip, rport), dst: ap(cli4, sport), proto: proto, flags: ack, payload: payload}.build(t)
+						// A destination of port 0 keeps the client's port.
+						from := rport
+						if from == 0 {
+							from = 0xffff
+						}
+						reply := pkt{srcMAC: rsMAC, src: ap(rip, from), dst: ap(cli4, sport), proto: proto, flags: ack, payload: payload}.build(t)
 						if v, p = e.process(reply, forward.VNetHdr{}); v != forward.Transmit {
 							t.Fatalf("reply verdict %v", v)
 						}
@@ -245,8 +251,8 @@ func TestTCPStateCounters(t *testing.T) {
 		{srv(syn | ack), 0, 1, conntrack.StateSynRecv},
 		{cli(ack), 1, 0, conntrack.StateEstablished},
 		{srv(ack), 1, 0, conntrack.StateEstablished},
-		{cli(fin | ack), 0, 1, conntrack.StateFinWait},
-		{srv(fin | ack), 0, 1, conntrack.StateFinWait},
+		{cli(fin | ack), 0, 1, conntrack.StateCloseWait}, // IPVS: the client closes first
+		{srv(fin | ack), 0, 1, conntrack.StateTimeWait},
 	}
 	in := lvs.Tuple{Src: lvs.AddrFromNetip(cli4), Dst: lvs.AddrFromNetip(vip4), SPort: 40000, DPort: 80, Proto: lvs.TCP}
 	for i, s := range steps {
@@ -258,7 +264,7 @@ func TestTCPStateCounters(t *testing.T) {
 			t.Errorf("step %d: active/inactive %v state %v, want %d/%d %v", i, got, ent.State(), s.active, s.inactv, s.state)
 		}
 	}
-	e.clk.advance(conntrack.DefaultTCPFinTimeout + 1)
+	e.clk.advance(conntrack.TCPTimeWaitTimeout + conntrack.ExpireInterval + 1) // one tick of the timer wheel
 	if n := e.tab.Expire(e.clk.now()); n != 1 || d.InactiveConns.Load() != 0 {
 		t.Errorf("Expire = %d, inactive %d", n, d.InactiveConns.Load())
 	}

@@ -71,6 +71,9 @@ func TestProcessAllocs(t *testing.T) {
 		{name: "nat in ip link", run: runner(t, natIP.e.w, natIP.in, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "dr", run: runner(t, dr.e.w, dr.in, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "tun", run: runner(t, tun.e.w, tun.in, forward.VNetHdr{}, forward.Transmit, nil)},
+		{name: "tun gso", run: tunGSOCase(t).run(t)},
+		{name: "tun too big", run: tunTooBigCase(t).run(t)},
+		{name: "tun fragments", run: tunFragCase(t).run(t)},
 		{name: "to stack", run: runner(t, std.w, own, forward.VNetHdr{}, forward.ToStack, nil)},
 		{name: "drop no conn", run: runner(t, nat.e.w, pkt{src: ap(cli4, 1), dst: ap(vip4, 80), flags: ack}.build(t), forward.VNetHdr{}, forward.Drop, nil)},
 		{

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/persist"
 )
 
 // parsed is what Process learns about a frame. One lives in each Worker and
@@ -45,13 +46,28 @@ func (w *Worker) Process(p *Packet) Verdict {
 		return w.drop(r)
 	case ToStack:
 		return w.toStack()
+	case icmpErr:
+		return w.icmpError(p, b, s)
 	}
 
 	pk := &w.pk
 	tab := w.f.table
 	now := tab.Now()
-	e, reply := tab.Lookup(&pk.t)
-	if e == nil {
+	e := w.ent
+	found, reply := tab.LookupInto(&pk.t, e)
+	if found && !reply {
+		// IPVS's checks at the lookup (ip_vs_in), before any state change:
+		// a connection whose real server was removed (expire_nodest_conn),
+		// and a new SYN on a closed connection (the client reuses its port),
+		// leave the table, and the packet is scheduled as a new one.
+		switch tab.Check(e, pk.flags) {
+		case conntrack.Reschedule:
+			found = false
+		case conntrack.DropPacket:
+			return w.dropLog(DropNoDest)
+		}
+	}
+	if !found {
 		var (
 			v Verdict
 			r DropReason
@@ -83,8 +99,14 @@ func (w *Worker) Process(p *Packet) Verdict {
 		r = DropUnsupported
 	}
 	if r != DropNone {
-		if r == DropTTLExceeded {
+		switch r {
+		case DropTTLExceeded:
 			return w.drop(r)
+		case DropTooBig:
+			// The packet is dropped, and p now holds the ICMP error that
+			// tells its sender (see Worker.tooBig).
+			w.drop(r)
+			return Transmit
 		}
 		return w.dropLog(r)
 	}
@@ -225,8 +247,17 @@ func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
 		}
 		pk.t.SPort, pk.t.DPort = udp.SourcePort(), udp.DestinationPort()
 		pk.flags = 0
+	case uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber):
+		// An ICMP error about a connection is forwarded (icmperr.go); the
+		// rest of ICMP is the netstack's.
+		if (proto == uint8(header.ICMPv6ProtocolNumber)) != pk.v6 || pk.frag {
+			return ToStack, DropNone
+		}
+		pk.t.SPort, pk.t.DPort, pk.flags = 0, 0, 0
+		pk.t.Proto = lvs.Proto(proto)
+		return icmpErr, DropNone
 	default:
-		// ICMP, SCTP, ...: the netstack's.
+		// SCTP, ...: the netstack's.
 		return ToStack, DropNone
 	}
 	pk.t.Proto = lvs.Proto(proto)
@@ -236,9 +267,18 @@ func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
 // newConn handles a packet without a connection: a packet to a virtual
 // service creates one, anything else goes to the netstack. It returns the new
 // entry, or nil with the verdict (ToStack or Drop) and drop reason.
+//
+// A persistent service (Service.Persist) sends the client to the real server
+// of its template, and asks the scheduler only for a client without a valid
+// template, binding the choice in a new one (IPVS's ip_vs_sched_persist). The
+// connection then holds the template until it leaves the table.
+//
+// A datagram of a one-packet service (Service.OnePacket) is scheduled on its
+// own and leaves no entry: the entry returned is the worker's scratch entry,
+// valid until the next call.
 func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, DropReason) {
 	pk := &w.pk
-	svc := s.services[ServiceKey{Addr: pk.t.Dst, Port: pk.t.DPort, Proto: pk.t.Proto}]
+	svc := s.service(ServiceKey{Addr: pk.t.Dst, Port: pk.t.DPort, Proto: pk.t.Proto})
 	if svc == nil {
 		// The director's own traffic: health-check replies, its services.
 		return nil, ToStack, DropNone
@@ -259,24 +299,91 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	}
 	// IPVS answers "no destination" with an ICMP port unreachable
 	// (ip_vs_leave); lvsd only drops for now.
-	d := svc.Sched.Schedule(&pk.t)
-	if d == nil {
+	var (
+		d  *lvs.Dest
+		tp *persist.Template
+	)
+	if pp := svc.Persist; pp != nil {
+		key := pp.Key(&pk.t)
+		if tp = pp.Table.Get(&key, now); tp == nil {
+			if d = svc.Sched.Schedule(&pk.t); d == nil {
+				return nil, Drop, DropNoDest
+			}
+			var err error
+			if tp, err = pp.Table.Create(&key, d, pp.Timeout, now); err != nil {
+				return nil, Drop, DropTableFull
+			}
+		}
+		d = tp.Dest
+	} else if d = svc.Sched.Schedule(&pk.t); d == nil {
 		return nil, Drop, DropNoDest
 	}
 	if r := w.canForward(d, svc); r != DropNone {
+		release(tp)
 		return nil, Drop, r
 	}
-	e, created, err := w.f.table.Insert(&pk.t, d, &svc.Stats, pk.srcMAC, now)
+	if svc.OnePacket && pk.t.Proto == lvs.UDP && d.Method != lvs.NAT {
+		// IPVS's one-packet scheduling: the connection would end with this
+		// datagram, and so does its control of the template (whose timer the
+		// lookup restarted).
+		release(tp)
+		d.Stats.Conns.Add(1)
+		svc.Stats.Conns.Add(1)
+		return w.onePacket(d, svc), Transmit, DropNone
+	}
+	var ctl conntrack.Controller
+	if tp != nil {
+		ctl = tp
+	}
+	e := w.ent
+	created, err := w.f.table.InsertInto(e, &pk.t, d, &svc.Stats, pk.srcMAC, now, ctl)
 	if err != nil {
+		release(tp)
 		return nil, Drop, DropTableFull
 	}
 	if created {
 		d.Stats.Conns.Add(1)
 		svc.Stats.Conns.Add(1)
 		w.c.newConns.inc()
+	} else {
+		// Another reader created the connection first, with its own
+		// template reference.
+		release(tp)
 	}
 	w.f.table.Update(e, pk.flags, true, now)
 	return e, Transmit, DropNone
+}
+
+// release ends a template's control of a connection that was not created.
+func release(tp *persist.Template) {
+	if tp != nil {
+		tp.Release()
+	}
+}
+
+// onePacket fills the worker's scratch entry for a one-packet datagram of
+// w.pk to d and returns it. Nothing else refers to it; the next call
+// overwrites it.
+func (w *Worker) onePacket(d *lvs.Dest, svc *Service) *conntrack.Entry {
+	e := &w.ops
+	e.In = w.pk.t
+	e.Out = lvs.Tuple{}
+	e.Dest = d
+	e.Svc = &svc.Stats
+	e.ClientMAC = w.pk.srcMAC
+	e.Method = d.Method
+	e.Control = nil
+	return e
+}
+
+// service returns the virtual service of packets to k: the service of k's
+// port, or else the address's all-ports service (port 0), if any.
+func (s *snapshot) service(k ServiceKey) *Service {
+	if svc := s.services[k]; svc != nil {
+		return svc
+	}
+	k.Port = 0
+	return s.services[k]
 }
 
 // canForward checks, before a connection is created, that packets of w.pk can
@@ -356,23 +463,12 @@ func setMACs(b []byte, dst, src *lvs.MAC) {
 
 // countIn and countOut add one packet of n IP bytes to the connection's
 // destination and service counters.
-func countIn(e *conntrack.Entry, n int) {
-	e.Dest.Stats.InPkts.Add(1)
-	e.Dest.Stats.InBytes.Add(uint64(n))
-	if e.Svc != nil {
-		e.Svc.InPkts.Add(1)
-		e.Svc.InBytes.Add(uint64(n))
-	}
-}
+//
+// They add to the worker's own counters (conntrack.Entry.CountIn), which
+// the connection table sums into lvs.Stats: no shared atomic per packet.
+func countIn(e *conntrack.Entry, n int) { e.CountIn(n) }
 
-func countOut(e *conntrack.Entry, n int) {
-	e.Dest.Stats.OutPkts.Add(1)
-	e.Dest.Stats.OutBytes.Add(uint64(n))
-	if e.Svc != nil {
-		e.Svc.OutPkts.Add(1)
-		e.Svc.OutBytes.Add(uint64(n))
-	}
-}
+func countOut(e *conntrack.Entry, n int) { e.CountOut(n) }
 
 // udpChecksumOffset is the offset of the UDP checksum field.
 const udpChecksumOffset = 6

@@ -150,7 +150,9 @@ func TestVerdicts(t *testing.T) {
 		}},
 		{name: "table full", max: 1, reason: forward.DropTableFull,
 			setup: func(t testing.TB, e *env) {
+				// Established: a half-open connection would be evicted.
 				e.process(pkt{src: ap(cli4, 39999), dst: ap(vip4, 80), flags: syn}.build(t), forward.VNetHdr{})
+				e.process(pkt{src: ap(cli4, 39999), dst: ap(vip4, 80), flags: ack}.build(t), forward.VNetHdr{})
 			},
 			frame: synFrame},
 		{name: "reply ttl exceeded", reason: forward.DropTTLExceeded,

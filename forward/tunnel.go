@@ -3,7 +3,6 @@ package forward
 import (
 	"encoding/binary"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -17,58 +16,94 @@ const (
 	protoIPv6 = 41 // IPv6 in IPv4
 )
 
+// IPv4 flags and fragment offset field (host order).
+const (
+	ipv4DF         = 0x4000
+	ipv4MF         = 0x2000
+	ipv4OffsetMask = 0x1fff
+)
+
+// outer holds what every outer header of one tunnelled packet shares.
+type outer struct {
+	mac      lvs.MAC // next hop toward the real server (Ethernet links)
+	src, dst [4]byte // DIP, RIP
+	tos, ttl uint8   // copied from the inner header
+	proto    uint8   // protoIPIP or protoIPv6
+	df       bool    // copied from the inner IPv4 header; false for IPv6 inside
+}
+
 // tunnel forwards a client's packet of a TUN connection: the IP packet
 // (Ethernet padding removed) is encapsulated in an outer IPv4 header from the
 // service's TunSrc to the real server, written into the headroom, with a new
 // Ethernet header in front on Ethernet links. p.Off moves back by
 // TunnelHeadroom.
 //
-// The outer header follows IPVS (ip_vs_tunnel_xmit): TTL and DF copied from
-// the inner IPv4 header (DF clear for IPv6 inside), TOS the inner DS field
-// with ECN encapsulated (RFC 6040 full-functionality: CE becomes ECT(0)).
+// The outer header is IPVS's (ip_vs_tunnel_xmit with the default
+// pmtu_disc=1): protocol 4 (41 for IPv6 inside), TOS the inner DS field as
+// it is (ECN bits included), TTL the inner TTL or hop limit, DF copied from
+// the inner IPv4 header (clear for IPv6 inside), identification 0 when DF is
+// set and a per-worker counter otherwise. The inner packet is not changed
+// (lvsd, like its NAT path, does not decrement the TTL; see docs/modes.md).
 //
-// A partial checksum is completed in software before encapsulation, and the
-// frame leaves with an empty virtio header: the kernel need not look inside
-// the tunnel.
+// The inner packet may be at most MTU-20 bytes (the tunnel's overhead):
+//   - a bigger IPv4 packet with DF, or any bigger IPv6 packet, is answered
+//     with ICMP fragmentation-needed (ICMPv6 packet-too-big) carrying MTU-20,
+//     from the VIP to the client, as IPVS does; tunnel then returns
+//     DropTooBig with p rewritten into that ICMP error, to be transmitted;
+//   - a bigger IPv4 packet without DF leaves as fragments of the outer
+//     packet (tunnelFragments).
 //
-// Not yet: GSO super-frames (they must be segmented first: there is no IPIP
-// GSO type in the virtio header), packets that would exceed the MTU (ICMP
-// fragmentation-needed or fragmentation of the outer packet), IPv6 outer
-// headers. All are dropped as DropUnsupported.
+// A partial checksum is completed in software and every frame leaves with an
+// empty virtio header: the kernel need not look inside the tunnel. A TCP
+// super-frame (GSO) is segmented first (tunnelGSO): the virtio header has no
+// IPIP GSO type.
 func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) DropReason {
 	pk := &w.pk
 	d := e.Dest
-	if p.VNet.GSOType != VirtioNetHdrGSONone {
-		return DropUnsupported // TODO: segment GSO frames in userspace.
-	}
 	if !w.checkVNet(&p.VNet) {
 		return DropBadVNetHdr
 	}
 	// The outer source is the service's, looked up again so that a reload
 	// can change it; connections of a removed service lose their source.
-	svc := s.services[ServiceKey{Addr: e.In.Dst, Port: e.In.DPort, Proto: e.In.Proto}]
+	svc := s.service(ServiceKey{Addr: e.In.Dst, Port: e.In.DPort, Proto: e.In.Proto})
 	if svc == nil {
 		return DropNoDest
 	}
 	if !isV4(&d.Addr) || !isV4(&svc.TunSrc) {
 		return DropUnsupported
 	}
-	innerLen := pk.ipEnd - pk.l3
-	outerLen := header.IPv4MinimumSize + innerLen
-	if outerLen > w.f.mtu || outerLen > 0xffff {
-		// TODO: ICMP fragmentation-needed (MTU - 20) when DF is set, as
-		// IPVS; fragment the outer packet otherwise.
+	mtu := w.f.mtu - header.IPv4MinimumSize // the largest inner packet
+	if mtu < 68 {
 		return DropUnsupported
+	}
+	o := outer{src: [4]byte(svc.TunSrc[12:16]), dst: [4]byte(d.Addr[12:16])}
+	if w.f.link == Ethernet {
+		var ok bool
+		if o.mac, ok = neighbor(d); !ok {
+			return DropNoNeighbor
+		}
+	}
+	inner := b[pk.l3:pk.ipEnd]
+	if pk.v6 {
+		ip := header.IPv6(inner)
+		o.tos, _ = ip.TOS()
+		o.ttl, o.proto = ip.HopLimit(), protoIPv6
+	} else {
+		o.tos, o.ttl, o.proto = inner[1], inner[8], protoIPIP
+		o.df = binary.BigEndian.Uint16(inner[6:8])&ipv4DF != 0
+	}
+
+	if p.VNet.GSOType != VirtioNetHdrGSONone {
+		return w.tunnelGSO(p, b, e, &o, mtu)
+	}
+	if len(inner) > mtu {
+		if o.df || pk.v6 {
+			return w.tooBig(p, b, mtu)
+		}
+		return w.tunnelFragments(p, b, e, &o, mtu)
 	}
 	if p.Off < TunnelHeadroom {
 		return DropUnsupported
-	}
-	var mac lvs.MAC
-	if w.f.link == Ethernet {
-		var ok bool
-		if mac, ok = neighbor(d); !ok {
-			return DropNoNeighbor
-		}
 	}
 
 	// Checks done: from here on the frame is modified.
@@ -76,46 +111,91 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		completeChecksum(b[pk.l4:pk.ipEnd], p.VNet.CsumOffset, pk.t.Proto == lvs.UDP)
 	}
 	p.VNet = VNetHdr{}
+	at := p.Off + pk.l3
+	start := w.putOuter(p.Buf, at, len(inner), &o, w.outerID(&o), 0)
+	p.Off, p.Len = start, at+len(inner)-start
+	countIn(e, len(inner))
+	return DropNone
+}
 
-	var tos, ttl, flags, proto uint8
-	inner := b[pk.l3:pk.ipEnd]
-	if pk.v6 {
-		ip := header.IPv6(inner)
-		tos, _ = ip.TOS()
-		ttl, proto = ip.HopLimit(), protoIPv6
-	} else {
-		ip := header.IPv4(inner)
-		tos, ttl, proto = inner[1], ip.TTL(), protoIPIP
-		flags = ip.Flags() & header.IPv4FlagDontFragment
+// tunnelFragments sends the inner IPv4 packet of w.pk (DF clear, too big for
+// one outer packet) as fragments of the outer packet, as the kernel's
+// ip_fragment does for IPVS: each fragment but the last carries a multiple
+// of 8 bytes, all share one identification. They are built in place, each
+// one's headers written over the tail of the fragment before it, which has
+// already been written out: every fragment but the last goes through
+// p.Emit, the last one is p's Transmit frame.
+func (w *Worker) tunnelFragments(p *Packet, b []byte, e *conntrack.Entry, o *outer, mtu int) DropReason {
+	pk := &w.pk
+	if p.Emit == nil || p.Off < TunnelHeadroom+EmitHeadroom {
+		return DropUnsupported
 	}
-	if tos&3 == 3 { // ECN CE is not copied out: ECT(0)
-		tos = tos&^3 | 2
+	innerLen := pk.ipEnd - pk.l3
+	size := mtu &^ 7 // payload of every fragment but the last
+	if p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0 {
+		completeChecksum(b[pk.l4:pk.ipEnd], p.VNet.CsumOffset, pk.t.Proto == lvs.UDP)
 	}
-
-	l2 := pk.l3 // 14 on Ethernet, 0 on IP links
-	off := p.Off - TunnelHeadroom
-	frame := p.Buf[off : off+l2+outerLen]
-	if w.f.link == Ethernet {
-		setMACs(frame, &mac, &w.f.mac)
-		binary.BigEndian.PutUint16(frame[12:14], uint16(header.IPv4ProtocolNumber))
-	}
-	outer := header.IPv4(frame[l2 : l2+header.IPv4MinimumSize])
-	outer.Encode(&header.IPv4Fields{
-		TOS:         tos,
-		TotalLength: uint16(outerLen),
-		ID:          w.ipID,
-		Flags:       flags,
-		TTL:         ttl,
-		Protocol:    proto,
-		SrcAddr:     tcpip.AddrFrom4([4]byte(svc.TunSrc[12:16])),
-		DstAddr:     tcpip.AddrFrom4([4]byte(d.Addr[12:16])),
-	})
-	outer.SetChecksum(^outer.CalculateChecksum())
+	p.VNet = VNetHdr{}
+	id := w.ipID
 	w.ipID++
-
-	p.Off, p.Len = off, len(frame)
+	for off := 0; ; off += size {
+		n := min(size, innerLen-off)
+		last := off+n == innerLen
+		at := p.Off + pk.l3 + off
+		flags := uint16(off / 8)
+		if !last {
+			flags |= ipv4MF
+		}
+		start := w.putOuter(p.Buf, at, n, o, id, flags)
+		if last {
+			p.Off, p.Len = start, at+n-start
+			break
+		}
+		p.Emit.Emit(p.Buf, start, at+n-start) // a lost fragment is counted by the link
+	}
 	countIn(e, innerLen)
 	return DropNone
+}
+
+// outerID returns the identification of an outer header that is not a
+// fragment: 0 with DF (an atomic datagram, RFC 6864; the kernel's
+// ip_select_ident does the same without a socket), else the worker's next.
+func (w *Worker) outerID(o *outer) uint16 {
+	if o.df {
+		return 0
+	}
+	id := w.ipID
+	w.ipID++
+	return id
+}
+
+// putOuter writes, in front of the n bytes at buf[at] (an inner packet or a
+// fragment of one), the outer IPv4 header and, on Ethernet links, the
+// Ethernet header, and returns the offset of the frame's first byte. flags
+// holds MF and the fragment offset (in 8-byte units); DF comes from o.
+func (w *Worker) putOuter(buf []byte, at, n int, o *outer, id, flags uint16) int {
+	ip := buf[at-header.IPv4MinimumSize : at]
+	if o.df {
+		flags |= ipv4DF
+	}
+	ip[0] = 0x45
+	ip[1] = o.tos
+	binary.BigEndian.PutUint16(ip[2:4], uint16(header.IPv4MinimumSize+n))
+	binary.BigEndian.PutUint16(ip[4:6], id)
+	binary.BigEndian.PutUint16(ip[6:8], flags)
+	ip[8] = o.ttl
+	ip[9] = o.proto
+	ip[10], ip[11] = 0, 0
+	copy(ip[12:16], o.src[:])
+	copy(ip[16:20], o.dst[:])
+	binary.BigEndian.PutUint16(ip[10:12], ^checksum.Checksum(ip, 0))
+	start := at - header.IPv4MinimumSize
+	if w.f.link == Ethernet {
+		start -= header.EthernetMinimumSize
+		setMACs(buf[start:], &o.mac, &w.f.mac)
+		binary.BigEndian.PutUint16(buf[start+12:start+14], uint16(header.IPv4ProtocolNumber))
+	}
+	return start
 }
 
 // completeChecksum does what the kernel does for a CHECKSUM_PARTIAL packet

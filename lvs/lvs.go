@@ -153,21 +153,39 @@ func (n *Neighbor) Clear() { n.v.Store(0) }
 // control plane reuses the object and changes its weight in place), so that
 // connections already bound to it keep their counters.
 //
+// A Port of 0 means the port each connection was addressed to, as for IPVS's
+// destinations of port-zero and firewall-mark services: the real servers of
+// a virtual service over several ports have it.
+//
 // Fields without a comment are immutable after the Dest is published.
 type Dest struct {
 	Addr   Addr
-	Port   uint16 // real port (host order); equals the virtual port in DR and TUN
+	Port   uint16 // real port (host order); equals the virtual port in DR and TUN; 0: see above
 	Method Method
+	// Removed is set by the control plane when a reload drops the
+	// destination from its service (IPVS unlinks the ip_vs_dest and clears
+	// IP_VS_DEST_F_AVAILABLE). Its connections then end as the connection
+	// table's expire_nodest_conn says; a quiescent destination (weight 0)
+	// is not removed and its connections go on. (It sits here, in the
+	// padding before Neigh, to keep the Dest within 128 bytes.)
+	Removed atomic.Bool
 
 	// Neigh is the neighbour slot of Addr (or of the gateway toward it) on the
 	// interface the packet leaves by; nil on links without MACs (TUN devices).
 	Neigh *Neighbor
 
+	// The fields that schedulers read in their scans, Weight to
+	// InactiveConns, lie within bytes 32..63 of the Dest (a 128-byte object
+	// the allocator aligns to 128): one cache line. TestDestLayout checks it.
+
 	// Weight is the configured weight; 0 makes the destination quiescent: no
-	// new connections, existing ones continue.
+	// new connections, existing ones continue. The control plane changes it
+	// with SetWeight, which keeps LastWeight and starts slow start.
 	Weight atomic.Int32
-	// UpperThreshold and LowerThreshold are ipvsadm's -x and -y (0: none).
-	UpperThreshold, LowerThreshold atomic.Int32
+	// SlowStart is the slow-start duration in nanoseconds (0: none): after
+	// StartRamp the destination's effective weight ramps up from 1/RampSteps
+	// of its weight to all of it over this time. See Ramp.
+	SlowStart atomic.Int64
 	// Overloaded is set while the destination is over its upper threshold
 	// (IP_VS_DEST_F_OVERLOAD) and cleared below the lower one.
 	Overloaded atomic.Bool
@@ -182,11 +200,26 @@ type Dest struct {
 	// PersistConns counts persistence templates bound to the destination.
 	PersistConns atomic.Int32
 
-	// Stats are cumulative counters, updated on the packet path.
+	// UpperThreshold and LowerThreshold are ipvsadm's -x and -y (0: none).
+	UpperThreshold, LowerThreshold atomic.Int32
+	// LastWeight is the last non-zero weight (IPVS's last_weight): the weight
+	// at NewDest, then every non-zero weight SetWeight stores. The mh
+	// scheduler builds its table from it, so that quiescing a destination
+	// (weight 0) moves no other flow.
+	LastWeight atomic.Int32
+	// rampStart is the clock time of the last StartRamp; notRamping before.
+	rampStart atomic.Int64
+
+	// Stats are cumulative counters (see Stats).
 	Stats Stats
 }
 
 // Stats are the cumulative counters of a destination or a service.
+//
+// The packet path counts packets and bytes per worker; the connection
+// table adds them here every 2 s (conntrack.EstimateInterval) and whenever
+// it reports (conntrack.Table.Stats, which also has the rates), so these
+// lag by up to 2 s, as IPVS's do.
 type Stats struct {
 	Conns             atomic.Uint64
 	InPkts, OutPkts   atomic.Uint64
@@ -197,7 +230,9 @@ type Stats struct {
 func NewDest(addr netip.Addr, port uint16, method Method, weight int32) *Dest {
 	d := &Dest{Addr: AddrFromNetip(addr), Port: port, Method: method}
 	d.Weight.Store(weight)
+	d.LastWeight.Store(weight)
 	d.Available.Store(true)
+	d.rampStart.Store(notRamping)
 	return d
 }
 

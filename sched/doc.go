@@ -31,8 +31,15 @@
 //     tables keep the slot of such a destination, so without a fallback flag
 //     its flows get no destination (sh, dh, mh) or, with sh-fallback,
 //     mh-fallback and always for maglev, are spread over the others.
-//   - The tables of sh, dh, mh and maglev are built from the weights at New, as
-//     the kernel builds them when a destination is added or edited. The
-//     control plane rebuilds the scheduler on reload; between rebuilds only a
-//     weight falling to 0 (or any other unusable state) is seen, at lookup.
+//   - The tables of sh, dh and maglev are built from the weights at New, and
+//     mh's from the last non-zero weights (lvs.Dest.LastWeight), as the
+//     kernel builds them when a destination is added or edited. The control
+//     plane rebuilds the scheduler on reload; between rebuilds only a weight
+//     falling to 0 (or any other unusable state) is seen, at lookup.
+//   - Slow start (lvs.Dest.SlowStart, lvsd's own) multiplies the weights of
+//     wrr, wlc, sed, nq, twos and the wlc choices of lblc and lblcr by each
+//     destination's ramp; lc counts connections divided by it. Outside slow
+//     start every ramp is the same, so the choices are the kernel's. The
+//     clock (Options.Clock) must be the one the control plane passes to
+//     lvs.Dest.SetWeight, SetAvailable and StartRamp. See slowstart.go.
 package sched

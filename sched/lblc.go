@@ -75,7 +75,7 @@ func (s *lblc) Schedule(t *lvs.Tuple) *lvs.Dest {
 			return d
 		}
 	}
-	d := weightedLeast(s.dests)
+	d := weightedLeast(s.dests, &rampClock{now: now, read: true})
 	if d == nil {
 		return nil
 	}
@@ -123,8 +123,9 @@ func (s *lblcr) Schedule(t *lvs.Tuple) *lvs.Dest {
 	defer s.mu.Unlock()
 	s.tab.expire(now)
 	en := s.tab.get(&t.Dst)
+	rc := rampClock{now: now, read: true}
 	if en == nil {
-		d := weightedLeast(s.dests)
+		d := weightedLeast(s.dests, &rc)
 		if d == nil {
 			return nil
 		}
@@ -134,7 +135,7 @@ func (s *lblcr) Schedule(t *lvs.Tuple) *lvs.Dest {
 	}
 	en.lastuse = now
 	set := &en.v
-	d := weightedLeast(set.members)
+	d := weightedLeast(set.members, &rc)
 	if len(set.members) > 1 && now > set.lastmod+s.tab.expiration {
 		if m := set.most(); m != nil {
 			set.erase(m, now)
@@ -143,7 +144,7 @@ func (s *lblcr) Schedule(t *lvs.Tuple) *lvs.Dest {
 	if d != nil && !localityOverloaded(d, s.dests) {
 		return d
 	}
-	if d = weightedLeast(s.dests); d == nil {
+	if d = weightedLeast(s.dests, &rc); d == nil {
 		return nil
 	}
 	set.insert(d, now)

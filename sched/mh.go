@@ -30,9 +30,11 @@ var (
 // mh-fallback is set: then the flow is re-hashed with offsets from its slot
 // on, a sequence that depends only on the flow.
 //
-// The kernel builds the table from each destination's last non-zero weight,
-// so that quiescing a destination does not move flows; this scheduler builds
-// it from the weights at New, so a destination of weight 0 then takes no slot.
+// As the kernel, the table is built from each destination's last non-zero
+// weight (lvs.Dest.LastWeight), so that quiescing a destination (weight 0)
+// keeps its slots and moves no other flow: its own flows get no destination,
+// or with mh-fallback are re-hashed, until its weight returns. A destination
+// added with weight 0 never had a weight and takes no slot.
 type maglevIPVS struct {
 	dests []*lvs.Dest // immutable
 	// table has size slots, immutable after New; all nil when no
@@ -59,7 +61,7 @@ func newMaglevIPVS(dests []*lvs.Dest, c *config) (Scheduler, error) {
 	}
 	weights := make([]int32, len(dests))
 	for i, d := range dests {
-		weights[i] = max(d.Weight.Load(), 0)
+		weights[i] = max(d.LastWeight.Load(), 0)
 	}
 	s.populate(weights, c.mhTableIndex/2)
 	return s, nil

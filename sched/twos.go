@@ -13,16 +13,21 @@ import (
 // Draws come from a SplitMix64 sequence whose counter advances atomically, so
 // concurrent calls draw different numbers without a lock or an allocation.
 // The sequence starts at a fixed seed: a scheduler's draws are reproducible.
+//
+// Slow start: while some destination ramps, every weight (in the draws and in
+// the comparison) is multiplied by its ramp; otherwise the weights are used
+// as they are, so that the draws are exactly the kernel's.
 type twoChoices struct {
-	dests []*lvs.Dest // immutable
+	dests []*lvs.Dest  // immutable
+	clock func() int64 // immutable
 	// seq is the SplitMix64 counter; each call adds splitmixGamma.
 	seq atomic.Uint64
 }
 
 var _ Scheduler = (*twoChoices)(nil)
 
-func newTwoChoices(dests []*lvs.Dest, _ *config) (Scheduler, error) {
-	return &twoChoices{dests: dests}, nil
+func newTwoChoices(dests []*lvs.Dest, c *config) (Scheduler, error) {
+	return &twoChoices{dests: dests, clock: c.clock}, nil
 }
 
 func (s *twoChoices) Schedule(*lvs.Tuple) *lvs.Dest {
@@ -35,16 +40,24 @@ func (s *twoChoices) Schedule(*lvs.Tuple) *lvs.Dest {
 // one and walks down the list subtracting weights until it is at most 0, so
 // the first usable destination's share is (weight+1)/(total+1).
 func (s *twoChoices) pick(r1, r2 uint32) *lvs.Dest {
-	var total int64
+	rc := rampClock{clock: s.clock}
+	var total, rampedTotal int64
 	var last *lvs.Dest
+	ramping := false
 	for _, d := range s.dests {
 		if w, ok := usableWeight(d); ok {
+			r := rc.ramp(d)
 			total += w
+			rampedTotal += w * r
+			ramping = ramping || r < lvs.RampSteps
 			last = d
 		}
 	}
 	if last == nil {
 		return nil
+	}
+	if ramping {
+		total = rampedTotal
 	}
 	total++
 	rw1, rw2 := int64(r1)%total, int64(r2)%total
@@ -55,6 +68,9 @@ func (s *twoChoices) pick(r1, r2 uint32) *lvs.Dest {
 		w, ok := usableWeight(d)
 		if !ok {
 			continue
+		}
+		if ramping {
+			w *= rc.ramp(d)
 		}
 		rw1 -= w
 		rw2 -= w

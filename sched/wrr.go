@@ -27,10 +27,21 @@ import (
 // changed destination still follow the old cycle.
 // The effective weight of an unavailable destination is 0, which stands for
 // the kernel's removal of it from the list.
+//
+// Slow start: while some destination ramps, every effective weight is the
+// weight times its ramp (scale lvs.RampSteps); otherwise the weights are
+// used as they are (scale 1), so that the cycle is exactly the kernel's. A
+// ramp starting, stepping or ending changes an effective weight, which the
+// walk notices like any other change; a ramp has lvs.RampSteps steps, so a
+// destination's slow start restarts the cycle at most that many times.
 type weightedRoundRobin struct {
-	dests []*lvs.Dest // immutable
+	dests []*lvs.Dest  // immutable
+	clock func() int64 // immutable
 
 	mu sync.Mutex
+	// scale is 1, or lvs.RampSteps while a destination ramps. Guarded by
+	// mu.
+	scale int32
 	// seen[i] is the effective weight of dests[i] that di and mw were
 	// computed from. Guarded by mu.
 	seen []int32
@@ -44,28 +55,55 @@ type weightedRoundRobin struct {
 
 var _ Scheduler = (*weightedRoundRobin)(nil)
 
-func newWeightedRoundRobin(dests []*lvs.Dest, _ *config) (Scheduler, error) {
-	s := &weightedRoundRobin{dests: dests, seen: make([]int32, len(dests)), pos: -1}
-	s.recompute()
+func newWeightedRoundRobin(dests []*lvs.Dest, c *config) (Scheduler, error) {
+	s := &weightedRoundRobin{dests: dests, clock: c.clock, seen: make([]int32, len(dests)), pos: -1}
+	s.recompute(&rampClock{clock: c.clock})
 	s.cw = s.mw
 	return s, nil
 }
 
-// effectiveWeight is d's weight as wrr counts it: 0 while d is unavailable.
-func effectiveWeight(d *lvs.Dest) int32 {
+// maxRampedWeight caps a weight that slow start multiplies, so that the
+// product fits an int32 (weights are at most 65535 from the configuration).
+const maxRampedWeight = 1<<31/lvs.RampSteps - 1
+
+// effectiveWeight is d's weight as wrr counts it: 0 while d is unavailable,
+// times d's ramp at scale lvs.RampSteps. At scale 1 a ramping destination
+// gives -1, which no seen weight equals, so that the walk recomputes (and
+// recompute switches the scale).
+//
+// Preconditions: s.mu is held, or s is not yet shared.
+func (s *weightedRoundRobin) effectiveWeight(d *lvs.Dest, rc *rampClock) int32 {
 	if !d.Available.Load() {
 		return 0
 	}
-	return max(d.Weight.Load(), 0)
+	w := max(d.Weight.Load(), 0)
+	if w == 0 {
+		return 0
+	}
+	r := rc.ramp(d)
+	if s.scale == 1 {
+		if r < lvs.RampSteps {
+			return -1
+		}
+		return w
+	}
+	return min(w, maxRampedWeight) * int32(r)
 }
 
 // recompute samples every weight into seen and derives di and mw from them.
 //
 // Preconditions: s.mu is held, or s is not yet shared.
-func (s *weightedRoundRobin) recompute() {
+func (s *weightedRoundRobin) recompute(rc *rampClock) {
+	s.scale = 1
+	for _, d := range s.dests {
+		if d.Available.Load() && d.Weight.Load() > 0 && rc.ramping(d) {
+			s.scale = lvs.RampSteps
+			break
+		}
+	}
 	var g, maxw int32
 	for i, d := range s.dests {
-		w := effectiveWeight(d)
+		w := s.effectiveWeight(d, rc)
 		s.seen[i] = w
 		if w > 0 {
 			g = gcd(g, w)
@@ -83,9 +121,9 @@ func (s *weightedRoundRobin) recompute() {
 // head with new di and mw, keeping cw where it is valid for them.
 //
 // Preconditions: s.mu is held.
-func (s *weightedRoundRobin) changed() {
+func (s *weightedRoundRobin) changed(rc *rampClock) {
 	s.pos = -1
-	s.recompute()
+	s.recompute(rc)
 	switch {
 	case s.cw > s.mw || s.cw == 0:
 		s.cw = s.mw
@@ -97,9 +135,9 @@ func (s *weightedRoundRobin) changed() {
 // stale reports whether any weight differs from seen.
 //
 // Preconditions: s.mu is held.
-func (s *weightedRoundRobin) stale() bool {
+func (s *weightedRoundRobin) stale(rc *rampClock) bool {
 	for i, d := range s.dests {
-		if effectiveWeight(d) != s.seen[i] {
+		if s.effectiveWeight(d, rc) != s.seen[i] {
 			return true
 		}
 	}
@@ -107,14 +145,15 @@ func (s *weightedRoundRobin) stale() bool {
 }
 
 func (s *weightedRoundRobin) Schedule(*lvs.Tuple) *lvs.Dest {
+	rc := rampClock{clock: s.clock}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		d, stale := s.next()
+		d, stale := s.next(&rc)
 		if !stale {
 			return d
 		}
-		s.changed()
+		s.changed(&rc)
 	}
 }
 
@@ -122,11 +161,11 @@ func (s *weightedRoundRobin) Schedule(*lvs.Tuple) *lvs.Dest {
 // when it meets a destination whose weight differs from seen.
 //
 // Preconditions: s.mu is held.
-func (s *weightedRoundRobin) next() (d *lvs.Dest, stale bool) {
+func (s *weightedRoundRobin) next(rc *rampClock) (d *lvs.Dest, stale bool) {
 	if s.mw == 0 {
 		// No positive weight when last computed; the walk would not visit
 		// anything, so look for a raised weight here.
-		return nil, s.stale()
+		return nil, s.stale(rc)
 	}
 	const none = -2 // matches no index and not the head
 	n := len(s.dests)
@@ -136,7 +175,7 @@ func (s *weightedRoundRobin) next() (d *lvs.Dest, stale bool) {
 	for {
 		for i++; i < n; i++ {
 			d := s.dests[i]
-			w := effectiveWeight(d)
+			w := s.effectiveWeight(d, rc)
 			if w != s.seen[i] {
 				return nil, true
 			}

@@ -249,6 +249,7 @@ func (l *Link) reader(dev Device) {
 		proc = l.opts.NewProcessor()
 	}
 	var p forward.Packet
+	em := &emitter{l: l, dev: dev}
 	for {
 		n, err := dev.Read(buf[Headroom-l.vh:])
 		if err != nil {
@@ -264,7 +265,7 @@ func (l *Link) reader(dev Device) {
 			continue
 		}
 		l.stats.RxFrames.Add(1)
-		p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh}
+		p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 		if l.vh != 0 {
 			decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
 		}
@@ -288,6 +289,35 @@ func (l *Link) reader(dev Device) {
 			l.deliver(&p)
 		}
 	}
+}
+
+// emitter writes the extra frames of one reader's Process calls (segments,
+// fragments) to the reader's own device queue, each with an empty virtio-net
+// header written into the scratch space in front of it.
+type emitter struct {
+	l   *Link
+	dev Device
+}
+
+var _ forward.Emitter = (*emitter)(nil)
+
+var errEmitHeadroom = errors.New("emit: no room for the virtio-net header")
+
+// Emit implements forward.Emitter.
+func (e *emitter) Emit(buf []byte, off, n int) error {
+	start := off - e.l.vh
+	if start < 0 {
+		e.l.stats.TxErrors.Add(1)
+		return errEmitHeadroom
+	}
+	clear(buf[start:off])
+	if _, err := e.dev.Write(buf[start : off+n]); err != nil {
+		e.l.stats.TxErrors.Add(1)
+		e.l.logLimited("write failed", "err", err)
+		return err
+	}
+	e.l.stats.TxFrames.Add(1)
+	return nil
 }
 
 // deliver copies a frame into a PacketBuffer and hands it to the netstack.

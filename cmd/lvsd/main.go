@@ -3,6 +3,8 @@
 //	lvsd run   -c lvsd.toml   attach to the configured devices and balance
 //	lvsd check -c lvsd.toml   validate a configuration and exit
 //	lvsd list                 show virtual services as ipvsadm -Ln does
+//	lvsd realserver -tun T -vip V   on a TUN-mode real server without ipip:
+//	                          decapsulate IPIP into a local TUN device
 //
 // Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
 package main
@@ -35,6 +37,9 @@ commands:
   check    -c FILE   validate FILE and exit
   list     [-stats] [-json]   show the virtual services of a running lvsd (ipvsadm -Ln [--stats])
   counters           show a running lvsd's fast-path counters, drops by reason
+  realserver -tun NAME -vip ADDR[,...] [-director ADDR[,...]]
+                     on a TUN-mode real server whose kernel has no ipip module:
+                     decapsulate the director's IPIP into a local TUN device
   version            print the version
 
 run, list and counters take -control PATH, the control socket (default ` + defaultControl + `).
@@ -53,6 +58,9 @@ func run(args []string) int {
 		return 2
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "realserver" {
+		return runRealserver(args)
+	}
 	fs := flag.NewFlagSet("lvsd "+cmd, flag.ContinueOnError)
 	path := fs.String("c", "/etc/lvsd/lvsd.toml", "configuration file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")

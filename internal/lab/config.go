@@ -26,6 +26,12 @@ type Service struct {
 	// Weights has one weight per real server (rs1 first); nil gives each
 	// weight 1.
 	Weights []int
+	// Extra holds more keys of the [[virtual_server]] table, one TOML line
+	// each, such as `persistence_timeout = "3s"`.
+	Extra []string
+	// Methods, when not nil, has one method per real server (rs1 first),
+	// written as each real server's own `method` (mixed methods).
+	Methods []string
 }
 
 func (s Service) protocol() string {
@@ -58,6 +64,9 @@ func (tp *Topology) config(services []Service) (string, error) {
 	var b strings.Builder
 	q := strconv.Quote
 	fmt.Fprintf(&b, "# lvsd configuration of a lab: %s lab, director namespace %s.\n\n", tp.Type, tp.Director)
+	for _, g := range tp.Globals {
+		b.WriteString(g + "\n")
+	}
 	b.WriteString("[[interface]]\n")
 	fmt.Fprintf(&b, "name = %s\n", q(tp.Device))
 	fmt.Fprintf(&b, "type = %s\n", q(tp.Type))
@@ -80,6 +89,9 @@ func (tp *Topology) config(services []Service) (string, error) {
 		if s.Weights != nil && len(s.Weights) != len(tp.Reals) {
 			return "", fmt.Errorf("service %d: %d weights for %d real servers", i, len(s.Weights), len(tp.Reals))
 		}
+		if s.Methods != nil && len(s.Methods) != len(tp.Reals) {
+			return "", fmt.Errorf("service %d: %d methods for %d real servers", i, len(s.Methods), len(tp.Reals))
+		}
 		vip := s.vip()
 		if vip.Is6() && !tp.Options.IPv6 {
 			return "", fmt.Errorf("service %d: IPv6 VIP %s in a lab without IPv6", i, vip)
@@ -101,6 +113,9 @@ func (tp *Topology) config(services []Service) (string, error) {
 		}
 		fmt.Fprintf(&b, "method = %s\n", q(method))
 		fmt.Fprintf(&b, "interface = %s\n", q(tp.Device))
+		for _, l := range s.Extra {
+			b.WriteString(l + "\n")
+		}
 		for j, r := range tp.Reals {
 			addr := r.Addr
 			if vip.Is6() {
@@ -114,6 +129,9 @@ func (tp *Topology) config(services []Service) (string, error) {
 			fmt.Fprintf(&b, "  address = %s\n", q(addr.String()))
 			fmt.Fprintf(&b, "  port = %d\n", rport)
 			fmt.Fprintf(&b, "  weight = %d\n", w)
+			if s.Methods != nil {
+				fmt.Fprintf(&b, "  method = %s\n", q(s.Methods[j]))
+			}
 		}
 	}
 	return b.String(), nil

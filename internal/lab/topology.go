@@ -91,6 +91,9 @@ type Topology struct {
 	Options Options
 	// Control is the control socket of the lvsd started last (StartLvsd).
 	Control string
+	// Globals are lines written at the top of the lvsd configuration,
+	// before [[interface]]: top-level tables such as [timeouts].
+	Globals []string
 }
 
 func (o *Options) defaults(t T) {

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseWrk(t *testing.T) {
+	tests := []struct {
+		name string
+		out  string
+		want wrkResult
+	}{
+		{
+			name: "with errors",
+			out: `Running 10s test @ http://198.18.1.100:80/index.html
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.12ms    1.00ms  20.00ms   80.00%
+    Req/Sec     7.00k   500.00     8.00k    70.00%
+  Latency Distribution
+     50%  850.00us
+     75%    3.50ms
+     90%    4.00ms
+     99%    1.20s
+  140000 requests in 10.00s, 30.00MB read
+  Socket errors: connect 1, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 5
+Requests/sec:  14000.50
+Transfer/sec:      3.00MB
+`,
+			want: wrkResult{rps: 14000.5, p50: 0.85, p99: 1200, errors: 11,
+				errText: "Socket errors: connect 1, read 2, write 0, timeout 3; Non-2xx or 3xx responses: 5"},
+		},
+		{
+			name: "clean",
+			out: `  Latency Distribution
+     50%    1.21ms
+     75%    2.00ms
+     90%    3.00ms
+     99%    5.75ms
+Requests/sec:   9300.00
+`,
+			want: wrkResult{rps: 9300, p50: 1.21, p99: 5.75},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseWrk(tt.out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parseWrk = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if _, err := parseWrk("unable to connect to 198.18.1.100:80 Connection refused"); err == nil {
+		t.Error("parseWrk of a failure: no error")
+	}
+}
+
+func TestParseIperf2(t *testing.T) {
+	out := `------------------------------------------------------------
+Client connecting to 198.18.1.100, UDP port 9
+------------------------------------------------------------
+[  2] local 198.18.1.10 port 40000 connected with 198.18.1.100 port 9
+[  1] local 198.18.1.10 port 40001 connected with 198.18.1.100 port 9
+[ ID] Interval       Transfer     Bandwidth
+[  2] 0.0000-3.0042 sec  38.3 MBytes   107 Mbits/sec
+[  2] Sent 628091 datagrams
+[  1] 0.0000-3.0000 sec  53.2 MBytes   149 Mbits/sec
+[  1] Sent 871520 datagrams
+[SUM] 0.0000-3.0042 sec  91.5 MBytes   256 Mbits/sec
+[SUM-2] Sent 1499611 datagrams
+`
+	sent, secs, err := parseIperf2(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent != 1499611 || secs != 3.0042 {
+		t.Errorf("parseIperf2 = %v datagrams, %v s; want 1499611, 3.0042", sent, secs)
+	}
+	// One thread: no SUM line.
+	sent, _, err = parseIperf2("[  1] 0.0000-1.0000 sec  58.5 MBytes   164 Mbits/sec\n[  1] Sent 958590 datagrams\n")
+	if err != nil || sent != 958590 {
+		t.Errorf("parseIperf2 (one thread) = %v, %v; want 958590", sent, err)
+	}
+	if _, _, err := parseIperf2("connect failed: Connection refused"); err == nil {
+		t.Error("parseIperf2 of a failure: no error")
+	}
+}
+
+func TestParseIperf3(t *testing.T) {
+	gbps, retr, err := parseIperf3(`{"start":{},"end":{"sum_sent":{"bits_per_second":1.1e10,"retransmits":7},"sum_received":{"bits_per_second":1.07e10}}}`)
+	if err != nil || math.Abs(gbps-10.7) > 1e-9 || retr != 7 {
+		t.Errorf("parseIperf3 = %v, %v, %v; want 10.7, 7, nil", gbps, retr, err)
+	}
+	if _, _, err := parseIperf3(`{"start":{},"end":{},"error":"unable to connect to server: Connection refused"}`); err == nil ||
+		!strings.Contains(err.Error(), "unable to connect") {
+		t.Errorf("parseIperf3 of a failure: %v", err)
+	}
+}
+
+func TestParseProcPidStat(t *testing.T) {
+	// Field 2 may hold spaces and parentheses.
+	s := "4242 (lvsd (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 7 0 100 0 0"
+	got, err := parseProcPidStat(s)
+	if err != nil || got != 325 {
+		t.Errorf("parseProcPidStat = %v, %v; want 325", got, err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median odd = %v", m)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median even = %v", m)
+	}
+	if lo, hi := minMax([]float64{3, 1, 2}); lo != 1 || hi != 3 {
+		t.Errorf("minMax = %v, %v", lo, hi)
+	}
+	if got := formatNum(14000.4, 0); got != "14,000" {
+		t.Errorf("formatNum = %q", got)
+	}
+	if got := formatNum(1234567.891, 1); got != "1,234,567.9" {
+		t.Errorf("formatNum = %q", got)
+	}
+}
+
+func TestRotate(t *testing.T) {
+	s := []string{"a", "b", "c"}
+	for k, want := range [][]string{{"a", "b", "c"}, {"b", "c", "a"}, {"c", "a", "b"}, {"a", "b", "c"}} {
+		if got := rotate(s, k); !reflect.DeepEqual(got, want) {
+			t.Errorf("rotate(%d) = %v, want %v", k, got, want)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	f, err := parseFlags([]string{"-quick", "-only", "nft, lvsd-nat", "-workloads", "udp,tcp1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.rounds != 1 || f.duration != 3*time.Second {
+		t.Errorf("-quick: rounds %d duration %v", f.rounds, f.duration)
+	}
+	// Returned in the canonical order, whatever the order given.
+	if !reflect.DeepEqual(f.only, []string{"lvsd-nat", "nft"}) || !reflect.DeepEqual(f.workloads, []string{"tcp1", "udp"}) {
+		t.Errorf("only %v workloads %v", f.only, f.workloads)
+	}
+	for _, bad := range [][]string{{"-only", "ipvs"}, {"-rounds", "0"}, {"-workloads", "tcp2"}, {"extra"}} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("parseFlags(%q): no error", bad)
+		}
+	}
+}

@@ -1,0 +1,26 @@
+// Package realserver is the real-server half of lvsd's TUN forwarding
+// (ipvsadm -i) for hosts whose kernel has no ipip module, so that it cannot
+// decapsulate IPIP itself.
+//
+// A Server receives the IPIP packets that the director sends to this host
+// through raw IPv4 sockets of protocol 4 (IPv4 in IPv4) and 41 (IPv6 in
+// IPv4), strips the outer header, and writes the inner packet, addressed to
+// a virtual address (VIP), into a local TUN device (IFF_TUN, IFF_NO_PI). The
+// host's own kernel takes it as received on that device: it must hold the
+// VIP (on lo or on the TUN) and accept a client address arriving there
+// (rp_filter 0 or 2), and answers the client directly, as with the kernel's
+// tunl0. docs/modes.md describes the setup, and the kernel alternative.
+//
+// A raw socket gets a copy of every packet of its protocol addressed to the
+// host, after the kernel has reassembled fragments; with no ipip module the
+// kernel has no handler of its own for them and, since a raw socket took
+// them, sends no ICMP protocol-unreachable either. Only inner packets to a
+// configured VIP are written to the TUN (and, with Options.Directors, only
+// from the director's addresses): nothing else can be injected into the host
+// this way.
+//
+// A Server owns its sockets, its TUN queue and one goroutine per socket plus
+// one that drains the TUN (the kernel may route packets into it; they are
+// counted and discarded). Run stops them all when its context ends. Each
+// goroutine owns its receive buffer; packets are not retained.
+package realserver

@@ -1,0 +1,279 @@
+package realserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsd/lvsd/stack"
+)
+
+// Options configure a Server. Defaults:
+//
+//	TUN        none (required)
+//	VIPs       none (required)
+//	Directors  any source
+//	MTU        the device's (1500 for a new one)
+//	Logger     none
+type Options struct {
+	// TUN names the TUN device the inner packets are written to. A device
+	// that exists (`ip tuntap add NAME mode tun`, persistent) is attached
+	// to and left in place; a missing one is created, which needs
+	// CAP_NET_ADMIN, and vanishes when the Server stops, with any address
+	// on it. The Server brings it up.
+	TUN string
+	// VIPs are the virtual addresses of the services this real server
+	// answers for; only inner packets to them are written to the TUN. The
+	// host must hold them (on lo, or on the TUN when it is persistent).
+	VIPs []netip.Addr
+	// Directors, when not empty, are the only outer source addresses
+	// accepted: the directors' addresses (DIPs) toward this host.
+	Directors []netip.Addr
+	// MTU, when not 0, is set on the TUN device. It limits only the
+	// packets the kernel would send into it, which the Server discards.
+	MTU int
+	// Logger receives start-up warnings about the host's configuration,
+	// rate-limited drop reports and the counters at stop.
+	Logger *slog.Logger
+}
+
+// Counters are a Server's packet counts by Reason.
+type Counters [NumReasons]uint64
+
+// Server decapsulates IPIP for the local kernel. Create it with New and run
+// it with Run.
+type Server struct {
+	opts Options
+	f    filter
+	log  *slog.Logger
+
+	socks []*os.File // raw sockets: protocol 4, then 41
+	tun   *stack.TunDevice
+
+	counts  [NumReasons]atomic.Uint64
+	lastLog atomic.Int64
+}
+
+// recvBuf is the raw sockets' receive buffer: a burst of full-size packets
+// from a fast director must not overflow it.
+const recvBuf = 4 << 20
+
+// New opens the raw IPIP sockets and the TUN device and checks the host's
+// configuration (each problem found is logged as a warning: a VIP that is not
+// a local address, strict reverse-path filtering on the TUN). It needs
+// CAP_NET_RAW, and CAP_NET_ADMIN to create or bring up the TUN.
+func New(o Options) (*Server, error) {
+	if o.TUN == "" {
+		return nil, errors.New("realserver: no TUN device named")
+	}
+	if len(o.VIPs) == 0 {
+		return nil, errors.New("realserver: no VIP: name the virtual addresses this server answers for")
+	}
+	s := &Server{opts: o, log: o.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, a := range o.VIPs {
+		s.f.vips = append(s.f.vips, a.Unmap())
+	}
+	for _, a := range o.Directors {
+		a = a.Unmap()
+		if !a.Is4() {
+			return nil, fmt.Errorf("realserver: director %s: IPIP comes from IPv4 addresses only", a)
+		}
+		s.f.directors = append(s.f.directors, a)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	for _, proto := range []int{protoIPIP, protoIPv6} {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+		if err != nil {
+			return nil, fmt.Errorf("realserver: raw socket for IP protocol %d: %w", proto, err)
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, recvBuf) != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, recvBuf) // capped by rmem_max
+		}
+		// Non-blocking and registered with the runtime's poller: Close
+		// wakes a goroutine blocked in Read.
+		s.socks = append(s.socks, os.NewFile(uintptr(fd), fmt.Sprintf("raw-ip-proto-%d", proto)))
+	}
+	tuns, err := stack.OpenTun(stack.DeviceOptions{Name: o.TUN})
+	if err != nil {
+		return nil, fmt.Errorf("realserver: %w", err)
+	}
+	s.tun = tuns[0]
+	if err := stack.SetLinkUp(o.TUN, o.MTU); err != nil {
+		return nil, fmt.Errorf("realserver: %w", err)
+	}
+	s.checkHost()
+	ok = true
+	return s, nil
+}
+
+// checkHost logs what would keep the kernel from answering injected packets.
+func (s *Server) checkHost() {
+	local := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	for _, v := range s.f.vips {
+		if !local[v] {
+			s.log.Warn("VIP is not a local address: the kernel will drop the packets written to the TUN",
+				"vip", v, "fix", fmt.Sprintf("ip addr add %s dev lo", netip.PrefixFrom(v, v.BitLen())))
+		}
+	}
+	rp := max(readSysctl("net/ipv4/conf/all/rp_filter"), readSysctl("net/ipv4/conf/"+s.opts.TUN+"/rp_filter"))
+	if rp == 1 {
+		s.log.Warn("strict reverse-path filtering on the TUN: the kernel will drop packets from clients it routes elsewhere",
+			"fix", fmt.Sprintf("sysctl -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.%s.rp_filter=0", s.opts.TUN))
+	}
+}
+
+// readSysctl returns the integer in /proc/sys/NAME, or -1.
+func readSysctl(name string) int {
+	b, err := os.ReadFile("/proc/sys/" + name)
+	if err != nil {
+		return -1
+	}
+	var v int
+	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &v); err != nil {
+		return -1
+	}
+	return v
+}
+
+// Run decapsulates until ctx ends, then closes the sockets and the TUN, waits
+// for its goroutines and logs the counters. It returns nil after a normal
+// stop, or the error that stopped a socket.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("realserver running", "tun", s.opts.TUN, "vips", fmt.Sprint(s.f.vips),
+		"directors", fmt.Sprint(s.opts.Directors))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ferr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if ferr == nil {
+			ferr = err
+		}
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, sock := range s.socks {
+		wg.Go(func() {
+			if err := s.receive(sock); err != nil {
+				fail(err)
+				cancel()
+			}
+		})
+	}
+	wg.Go(s.drain)
+	<-ctx.Done()
+	s.close()
+	wg.Wait()
+	c := s.Counters()
+	args := []any{}
+	for r := range NumReasons {
+		args = append(args, r.String(), c[r])
+	}
+	s.log.Info("realserver stopped", args...)
+	return ferr
+}
+
+// receive reads one raw socket until it is closed.
+func (s *Server) receive(sock *os.File) error {
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := sock.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOBUFS) {
+				continue
+			}
+			return fmt.Errorf("realserver: read %s: %w", sock.Name(), err)
+		}
+		inner, r := s.f.decap(buf[:n])
+		if r == Injected {
+			if _, err := s.tun.Write(inner); err != nil {
+				if errors.Is(err, os.ErrClosed) {
+					return nil
+				}
+				r = WriteFailed
+			}
+		}
+		s.counts[r].Add(1)
+		if r != Injected {
+			s.logDrop(r)
+		}
+	}
+}
+
+// drain reads and discards what the kernel routes into the TUN: nothing,
+// when the host is set up as docs/modes.md says.
+func (s *Server) drain() {
+	buf := make([]byte, 1<<16)
+	for {
+		if _, err := s.tun.Read(buf); err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+				return
+			}
+			continue
+		}
+		// The kernel's own IPv6 traffic on a new link (router
+		// solicitations, MLD) lands here too: counted, not reported.
+		s.counts[RoutedIntoTUN].Add(1)
+	}
+}
+
+// logDrop reports a drop at most once per second.
+func (s *Server) logDrop(r Reason) {
+	now := time.Now().UnixNano()
+	last := s.lastLog.Load()
+	if now-last < int64(time.Second) || !s.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("dropping packets", "reason", r.String(), "rate_limit", time.Second.String())
+}
+
+// Counters returns the packet counts so far. It may run concurrently with Run.
+func (s *Server) Counters() Counters {
+	var c Counters
+	for i := range c {
+		c[i] = s.counts[i].Load()
+	}
+	return c
+}
+
+// close closes the sockets and the TUN; blocked reads return.
+func (s *Server) close() {
+	for _, sock := range s.socks {
+		sock.Close()
+	}
+	if s.tun != nil {
+		s.tun.Close()
+	}
+}
