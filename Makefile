@@ -22,7 +22,10 @@ unit: ## run the tests that need no privileges (labs skip)
 integration: ## run only the namespace lab tests (root)
 	$(GO) test -count=1 -v -timeout 20m ./e2e/
 
-bench: ## run the Go benchmarks of the packet path, connection table, persistence templates and schedulers
+bench: ## benchmark suite (root): lvsd NAT/DR/TUN vs nftables DNAT, HAProxy and a direct path; writes docs/benchmarks.md
+	$(GO) run ./bench $(BENCHFLAGS)
+
+bench-go: ## Go benchmarks of the packet path, connection table, persistence templates and schedulers
 	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./persist/ ./sched/
 
 fuzz: ## fuzz every parser for 30 s each
@@ -49,4 +52,4 @@ clean-lab: ## remove namespaces left by an interrupted lab whose process is gone
 clean: ## remove build output
 	rm -rf $(BIN)
 
-.PHONY: help build test unit integration bench fuzz vet fmt-check demo clean-lab clean
+.PHONY: help build test unit integration bench bench-go fuzz vet fmt-check demo clean-lab clean

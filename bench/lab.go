@@ -19,12 +19,11 @@ const (
 	iperfPort = 5201 // iperf3 server on rs1; the VIP's TCP throughput service
 	udpPort   = 9    // the UDP sink on rs1 (nftables counter and drop)
 
-	sinkTable     = "lvtsink"  // nftables table of the UDP sink in rs1
-	natTable      = "lvtbench" // nftables table of the kernel DNAT contestant
-	tunnelLink    = "lvttnl0"  // IPIP device of a real server (TUN mode, kernel)
-	realserverTUN = "lvttunrs" // TUN device of `lvsd realserver` (TUN mode, userspace)
-	cmdTimeout    = 20 * time.Second
-	readyWithin   = 30 * time.Second
+	sinkTable   = "lvtsink"  // nftables table of the UDP sink in rs1
+	natTable    = "lvtbench" // nftables table of the kernel DNAT contestant
+	tunnelLink  = "lvttnl0"  // IPIP device of a real server (TUN mode, kernel)
+	cmdTimeout  = 20 * time.Second
+	readyWithin = 30 * time.Second
 )
 
 // bench is one run of the suite: its lab, its tools and its results.
@@ -156,7 +155,7 @@ func (b *bench) startRealservers() (stop func(), procs []*lab.Proc, err error) {
 	}
 	for _, r := range b.tp.Reals {
 		procs = append(procs, b.lab.Start(r.NS, r.Name+"-realserver", b.bin.Lvsd, "realserver",
-			"-tun", realserverTUN, "-vip", lab.VIP.String(), "-director", lab.DIP.String()))
+			"-tun", lab.RealserverTUN, "-vip", lab.VIP.String(), "-director", lab.DIP.String()))
 	}
 	for _, p := range procs {
 		if werr := p.WaitOutput("realserver running", 10*time.Second); werr != nil {

@@ -374,7 +374,7 @@ func (r *report) markdown(svgName string) string {
 
 	if rel := r.relativeTable(); rel != "" {
 		w("### lvsd relative to the others\n\n")
-		w("Median of lvsd divided by the median of the other contestant (HTTP p99: lower is better, the others higher).\n\n")
+		w("Median of lvsd divided by the median of the other contestant (higher is better for lvsd).\n\n")
 		sb.WriteString(rel)
 		w("\n")
 	}

@@ -31,14 +31,14 @@ func (r *report) svg() string {
 	ms := r.activeMetrics()
 	cs := r.b.f.only
 	panelH := titleH + rowH*len(cs) + gap
-	height := 40 + panelH*len(ms) + 20
+	height := 56 + panelH*len(ms) + 20
 	var sb strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
 	w(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	w(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
-	w(`<text x="10" y="22" font-size="15" font-weight="bold">lvsd bench: median, min–max over %d round(s); %s</text>`+"\n",
-		r.b.f.rounds, html.EscapeString(fmt.Sprintf("%s, %d cores, %s", r.machine.CPU, r.machine.Cores, r.machine.Date)))
-	y := 40
+	w(`<text x="10" y="22" font-size="15" font-weight="bold">lvsd bench: median, min–max over %d round(s) of %v</text>`+"\n", r.b.f.rounds, r.b.f.duration)
+	w(`<text x="10" y="40" fill="#444">%s</text>`+"\n", html.EscapeString(fmt.Sprintf("%s, %d cores, Linux %s, %s", r.machine.CPU, r.machine.Cores, r.machine.Kernel, r.machine.Date)))
+	y := 56
 	for _, m := range ms {
 		w(`<text x="10" y="%d" font-size="13" font-weight="bold">%s (%s)</text>`+"\n", y+16, html.EscapeString(m.title), html.EscapeString(m.unit))
 		top := 0.0
