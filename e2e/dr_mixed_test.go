@@ -21,7 +21,7 @@ func TestMixedMethods(t *testing.T) {
 	capture := l.Capture(dt.Director, lab.TAPName)
 	svc := dt.Service(lab.Service{Protocol: "tcp", Port: 80, Scheduler: "wrr", Method: "dr", Weights: []int{3, 2, 1}})
 	dt.StartLvsd(bin, lab.LvsdOptions{}, svc)
-	checkWRR(t, dt.Topology, bin, servers, 300)
+	checkWRRPorts(t, dt, servers, 300)
 	checkDirect(t, dt, capture)
 	checkList(t, dt.Topology, bin, "Masq", "Route", "Tunnel")
 }

@@ -1,12 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
@@ -25,9 +32,93 @@ func TestDRWRR(t *testing.T) {
 	servers := dt.StartHTTP(bin, 80)
 	capture := l.Capture(dt.Director, lab.TAPName)
 	dt.StartLvsd(bin, lab.LvsdOptions{}, dt.Service(directHTTP))
-	checkWRR(t, dt.Topology, bin, servers, 300)
+	checkWRRPorts(t, dt, servers, 300)
 	checkDirect(t, dt, capture)
 	checkList(t, dt.Topology, bin, "Route")
+}
+
+// firstPort is the client port of checkWRRPorts' first request: below the
+// ephemeral range (32768-60999), which the readiness probe and other
+// clients use.
+const firstPort = 10000
+
+// checkWRRPorts is checkWRR with the client's ports chosen: request i comes
+// from port firstPort+i, so that no two connections share a 4-tuple. It
+// matters with DR and TUN: the director sees only the client's half of a
+// connection, which therefore ends in FIN_WAIT (IPVS's input-only table) and
+// stays for tcp_fin (120 s); a SYN from the same client port meanwhile
+// follows the old connection to its real server instead of being scheduled,
+// as with IPVS's default conn_reuse_mode, and a random ephemeral port that
+// comes back (labserver get's, as checkWRR uses) would break the exact count.
+//
+// It makes n requests (a multiple of 6), one connection each, and checks
+// that they all succeed, that the real servers got exactly 3:2:1 of them,
+// and that each saw the client's own address.
+func checkWRRPorts(t *testing.T, dt *lab.DirectTopology, servers []*lab.Proc, n int) {
+	t.Helper()
+	start := time.Now()
+	got := map[string]int{}
+	clients := map[string]int{}
+	var errs []string
+	for i := range n {
+		server, client, err := getFromPort(dt.Client, firstPort+i)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		got[server]++
+		host, _, _ := net.SplitHostPort(client)
+		clients[host]++
+	}
+	t.Logf("%d requests in %v", n, time.Since(start).Round(time.Millisecond))
+	if len(errs) > 0 {
+		t.Errorf("%d of %d requests failed; first errors:\n%s", len(errs), n, strings.Join(errs[:min(len(errs), 10)], "\n"))
+	}
+	want := map[string]int{"rs1": n / 2, "rs2": n / 3, "rs3": n / 6}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("answers per real server (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{lab.ClientIP.String(): n - len(errs)}, clients); diff != "" {
+		t.Errorf("client address seen by the real servers (-want +got):\n%s", diff)
+	}
+	from := regexp.MustCompile(`http GET / from ` + regexp.QuoteMeta(lab.ClientIP.String()) + `:1\d{4}\n`)
+	for i, p := range servers {
+		name := dt.Reals[i].Name
+		if got := len(from.FindAllString(p.Output(), -1)); got != want[name] {
+			t.Errorf("%s logged %d requests from %s, want %d", name, got, lab.ClientIP, want[name])
+		}
+	}
+}
+
+// getFromPort makes one HTTP GET of the VIP from ns, on a new connection
+// from ClientIP:port, and returns the real server's name and the client
+// address it saw.
+func getFromPort(ns lab.NS, port int) (server, client string, err error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := lab.Do(ns, func() error {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: lab.ClientIP.AsSlice(), Port: port}}
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true, Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(vipURL)
+	if err != nil {
+		return "", "", fmt.Errorf("GET from port %d: %w", port, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "", "", fmt.Errorf("GET from port %d: %w", port, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", "", fmt.Errorf("GET from port %d: %s", port, resp.Status)
+	}
+	return resp.Header.Get("X-Lab-Server"), resp.Header.Get("X-Lab-Client"), nil
 }
 
 // checkList checks that `lvsd list` shows the method of every real server
@@ -101,6 +192,22 @@ func countFlows(t *testing.T, frames []lab.Frame) flowCounts {
 	return c
 }
 
+// settle waits until the capture has seen no new frame for half a second
+// (at most 10 s): the last packets of the last connections (the client's
+// final ACKs) are through.
+func settle(t *testing.T, c *lab.Capture) {
+	t.Helper()
+	n, quiet := -1, time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m := len(c.Frames()); m != n {
+			n, quiet = m, time.Now()
+		} else if time.Since(quiet) > 500*time.Millisecond {
+			return
+		}
+	}
+	t.Logf("traffic on the TAP did not settle: %d frames", n)
+}
+
 // checkDirect checks, after traffic through a DirectLab, that every real
 // server got its packets by its own method and that no DR or TUN reply
 // passed through the director: none reached lvsd's TAP (a capture in the
@@ -108,6 +215,7 @@ func countFlows(t *testing.T, frames []lab.Frame) flowCounts {
 // outbound packet of a DR or TUN real server).
 func checkDirect(t *testing.T, dt *lab.DirectTopology, capture *lab.Capture) flowCounts {
 	t.Helper()
+	settle(t, capture)
 	frames := capture.Stop()
 	if err := capture.Err(); err != nil || capture.Missed() > 0 {
 		t.Fatalf("capture: %v, %d frames missed", err, capture.Missed())

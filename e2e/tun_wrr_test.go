@@ -21,7 +21,7 @@ func TestTUNWRR(t *testing.T) {
 			rsProcs := dt.StartRealservers(bin)
 			capture := l.Capture(dt.Director, lab.TAPName)
 			dt.StartLvsd(bin, lab.LvsdOptions{}, dt.Service(directHTTP))
-			checkWRR(t, dt.Topology, bin, servers, 300)
+			checkWRRPorts(t, dt, servers, 300)
 			c := checkDirect(t, dt, capture)
 			checkList(t, dt.Topology, bin, "Tunnel")
 

@@ -81,7 +81,10 @@ func KernelIPIP() bool {
 // DirectLab builds a lab for DR and TUN (and NAT) real servers on a TAP, one
 // real server per method, rs1 first (see the diagram above). A tun-ipip real
 // server needs the ipip module (KernelIPIP): without it the test is skipped.
-// A tun-lvsd real server is ready once StartRealservers has run.
+// A tun-lvsd real server is ready once StartRealservers has run. The only
+// link not named lvt* is tunl0, which the ipip module itself gives every
+// namespace (as lo): the lab brings it up but neither creates nor deletes
+// it.
 func (l *Lab) DirectLab(methods ...RealMethod) *DirectTopology {
 	l.t.Helper()
 	if len(methods) < 1 || len(methods) > 9 {
