@@ -11,7 +11,7 @@
 // The table is split into 256 shards by a seeded hash of the tuple. Each
 // shard holds:
 //
-//   - a slab of 68-byte entries (rec) in fixed chunks that never move, with
+//   - a slab of 76-byte entries (rec) in fixed chunks that never move, with
 //     a free list: an entry holds no pointer (its real server is an index
 //     into the table's bindings), so the garbage collector does not scan the
 //     table, and a steady state of connections coming and going allocates

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -46,10 +45,10 @@ func tableBytes(t *Table) uint64 {
 	var n uint64
 	for i := range t.shards {
 		s := &t.shards[i]
-		n += uint64(len(*s.chunks.Load())) * uint64(unsafe.Sizeof(chunk{}))
+		n += uint64(len(*s.chunks.Load())) * chunkBytes
 		n += uint64(len(s.idx.slots)) * 8
 	}
-	return n + uint64(unsafe.Sizeof(Table{}))
+	return n + tableStructBytes
 }
 
 // benchScale inserts n distinct NAT flows (two index slots each, the

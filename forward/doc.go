@@ -18,7 +18,8 @@
 // Configuration is read through an atomic pointer to an immutable Config
 // snapshot that a reload replaces whole. For packets of known connections
 // Process takes one connection-table shard read lock and allocates nothing;
-// the first packet of a connection allocates its table entry. For a
+// the first packet of a connection allocates nothing either once the table
+// has grown to its working size (it recycles entries). For a
 // persistent service (Service.Persist) the first packet also looks up the
 // client's persistence template (one shard read lock of the persist.Table, no
 // allocation), or creates one (an allocation) when the scheduler chose; a
@@ -26,9 +27,9 @@
 // allocates nothing.
 //
 // What goes where:
-//   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP, IPv6
-//     with extension headers, and TCP/UDP not addressed to a virtual service:
-//     to the netstack.
+//   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP (but
+//     errors about connections), IPv6 with extension headers, and TCP/UDP
+//     not addressed to a virtual service: to the netstack.
 //   - Unicast frames for another MAC, malformed headers, TCP segments other
 //     than SYN without a connection, later fragments to a VIP: dropped and
 //     counted by DropReason.
@@ -38,9 +39,12 @@
 //     the outer packet; a TCP super-frame for a TUN-mode real server is
 //     segmented in place (gso.go). Frames beyond the one a Transmit verdict
 //     writes go out through Packet.Emit during Process.
+//   - ICMP errors (unreachable, fragmentation needed / packet too big, time
+//     exceeded) whose quoted packet belongs to a connection: forwarded to
+//     the side that sent the quoted packet, with the outer and quoted
+//     headers un-NATed and every checksum updated (icmperr.go).
 //
 // Not implemented yet (the frames are dropped and counted, see each
 // function): other ICMP errors (port unreachable for no destination, time
-// exceeded), ICMP errors about connections (IPVS un-NATs them), reassembly
-// of fragments, IPv6 outer headers for TUN, SCTP.
+// exceeded), reassembly of fragments, IPv6 outer headers for TUN, SCTP.
 package forward
