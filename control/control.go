@@ -34,6 +34,7 @@ type Service struct {
 	Scheduler string   `json:"scheduler"`
 	Flags     []string `json:"flags,omitempty"`
 	Stats     Stats    `json:"stats"`
+	Rates     Rates    `json:"rates"`
 	Reals     []Real   `json:"reals"`
 }
 
@@ -47,6 +48,17 @@ type Real struct {
 	Available  bool   `json:"available"`
 	Overloaded bool   `json:"overloaded"`
 	Stats      Stats  `json:"stats"`
+	Rates      Rates  `json:"rates"`
+}
+
+// Rates are IPVS-style rate estimates (2-second samples, moving average):
+// connections, packets and bytes per second.
+type Rates struct {
+	CPS    uint64 `json:"cps"`
+	InPPS  uint64 `json:"in_pps"`
+	OutPPS uint64 `json:"out_pps"`
+	InBPS  uint64 `json:"in_bps"`
+	OutBPS uint64 `json:"out_bps"`
 }
 
 // Stats are cumulative counters.

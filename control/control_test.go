@@ -21,6 +21,7 @@ var sample = Status{
 	Services: []Service{{
 		Protocol: "tcp", Address: "192.0.2.100:80", Scheduler: "wrr",
 		Stats: Stats{Conns: 3, InPkts: 30, OutPkts: 20, InBytes: 3000, OutBytes: 9000},
+		Rates: Rates{CPS: 7, InPPS: 70, OutPPS: 60, InBPS: 7000, OutBPS: 6000},
 		Reals: []Real{
 			{Address: "192.0.2.21:8080", Method: "nat", Weight: 2, ActiveConn: 1, InactConn: 1, Available: true, Stats: Stats{Conns: 2}},
 			{Address: "192.0.2.22:80", Method: "dr", Weight: 1, InactConn: 1, Available: false, Stats: Stats{Conns: 1}},
@@ -75,6 +76,11 @@ TCP  192.0.2.100:80 wrr
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
+	}
+	b.Reset()
+	WriteRates(&b, &sample)
+	if !strings.Contains(b.String(), "TCP  192.0.2.100:80                      7         70         60         7000         6000\n") {
+		t.Errorf("rates:\n%s", b.String())
 	}
 	b.Reset()
 	WriteCounters(&b, &sample)

@@ -10,6 +10,21 @@ import (
 // forwardNames are ipvsadm's names of the forwarding methods.
 var forwardNames = map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel"}
 
+// WriteRates prints the rate estimates as `ipvsadm -Ln --rate` does.
+func WriteRates(w io.Writer, st *Status) {
+	fmt.Fprintf(w, "lvsd %s (connections=%d)\n", st.Version, st.Connections)
+	fmt.Fprintf(w, "%-4s %-28s %8s %10s %10s %12s %12s\n", "Prot", "LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
+	fmt.Fprintf(w, "  -> RemoteAddress:Port\n")
+	for _, s := range st.Services {
+		r := s.Rates
+		fmt.Fprintf(w, "%-4s %-28s %8d %10d %10d %12d %12d\n", strings.ToUpper(s.Protocol), s.Address, r.CPS, r.InPPS, r.OutPPS, r.InBPS, r.OutBPS)
+		for _, d := range s.Reals {
+			r := d.Rates
+			fmt.Fprintf(w, "  -> %-23s %8d %10d %10d %12d %12d\n", d.Address, r.CPS, r.InPPS, r.OutPPS, r.InBPS, r.OutBPS)
+		}
+	}
+}
+
 // WriteList prints the virtual services as `ipvsadm -Ln` does, or with
 // stats as `ipvsadm -Ln --stats`, so that an IPVS operator reads it at once.
 func WriteList(w io.Writer, st *Status, stats bool) {

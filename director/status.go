@@ -3,6 +3,7 @@ package director
 import (
 	"net/netip"
 
+	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/control"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
@@ -14,8 +15,17 @@ var _ control.Source = (*Director)(nil)
 // and counters. It reads atomics only; the packet path is not disturbed.
 func (d *Director) Status() control.Status {
 	// The packet path counts per worker; this folds the counts into the
-	// lvs.Stats read below (they lag by up to 2 s otherwise).
-	d.table.Stats()
+	// lvs.Stats read below (they lag by up to 2 s otherwise), and gives the
+	// rate estimates.
+	ts := d.table.Stats()
+	destRates := make(map[*lvs.Dest]control.Rates, len(ts.Dests))
+	for _, ds := range ts.Dests {
+		destRates[ds.Dest] = rates(ds.Rates)
+	}
+	svcRates := make(map[conntrack.ServiceKey]control.Rates, len(ts.Services))
+	for _, ss := range ts.Services {
+		svcRates[ss.Service] = rates(ss.Rates)
+	}
 	d.mu.Lock()
 	cfg := d.cfg
 	dests := d.dests
@@ -31,6 +41,7 @@ func (d *Director) Status() control.Status {
 			Address:   netip.AddrPortFrom(sc.Addr, sc.Port).String(),
 			Scheduler: sc.Scheduler,
 			Flags:     sc.SchedFlags,
+			Rates:     svcRates[conntrack.ServiceKey{Addr: key.Addr, Port: key.Port, Proto: key.Proto}],
 		}
 		if svc := svcs[key]; svc != nil {
 			s.Stats = stats(&svc.Stats)
@@ -49,6 +60,7 @@ func (d *Director) Status() control.Status {
 				Available:  dst.Available.Load(),
 				Overloaded: dst.Overloaded.Load(),
 				Stats:      stats(&dst.Stats),
+				Rates:      destRates[dst],
 			})
 		}
 		st.Services = append(st.Services, s)
@@ -78,6 +90,10 @@ func (d *Director) Status() control.Status {
 		st.Interfaces = append(st.Interfaces, i)
 	}
 	return st
+}
+
+func rates(r conntrack.Rates) control.Rates {
+	return control.Rates{CPS: r.CPS, InPPS: r.InPPS, OutPPS: r.OutPPS, InBPS: r.InBPS, OutBPS: r.OutBPS}
 }
 
 func stats(s *lvs.Stats) control.Stats {

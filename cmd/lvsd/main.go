@@ -35,7 +35,7 @@ const usage = `usage: lvsd <command> [flags]
 commands:
   run      -c FILE   run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
   check    -c FILE   validate FILE and exit
-  list     [-stats] [-json]   show the virtual services of a running lvsd (ipvsadm -Ln [--stats])
+  list     [-stats|-rate] [-json]   show the virtual services of a running lvsd (ipvsadm -Ln [--stats|--rate])
   counters           show a running lvsd's fast-path counters, drops by reason
   realserver -tun NAME -vip ADDR[,...] [-director ADDR[,...]]
                      on a TUN-mode real server whose kernel has no ipip module:
@@ -68,11 +68,12 @@ func run(args []string) int {
 	switch cmd {
 	case "list", "counters":
 		showStats := fs.Bool("stats", false, "list: cumulative counters, as ipvsadm --stats")
+		showRates := fs.Bool("rate", false, "list: rate estimates, as ipvsadm --rate")
 		asJSON := fs.Bool("json", false, "print the raw status as JSON")
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
-		return show(cmd, *ctl, *showStats, *asJSON)
+		return show(cmd, *ctl, *showStats, *showRates, *asJSON)
 	case "run", "check":
 	case "version":
 		fmt.Println("lvsd", version)
@@ -166,7 +167,7 @@ func serveControl(ctx context.Context, path string, d *director.Director, log *s
 }
 
 // show prints what a running lvsd reports.
-func show(cmd, path string, stats, asJSON bool) int {
+func show(cmd, path string, stats, rates, asJSON bool) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := control.Get(ctx, path)
@@ -181,6 +182,8 @@ func show(cmd, path string, stats, asJSON bool) int {
 		enc.Encode(st)
 	case cmd == "counters":
 		control.WriteCounters(os.Stdout, st)
+	case rates:
+		control.WriteRates(os.Stdout, st)
 	default:
 		control.WriteList(os.Stdout, st, stats)
 	}
