@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is lvsd's benchmark suite: it builds a network-namespace lab
 // and measures lvsd (NAT, DR and TUN forwarding) against the kernel's
 // nftables DNAT, HAProxy in TCP mode and a direct path without a balancer,

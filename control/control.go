@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -96,16 +97,22 @@ func Serve(ctx context.Context, path string, src Source) error {
 		c.Close()
 		return fmt.Errorf("control socket %s: another lvsd is listening", path)
 	}
-	os.Remove(path)
+	// Only a stale socket is replaced; any other file at the path stays.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
+		}
+		os.Remove(path)
+	}
+	// Listen creates the socket with the process umask; 0o117 makes it
+	// 0660 from the start rather than after a window.
+	old := syscall.Umask(0o117)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer os.Remove(path)
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return fmt.Errorf("control socket: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -114,8 +121,14 @@ func Serve(ctx context.Context, path string, src Source) error {
 		enc.Encode(src.Status())
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-done: // Serve failed: nothing left to shut down
+			return
+		}
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		srv.Shutdown(shut)

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -86,5 +87,20 @@ TCP  192.0.2.100:80 wrr
 	WriteCounters(&b, &sample)
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
+	}
+}
+
+func TestServeLeavesOtherFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lvsd.toml")
+	if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := fixed(sample)
+	err := Serve(context.Background(), path, &src)
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Serve over a regular file: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "keep me" {
+		t.Errorf("the file in the way was changed: %q", b)
 	}
 }

@@ -59,6 +59,11 @@ type Director struct {
 	// dests holds every destination in force, so that a reload reuses them.
 	// Guarded by mu.
 	dests map[destKey]*lvs.Dest
+	// stopped is set when Run begins to close everything; apply refuses
+	// to run after it. Guarded by mu.
+	stopped bool
+	// running are the interfaces opened by New, in file order; fixed.
+	running []config.Interface
 	// services are the services in force by key, for Status. Guarded by mu.
 	services map[forward.ServiceKey]*forward.Service
 }
@@ -116,6 +121,7 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 			return nil, err
 		}
 	}
+	d.running = cfg.Interfaces
 	if err := d.apply(cfg); err != nil {
 		return nil, err
 	}
@@ -221,10 +227,9 @@ var ErrRestartNeeded = errors.New("interface changes need a restart")
 // servers, weights and timeouts. Established connections keep their real
 // server. On error the running configuration stays in force.
 func (d *Director) Reload(cfg *config.Config) error {
-	d.mu.Lock()
-	old := d.cfg
-	d.mu.Unlock()
-	if !slices.EqualFunc(old.Interfaces, cfg.Interfaces, sameInterface) {
+	// Compare with the interfaces that run, not with the last file: a
+	// reload that was told "restart needed" must keep saying so.
+	if !slices.EqualFunc(d.running, cfg.Interfaces, sameInterface) {
 		// Apply the services that fit the running interfaces only.
 		for _, s := range cfg.Services {
 			if _, ok := d.ifaces[s.Interface]; !ok {
@@ -249,6 +254,9 @@ func sameInterface(a, b config.Interface) bool {
 func (d *Director) apply(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopped {
+		return errors.New("lvsd is stopping")
+	}
 
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
 	for name := range d.ifaces {
@@ -278,16 +286,25 @@ func (d *Director) apply(cfg *config.Config) error {
 		// real servers have port 0.
 		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg), Ports: sc.Ports, OnePacket: sc.OnePacket}
-		_, running := d.services[key]
+		prev, running := d.services[key]
+		if running {
+			svc.Stats = prev.Stats // counters survive reloads
+		} else {
+			svc.Stats = new(lvs.Stats)
+		}
 		for _, rc := range sc.Reals {
 			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}
 			dst := d.dests[dk]
 			added := dst == nil
 			if added {
 				dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
-				dst.Neigh = d.st.Neighbor(ifc.nic, rc.Addr)
 			}
 			updates = append(updates, func() {
+				if added {
+					// Only now: a reload that fails must not leave
+					// neighbours being resolved for nothing.
+					dst.Neigh = d.st.Neighbor(ifc.nic, rc.Addr)
+				}
 				dst.SlowStart.Store(int64(rc.SlowStart))
 				dst.SetWeight(rc.Weight, now)
 				dst.UpperThreshold.Store(rc.UpperThreshold)
@@ -337,16 +354,27 @@ func (d *Director) apply(cfg *config.Config) error {
 		wantVIPs[sc.Interface][sc.Addr] = true
 	}
 	// VIPs first, so that ARP for a new VIP is answered when its snapshot
-	// goes live; stale VIPs after.
+	// goes live; stale VIPs after. If one cannot be added, the ones added
+	// here are removed again: a failed reload changes nothing.
+	type addedVIP struct {
+		ifc *iface
+		vip netip.Addr
+	}
+	var addedVIPs []addedVIP
 	for name, ifc := range d.ifaces {
 		for vip := range wantVIPs[name] {
 			if ifc.vips[vip] {
 				continue
 			}
 			if err := d.st.AddVIP(ifc.nic, vip); err != nil {
+				for _, a := range addedVIPs {
+					d.st.RemoveVIP(a.ifc.nic, a.vip)
+					delete(a.ifc.vips, a.vip)
+				}
 				return fmt.Errorf("interface %q: %w", name, err)
 			}
 			ifc.vips[vip] = true
+			addedVIPs = append(addedVIPs, addedVIP{ifc, vip})
 		}
 	}
 	for _, u := range updates {
@@ -383,6 +411,14 @@ func (d *Director) apply(cfg *config.Config) error {
 			old.Removed.Store(true)
 		}
 	}
+	// Neighbours no real server needs any more are no longer resolved.
+	keep := make(map[*lvs.Neighbor]bool, len(dests))
+	for _, dst := range dests {
+		if dst.Neigh != nil {
+			keep[dst.Neigh] = true
+		}
+	}
+	d.st.KeepNeighbors(keep)
 	d.dests = dests
 	d.services = services
 	d.cfg = cfg

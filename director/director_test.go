@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"maps"
 	"net"
 	"sync"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/lvsd/lvsd/config"
+	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/stack"
 )
 
@@ -304,18 +307,58 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	before := d.Forwarder("lvt0")
-	// A config for an interface that is not running cannot be applied.
+	d.mu.Lock()
+	dests, services := d.dests, d.services
+	d.mu.Unlock()
+
+	// A new weight for the first service, and a second service that fails
+	// late (its scheduler cannot be built): nothing of it may apply.
 	bad := *cfg
 	bad.Services = append([]config.Service(nil), cfg.Services...)
-	bad.Services[0].Interface = "lvt9"
+	bad.Services[0].Reals = append([]config.Real(nil), cfg.Services[0].Reals...)
+	bad.Services[0].Reals[0].Weight = 7
+	bad.Services[1].Scheduler = "lvt-no-such-scheduler"
 	if err := d.Reload(&bad); err == nil {
-		t.Fatal("reload with a service on a missing interface succeeded")
+		t.Fatal("reload with an unknown scheduler succeeded")
 	}
 	d.mu.Lock()
-	kept := d.cfg == cfg
+	kept := d.cfg == cfg && maps.Equal(d.dests, dests) && maps.Equal(d.services, services)
 	d.mu.Unlock()
-	if !kept || d.Forwarder("lvt0") != before {
+	if !kept {
 		t.Error("a failed reload replaced the running configuration")
+	}
+	for k, dst := range dests {
+		if want := int32(2); k.addr.String() == "192.0.2.21" && k.port == 8080 && dst.Weight.Load() != want {
+			t.Errorf("a failed reload changed the weight of %v to %d, want %d", k.addr, dst.Weight.Load(), want)
+		}
+	}
+}
+
+func TestReloadKeepsServiceCounters(t *testing.T) {
+	cfg, err := config.Parse("test.toml", []byte(testConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := stack.NewMemDevice(64)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	before := make(map[forward.ServiceKey]*lvs.Stats)
+	d.mu.Lock()
+	for k, s := range d.services {
+		before[k] = s.Stats
+	}
+	d.mu.Unlock()
+	if err := d.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, s := range d.services {
+		if s.Stats == nil || s.Stats != before[k] {
+			t.Errorf("service %v: counters replaced by a reload; connections would count into the old ones", k)
+		}
 	}
 }

@@ -43,8 +43,8 @@ func (d *Director) Status() control.Status {
 			Flags:     sc.SchedFlags,
 			Rates:     svcRates[conntrack.ServiceKey{Addr: key.Addr, Port: key.Port, Proto: key.Proto}],
 		}
-		if svc := svcs[key]; svc != nil {
-			s.Stats = stats(&svc.Stats)
+		if svc := svcs[key]; svc != nil && svc.Stats != nil {
+			s.Stats = stats(svc.Stats)
 		}
 		for _, rc := range sc.Reals {
 			dst := dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}]
@@ -65,7 +65,7 @@ func (d *Director) Status() control.Status {
 		}
 		st.Services = append(st.Services, s)
 	}
-	for _, ic := range cfg.Interfaces {
+	for _, ic := range d.running {
 		ifc := d.ifaces[ic.Name]
 		if ifc == nil {
 			continue
@@ -79,10 +79,10 @@ func (d *Director) Status() control.Status {
 			ToStack:      c.ToStack,
 			NewConns:     c.NewConns,
 			Drops:        make(map[string]uint64),
-			RxFrames:     ls.RxFrames.Load(),
-			TxFrames:     ls.TxFrames.Load(),
-			RxErrors:     ls.RxErrors.Load(),
-			TxErrors:     ls.TxErrors.Load(),
+			RxFrames:     ls.RxFrames,
+			TxFrames:     ls.TxFrames,
+			RxErrors:     ls.RxErrors,
+			TxErrors:     ls.TxErrors,
 		}
 		for r := forward.DropReason(1); r < forward.NumDropReasons; r++ {
 			i.Drops[r.String()] = c.Drops[r]

@@ -172,7 +172,11 @@ type Service struct {
 	Key   ServiceKey // Port is 0 for a service over several ports
 	Dests []*lvs.Dest
 	Sched sched.Scheduler
-	Stats lvs.Stats
+	// Stats are the service's counters. The control plane passes the same
+	// object to every snapshot of the service, so that they survive reloads
+	// (connections keep counting into the object they started with); nil
+	// gets a fresh one at SetConfig.
+	Stats *lvs.Stats
 	// Ports are the ports of a service over a list of ports, in the
 	// configuration's order; nil for a one-port or all-ports service.
 	Ports []uint16

@@ -109,8 +109,11 @@ func (f *Forwarder) SetConfig(c *Config) {
 	s := &snapshot{vips: make(map[lvs.Addr]struct{})}
 	if c != nil {
 		s.services = c.Services
-		for k := range c.Services {
+		for k, svc := range c.Services {
 			s.vips[k.Addr] = struct{}{}
+			if svc.Stats == nil {
+				svc.Stats = new(lvs.Stats)
+			}
 		}
 	}
 	f.snap.Store(s)

@@ -109,7 +109,7 @@ func TestNAT(t *testing.T) {
 			svc := e.svc(tc.vip, tc.vport, tc.proto)
 			e.tab.Stats() // folds the workers' packet counters into lvs.Stats
 			inLen, outLen := uint64(len(ipOf(tc.link, in))), uint64(len(ipOf(tc.link, reply)))
-			for name, st := range map[string]*lvs.Stats{"dest": &d.Stats, "service": &svc.Stats} {
+			for name, st := range map[string]*lvs.Stats{"dest": &d.Stats, "service": svc.Stats} {
 				got := [5]uint64{st.Conns.Load(), st.InPkts.Load(), st.InBytes.Load(), st.OutPkts.Load(), st.OutBytes.Load()}
 				if want := [5]uint64{1, 1, inLen, 1, outLen}; got != want {
 					t.Errorf("%s stats conns/inpkts/inbytes/outpkts/outbytes = %v, want %v", name, got, want)

@@ -336,7 +336,7 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		ctl = tp
 	}
 	e := w.ent
-	created, err := w.f.table.InsertInto(e, &pk.t, d, &svc.Stats, pk.srcMAC, now, ctl)
+	created, err := w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
 	if err != nil {
 		release(tp)
 		return nil, Drop, DropTableFull
@@ -369,7 +369,7 @@ func (w *Worker) onePacket(d *lvs.Dest, svc *Service) *conntrack.Entry {
 	e.In = w.pk.t
 	e.Out = lvs.Tuple{}
 	e.Dest = d
-	e.Svc = &svc.Stats
+	e.Svc = svc.Stats
 	e.ClientMAC = w.pk.srcMAC
 	e.Method = d.Method
 	e.Control = nil

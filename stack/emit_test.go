@@ -69,7 +69,7 @@ func TestLinkEmit(t *testing.T) {
 		}
 		i++
 	}
-	if n := link.Stats().TxFrames.Load(); n != 3 {
+	if n := link.Stats().TxFrames; n != 3 {
 		t.Errorf("TxFrames %d, want 3", n)
 	}
 }

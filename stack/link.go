@@ -89,18 +89,34 @@ type Link struct {
 	mtu  atomic.Uint32
 	wg   sync.WaitGroup
 
-	stats   LinkStats
+	stats   linkStats
+	queues  []queueStats // one per device, by index; fixed at NewLink
 	lastLog atomic.Int64
 }
 
 type dispatcherBox struct{ d stack.NetworkDispatcher }
 
-// LinkStats are a link's I/O counters.
-type LinkStats struct {
-	RxFrames, RxErrors atomic.Uint64
-	TxFrames, TxErrors atomic.Uint64 // frames forwarded by the fast path
+// linkStats are a link's counters of rare events, shared by its readers.
+type linkStats struct {
+	RxErrors, TxErrors atomic.Uint64
 	StackIn, StackOut  atomic.Uint64 // frames to and from the netstack
 	StackDropped       atomic.Uint64 // frames the netstack could not take
+}
+
+// queueStats are the per-frame counters of one reader. Only that reader
+// (and its emitter) writes them, so forwarding adds no contended atomic per
+// frame; the padding keeps two readers' counters off one cache line.
+type queueStats struct {
+	rx, tx atomic.Uint64
+	_      [48]byte
+}
+
+// LinkCounters are a snapshot of a link's counters.
+type LinkCounters struct {
+	RxFrames, RxErrors uint64
+	TxFrames, TxErrors uint64 // frames written by the fast path
+	StackIn, StackOut  uint64 // frames to and from the netstack
+	StackDropped       uint64 // frames the netstack could not take
 }
 
 var _ stack.LinkEndpoint = (*Link)(nil)
@@ -116,11 +132,25 @@ func NewLink(opts LinkOptions) *Link {
 		l.vh = forward.VNetHdrLen
 	}
 	l.mtu.Store(opts.MTU)
+	l.queues = make([]queueStats, len(opts.Devices))
 	return l
 }
 
-// Stats returns the link's counters.
-func (l *Link) Stats() *LinkStats { return &l.stats }
+// Stats returns a snapshot of the link's counters.
+func (l *Link) Stats() LinkCounters {
+	c := LinkCounters{
+		RxErrors:     l.stats.RxErrors.Load(),
+		TxErrors:     l.stats.TxErrors.Load(),
+		StackIn:      l.stats.StackIn.Load(),
+		StackOut:     l.stats.StackOut.Load(),
+		StackDropped: l.stats.StackDropped.Load(),
+	}
+	for i := range l.queues {
+		c.RxFrames += l.queues[i].rx.Load()
+		c.TxFrames += l.queues[i].tx.Load()
+	}
+	return c
+}
 
 // MTU implements stack.LinkEndpoint.
 func (l *Link) MTU() uint32 { return l.mtu.Load() }
@@ -209,9 +239,9 @@ func (l *Link) Attach(d stack.NetworkDispatcher) {
 		return
 	}
 	l.started = true
-	for _, dev := range l.opts.Devices {
+	for i, dev := range l.opts.Devices {
 		l.wg.Add(1)
-		go l.reader(dev)
+		go l.reader(dev, &l.queues[i])
 	}
 }
 
@@ -241,7 +271,7 @@ func (l *Link) Close() {
 }
 
 // reader is the receive loop of one device queue. It owns buf.
-func (l *Link) reader(dev Device) {
+func (l *Link) reader(dev Device, qs *queueStats) {
 	defer l.wg.Done()
 	buf := make([]byte, Headroom+maxFrame)
 	var proc Processor
@@ -249,7 +279,8 @@ func (l *Link) reader(dev Device) {
 		proc = l.opts.NewProcessor()
 	}
 	var p forward.Packet
-	em := &emitter{l: l, dev: dev}
+	em := &emitter{l: l, dev: dev, qs: qs}
+	var backoff time.Duration
 	for {
 		n, err := dev.Read(buf[Headroom-l.vh:])
 		if err != nil {
@@ -257,14 +288,24 @@ func (l *Link) reader(dev Device) {
 				return
 			}
 			l.stats.RxErrors.Add(1)
+			if isFatal(err) {
+				// The device is gone (deleted, or the queue detached):
+				// every later read would fail the same way.
+				l.log.Error("device failed; reader stopped", "err", err)
+				return
+			}
 			l.logLimited("read failed", "err", err)
+			// An error that repeats must not spin a CPU.
+			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
+			time.Sleep(backoff)
 			continue
 		}
+		backoff = 0
 		if n < l.vh {
 			l.stats.RxErrors.Add(1)
 			continue
 		}
-		l.stats.RxFrames.Add(1)
+		qs.rx.Add(1)
 		p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 		if l.vh != 0 {
 			decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
@@ -284,7 +325,7 @@ func (l *Link) reader(dev Device) {
 				l.logLimited("write failed", "err", err)
 				continue
 			}
-			l.stats.TxFrames.Add(1)
+			qs.tx.Add(1)
 		case forward.ToStack:
 			l.deliver(&p)
 		}
@@ -297,6 +338,7 @@ func (l *Link) reader(dev Device) {
 type emitter struct {
 	l   *Link
 	dev Device
+	qs  *queueStats
 }
 
 var _ forward.Emitter = (*emitter)(nil)
@@ -316,7 +358,7 @@ func (e *emitter) Emit(buf []byte, off, n int) error {
 		e.l.logLimited("write failed", "err", err)
 		return err
 	}
-	e.l.stats.TxFrames.Add(1)
+	e.qs.tx.Add(1)
 	return nil
 }
 
@@ -328,7 +370,7 @@ func (l *Link) deliver(p *forward.Packet) {
 		return
 	}
 	frame := p.Frame()
-	if p.VNet.Flags&forward.VirtioNetHdrFNeedsCsum != 0 && !completeChecksum(frame, &p.VNet) {
+	if p.VNet.Flags&forward.VirtioNetHdrFNeedsCsum != 0 && !completeChecksum(frame, &p.VNet, l.opts.Ethernet) {
 		l.stats.StackDropped.Add(1)
 		return
 	}
@@ -371,29 +413,40 @@ func (l *Link) deliver(p *forward.Packet) {
 // completeChecksum finishes a partial (CHECKSUM_PARTIAL) L4 checksum in
 // place, as the device would have: the field holds the pseudo-header sum,
 // and the checksum covers everything from CsumStart on.
-func completeChecksum(frame []byte, h *forward.VNetHdr) bool {
+func completeChecksum(frame []byte, h *forward.VNetHdr, ethernet bool) bool {
 	start, off := int(h.CsumStart), int(h.CsumOffset)
 	if start+off+2 > len(frame) {
 		return false
 	}
 	end := len(frame)
-	if ipEnd := ipEnd(frame[:start]); ipEnd > start && ipEnd < end {
+	if ipEnd := ipEnd(frame[:start], ethernet); ipEnd > start && ipEnd < end {
 		end = ipEnd // Ethernet padding is not part of the packet
 	}
-	sum := checksum.Checksum(frame[start:end], 0)
-	binary.BigEndian.PutUint16(frame[start+off:], ^sum)
+	sum := ^checksum.Checksum(frame[start:end], 0)
+	if sum == 0 {
+		// A computed 0 is sent as all ones: for UDP, 0 means "no
+		// checksum" (invalid over IPv6); for TCP both mean the same.
+		sum = 0xffff
+	}
+	binary.BigEndian.PutUint16(frame[start+off:], sum)
 	h.Flags &^= forward.VirtioNetHdrFNeedsCsum
 	return true
 }
 
 // ipEnd returns the offset where the IP packet inside hdrs ends, or 0 when
-// hdrs does not start with (optionally Ethernet and) an IP header.
-func ipEnd(hdrs []byte) int {
+// hdrs does not start with an IP header (after the Ethernet header on an
+// Ethernet link).
+func ipEnd(hdrs []byte, ethernet bool) int {
 	off := 0
-	if len(hdrs) >= header.EthernetMinimumSize {
+	if ethernet {
+		if len(hdrs) < header.EthernetMinimumSize {
+			return 0
+		}
 		switch header.Ethernet(hdrs).Type() {
 		case header.IPv4ProtocolNumber, header.IPv6ProtocolNumber:
 			off = header.EthernetMinimumSize
+		default:
+			return 0
 		}
 	}
 	b := hdrs[off:]

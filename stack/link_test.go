@@ -4,8 +4,14 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
@@ -175,7 +181,7 @@ func TestCompleteChecksum(t *testing.T) {
 	}
 	partial[start+off], partial[start+off+1] = byte(sum>>8), byte(sum)
 	h := forward.VNetHdr{Flags: forward.VirtioNetHdrFNeedsCsum, CsumStart: start, CsumOffset: off}
-	if !completeChecksum(partial, &h) {
+	if !completeChecksum(partial, &h, true) {
 		t.Fatal("completeChecksum failed")
 	}
 	if diff := cmp.Diff(full, partial); diff != "" {
@@ -185,7 +191,7 @@ func TestCompleteChecksum(t *testing.T) {
 		t.Error("NEEDS_CSUM still set")
 	}
 	short := partial[:start+4]
-	if completeChecksum(short, &forward.VNetHdr{Flags: 1, CsumStart: start, CsumOffset: off}) {
+	if completeChecksum(short, &forward.VNetHdr{Flags: 1, CsumStart: start, CsumOffset: off}, true) {
 		t.Error("completeChecksum accepted a frame shorter than its checksum field")
 	}
 }
@@ -208,3 +214,96 @@ func TestVNetHdrRoundTrip(t *testing.T) {
 		t.Errorf("csum_start not little-endian: % x", b)
 	}
 }
+
+// TestCompleteChecksumTUNv6 covers a TUN frame (no Ethernet header) whose
+// IPv6 source address holds bytes that look like an Ethertype followed by an
+// IPv4 version nibble: the frame's own link type, not a guess from its
+// bytes, says where the IP header is.
+func TestCompleteChecksumTUNv6(t *testing.T) {
+	src, dst := net.ParseIP("2001:db8:86dd:4000:64::1"), net.ParseIP("2001:db8::2")
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src, DstIP: dst}
+	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
+	udp.SetNetworkLayerForChecksum(ip)
+	full := serialize(t, ip, udp, gopacket.Payload("partial checksum over IPv6 on a TUN"))
+	const start, off = 40, 6
+	partial := append([]byte(nil), full...)
+	// Pseudo-header sum: addresses, UDP length, next header.
+	udpLen := len(full) - start
+	sum := uint32(udpLen) + 17
+	for _, a := range [][]byte{src.To16(), dst.To16()} {
+		for i := 0; i < 16; i += 2 {
+			sum += uint32(a[i])<<8 | uint32(a[i+1])
+		}
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	partial[start+off], partial[start+off+1] = byte(sum>>8), byte(sum)
+	h := forward.VNetHdr{Flags: forward.VirtioNetHdrFNeedsCsum, CsumStart: start, CsumOffset: off}
+	if !completeChecksum(partial, &h, false) {
+		t.Fatal("completeChecksum failed")
+	}
+	if diff := cmp.Diff(full, partial); diff != "" {
+		t.Errorf("completed checksum differs from the reference (-want +got):\n%s", diff)
+	}
+}
+
+// failingDevice fails every read with err, counting the calls.
+type failingDevice struct {
+	err   error
+	reads atomic.Int64
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (d *failingDevice) Read([]byte) (int, error) {
+	select {
+	case <-d.done:
+		return 0, errMemClosed
+	default:
+	}
+	d.reads.Add(1)
+	return 0, d.err
+}
+func (d *failingDevice) Write(b []byte) (int, error) { return len(b), nil }
+func (d *failingDevice) Close() error                { d.once.Do(func() { close(d.done) }); return nil }
+
+func TestReaderErrors(t *testing.T) {
+	t.Run("repeated error backs off", func(t *testing.T) {
+		dev := &failingDevice{err: syscall.EAGAIN, done: make(chan struct{})}
+		l := NewLink(LinkOptions{Devices: []Device{dev}, MTU: 1500})
+		l.Attach(nopDispatcher{})
+		time.Sleep(200 * time.Millisecond)
+		l.Close()
+		l.Wait()
+		// Without back-off a failing read loops hundreds of thousands of
+		// times in 200 ms; with it, a handful.
+		if n := dev.reads.Load(); n > 50 {
+			t.Errorf("%d reads in 200 ms of a failing device: the reader spins", n)
+		}
+		if l.Stats().RxErrors == 0 {
+			t.Error("read errors not counted")
+		}
+	})
+	t.Run("device gone stops the reader", func(t *testing.T) {
+		dev := &failingDevice{err: syscall.EBADFD, done: make(chan struct{})}
+		l := NewLink(LinkOptions{Devices: []Device{dev}, MTU: 1500})
+		l.Attach(nopDispatcher{})
+		stopped := make(chan struct{})
+		go func() { l.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			t.Fatal("reader still running after EBADFD")
+		}
+		if n := dev.reads.Load(); n != 1 {
+			t.Errorf("%d reads after EBADFD, want 1", n)
+		}
+		l.Close()
+	})
+}
+
+type nopDispatcher struct{}
+
+func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer)    {}

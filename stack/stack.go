@@ -201,6 +201,19 @@ func (st *Stack) Neighbor(id NICID, addr netip.Addr) *lvs.Neighbor {
 	return n
 }
 
+// KeepNeighbors forgets every neighbour slot not in keep: no real server
+// needs it any more, so Run stops resolving it. A slot still held by a
+// removed real server's connections keeps its last MAC.
+func (st *Stack) KeepNeighbors(keep map[*lvs.Neighbor]bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for k, n := range st.neigh {
+		if !keep[n] {
+			delete(st.neigh, k)
+		}
+	}
+}
+
 // nextHop returns the gateway of the route to addr, or addr when on-link.
 func (st *Stack) nextHop(id NICID, addr netip.Addr) netip.Addr {
 	r, err := st.s.FindRoute(tcpip.NICID(id), tcpip.Address{}, tcpipAddr(addr), protoOf(addr), false)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -105,17 +106,24 @@ func run(args []string) int {
 		return 0
 	}
 
-	d, err := director.New(cfg, director.Options{Logger: log, Version: version})
-	if err != nil {
-		log.Error("start failed", "err", err)
-		return 1
-	}
+	// Signals first: a SIGHUP or SIGTERM while the devices open must not
+	// kill lvsd with the default action.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
+
+	d, err := director.New(cfg, director.Options{Logger: log, Version: version})
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	// The reload loop and the control socket stop with ctx; lvsd exits only
+	// after both have (the control socket file is removed then).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
@@ -124,9 +132,9 @@ func run(args []string) int {
 			}
 			reload(d, *path, log)
 		}
-	}()
+	})
 	if *ctl != "" {
-		go serveControl(ctx, *ctl, d, log)
+		wg.Go(func() { serveControl(ctx, *ctl, d, log) })
 	}
 	log.Info("lvsd running", "version", version, "config", *path)
 	if err := d.Run(ctx); err != nil {
