@@ -201,19 +201,9 @@ func (w *Worker) icmpToClient(p *Packet, b []byte, e *conntrack.Entry, q *quoted
 func (w *Worker) icmpToRealNAT(p *Packet, b []byte, e *conntrack.Entry, q *quoted) DropReason {
 	pk := &w.pk
 	d := e.Dest
-	if isV4(&d.Addr) == pk.v6 {
-		return DropUnsupported
-	}
-	var mac lvs.MAC
-	if w.f.link == Ethernet {
-		var ok bool
-		if mac, ok = neighbor(d); !ok {
-			return DropNoNeighbor
-		}
-	}
-	rport := d.Port
-	if rport == 0 {
-		rport = e.In.DPort
+	mac, rport, r := w.natTarget(e)
+	if r != DropNone {
+		return r
 	}
 	setOuterAddr(b, pk, true, &d.Addr)
 	rewriteQuote(b, q, pk.v6, false, &d.Addr, rport)

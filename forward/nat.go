@@ -9,6 +9,28 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
+// natTarget returns what a packet rewritten toward e's real server needs:
+// the real server's MAC (Ethernet links) and its port, where a destination
+// of port 0 (a service over several ports) keeps the port the client
+// addressed. NAT cannot cross address families.
+func (w *Worker) natTarget(e *conntrack.Entry) (mac lvs.MAC, rport uint16, r DropReason) {
+	d := e.Dest
+	if isV4(&d.Addr) == w.pk.v6 {
+		return mac, 0, DropUnsupported
+	}
+	if w.f.link == Ethernet {
+		var ok bool
+		if mac, ok = neighbor(d); !ok {
+			return mac, 0, DropNoNeighbor
+		}
+	}
+	rport = d.Port
+	if rport == 0 {
+		rport = e.In.DPort
+	}
+	return mac, rport, DropNone
+}
+
 // natIn rewrites a client's packet for a NAT connection: destination
 // VIP:vport becomes RIP:rport. As IPVS (which forwards from LOCAL_IN), the
 // TTL is not decremented.
@@ -18,22 +40,11 @@ func (w *Worker) natIn(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 	if !w.checkVNet(&p.VNet) {
 		return DropBadVNetHdr
 	}
-	if isV4(&d.Addr) == pk.v6 {
-		return DropUnsupported
+	mac, rport, r := w.natTarget(e)
+	if r != DropNone {
+		return r
 	}
-	var mac lvs.MAC
-	if w.f.link == Ethernet {
-		var ok bool
-		if mac, ok = neighbor(d); !ok {
-			return DropNoNeighbor
-		}
-	}
-	// Checks done: from here on the frame is modified. A destination of
-	// port 0 (a service over several ports) keeps the client's port.
-	rport := d.Port
-	if rport == 0 {
-		rport = e.In.DPort
-	}
+	// Checks done: from here on the frame is modified.
 	rewrite(b, pk, true, &d.Addr, rport, p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0)
 	if w.f.link == Ethernet {
 		setMACs(b, &mac, &w.f.mac)
