@@ -13,7 +13,16 @@ help: ## list the targets
 build: ## build bin/lvsd
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
 
-test: fmt-check vet ## run every test: unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
+lab-deps: ## install what the lab tests use and the machine lacks (ping), when root with apt-get
+	@if ! command -v ping >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing iputils-ping for the lab tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iputils-ping; \
+		else echo "ping is missing: the ARP/ping lab test will skip"; fi; \
+	fi
+
+test: fmt-check vet lab-deps ## run every test: unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 unit: ## run the tests that need no privileges (labs skip)
@@ -52,4 +61,4 @@ clean-lab: ## remove namespaces left by an interrupted lab whose process is gone
 clean: ## remove build output
 	rm -rf $(BIN)
 
-.PHONY: help build test unit integration bench bench-go fuzz vet fmt-check demo clean-lab clean
+.PHONY: help lab-deps build test unit integration bench bench-go fuzz vet fmt-check demo clean-lab clean
