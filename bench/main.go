@@ -24,15 +24,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lvsd/lvsd/internal/lab"
@@ -157,21 +154,8 @@ func run(args []string) (code int) {
 
 	// First signal: cancel, which makes the command under way fail and the
 	// teardown run. Later signals are absorbed until the teardown is done.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		for s := range sigs {
-			if ctx.Err() == nil {
-				fmt.Fprintf(os.Stderr, "\nbench: %v: stopping; tearing the lab down...\n", s)
-				cancel()
-			} else {
-				fmt.Fprintf(os.Stderr, "bench: %v: still tearing down, please wait\n", s)
-			}
-		}
-	}()
+	ctx, stop := lab.SignalContext("bench: ")
+	defer stop()
 
 	s := lab.NewSession(ctx, writerFunc(func(b []byte) (int, error) {
 		if ctx.Err() != nil {

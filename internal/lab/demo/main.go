@@ -20,11 +20,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime/debug"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lvsd/lvsd/internal/lab"
@@ -54,21 +52,8 @@ func run(n int, verbose bool) (code int) {
 	// First signal: cancel, which makes the step under way fail and the
 	// teardown run. Later signals are absorbed until the teardown is done
 	// (a half-done teardown is what would leave namespaces behind).
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		for s := range sigs {
-			if ctx.Err() == nil {
-				fmt.Fprintf(os.Stderr, "\n  %v: stopping; tearing the lab down...\n", s)
-				cancel()
-			} else {
-				fmt.Fprintf(os.Stderr, "  (%v: still tearing down, please wait)\n", s)
-			}
-		}
-	}()
+	ctx, stop := lab.SignalContext("  ")
+	defer stop()
 
 	// The lab's log lines (and, on failure, the logs of lvsd and the real
 	// servers) go to stderr; without -v only once something failed.
