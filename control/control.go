@@ -25,6 +25,12 @@ type Status struct {
 	Services    []Service   `json:"services"`
 	Interfaces  []Interface `json:"interfaces"`
 	Connections int         `json:"connections"`
+	// ConfigStale is true while the last reload was refused: the file on
+	// disk is not what runs. LastReloadError says why.
+	ConfigStale     bool   `json:"config_stale"`
+	LastReloadError string `json:"last_reload_error,omitempty"`
+	// ReloadFailures counts refused reloads since start.
+	ReloadFailures uint64 `json:"reload_failures"`
 }
 
 // Service is a virtual service.

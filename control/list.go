@@ -29,6 +29,9 @@ func WriteRates(w io.Writer, st *Status) {
 // stats as `ipvsadm -Ln --stats`, so that an IPVS operator reads it at once.
 func WriteList(w io.Writer, st *Status, stats bool) {
 	fmt.Fprintf(w, "lvsd %s (connections=%d)\n", st.Version, st.Connections)
+	if st.ConfigStale {
+		fmt.Fprintf(w, "WARNING: the last reload of %s was refused; the previous configuration runs: %s\n", st.Config, st.LastReloadError)
+	}
 	if stats {
 		fmt.Fprintf(w, "%-4s %-28s %8s %10s %10s %12s %12s\n", "Prot", "LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
 		fmt.Fprintf(w, "  -> RemoteAddress:Port\n")

@@ -59,6 +59,11 @@ type Director struct {
 	// dests holds every destination in force, so that a reload reuses them.
 	// Guarded by mu.
 	dests map[destKey]*lvs.Dest
+	// reloadErr is the error of the last reload, "" after a good one; the
+	// running configuration is stale while it is set. Guarded by mu.
+	reloadErr string
+	// reloadFailures counts reloads that were refused. Guarded by mu.
+	reloadFailures uint64
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
 	stopped bool
@@ -217,6 +222,22 @@ func (d *Director) Run(ctx context.Context) error {
 
 // Close releases the devices of a Director that was never Run.
 func (d *Director) Close() { d.st.Close() }
+
+// NoteReload records the outcome of a reload attempt (nil: it applied), for
+// Status: a refused reload leaves the running configuration stale, which an
+// operator must be able to see, not only in the log.
+func (d *Director) NoteReload(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil {
+		d.reloadErr = ""
+		return
+	}
+	d.reloadErr = err.Error()
+	if !errors.Is(err, ErrRestartNeeded) {
+		d.reloadFailures++
+	}
+}
 
 // ErrRestartNeeded is returned by Reload when the new configuration changes
 // interfaces, which only a restart applies; the virtual services of the new

@@ -27,12 +27,16 @@ func (d *Director) Status() control.Status {
 		svcRates[ss.Service] = rates(ss.Rates)
 	}
 	d.mu.Lock()
+	reloadErr, reloadFailures := d.reloadErr, d.reloadFailures
 	cfg := d.cfg
 	dests := d.dests
 	svcs := d.services
 	d.mu.Unlock()
 
-	st := control.Status{Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len()}
+	st := control.Status{
+		Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len(),
+		ConfigStale: reloadErr != "", LastReloadError: reloadErr, ReloadFailures: reloadFailures,
+	}
 	for _, sc := range cfg.Services {
 		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		s := control.Service{

@@ -149,18 +149,20 @@ func run(args []string) int {
 func reload(d *director.Director, path string, log *slog.Logger) {
 	cfg, err := config.Load(path)
 	if err != nil {
+		d.NoteReload(err)
 		log.Error("reload rejected; keeping the running configuration", "err", err)
 		return
 	}
-	if err := d.Reload(cfg); err != nil {
-		if errors.Is(err, director.ErrRestartNeeded) {
-			log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
-			return
-		}
+	err = d.Reload(cfg)
+	d.NoteReload(err)
+	switch {
+	case errors.Is(err, director.ErrRestartNeeded):
+		log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
+	case err != nil:
 		log.Error("reload failed; keeping the running configuration", "err", err)
-		return
+	default:
+		log.Info("reloaded", "config", path)
 	}
-	log.Info("reloaded", "config", path)
 }
 
 // serveControl serves the control socket; without one lvsd still runs.
