@@ -165,6 +165,9 @@ type Service struct {
 	OnePacket bool
 	// SlowStart is the default slow start of the real servers, 0 for none.
 	SlowStart time.Duration
+	// MaglevTableSize is the prime size of scheduler maglev's lookup table;
+	// 0 is sched's default (65537).
+	MaglevTableSize uint32
 	// Reals are the real servers, with unique (Addr, Port).
 	Reals []Real
 }

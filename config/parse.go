@@ -120,20 +120,21 @@ type rawRoute struct {
 }
 
 type rawService struct {
-	Name           any       `toml:"name"`
-	Protocol       any       `toml:"protocol"`
-	Address        any       `toml:"address"`
-	Port           any       `toml:"port"`
-	Ports          any       `toml:"ports"`
-	Scheduler      any       `toml:"scheduler"`
-	SchedulerFlags any       `toml:"scheduler_flags"`
-	Method         any       `toml:"method"`
-	Interface      any       `toml:"interface"`
-	Persistence    any       `toml:"persistence_timeout"`
-	Netmask        any       `toml:"persistence_netmask"`
-	OnePacket      any       `toml:"one_packet"`
-	SlowStart      any       `toml:"slow_start"`
-	RealServer     []rawReal `toml:"real_server"`
+	Name            any       `toml:"name"`
+	Protocol        any       `toml:"protocol"`
+	Address         any       `toml:"address"`
+	Port            any       `toml:"port"`
+	Ports           any       `toml:"ports"`
+	Scheduler       any       `toml:"scheduler"`
+	SchedulerFlags  any       `toml:"scheduler_flags"`
+	Method          any       `toml:"method"`
+	Interface       any       `toml:"interface"`
+	Persistence     any       `toml:"persistence_timeout"`
+	Netmask         any       `toml:"persistence_netmask"`
+	OnePacket       any       `toml:"one_packet"`
+	SlowStart       any       `toml:"slow_start"`
+	MaglevTableSize any       `toml:"maglev_table_size"`
+	RealServer      []rawReal `toml:"real_server"`
 }
 
 type rawReal struct {

@@ -511,6 +511,21 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		}
 	}
 
+	// maglev_table_size: the Maglev lookup table of scheduler maglev, a
+	// prime (the paper's M; Katran's default is 65537).
+	if raw.MaglevTableSize != nil {
+		if n, good := c.integer(key+".maglev_table_size", raw.MaglevTableSize, 7, maxMaglevTableSize); good {
+			switch {
+			case schedOK && svc.Scheduler != "maglev":
+				c.errorf(key+".maglev_table_size", "applies to scheduler maglev only, and this service uses %s", svc.Scheduler)
+			case !isPrime(n):
+				c.errorf(key+".maglev_table_size", "%d is not a prime; Maglev needs a prime table size (e.g. 65537, 131071)", n)
+			default:
+				svc.MaglevTableSize = uint32(n)
+			}
+		}
+	}
+
 	// The service's method is the default of its real servers; methodKey
 	// is the key to blame for a method that a real server inherits.
 	method, methodSet := defaults.Method, false
@@ -670,4 +685,20 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 		ok = false
 	}
 	return r, ok
+}
+
+// maxMaglevTableSize is the largest Maglev table package sched builds.
+const maxMaglevTableSize = 1 << 24
+
+// isPrime reports whether n (at most maxMaglevTableSize) is prime.
+func isPrime(n int64) bool {
+	if n < 2 {
+		return false
+	}
+	for d := int64(2); d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -347,7 +347,7 @@ func (d *Director) apply(cfg *config.Config) error {
 		// one published is built below, once the new weights are in place
 		// (a scheduler samples them when it is built: wrr's cycle, the
 		// hashing tables).
-		opts := sched.Options{Flags: sc.SchedFlags, Clock: d.table.Now}
+		opts := sched.Options{Flags: sc.SchedFlags, Clock: d.table.Now, MaglevSize: sc.MaglevTableSize}
 		s, err := sched.New(sc.Scheduler, svc.Dests, opts)
 		if err != nil {
 			return fmt.Errorf("virtual server %s: %w", sc.Addr, err)
