@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"net"
 	"sync"
@@ -360,5 +361,31 @@ func TestReloadKeepsServiceCounters(t *testing.T) {
 		if s.Stats == nil || s.Stats != before[k] {
 			t.Errorf("service %v: counters replaced by a reload; connections would count into the old ones", k)
 		}
+	}
+}
+
+func TestReloadRestartNeededPersists(t *testing.T) {
+	cfg, err := config.Parse("test.toml", []byte(testConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := stack.NewMemDevice(64)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	changed := *cfg
+	changed.Interfaces = append([]config.Interface(nil), cfg.Interfaces...)
+	changed.Interfaces[0].MTU = 1400
+	// Both reloads must say that the interface change waits for a restart:
+	// the second compares with what runs, not with the first reload's file.
+	for i := range 2 {
+		if err := d.Reload(&changed); !errors.Is(err, ErrRestartNeeded) {
+			t.Errorf("reload %d with a new MTU: %v, want ErrRestartNeeded", i+1, err)
+		}
+	}
+	if err := d.Reload(cfg); err != nil {
+		t.Errorf("reload back to the running interfaces: %v", err)
 	}
 }

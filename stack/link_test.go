@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/lvs"
 )
 
 var (
@@ -307,3 +308,33 @@ type nopDispatcher struct{}
 
 func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
 func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer)    {}
+
+func TestKeepNeighbors(t *testing.T) {
+	dev := NewMemDevice(64)
+	st := New(Options{})
+	link := NewLink(LinkOptions{Devices: []Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
+	id, err := st.AddNIC(NICOptions{Name: "lvt0", Link: link, Ethernet: true,
+		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	a := st.Neighbor(id, netip.MustParseAddr("192.0.2.21"))
+	b := st.Neighbor(id, netip.MustParseAddr("192.0.2.22"))
+	if a == nil || b == nil || a == b {
+		t.Fatalf("Neighbor slots: %p %p", a, b)
+	}
+	if again := st.Neighbor(id, netip.MustParseAddr("192.0.2.21")); again != a {
+		t.Error("the same next hop got a second slot")
+	}
+	st.KeepNeighbors(map[*lvs.Neighbor]bool{a: true})
+	st.mu.Lock()
+	n, kept := len(st.neigh), false
+	for _, s := range st.neigh {
+		kept = kept || s == a
+	}
+	st.mu.Unlock()
+	if n != 1 || !kept {
+		t.Errorf("after KeepNeighbors: %d slots (kept a: %v), want only a", n, kept)
+	}
+}
