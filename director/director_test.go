@@ -298,16 +298,7 @@ func TestDirectorNATInMemory(t *testing.T) {
 }
 
 func TestReloadKeepsRunningConfigOnError(t *testing.T) {
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := stack.NewMemDevice(64)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, cfg := memDirector(t, testConfig)
 	d.mu.Lock()
 	dests, services := d.dests, d.services
 	d.mu.Unlock()
@@ -336,16 +327,7 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 }
 
 func TestReloadKeepsServiceCounters(t *testing.T) {
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := stack.NewMemDevice(64)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, cfg := memDirector(t, testConfig)
 	before := make(map[forward.ServiceKey]*lvs.Stats)
 	d.mu.Lock()
 	for k, s := range d.services {
@@ -365,16 +347,7 @@ func TestReloadKeepsServiceCounters(t *testing.T) {
 }
 
 func TestReloadRestartNeededPersists(t *testing.T) {
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := stack.NewMemDevice(64)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, cfg := memDirector(t, testConfig)
 	changed := *cfg
 	changed.Interfaces = append([]config.Interface(nil), cfg.Interfaces...)
 	changed.Interfaces[0].MTU = 1400
@@ -388,4 +361,21 @@ func TestReloadRestartNeededPersists(t *testing.T) {
 	if err := d.Reload(cfg); err != nil {
 		t.Errorf("reload back to the running interfaces: %v", err)
 	}
+}
+
+// memDirector returns a Director over an in-memory device, not running,
+// closed at the end of the test, and the configuration it was built from.
+func memDirector(t *testing.T, conf string) (*Director, *config.Config) {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := stack.NewMemDevice(64)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d, cfg
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
-	"github.com/lvsd/lvsd/stack"
 )
 
 // Weights, quiescence, slow start and persistence across reloads, through
@@ -61,16 +60,7 @@ type testDirector struct {
 
 func newTestDirector(t *testing.T, conf string) *testDirector {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(conf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := stack.NewMemDevice(64)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
+	d, _ := memDirector(t, conf)
 	td := &testDirector{t: t, d: d, w: d.Forwarder("lvt0").NewWorker(), f: &wire{t: t}}
 	td.setMACs()
 	return td
