@@ -52,6 +52,12 @@ var allContestants = []contestant{
 		na:    func(b *bench, w string) string { return b.needTools(w) },
 	},
 	{
+		name:  "lvsd-nat-pkt",
+		desc:  "lvsd, NAT (-m), attached to a veth by AF_PACKET (type = \"packet\": frames in batches of up to 32 per recvmmsg/sendmmsg) instead of the TAP; otherwise as lvsd-nat",
+		start: func(b *bench) (*running, error) { return b.startLvsdOn(b.pkt, "nat") },
+		na:    func(b *bench, w string) string { return b.needTools(w) },
+	},
+	{
 		name: "lvsd-dr",
 		desc: "lvsd, direct routing (-g): real servers hold the VIP on lo (arp_ignore=1, arp_announce=2) and answer the client directly",
 		start: func(b *bench) (*running, error) {
@@ -190,7 +196,14 @@ func lvsdServices(method string) []lab.Service {
 // startLvsd runs lvsd with every service in the given method and waits
 // until the VIP answers on the HTTP port and every real server's MAC is
 // known to it.
-func (b *bench) startLvsd(method string) (*running, error) {
+func (b *bench) startLvsd(method string) (*running, error) { return b.startLvsdOn(b.tp, method) }
+
+// packetMAC is the address of the packet contestant's veth.
+const packetMAC = "02:00:5e:10:00:02"
+
+// startLvsdOn starts lvsd on one of the lab's topologies: the TAP (b.tp) or
+// the AF_PACKET veth (b.pkt).
+func (b *bench) startLvsdOn(tp *lab.Topology, method string) (*running, error) {
 	l := b.lab
 	b.flushNeighbours()
 	var args []string
@@ -199,7 +212,7 @@ func (b *bench) startLvsd(method string) (*running, error) {
 		ctl = filepath.Join(l.Dir(), fmt.Sprintf("lvsd-%d.sock", time.Now().UnixNano()))
 		args = append(args, "-control", ctl)
 	}
-	p := b.tp.StartLvsd(b.bin, lab.LvsdOptions{NoWait: true, Args: args}, lvsdServices(method)...)
+	p := tp.StartLvsd(b.bin, lab.LvsdOptions{NoWait: true, Args: args}, lvsdServices(method)...)
 	r := &running{target: lab.VIP, pid: p.Pid(), proc: p, ctl: ctl}
 	r.stop = func() {
 		p.Stop()
@@ -213,7 +226,7 @@ func (b *bench) startLvsd(method string) (*running, error) {
 			r.stop()
 			return nil, fmt.Errorf("lvsd exited during start (%v): %s", werr, tailString(p.Output(), 2000))
 		}
-		if err = lab.ProbeTCP(b.tp.Client, vip); err == nil {
+		if err = lab.ProbeTCP(tp.Client, vip); err == nil {
 			break
 		}
 		if time.Now().After(deadline) || b.ctx.Err() != nil {
@@ -227,7 +240,7 @@ func (b *bench) startLvsd(method string) (*running, error) {
 	// measurement (a SYN sent while it resolves is dropped and costs the
 	// client a 1 s retransmission).
 	for i := 0; i < 6; i++ {
-		lab.ProbeTCP(b.tp.Client, vip)
+		lab.ProbeTCP(tp.Client, vip)
 	}
 	return r, nil
 }

@@ -37,7 +37,8 @@ type bench struct {
 	bin lab.Binaries
 	lab *lab.Lab
 	tp  *lab.Topology
-	www string // document root of the real servers' nginx
+	pkt *lab.Topology // the same lab, lvsd on the AF_PACKET veth
+	www string        // document root of the real servers' nginx
 
 	tools          map[string]string // program -> version line, for the report
 	missing        map[string]string // program -> why it cannot be used
@@ -73,6 +74,8 @@ func (b *bench) prepare() {
 	logf("building the lab")
 	b.lab = lab.New(b.s)
 	b.tp = b.lab.NATLab(lab.Options{Reals: 3, Queues: b.f.queues})
+	// The same lab with lvsd attached to a veth by AF_PACKET instead.
+	b.pkt = b.tp.WithPacketLink(packetMAC)
 	l, tp := b.lab, b.tp
 	logf("lab: namespaces %s{dir,cli,rs1,rs2,rs3}", l.Prefix())
 

@@ -67,7 +67,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.quick, "quick", false, "smoke test: 1 round, 3 s per run (overrides -rounds and -duration)")
 	fs.BoolVar(&f.noInstall, "no-install", false, "do not install missing tools with apt-get; contestants that need them are n/a")
 	fs.BoolVar(&f.verbose, "v", false, "print the lab's log lines and each command")
-	fs.IntVar(&f.queues, "queues", 1, "lvsd's TAP queues (the config's `queues`)")
+	fs.IntVar(&f.queues, "queues", 1, "lvsd's TAP queues, and AF_PACKET sockets of lvsd-nat-pkt (the config's `queues`)")
 	fs.IntVar(&f.httpConns, "http-conns", 50, "wrk's concurrent connections")
 	fs.Float64Var(&f.lossFree, "loss", 0.001, "the most loss (fraction) a rate may have to count as loss-free")
 	fs.StringVar(&f.hold, "hold", "", "set this contestant up in the lab and wait for Ctrl-C (to poke at it by hand), measure nothing")

@@ -10,12 +10,13 @@ import (
 
 // Colours of the contestants in the plot, in allContestants order.
 var palette = map[string]string{
-	"lvsd-nat": "#1f77b4",
-	"lvsd-dr":  "#4a9fe0",
-	"lvsd-tun": "#9cc7ee",
-	"nft":      "#2ca02c",
-	"haproxy":  "#ff7f0e",
-	"direct":   "#7f7f7f",
+	"lvsd-nat":     "#1f77b4",
+	"lvsd-nat-pkt": "#17becf",
+	"lvsd-dr":      "#4a9fe0",
+	"lvsd-tun":     "#9cc7ee",
+	"nft":          "#2ca02c",
+	"haproxy":      "#ff7f0e",
+	"direct":       "#7f7f7f",
 }
 
 // svg draws one panel per metric: a horizontal bar per contestant at the

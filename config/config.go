@@ -79,9 +79,16 @@ type LinkType uint8
 const (
 	TAP LinkType = iota // L2: Ethernet frames; ARP/NDP; every forwarding method
 	TUN                 // L3: IP packets without a link header; no DR
+	// PACKET attaches to an existing Ethernet interface with AF_PACKET
+	// sockets (a veth, a NIC): L2 like a TAP, frames moved in batches.
+	PACKET
 )
 
-var linkTypeNames = [...]string{TAP: "tap", TUN: "tun"}
+var linkTypeNames = [...]string{TAP: "tap", TUN: "tun", PACKET: "packet"}
+
+// Ethernet reports whether frames on the interface carry an Ethernet
+// header: TAP and PACKET.
+func (t LinkType) Ethernet() bool { return t != TUN }
 
 func (t LinkType) String() string {
 	if int(t) < len(linkTypeNames) {
@@ -93,7 +100,8 @@ func (t LinkType) String() string {
 // MarshalText makes the type readable in JSON dumps of a Config.
 func (t LinkType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
-// Interface is one TAP or TUN device of the director.
+// Interface is one device of the director: a TAP or TUN device, or an
+// existing interface attached with AF_PACKET.
 type Interface struct {
 	// Name is the Linux interface name: 1..15 bytes, none of them '/', ':',
 	// white space or control characters, and neither "." nor "..".
@@ -101,13 +109,16 @@ type Interface struct {
 	Type LinkType
 	// Create is true when lvsd creates the device if it is missing (needs
 	// CAP_NET_ADMIN). When false the device must exist already, made for
-	// instance with `ip tuntap add NAME mode tap user U`.
+	// instance with `ip tuntap add NAME mode tap user U`. Always false for
+	// PACKET, which attaches to an interface that exists.
 	Create bool
 	// MTU is in 576..65535, and at least 1280 when Addresses holds an IPv6
 	// prefix.
 	MTU int
 	// MAC is the netstack's own MAC on a TAP: unicast and not all zeros;
-	// DefaultMAC(Name) when the file gives none. Zero on a TUN.
+	// DefaultMAC(Name) when the file gives none. Zero on a TUN, and on a
+	// PACKET interface, whose MAC is the interface's own (read when lvsd
+	// attaches).
 	MAC [6]byte
 	// Addresses are the director's own addresses (DIPs) on this device, with
 	// their prefix lengths. At least one; no address appears twice in a
@@ -115,7 +126,8 @@ type Interface struct {
 	Addresses []netip.Prefix
 	// Routes are static routes of the netstack through this device.
 	Routes []Route
-	// Queues is the number of TAP queues (one fd and reader each), 1..16.
+	// Queues is the number of TAP queues, or of AF_PACKET sockets in one
+	// fanout group (one fd and reader each), 1..16.
 	Queues int
 	// Offload enables the virtio-net header with checksum and TSO offload.
 	Offload bool

@@ -67,6 +67,17 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "packet attach mode",
+			file: "packet.toml",
+			want: &Config{
+				Timeouts: defaultTimeouts,
+				Interfaces: []Interface{{
+					Name: "lvtveth0", Type: PACKET, MTU: 1500, Queues: 2, Offload: true,
+					Addresses: []netip.Prefix{pfx("198.18.1.1/24")},
+				}},
+			},
+		},
+		{
 			name: "dual stack with routes and integer seconds",
 			file: "dualstack.toml",
 			want: &Config{
@@ -471,6 +482,15 @@ func TestParseErrors(t *testing.T) {
 				`t.toml:13: virtual_server[0].real_server[1].weight: -3 is out of range 0..65535`,
 				`t.toml:17: virtual_server[0].real_server[2].lower_threshold: 20 is above upper_threshold 10`,
 				`t.toml:20: virtual_server[0].real_server[3].upper_threshold: 70000 is out of range 0..65535`,
+			},
+		},
+		{
+			name: "packet interface: no create, no mac",
+			data: lines(`[[interface]]`, `name = "lvtveth0"`, `type = "packet"`, `create = true`,
+				`mac = "02:00:5e:00:53:01"`, `addresses = ["198.18.1.1/24"]`),
+			want: []string{
+				`t.toml:4: interface[0].create: true: a packet interface attaches to an interface that exists`,
+				`t.toml:5: interface[0].mac: "02:00:5e:00:53:01": a packet interface uses the interface's own MAC`,
 			},
 		},
 		{

@@ -71,13 +71,13 @@ func checkInvariants(t *testing.T, cfg *Config) {
 			t.Errorf("bad or duplicate interface name %q", ifc.Name)
 		}
 		ifcs[ifc.Name] = ifc
-		if ifc.Type != TAP && ifc.Type != TUN {
+		if ifc.Type != TAP && ifc.Type != TUN && ifc.Type != PACKET || ifc.Type == PACKET && ifc.Create {
 			t.Errorf("%s: type %d", ifc.Name, ifc.Type)
 		}
 		if ifc.MTU < minMTU || ifc.MTU > maxMTU || ifc.Queues < 1 || ifc.Queues > maxQueues {
 			t.Errorf("%s: mtu %d queues %d", ifc.Name, ifc.MTU, ifc.Queues)
 		}
-		if ifc.Type == TAP && (ifc.MAC == [6]byte{} || ifc.MAC[0]&1 != 0) || ifc.Type == TUN && ifc.MAC != [6]byte{} {
+		if ifc.Type == TAP && (ifc.MAC == [6]byte{} || ifc.MAC[0]&1 != 0) || ifc.Type != TAP && ifc.MAC != [6]byte{} {
 			t.Errorf("%s: %s with MAC %x", ifc.Name, ifc.Type, ifc.MAC)
 		}
 		if len(ifc.Addresses) == 0 {

@@ -143,11 +143,22 @@ func (c *checker) iface(key string, raw *rawInterface, names map[string]string, 
 		}
 	}
 
-	if t, good := c.choice(key+".type", raw.Type, "link type", []string{"tap", "tun"}, "tap (L2, Ethernet), tun (L3, IP only)"); good && t == "tun" {
-		ifc.Type = TUN
+	if t, good := c.choice(key+".type", raw.Type, "link type", []string{"tap", "tun", "packet"},
+		"tap (L2, Ethernet), tun (L3, IP only), packet (an existing Ethernet interface, AF_PACKET)"); good {
+		switch t {
+		case "tun":
+			ifc.Type = TUN
+		case "packet":
+			ifc.Type = PACKET
+			ifc.Create = false
+		}
 	}
 	if b, good := c.boolean(key+".create", raw.Create); good {
-		ifc.Create = b
+		if b && ifc.Type == PACKET {
+			c.errorf(key+".create", "true: a packet interface attaches to an interface that exists; remove create")
+		} else {
+			ifc.Create = b
+		}
 	}
 	if b, good := c.boolean(key+".offload", raw.Offload); good {
 		ifc.Offload = b
@@ -192,6 +203,8 @@ func (c *checker) iface(key string, raw *rawInterface, names map[string]string, 
 		switch mac, why := parseMAC(s); {
 		case ifc.Type == TUN:
 			c.errorf(key+".mac", "%q: a tun interface has no MAC; remove mac or use type = \"tap\"", s)
+		case ifc.Type == PACKET:
+			c.errorf(key+".mac", "%q: a packet interface uses the interface's own MAC; remove mac", s)
 		case why != "":
 			c.errorf(key+".mac", "%q %s", s, why)
 		default:

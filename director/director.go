@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -135,18 +136,20 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 }
 
 func (d *Director) addInterface(ic config.Interface) error {
-	devs, err := d.openDevices(ic)
+	devs, mac, err := d.openDevices(ic)
 	if err != nil {
 		return err
 	}
-	ethernet := ic.Type == config.TAP
+	// mac is not written back into ic: a reload compares configurations,
+	// and a packet interface's configuration has no MAC.
+	ethernet := ic.Type.Ethernet()
 	lt := forward.IP
 	if ethernet {
 		lt = forward.Ethernet
 	}
 	fw := forward.New(forward.Options{
 		Link:   lt,
-		MAC:    lvs.MAC(ic.MAC),
+		MAC:    lvs.MAC(mac),
 		MTU:    ic.MTU,
 		Table:  d.table,
 		Logger: d.log.With("interface", ic.Name),
@@ -156,7 +159,7 @@ func (d *Director) addInterface(ic config.Interface) error {
 		Ethernet:     ethernet,
 		VNetHdr:      ic.Offload && d.opts.Devices == nil,
 		MTU:          uint32(ic.MTU),
-		MAC:          ic.MAC,
+		MAC:          mac,
 		NewProcessor: func() stack.Processor { return fw.NewWorker() },
 		Logger:       d.log.With("interface", ic.Name),
 	})
@@ -177,15 +180,22 @@ func (d *Director) addInterface(ic config.Interface) error {
 	return nil
 }
 
-func (d *Director) openDevices(ic config.Interface) ([]stack.Device, error) {
+// openDevices opens the queues of an interface and returns them with the
+// netstack's MAC: the configured one, or for a packet interface the
+// interface's own.
+func (d *Director) openDevices(ic config.Interface) ([]stack.Device, [6]byte, error) {
 	if d.opts.Devices != nil {
-		return d.opts.Devices(ic)
+		devs, err := d.opts.Devices(ic)
+		return devs, ic.MAC, err
+	}
+	if ic.Type == config.PACKET {
+		return d.attachPacket(ic)
 	}
 	tuns, err := stack.OpenTun(stack.DeviceOptions{
 		Name: ic.Name, TAP: ic.Type == config.TAP, VNetHdr: ic.Offload, Queues: ic.Queues, MAC: ic.MAC,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("interface %q: %w", ic.Name, err)
+		return nil, ic.MAC, fmt.Errorf("interface %q: %w", ic.Name, err)
 	}
 	// The device must be up before the netstack sends its first ARP request,
 	// or the neighbour entry fails at once.
@@ -195,7 +205,7 @@ func (d *Director) openDevices(ic config.Interface) ([]stack.Device, error) {
 			for _, t := range tuns {
 				t.Close()
 			}
-			return nil, fmt.Errorf("interface %q is down and lvsd cannot bring it up (run `ip link set %s up` as root): %w", ic.Name, ic.Name, err)
+			return nil, ic.MAC, fmt.Errorf("interface %q is down and lvsd cannot bring it up (run `ip link set %s up` as root): %w", ic.Name, ic.Name, err)
 		}
 		d.log.Debug("interface already up; not changing it", "interface", ic.Name, "err", err)
 	}
@@ -203,7 +213,37 @@ func (d *Director) openDevices(ic config.Interface) ([]stack.Device, error) {
 	for i, t := range tuns {
 		devs[i] = t
 	}
-	return devs, nil
+	return devs, ic.MAC, nil
+}
+
+// attachPacket opens the AF_PACKET sockets of a packet interface. lvsd does
+// not change an interface it did not make: it must be up already, with an
+// MTU at least the configured one, and its MAC becomes the netstack's.
+func (d *Director) attachPacket(ic config.Interface) ([]stack.Device, [6]byte, error) {
+	var mac [6]byte
+	ifi, err := net.InterfaceByName(ic.Name)
+	if err != nil {
+		return nil, mac, fmt.Errorf("interface %q: %w (a packet interface must exist)", ic.Name, err)
+	}
+	if ifi.Flags&net.FlagUp == 0 {
+		return nil, mac, fmt.Errorf("interface %q is down (run `ip link set %s up`)", ic.Name, ic.Name)
+	}
+	if ifi.MTU < ic.MTU {
+		return nil, mac, fmt.Errorf("interface %q: its MTU is %d, below the configured mtu %d", ic.Name, ifi.MTU, ic.MTU)
+	}
+	if len(ifi.HardwareAddr) != len(mac) {
+		return nil, mac, fmt.Errorf("interface %q is not an Ethernet interface", ic.Name)
+	}
+	copy(mac[:], ifi.HardwareAddr)
+	socks, err := stack.OpenPacket(stack.PacketOptions{Name: ic.Name, VNetHdr: ic.Offload, Queues: ic.Queues})
+	if err != nil {
+		return nil, mac, fmt.Errorf("interface %q: %w", ic.Name, err)
+	}
+	devs := make([]stack.Device, len(socks))
+	for i, s := range socks {
+		devs[i] = s
+	}
+	return devs, mac, nil
 }
 
 // Run keeps the director's background work going (neighbour resolution,

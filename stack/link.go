@@ -270,19 +270,73 @@ func (l *Link) Close() {
 	}
 }
 
-// reader is the receive loop of one device queue. It owns buf.
+// BatchDevice is a Device that moves several frames per system call: a
+// PacketDevice. A Link reads a batch, runs the fast path over each frame and
+// writes the frames it forwards in one batch.
+type BatchDevice interface {
+	Device
+	// BatchSize is the most frames one call moves.
+	BatchSize() int
+	// ReadBatch blocks until at least one frame arrives, reads up to
+	// len(bufs) frames, frame i into bufs[i], and sets sizes[i] to its
+	// length, or to -1 for a frame that did not fit. It returns the count.
+	ReadBatch(bufs [][]byte, sizes []int) (int, error)
+	// WriteBatch writes the frames in order and returns how many were sent;
+	// fewer than all with an error means frames[n] failed.
+	WriteBatch(frames [][]byte) (int, error)
+}
+
+// oneByOne is a plain Device seen as a BatchDevice of one frame per call:
+// a TAP or TUN queue, which moves one frame per read or write.
+type oneByOne struct{ Device }
+
+func (o oneByOne) BatchSize() int { return 1 }
+
+func (o oneByOne) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	n, err := o.Read(bufs[0])
+	if err != nil {
+		return 0, err
+	}
+	sizes[0] = n
+	return 1, nil
+}
+
+func (o oneByOne) WriteBatch(frames [][]byte) (int, error) {
+	for i, f := range frames {
+		if _, err := o.Write(f); err != nil {
+			return i, err
+		}
+	}
+	return len(frames), nil
+}
+
+// reader is the receive loop of one device queue. It owns its buffers, one
+// per frame of a batch: a frame the fast path forwards stays in its buffer
+// until the batch is written, after the whole batch was processed.
 func (l *Link) reader(dev Device, qs *queueStats) {
 	defer l.wg.Done()
-	buf := make([]byte, Headroom+maxFrame)
+	bd, ok := dev.(BatchDevice)
+	if !ok {
+		bd = oneByOne{dev}
+	}
+	size := max(bd.BatchSize(), 1)
+	bufs := make([][]byte, size) // whole buffers, headroom included
+	rd := make([][]byte, size)   // where each frame is read: its virtio-net header first
+	sizes := make([]int, size)
+	for i := range bufs {
+		bufs[i] = make([]byte, Headroom+maxFrame)
+		rd[i] = bufs[i][Headroom-l.vh:]
+	}
 	var proc Processor
 	if l.opts.NewProcessor != nil {
 		proc = l.opts.NewProcessor()
 	}
 	var p forward.Packet
-	em := &emitter{l: l, dev: dev, qs: qs}
+	tx := &txBatch{l: l, dev: bd, qs: qs, frames: make([][]byte, 0, size)}
+	em := &emitter{l: l, dev: dev, qs: qs, tx: tx}
 	var backoff time.Duration
 	for {
-		n, err := dev.Read(buf[Headroom-l.vh:])
+		got, err := bd.ReadBatch(rd, sizes)
 		if err != nil {
 			if isClosed(err) {
 				return
@@ -301,44 +355,76 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 			continue
 		}
 		backoff = 0
-		if n < l.vh {
-			l.stats.RxErrors.Add(1)
-			continue
-		}
-		qs.rx.Add(1)
-		p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
-		if l.vh != 0 {
-			decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
-		}
-		v := forward.ToStack
-		if proc != nil {
-			v = proc.Process(&p)
-		}
-		switch v {
-		case forward.Transmit:
-			start := p.Off - l.vh
-			if l.vh != 0 {
-				encodeVNetHdr(buf[start:p.Off], &p.VNet)
-			}
-			if _, err := dev.Write(buf[start : p.Off+p.Len]); err != nil {
-				l.stats.TxErrors.Add(1)
-				l.logLimited("write failed", "err", err)
+		for i := range got {
+			n := sizes[i]
+			if n < l.vh {
+				l.stats.RxErrors.Add(1)
 				continue
 			}
-			qs.tx.Add(1)
-		case forward.ToStack:
-			l.deliver(&p)
+			qs.rx.Add(1)
+			buf := bufs[i]
+			p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
+			if l.vh != 0 {
+				decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
+			}
+			v := forward.ToStack
+			if proc != nil {
+				v = proc.Process(&p)
+			}
+			switch v {
+			case forward.Transmit:
+				start := p.Off - l.vh
+				if l.vh != 0 {
+					encodeVNetHdr(buf[start:p.Off], &p.VNet)
+				}
+				tx.frames = append(tx.frames, buf[start:p.Off+p.Len])
+			case forward.ToStack:
+				l.deliver(&p)
+			}
 		}
+		tx.flush()
 	}
+}
+
+// txBatch collects the frames one batch forwards and writes them together.
+// Owned by one reader.
+type txBatch struct {
+	l      *Link
+	dev    BatchDevice
+	qs     *queueStats
+	frames [][]byte // views into the reader's buffers, valid until flush
+}
+
+// flush writes the pending frames. A frame the device refuses is counted
+// and skipped; the rest still go out.
+func (t *txBatch) flush() {
+	for i := 0; i < len(t.frames); {
+		n, err := t.dev.WriteBatch(t.frames[i:])
+		t.qs.tx.Add(uint64(n))
+		i += n
+		if err == nil && n > 0 {
+			continue
+		}
+		if err != nil && isClosed(err) {
+			break
+		}
+		t.l.stats.TxErrors.Add(1)
+		t.l.logLimited("write failed", "err", err)
+		i++ // frames[i] failed
+	}
+	clear(t.frames) // drop the views: the buffers are read into next
+	t.frames = t.frames[:0]
 }
 
 // emitter writes the extra frames of one reader's Process calls (segments,
 // fragments) to the reader's own device queue, each with an empty virtio-net
-// header written into the scratch space in front of it.
+// header written into the scratch space in front of it. The frames of the
+// batch forwarded before go out first, so that a flow's order holds.
 type emitter struct {
 	l   *Link
 	dev Device
 	qs  *queueStats
+	tx  *txBatch
 }
 
 var _ forward.Emitter = (*emitter)(nil)
@@ -351,6 +437,9 @@ func (e *emitter) Emit(buf []byte, off, n int) error {
 	if start < 0 {
 		e.l.stats.TxErrors.Add(1)
 		return errEmitHeadroom
+	}
+	if e.tx != nil && len(e.tx.frames) > 0 {
+		e.tx.flush()
 	}
 	clear(buf[start:off])
 	if _, err := e.dev.Write(buf[start : off+n]); err != nil {

@@ -71,7 +71,7 @@ func (tp *Topology) config(services []Service) (string, error) {
 	fmt.Fprintf(&b, "name = %s\n", q(tp.Device))
 	fmt.Fprintf(&b, "type = %s\n", q(tp.Type))
 	b.WriteString("create = false\n")
-	if tp.MAC != "" {
+	if tp.MAC != "" && tp.Type == "tap" {
 		fmt.Fprintf(&b, "mac = %s\n", q(tp.MAC))
 	}
 	if tp.Options.Queues > 0 {

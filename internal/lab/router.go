@@ -39,8 +39,8 @@ const (
 func (tp *Topology) AddRoutedReal(name string, farMTU int) Real {
 	l := tp.Lab
 	l.t.Helper()
-	if tp.Type != "tap" {
-		l.t.Fatalf("lab: AddRoutedReal needs a TAP lab")
+	if tp.Type == "tun" {
+		l.t.Fatalf("lab: AddRoutedReal needs a TAP or packet lab")
 	}
 	r := Real{Name: name, Addr: netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + len(tp.Reals) + 1)})}
 

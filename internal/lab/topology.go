@@ -30,12 +30,14 @@ const DefaultMAC = "02:00:5e:10:00:01"
 
 // Link names of the reference labs.
 const (
-	BridgeName = "lvtbr0"  // in the director namespace
-	TAPName    = "lvttap0" // in the director namespace (TAP lab)
-	TUNName    = "lvttun0" // in the director namespace (TUN lab)
-	ClientLink = "lvtcli"  // director's end of the client's veth
-	GuestLink  = "lvteth0" // the client's and each real server's veth end
-	tunTable   = "100"     // policy-routing table of the TUN lab
+	BridgeName = "lvtbr0"   // in the director namespace
+	TAPName    = "lvttap0"  // in the director namespace (TAP lab)
+	TUNName    = "lvttun0"  // in the director namespace (TUN lab)
+	PacketName = "lvtpkt0"  // in the director namespace (packet lab): lvsd's veth end
+	packetPeer = "lvtpktbr" // its peer, a port of the bridge
+	ClientLink = "lvtcli"   // director's end of the client's veth
+	GuestLink  = "lvteth0"  // the client's and each real server's veth end
+	tunTable   = "100"      // policy-routing table of the TUN lab
 )
 
 // Options shape a reference lab. The zero value is the reference: three
@@ -57,6 +59,10 @@ type Options struct {
 	IPv6 bool
 	// MAC is lvsd's netstack MAC on the TAP; "" means DefaultMAC.
 	MAC string
+	// Packet makes NATLab attach lvsd with AF_PACKET (type = "packet") to a
+	// veth, PacketName, whose peer is a bridge port, instead of a TAP. The
+	// veth has MAC as its address and Queues sockets share it.
+	Packet bool
 }
 
 // Real is one real-server namespace.
@@ -70,7 +76,7 @@ type Real struct {
 // Topology is a built reference lab.
 type Topology struct {
 	Lab *Lab
-	// Type is the device type: "tap" or "tun".
+	// Type is the device type: "tap", "tun" or "packet".
 	Type string
 	// Director holds the bridge and the device lvsd attaches to.
 	Director NS
@@ -80,7 +86,8 @@ type Topology struct {
 	Reals []Real
 	// Device is the TAP or TUN lvsd attaches to (create = false).
 	Device string
-	// MAC is lvsd's netstack MAC on the TAP ("" for a TUN).
+	// MAC is lvsd's netstack MAC on the TAP or the packet veth ("" for a
+	// TUN).
 	MAC string
 	// Addresses are the prefixes lvsd's netstack holds on Device (the VIPs
 	// come from the virtual services).
@@ -127,8 +134,13 @@ func (l *Lab) NATLab(o Options) *Topology {
 	// ones (which would also send MLD and router solicitations to lvsd).
 	l.noIPv6(tp.Director)
 	l.Bridge(tp.Director, BridgeName)
-	l.TunTap(tp.Director, TAPName, "tap", o.Owner, o.Queues > 1)
-	l.Enslave(tp.Director, TAPName, BridgeName)
+	if o.Packet {
+		tp.Type, tp.Device = "packet", PacketName
+		l.packetLink(tp.Director, o.MAC)
+	} else {
+		l.TunTap(tp.Director, TAPName, "tap", o.Owner, o.Queues > 1)
+		l.Enslave(tp.Director, TAPName, BridgeName)
+	}
 
 	tp.Client = l.guest("cli", ClientLink, tp.Director, o.IPv6)
 	l.Enslave(tp.Director, ClientLink, BridgeName)
@@ -193,6 +205,42 @@ func (l *Lab) TUNLab(o Options) *Topology {
 	return tp
 }
 
+// packetLink makes the veth a packet lab's lvsd attaches to, PacketName
+// with address mac, and enslaves its peer to the bridge. The veth holds no
+// address: with IPv6 off and no forwarding, the namespace's kernel drops
+// what it receives, and lvsd's netstack answers for the DIPs and VIPs.
+func (l *Lab) packetLink(dir NS, mac string) {
+	l.t.Helper()
+	l.Veth(dir, PacketName, dir, packetPeer)
+	l.IP(dir, "link", "set", PacketName, "address", mac)
+	// Nor does it answer ARP there, even when it holds addresses on other
+	// links (a bench contestant that is the kernel).
+	l.IP(dir, "link", "set", PacketName, "arp", "off")
+	l.Sysctl(dir, "net.ipv4.conf."+PacketName+".arp_ignore", "8")
+	l.Enslave(dir, packetPeer, BridgeName)
+}
+
+// WithPacketLink adds a packet link to a TAP lab and returns a copy of the
+// topology whose lvsd attaches to it (type = "packet") instead of the TAP:
+// the same namespaces, bridge, addresses and real servers, so that both
+// ways of attaching can run in turn in one lab (one lvsd at a time). mac is
+// the veth's address; it should differ from the TAP's, so that neighbours
+// re-resolve when lvsd moves.
+func (tp *Topology) WithPacketLink(mac string) *Topology {
+	l := tp.Lab
+	l.t.Helper()
+	if tp.Type != "tap" {
+		l.t.Fatalf("lab: WithPacketLink needs a TAP lab, not %s", tp.Type)
+	}
+	l.packetLink(tp.Director, mac)
+	l.WaitLinkUp(tp.Director, PacketName)
+	l.WaitBridgePort(tp.Director, packetPeer)
+	c := *tp
+	c.Type, c.Device, c.MAC = "packet", PacketName, mac
+	c.Options.Packet, c.Options.MAC = true, mac
+	return &c
+}
+
 // guest creates the namespace role with a veth to the director: hostLink in
 // the director, GuestLink in the guest.
 func (l *Lab) guest(role, hostLink string, dir NS, ipv6 bool) NS {
@@ -231,9 +279,13 @@ func (tp *Topology) waitUp() {
 	l.t.Helper()
 	l.WaitLinkUp(tp.Client, GuestLink)
 	ports := []string{}
-	if tp.Type == "tap" {
+	switch tp.Type {
+	case "tap":
 		ports = append(ports, ClientLink)
-	} else {
+	case "packet":
+		l.WaitLinkUp(tp.Director, PacketName)
+		ports = append(ports, ClientLink, packetPeer)
+	default:
 		l.WaitLinkUp(tp.Director, ClientLink)
 	}
 	for i, r := range tp.Reals {

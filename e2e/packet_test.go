@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/lvsd/lvsd/internal/lab"
+)
+
+// TestNATPacket runs the NAT lab with lvsd attached to a veth by AF_PACKET
+// (type = "packet") with two sockets in a fanout group, instead of a TAP:
+// scheduling, the netstack's ARP and ICMP on the veth's own MAC, UDP, and
+// bulk transfers both ways, whose TCP super-frames (GSO) must pass whole.
+func TestNATPacket(t *testing.T) {
+	lab.Skip(t)
+	lab.NeedTools(t, "ping")
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	tp := l.NATLab(lab.Options{Packet: true, Queues: 2})
+	cfg := tp.Config(wrrHTTP)
+	if !strings.Contains(cfg, `type = "packet"`) || strings.Contains(cfg, "mac =") {
+		t.Fatalf("config is not a packet interface without mac:\n%s", cfg)
+	}
+	servers := tp.StartHTTP(bin, 8080)
+	tp.StartUDP(bin, 5353)
+	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP,
+		lab.Service{Protocol: "udp", Port: 53, RealPort: 5353, Scheduler: "rr", Method: "nat"})
+	checkWRR(t, tp, bin, servers, 300)
+
+	if out, err := l.Ping(tp.Client, lab.VIP.String(), 2); err != nil {
+		t.Errorf("ping %s from the client: %v\n%s", lab.VIP, err, out)
+	}
+	if mac, state := l.Neighbor(tp.Client, lab.VIP.String()); mac != tp.MAC {
+		t.Errorf("client's neighbour entry for the VIP: lladdr %q (%s), want the veth's %s", mac, state, tp.MAC)
+	}
+
+	const size = 16 << 20
+	down := tp.Get(bin, fmt.Sprintf("%sbytes?n=%d", vipURL, size), 1)
+	if down.OK != 1 || !strings.Contains(down.Output, fmt.Sprintf("received %d bytes", size)) {
+		t.Errorf("download of %d bytes through lvsd: %+v\n%s", size, down, down.Output)
+	}
+	up := tp.Get(bin, vipURL+"upload", 1, "-upload", fmt.Sprint(size))
+	if up.OK != 1 || !strings.Contains(up.Output, fmt.Sprintf("sent %d bytes", size)) {
+		t.Errorf("upload of %d bytes through lvsd: %+v\n%s", size, up, up.Output)
+	}
+
+	echo, err := l.UDPSend(tp.Client, bin, lab.VIP.String()+":53", "over-packet")
+	if err != nil || !strings.HasSuffix(echo, " over-packet") {
+		t.Errorf("udp echo through lvsd: %q, %v", echo, err)
+	}
+
+	out := l.Exec(tp.Director, bin.Lvsd, "counters", "-control", tp.Control)
+	if !strings.Contains(out, lab.PacketName+": rx ") {
+		t.Errorf("lvsd counters lacks the interface:\n%s", out)
+	}
+	t.Logf("lvsd counters:\n%s", out)
+}
