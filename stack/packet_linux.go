@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +18,7 @@ import (
 // reader.
 const PacketBatch = 32
 
-// PacketDevice is one AF_PACKET socket bound to an existing Ethernet
+// PacketDevice is a pair of AF_PACKET sockets bound to an existing Ethernet
 // interface: lvsd's attach mode for hosts where the interface already exists
 // (a veth, a physical NIC) and for small packets, where a TAP costs two
 // system calls per frame. It reads and writes whole Ethernet frames in
@@ -29,24 +30,36 @@ const PacketBatch = 32
 // and the namespace must not forward. A socket filter passes only frames for
 // the interface's MAC, broadcast and multicast, as TUNSETTXFILTER does on a
 // TAP; the socket never receives its own output (PACKET_IGNORE_OUTGOING).
+// Several devices on one interface share the receive load through a
+// PACKET_FANOUT group (by flow hash).
 //
-// Several sockets on one interface share the receive load through a
-// PACKET_FANOUT group (by flow hash). The descriptor is non-blocking and on
-// the Go poller, so Close wakes a blocked ReadBatch. A PacketDevice is used
-// by one reader goroutine; Write may also be called from others.
+// Why two sockets, and no Go poller: a socket registered with epoll wakes
+// the poller for every frame it receives and for every frame it sent that
+// the kernel frees, and each wake-up is a thread switch, which costs more
+// than the frame. The receive socket is read without waiting first
+// (MSG_DONTWAIT) and only when it is empty does the reader sleep in poll(2),
+// on it and an eventfd that Close signals. The send socket receives nothing
+// (protocol 0), is blocking, and is in no poll set.
+//
+// A PacketDevice is read by one goroutine (Read, ReadBatch); WriteBatch is
+// called by that goroutine too; Write may be called from any goroutine.
 type PacketDevice struct {
-	f    *os.File
-	rc   syscall.RawConn
 	name string
 	vnet bool
 
-	// rx and tx are the reader's and the batch writer's system call state,
-	// reused for every call so that neither allocates. rx is owned by the
-	// goroutine in ReadBatch, tx by the one in WriteBatch (the Link's reader
-	// for this device: one goroutine calls both).
+	// mu keeps the descriptors open during a system call: I/O holds it for
+	// reading, Close for writing while it closes them, so that a descriptor
+	// number is never reused under a call.
+	mu     sync.RWMutex
+	closed atomic.Bool
+	rxfd   int // AF_PACKET, ETH_P_ALL, non-blocking, filtered
+	txfd   int // AF_PACKET, protocol 0, blocking
+	wake   int // eventfd written by Close
+
+	// rx and tx are the argument blocks of recvmmsg and sendmmsg, reused for
+	// every call so that neither allocates; owned by the reading goroutine.
 	rx, tx mmsgBatch
-	readFn func(fd uintptr) bool
-	sendFn func(fd uintptr) bool
+	pfd    [2]unix.PollFd
 }
 
 // PacketOptions say how to attach to an interface.
@@ -65,8 +78,6 @@ type PacketOptions struct {
 type mmsgBatch struct {
 	hdrs [PacketBatch]mmsghdr
 	iov  [PacketBatch]unix.Iovec
-	n    int   // messages to pass in; after the call, messages moved
-	err  error // the call's error, nil when n > 0
 }
 
 // mmsghdr is struct mmsghdr of <sys/socket.h>; x/sys/unix does not have it.
@@ -123,31 +134,51 @@ func OpenPacket(opts PacketOptions) ([]*PacketDevice, error) {
 	}
 	fanout := 0 // the group id, once the first socket made one
 	for q := range queues {
-		fd, err := openPacketSocket(ifi.Index, opts.VNetHdr)
-		if err != nil {
-			return fail(err)
-		}
-		if queues > 1 {
-			if fanout, err = joinFanout(fd, q == 0, fanout); err != nil {
-				unix.Close(fd)
-				return fail(err)
-			}
-		}
-		d, err := newPacketDevice(fd, opts.Name, opts.VNetHdr)
+		d, err := openPacketDevice(ifi.Index, opts.Name, opts.VNetHdr)
 		if err != nil {
 			return fail(err)
 		}
 		devs = append(devs, d)
+		if queues > 1 {
+			if fanout, err = joinFanout(d.rxfd, q == 0, fanout); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	return devs, nil
 }
 
-// openPacketSocket returns a non-blocking AF_PACKET socket bound to the
-// interface. The socket is made with protocol 0, which receives nothing,
-// and bound to ETH_P_ALL only once its options and filter are set, so no
-// frame reaches it unfiltered.
-func openPacketSocket(ifindex int, vnet bool) (int, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+// openPacketDevice opens the receive socket, the send socket and the
+// eventfd of one device.
+func openPacketDevice(ifindex int, name string, vnet bool) (*PacketDevice, error) {
+	d := &PacketDevice{name: name, vnet: vnet, rxfd: -1, txfd: -1, wake: -1}
+	var err error
+	if d.rxfd, err = openPacketSocket(ifindex, vnet, true); err != nil {
+		return nil, err
+	}
+	if d.txfd, err = openPacketSocket(ifindex, vnet, false); err != nil {
+		d.closeFDs()
+		return nil, err
+	}
+	if d.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		d.closeFDs()
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	d.pfd = [2]unix.PollFd{{Fd: int32(d.rxfd), Events: unix.POLLIN}, {Fd: int32(d.wake), Events: unix.POLLIN}}
+	return d, nil
+}
+
+// openPacketSocket returns an AF_PACKET socket bound to the interface: for
+// receiving (rx), non-blocking, filtered and bound to ETH_P_ALL; for
+// sending, blocking and bound with protocol 0, which receives nothing. A
+// receive socket is made with protocol 0 too and bound to ETH_P_ALL only
+// once its options and filter are set, so no frame reaches it unfiltered.
+func openPacketSocket(ifindex int, vnet, rx bool) (int, error) {
+	typ := unix.SOCK_RAW | unix.SOCK_CLOEXEC
+	if rx {
+		typ |= unix.SOCK_NONBLOCK
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, typ, 0)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			err = fmt.Errorf("%w (AF_PACKET needs CAP_NET_RAW)", err)
@@ -165,23 +196,30 @@ func openPacketSocket(ifindex int, vnet bool) (int, error) {
 			return -1, fmt.Errorf("PACKET_VNET_HDR: %w", err)
 		}
 	}
-	// Our own output is not input (Linux 4.20+; the filter covers older).
-	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-	// Frames go straight to the driver: lvsd is the only sender that
-	// matters on this interface, and a qdisc would only add a lock.
-	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
-	// Bursts wait in the socket while the reader works; 4 MiB each way
+	// Bursts wait in the socket while the reader works; 4 MiB
 	// (SO_*BUFFORCE, with CAP_NET_ADMIN, goes past the sysctl limits).
-	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], 4<<20) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], 4<<20)
+	force, plain := unix.SO_SNDBUFFORCE, unix.SO_SNDBUF
+	if rx {
+		force, plain = unix.SO_RCVBUFFORCE, unix.SO_RCVBUF
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, 4<<20)
+	}
+	proto := uint16(0)
+	if rx {
+		// Our own output is not input (Linux 4.20+; the filter covers older).
+		_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+		prog := unix.SockFprog{Len: uint16(len(packetFilter)), Filter: &packetFilter[0]}
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+			return -1, fmt.Errorf("SO_ATTACH_FILTER: %w", err)
 		}
+		proto = ethPAll
+	} else {
+		// Frames go straight to the driver: lvsd is the only sender that
+		// matters on this interface, and a qdisc would only add a lock.
+		_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
 	}
-	prog := unix.SockFprog{Len: uint16(len(packetFilter)), Filter: &packetFilter[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
-		return -1, fmt.Errorf("SO_ATTACH_FILTER: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPAll, Ifindex: ifindex}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifindex}); err != nil {
 		return -1, fmt.Errorf("bind: %w", err)
 	}
 	ok = true
@@ -212,95 +250,130 @@ func joinFanout(fd int, first bool, id int) (int, error) {
 	return v & 0xffff, nil
 }
 
-func newPacketDevice(fd int, name string, vnet bool) (*PacketDevice, error) {
-	f := os.NewFile(uintptr(fd), "packet:"+name)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	d := &PacketDevice{f: f, rc: rc, name: name, vnet: vnet}
-	d.readFn = d.recv
-	d.sendFn = d.send
-	return d, nil
-}
-
 // Name returns the interface name.
 func (d *PacketDevice) Name() string { return d.name }
 
 // BatchSize implements BatchDevice.
 func (d *PacketDevice) BatchSize() int { return PacketBatch }
 
-// Read reads one frame (after the virtio-net header when VNetHdr).
-func (d *PacketDevice) Read(b []byte) (int, error) { return d.f.Read(b) }
-
-// Write writes one frame (after the virtio-net header when VNetHdr) on the
-// interface the socket is bound to.
-func (d *PacketDevice) Write(b []byte) (int, error) { return d.f.Write(b) }
-
-// Close closes the socket, waking a blocked ReadBatch.
-func (d *PacketDevice) Close() error { return d.f.Close() }
-
-// ReadBatch implements BatchDevice with one recvmmsg per call once frames
-// are waiting. It blocks until at least one frame arrives or Close.
-func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	b := &d.rx
-	b.n = min(len(bufs), len(sizes), PacketBatch)
-	b.load(bufs[:b.n])
-	if err := d.rc.Read(d.readFn); err != nil {
+// Read reads one frame (after the virtio-net header when VNetHdr); it is
+// ReadBatch of one.
+func (d *PacketDevice) Read(b []byte) (int, error) {
+	var size [1]int
+	bufs := [1][]byte{b}
+	if _, err := d.ReadBatch(bufs[:], size[:]); err != nil {
 		return 0, err
 	}
-	if b.err != nil {
-		return 0, b.err
+	if size[0] < 0 {
+		return 0, errTruncated
 	}
-	for i := range b.n {
-		sizes[i] = int(b.hdrs[i].len)
-		if b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
-			// Larger than a buffer: not a frame this link can carry.
-			sizes[i] = -1
-		}
-	}
-	return b.n, nil
+	return size[0], nil
 }
 
-// recv is the poller callback of ReadBatch: false means "not ready, wait".
-func (d *PacketDevice) recv(fd uintptr) bool {
+var errTruncated = errors.New("frame larger than the buffer")
+
+// Write writes one frame (after the virtio-net header when VNetHdr) on the
+// interface. Any goroutine may call it.
+func (d *PacketDevice) Write(b []byte) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	for {
+		n, err := unix.Write(d.txfd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("write", err)
+		}
+		return n, nil
+	}
+}
+
+// Close wakes a reader sleeping in ReadBatch, waits for the system calls
+// under way, and closes the descriptors. Later calls return os.ErrClosed.
+func (d *PacketDevice) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	var one [8]byte
+	one[0] = 1 // the eventfd counter, in native (little-endian) order
+	unix.Write(d.wake, one[:])
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeFDs()
+	return nil
+}
+
+func (d *PacketDevice) closeFDs() {
+	for _, fd := range []*int{&d.rxfd, &d.txfd, &d.wake} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// ReadBatch implements BatchDevice with one recvmmsg per call once frames
+// are waiting. It blocks until at least one frame arrives or Close, and
+// then returns os.ErrClosed.
+func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	b := &d.rx
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.n), unix.MSG_DONTWAIT, 0, 0)
-	if errno == unix.EAGAIN || errno == unix.EINTR {
-		return false
+	want := min(len(bufs), len(sizes), PacketBatch)
+	b.load(bufs[:want])
+	for {
+		if d.closed.Load() {
+			return 0, os.ErrClosed
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(d.rxfd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(want), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			for i := range int(n) {
+				sizes[i] = int(b.hdrs[i].len)
+				if b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+					// Larger than a buffer: not a frame this link can carry.
+					sizes[i] = -1
+				}
+			}
+			return int(n), nil
+		case unix.EINTR:
+		case unix.EAGAIN:
+			// Empty: sleep until a frame or Close.
+			if _, err := unix.Poll(d.pfd[:], -1); err != nil && err != unix.EINTR {
+				return 0, os.NewSyscallError("poll", err)
+			}
+		default:
+			return 0, os.NewSyscallError("recvmmsg", errno)
+		}
 	}
-	b.n, b.err = int(n), nil
-	if errno != 0 {
-		b.n, b.err = 0, os.NewSyscallError("recvmmsg", errno)
-	}
-	return true
 }
 
 // WriteBatch implements BatchDevice with sendmmsg. It returns how many of
 // the frames were sent and, if not all, the error of the first one that was
-// not; the caller decides whether to retry the rest.
+// not; the caller decides whether to go on with the rest.
 func (d *PacketDevice) WriteBatch(frames [][]byte) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed.Load() {
+		return 0, os.ErrClosed
+	}
 	b := &d.tx
-	b.n = min(len(frames), PacketBatch)
-	b.load(frames[:b.n])
-	if err := d.rc.Write(d.sendFn); err != nil {
-		return 0, err
+	want := min(len(frames), PacketBatch)
+	b.load(frames[:want])
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(d.txfd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(want), 0, 0, 0)
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+		default:
+			return 0, os.NewSyscallError("sendmmsg", errno)
+		}
 	}
-	return b.n, b.err
-}
-
-func (d *PacketDevice) send(fd uintptr) bool {
-	b := &d.tx
-	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.n), 0, 0, 0)
-	if errno == unix.EAGAIN || errno == unix.EINTR {
-		return false
-	}
-	b.n, b.err = int(n), nil
-	if errno != 0 {
-		b.n, b.err = 0, os.NewSyscallError("sendmmsg", errno)
-	}
-	return true
 }
 
 // load points the batch's messages at bufs. The pointers live in d, which
