@@ -1,23 +1,5 @@
 package stack
 
-import "os"
-
-// TunDevice is one queue of a Linux TAP or TUN device, opened on
-// /dev/net/tun with IFF_NO_PI. With VNetHdr it was opened with IFF_VNET_HDR
-// and checksum/TSO offload, so every read and write carries a virtio-net
-// header first.
-//
-// The file descriptor is non-blocking and registered with the Go runtime's
-// poller, so that Close wakes a goroutine blocked in Read. TunDevice owns
-// the descriptor and closes it in Close.
-type TunDevice struct {
-	f     *os.File
-	name  string
-	vnet  bool
-	l2    bool
-	multi bool
-}
-
 // DeviceOptions says how to open a TAP or TUN device.
 type DeviceOptions struct {
 	// Name of the device (at most 15 bytes).

@@ -10,6 +10,15 @@ import (
 
 var errNotLinux = fmt.Errorf("TAP and TUN devices need Linux, not %s", runtime.GOOS)
 
+// TunDevice is one queue of a Linux TAP or TUN device; elsewhere it never
+// opens.
+type TunDevice struct {
+	name  string
+	vnet  bool
+	l2    bool
+	multi bool
+}
+
 // OpenTun is Linux-only; elsewhere lvsd runs over MemDevice only.
 func OpenTun(opts DeviceOptions) ([]*TunDevice, error) { return nil, errNotLinux }
 

@@ -19,6 +19,24 @@ const (
 	tunFltAllMulti = 0x0001
 )
 
+// TunDevice is one queue of a Linux TAP or TUN device, opened on
+// /dev/net/tun with IFF_NO_PI. With VNetHdr it was opened with IFF_VNET_HDR
+// and checksum/TSO offload, so every read and write carries a virtio-net
+// header first.
+//
+// The file descriptor is non-blocking and read without the Go runtime's
+// poller (see fdGuard, Linux): Close wakes a goroutine blocked in Read.
+// TunDevice owns the descriptor and closes it in Close.
+type TunDevice struct {
+	fd    int
+	g     fdGuard
+	rpoll [2]unix.PollFd // the reader's poll set
+	name  string
+	vnet  bool
+	l2    bool
+	multi bool
+}
+
 // OpenTun opens (and, with the privilege to do so, creates) a TAP or TUN
 // device and returns one TunDevice per queue.
 //
@@ -87,9 +105,13 @@ func openQueue(opts DeviceOptions, multi bool) (*TunDevice, error) {
 			return nil, fmt.Errorf("set filter on %q (TUNSETTXFILTER): %w", opts.Name, err)
 		}
 	}
-	f := os.NewFile(uintptr(fd), "/dev/net/tun:"+opts.Name)
+	d := &TunDevice{fd: fd, name: opts.Name, vnet: opts.VNetHdr, l2: opts.TAP, multi: multi}
+	if err := d.g.init(); err != nil {
+		return nil, err
+	}
+	d.rpoll = d.g.pollSet(fd, unix.POLLIN)
 	ok = true
-	return &TunDevice{f: f, name: opts.Name, vnet: opts.VNetHdr, l2: opts.TAP, multi: multi}, nil
+	return d, nil
 }
 
 // explainTunErr adds the usual cause to TUNSETIFF's terse errors.
@@ -106,14 +128,61 @@ func explainTunErr(err error) error {
 }
 
 // Read reads one frame (after the virtio-net header when VNetHdr) into b.
-// It blocks until a frame arrives or the device is closed.
-func (d *TunDevice) Read(b []byte) (int, error) { return d.f.Read(b) }
+// It blocks until a frame arrives or the device is closed. One goroutine
+// reads a queue.
+func (d *TunDevice) Read(b []byte) (int, error) {
+	if err := d.g.enter(); err != nil {
+		return 0, err
+	}
+	defer d.g.leave()
+	for {
+		n, err := unix.Read(d.fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+		case unix.EAGAIN:
+			if err := d.g.wait(d.rpoll[:]); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, os.NewSyscallError("read", err)
+		}
+	}
+}
 
-// Write writes one frame (after the virtio-net header when VNetHdr).
-func (d *TunDevice) Write(b []byte) (int, error) { return d.f.Write(b) }
+// Write writes one frame (after the virtio-net header when VNetHdr). Any
+// goroutine may call it.
+func (d *TunDevice) Write(b []byte) (int, error) {
+	if err := d.g.enter(); err != nil {
+		return 0, err
+	}
+	defer d.g.leave()
+	for {
+		n, err := unix.Write(d.fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+		case unix.EAGAIN:
+			// The queue's send buffer is full (rare: a TAP's is unbounded
+			// unless set). The set is this call's own: writers may wait
+			// together.
+			set := d.g.pollSet(d.fd, unix.POLLOUT)
+			if err := d.g.wait(set[:]); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, os.NewSyscallError("write", err)
+		}
+	}
+}
 
 // Close closes the queue, waking a blocked Read.
-func (d *TunDevice) Close() error { return d.f.Close() }
+func (d *TunDevice) Close() error {
+	d.g.shut(&d.fd)
+	return nil
+}
 
 // Name returns the device name.
 func (d *TunDevice) Name() string { return d.name }

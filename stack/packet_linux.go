@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -33,13 +31,10 @@ const PacketBatch = 32
 // Several devices on one interface share the receive load through a
 // PACKET_FANOUT group (by flow hash).
 //
-// Why two sockets, and no Go poller: a socket registered with epoll wakes
-// the poller for every frame it receives and for every frame it sent that
-// the kernel frees, and each wake-up is a thread switch, which costs more
-// than the frame. The receive socket is read without waiting first
-// (MSG_DONTWAIT) and only when it is empty does the reader sleep in poll(2),
-// on it and an eventfd that Close signals. The send socket receives nothing
-// (protocol 0), is blocking, and is in no poll set.
+// Two sockets: frames are received on one that is non-blocking and read
+// without the Go poller (see fdGuard), and sent on another that receives
+// nothing (protocol 0), is blocking and in no poll set, so that the frames
+// the kernel frees after sending them wake nobody.
 //
 // A PacketDevice is read by one goroutine (Read, ReadBatch); WriteBatch is
 // called by that goroutine too; Write may be called from any goroutine.
@@ -47,19 +42,15 @@ type PacketDevice struct {
 	name string
 	vnet bool
 
-	// mu keeps the descriptors open during a system call: I/O holds it for
-	// reading, Close for writing while it closes them, so that a descriptor
-	// number is never reused under a call.
-	mu     sync.RWMutex
-	closed atomic.Bool
-	rxfd   int // AF_PACKET, ETH_P_ALL, non-blocking, filtered
-	txfd   int // AF_PACKET, protocol 0, blocking
-	wake   int // eventfd written by Close
+	g    fdGuard // Close, and the reader's sleep in poll(2)
+	rxfd int     // AF_PACKET, ETH_P_ALL, non-blocking, filtered
+	txfd int     // AF_PACKET, protocol 0, blocking
 
-	// rx and tx are the argument blocks of recvmmsg and sendmmsg, reused for
-	// every call so that neither allocates; owned by the reading goroutine.
+	// rx and tx are the argument blocks of recvmmsg and sendmmsg, and
+	// rpoll the reader's poll set, reused for every call so that none
+	// allocates; owned by the reading goroutine.
 	rx, tx mmsgBatch
-	pfd    [2]unix.PollFd
+	rpoll  [2]unix.PollFd
 }
 
 // PacketOptions say how to attach to an interface.
@@ -151,20 +142,21 @@ func OpenPacket(opts PacketOptions) ([]*PacketDevice, error) {
 // openPacketDevice opens the receive socket, the send socket and the
 // eventfd of one device.
 func openPacketDevice(ifindex int, name string, vnet bool) (*PacketDevice, error) {
-	d := &PacketDevice{name: name, vnet: vnet, rxfd: -1, txfd: -1, wake: -1}
+	d := &PacketDevice{name: name, vnet: vnet, rxfd: -1, txfd: -1}
 	var err error
 	if d.rxfd, err = openPacketSocket(ifindex, vnet, true); err != nil {
 		return nil, err
 	}
 	if d.txfd, err = openPacketSocket(ifindex, vnet, false); err != nil {
-		d.closeFDs()
+		unix.Close(d.rxfd)
 		return nil, err
 	}
-	if d.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		d.closeFDs()
-		return nil, fmt.Errorf("eventfd: %w", err)
+	if err := d.g.init(); err != nil {
+		unix.Close(d.rxfd)
+		unix.Close(d.txfd)
+		return nil, err
 	}
-	d.pfd = [2]unix.PollFd{{Fd: int32(d.rxfd), Events: unix.POLLIN}, {Fd: int32(d.wake), Events: unix.POLLIN}}
+	d.rpoll = d.g.pollSet(d.rxfd, unix.POLLIN)
 	return d, nil
 }
 
@@ -275,11 +267,10 @@ var errTruncated = errors.New("frame larger than the buffer")
 // Write writes one frame (after the virtio-net header when VNetHdr) on the
 // interface. Any goroutine may call it.
 func (d *PacketDevice) Write(b []byte) (int, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed.Load() {
-		return 0, os.ErrClosed
+	if err := d.g.enter(); err != nil {
+		return 0, err
 	}
+	defer d.g.leave()
 	for {
 		n, err := unix.Write(d.txfd, b)
 		if err == unix.EINTR {
@@ -293,42 +284,24 @@ func (d *PacketDevice) Write(b []byte) (int, error) {
 }
 
 // Close wakes a reader sleeping in ReadBatch, waits for the system calls
-// under way, and closes the descriptors. Later calls return os.ErrClosed.
+// under way, and closes the sockets. Later calls return os.ErrClosed.
 func (d *PacketDevice) Close() error {
-	if d.closed.Swap(true) {
-		return nil
-	}
-	var one [8]byte
-	one[0] = 1 // the eventfd counter, in native (little-endian) order
-	unix.Write(d.wake, one[:])
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closeFDs()
+	d.g.shut(&d.rxfd, &d.txfd)
 	return nil
-}
-
-func (d *PacketDevice) closeFDs() {
-	for _, fd := range []*int{&d.rxfd, &d.txfd, &d.wake} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
-	}
 }
 
 // ReadBatch implements BatchDevice with one recvmmsg per call once frames
 // are waiting. It blocks until at least one frame arrives or Close, and
 // then returns os.ErrClosed.
 func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	if err := d.g.enter(); err != nil {
+		return 0, err
+	}
+	defer d.g.leave()
 	b := &d.rx
 	want := min(len(bufs), len(sizes), PacketBatch)
 	b.load(bufs[:want])
 	for {
-		if d.closed.Load() {
-			return 0, os.ErrClosed
-		}
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(d.rxfd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(want), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -343,8 +316,8 @@ func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		case unix.EINTR:
 		case unix.EAGAIN:
 			// Empty: sleep until a frame or Close.
-			if _, err := unix.Poll(d.pfd[:], -1); err != nil && err != unix.EINTR {
-				return 0, os.NewSyscallError("poll", err)
+			if err := d.g.wait(d.rpoll[:]); err != nil {
+				return 0, err
 			}
 		default:
 			return 0, os.NewSyscallError("recvmmsg", errno)
@@ -356,11 +329,10 @@ func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 // the frames were sent and, if not all, the error of the first one that was
 // not; the caller decides whether to go on with the rest.
 func (d *PacketDevice) WriteBatch(frames [][]byte) (int, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed.Load() {
-		return 0, os.ErrClosed
+	if err := d.g.enter(); err != nil {
+		return 0, err
 	}
+	defer d.g.leave()
 	b := &d.tx
 	want := min(len(frames), PacketBatch)
 	b.load(frames[:want])
