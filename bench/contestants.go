@@ -58,59 +58,28 @@ var allContestants = []contestant{
 		na:    func(b *bench, w string) string { return b.needTools(w) },
 	},
 	{
-		name: "lvsd-dr",
-		desc: "lvsd, direct routing (-g): real servers hold the VIP on lo (arp_ignore=1, arp_announce=2) and answer the client directly",
-		start: func(b *bench) (*running, error) {
-			undo, err := b.directReplies()
-			if err != nil {
-				return nil, err
-			}
-			r, err := b.startLvsd("dr")
-			if err != nil {
-				undo()
-				return nil, err
-			}
-			stop := r.stop
-			r.stop = func() { stop(); undo() }
-			return r, nil
-		},
-		na: func(b *bench, w string) string { return b.needTools(w) },
+		name:  "lvsd-dr",
+		desc:  "lvsd, direct routing (-g): real servers hold the VIP on lo (arp_ignore=1, arp_announce=2) and answer the client directly",
+		start: func(b *bench) (*running, error) { return b.startLvsdDR(b.tp) },
+		na:    func(b *bench, w string) string { return b.needTools(w) },
 	},
 	{
-		name: "lvsd-tun",
-		desc: "lvsd, IPIP tunnel (-i): real servers decapsulate (see below) and answer the client directly",
-		start: func(b *bench) (*running, error) {
-			undo, err := b.directReplies()
-			if err != nil {
-				return nil, err
-			}
-			var rs []*lab.Proc
-			if b.tunDecap != "" && strings.HasPrefix(b.tunDecap, "`lvsd realserver`") {
-				stopRS, procs, err := b.startRealservers()
-				if err != nil {
-					undo()
-					return nil, err
-				}
-				rs = procs
-				u := undo
-				undo = func() { stopRS(); u() }
-			}
-			r, err := b.startLvsd("tun")
-			if err != nil {
-				undo()
-				return nil, err
-			}
-			r.helpers = rs
-			stop := r.stop
-			r.stop = func() { stop(); undo() }
-			return r, nil
-		},
-		na: func(b *bench, w string) string {
-			if b.tunErr != nil {
-				return b.tunErr.Error()
-			}
-			return b.needTools(w)
-		},
+		name:  "lvsd-dr-pkt",
+		desc:  "lvsd-dr attached to the veth by AF_PACKET, as lvsd-nat-pkt",
+		start: func(b *bench) (*running, error) { return b.startLvsdDR(b.pkt) },
+		na:    func(b *bench, w string) string { return b.needTools(w) },
+	},
+	{
+		name:  "lvsd-tun",
+		desc:  "lvsd, IPIP tunnel (-i): real servers decapsulate (see below) and answer the client directly",
+		start: func(b *bench) (*running, error) { return b.startLvsdTUN(b.tp) },
+		na:    (*bench).naTUN,
+	},
+	{
+		name:  "lvsd-tun-pkt",
+		desc:  "lvsd-tun attached to the veth by AF_PACKET, as lvsd-nat-pkt",
+		start: func(b *bench) (*running, error) { return b.startLvsdTUN(b.pkt) },
+		na:    (*bench).naTUN,
 	},
 	{
 		name:  "nft",
@@ -243,6 +212,59 @@ func (b *bench) startLvsdOn(tp *lab.Topology, method string) (*running, error) {
 		lab.ProbeTCP(tp.Client, vip)
 	}
 	return r, nil
+}
+
+// startLvsdDR starts lvsd in DR mode on tp, the real servers answering the
+// client directly.
+func (b *bench) startLvsdDR(tp *lab.Topology) (*running, error) {
+	undo, err := b.directReplies()
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.startLvsdOn(tp, "dr")
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	stop := r.stop
+	r.stop = func() { stop(); undo() }
+	return r, nil
+}
+
+// startLvsdTUN starts lvsd in TUN mode on tp, with the real servers'
+// decapsulators when the kernel has no ipip.
+func (b *bench) startLvsdTUN(tp *lab.Topology) (*running, error) {
+	undo, err := b.directReplies()
+	if err != nil {
+		return nil, err
+	}
+	var rs []*lab.Proc
+	if b.tunDecap != "" && strings.HasPrefix(b.tunDecap, "`lvsd realserver`") {
+		stopRS, procs, err := b.startRealservers()
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		rs = procs
+		u := undo
+		undo = func() { stopRS(); u() }
+	}
+	r, err := b.startLvsdOn(tp, "tun")
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	r.helpers = rs
+	stop := r.stop
+	r.stop = func() { stop(); undo() }
+	return r, nil
+}
+
+func (b *bench) naTUN(w string) string {
+	if b.tunErr != nil {
+		return b.tunErr.Error()
+	}
+	return b.needTools(w)
 }
 
 // directReplies adds on-link routes from every real server to the client,

@@ -52,6 +52,8 @@ type bench struct {
 	evidence     []string // failed runs, with their errors
 	observations []string // anomalies seen in runs that did not fail
 	started      time.Time
+
+	goBench *goBenchRun // the Go micro-benchmarks; nil if not run (-go-bench=false)
 }
 
 func newBench(ctx context.Context, s *lab.Session, f *flags) *bench {

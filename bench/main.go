@@ -17,6 +17,11 @@
 // the rate delivered under overload, both counted at the receiver). For each
 // run it also measures the CPU time of the balancer.
 //
+// After the rounds it runs the Go micro-benchmarks of the packet path, the
+// connection table, the persistence templates, the schedulers and the packet
+// device (go test -bench, see gobench.go) and reports them too, unless
+// -go-bench=false.
+//
 // The lab lives in namespaces named lvt-<pid>-*, with addresses from
 // 198.18.0.0/15 only, and is removed on every exit path (Ctrl-C, failure,
 // panic). Missing tools are installed from Debian packages with apt-get
@@ -49,6 +54,9 @@ type flags struct {
 	httpConns int // wrk connections
 	lossFree  float64
 	hold      string // set this contestant up and wait for Ctrl-C instead of measuring
+
+	goBench     bool   // run the Go micro-benchmarks after the rounds
+	goBenchTime string // their -benchtime
 }
 
 func main() {
@@ -71,6 +79,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.IntVar(&f.httpConns, "http-conns", 50, "wrk's concurrent connections")
 	fs.Float64Var(&f.lossFree, "loss", 0.001, "the most loss (fraction) a rate may have to count as loss-free")
 	fs.StringVar(&f.hold, "hold", "", "set this contestant up in the lab and wait for Ctrl-C (to poke at it by hand), measure nothing")
+	fs.BoolVar(&f.goBench, "go-bench", true, "after the rounds, run the Go benchmarks of "+strings.Join(goBenchPkgs, " ")+" (go test -bench) and report them")
+	fs.StringVar(&f.goBenchTime, "go-benchtime", "", "-benchtime of the Go benchmarks (default "+goBenchTime+"; "+goBenchTimeQuick+" with -quick)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -85,6 +95,15 @@ func parseFlags(args []string) (*flags, error) {
 	if f.quick {
 		f.rounds = 1
 		f.duration = 3 * time.Second
+	}
+	if f.goBenchTime == "" {
+		f.goBenchTime = goBenchTime
+		if f.quick {
+			f.goBenchTime = goBenchTimeQuick
+		}
+	}
+	if !validBenchtime(f.goBenchTime) {
+		return nil, fmt.Errorf("-go-benchtime %q: want a duration (0.5s) or a count (1000x)", f.goBenchTime)
 	}
 	if f.rounds < 1 {
 		return nil, fmt.Errorf("-rounds %d: want at least 1", f.rounds)
@@ -200,6 +219,10 @@ func run(args []string) (code int) {
 		return 0
 	}
 	b.runRounds()
+	if f.goBench {
+		// After the rounds: never while a contestant is being measured.
+		b.runGoBench()
+	}
 	rep := b.report()
 	fmt.Println()
 	fmt.Print(rep.text())

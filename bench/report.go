@@ -316,6 +316,9 @@ func (r *report) text() string {
 	if na := r.naList(); na != "" {
 		sb.WriteString("\n" + na)
 	}
+	if g := r.b.goBench; g != nil {
+		sb.WriteString("\n" + g.text())
+	}
 	return sb.String()
 }
 
@@ -422,6 +425,13 @@ func (r *report) markdown(svgName string) string {
 		w("\n")
 	}
 
+	w("## Go benchmarks (per-packet work, no devices)\n\n")
+	if g := b.goBench; g != nil {
+		sb.WriteString(g.markdown())
+	} else {
+		w("Not run in this run (`-go-bench=false`). `make bench-go` runs them on their own.\n\n")
+	}
+
 	w("## What was measured\n\n")
 	w("The lab (package `internal/lab`, the reference NAT lab): namespaces `lvt-<pid>-*` for a client (%s/24), a\n", lab.ClientIP)
 	w("one-armed director (a bridge `%s` joining veths to the client and three real servers, and lvsd's TAP `%s`), and\n", lab.BridgeName, lab.TAPName)
@@ -500,7 +510,8 @@ func (r *report) markdown(svgName string) string {
 	w("```\n\n")
 	w("Flags: `-rounds N`, `-duration D`, `-only %s`, `-workloads %s`,\n", strings.Join(contestantNames(), ","), strings.Join(workloadNames(), ","))
 	w("`-out FILE` (the plot goes beside it as .svg), `-quick`, `-queues N` (lvsd's TAP queues), `-http-conns N`, `-loss F`,\n")
-	w("`-no-install`, `-v`. This run: `%s`.\n", r.cmdline())
+	w("`-go-bench=false` (skip the Go benchmarks), `-go-benchtime T` (default %s, %s with `-quick`), `-no-install`, `-v`.\n", goBenchTime, goBenchTimeQuick)
+	w("This run: `%s`.\n", r.cmdline())
 	return sb.String()
 }
 

@@ -12,6 +12,8 @@ import (
 var palette = map[string]string{
 	"lvsd-nat":     "#1f77b4",
 	"lvsd-nat-pkt": "#17becf",
+	"lvsd-dr-pkt":  "#2ca02c",
+	"lvsd-tun-pkt": "#98df8a",
 	"lvsd-dr":      "#4a9fe0",
 	"lvsd-tun":     "#9cc7ee",
 	"nft":          "#2ca02c",

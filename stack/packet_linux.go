@@ -210,6 +210,12 @@ func openPacketSocket(ifindex int, vnet, rx bool) (int, error) {
 		// Frames go straight to the driver: lvsd is the only sender that
 		// matters on this interface, and a qdisc would only add a lock.
 		_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+		// A send blocks while the socket's buffer is full (the driver
+		// holds the frames: a NIC without carrier); the timeout bounds it,
+		// so that a stuck device costs dropped frames, not a hung Close.
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 1}); err != nil {
+			return -1, fmt.Errorf("SO_SNDTIMEO: %w", err)
+		}
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifindex}); err != nil {
 		return -1, fmt.Errorf("bind: %w", err)

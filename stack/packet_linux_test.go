@@ -76,8 +76,19 @@ func newLoopbackLab(tb testing.TB, opts PacketOptions) *loopbackLab {
 		tb.Fatal(r.err)
 	}
 	tb.Cleanup(func() {
+		// Close waits for the calls under way: bounded, so that a device
+		// that fails to wake its reader fails the test instead of hanging
+		// the whole run.
+		var wg sync.WaitGroup
 		for _, d := range r.lab.devs {
-			d.Close()
+			wg.Go(func() { d.Close() })
+		}
+		closed := make(chan struct{})
+		go func() { wg.Wait(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(2 * time.Second):
+			tb.Error("Close of the devices still blocked after 2 s")
 		}
 		unix.Close(r.lab.inject)
 	})
@@ -214,7 +225,7 @@ func expectNoMore(t *testing.T, d *PacketDevice, wait time.Duration) {
 		ch <- r
 	}()
 	time.Sleep(wait)
-	d.Close()
+	closeWithin(t, d, time.Second)
 	select {
 	case r := <-ch:
 		for i, f := range r.frames {
@@ -225,6 +236,22 @@ func expectNoMore(t *testing.T, d *PacketDevice, wait time.Duration) {
 		}
 	case <-time.After(time.Second):
 		t.Fatal("ReadBatch still blocked 1 s after Close")
+	}
+}
+
+// closeWithin closes d and fails the test if Close takes longer than limit
+// (it waits for the calls under way, so a reader it failed to wake hangs it).
+func closeWithin(t *testing.T, d *PacketDevice, limit time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- d.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("Close still blocked after %v", limit)
 	}
 }
 
@@ -312,9 +339,7 @@ func TestPacketCloseWakesReadBatch(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // let it block
 	start := time.Now()
-	if err := d.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
+	closeWithin(t, d, time.Second)
 	select {
 	case err := <-done:
 		if !errors.Is(err, os.ErrClosed) || !isClosed(err) {
@@ -395,7 +420,7 @@ wait:
 	}
 	time.Sleep(200 * time.Millisecond) // any extra copies
 	for _, d := range lab.devs {
-		d.Close()
+		closeWithin(t, d, time.Second)
 	}
 	wg.Wait()
 	close(ch)
