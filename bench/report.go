@@ -360,7 +360,7 @@ func (r *report) markdown(svgName string) string {
 	w("| kernel | Linux %s |\n", m.Kernel)
 	w("| OS | %s |\n", m.OS)
 	w("| Go | %s |\n", m.Go)
-	w("| lvsd | %s, %d TAP queue(s), offload on |\n", m.LvsdVer, b.f.queues)
+	w("| lvsd | %s, %d TAP queue(s) or AF_PACKET socket(s), offload on |\n", m.LvsdVer, b.f.queues)
 	var names []string
 	for _, t := range tools {
 		if v := b.tools[t.prog]; v != "" {
@@ -389,7 +389,7 @@ func (r *report) markdown(svgName string) string {
 	w("non-idle time (generator, balancer, servers and the kernel of every namespace).\n\n")
 	sb.WriteString(r.cpuTable())
 	w("\n- **lvsd, haproxy**: `utime + stime` of the process (all threads) from `/proc/PID/stat`, before and after the run.\n")
-	w("  lvsd's system time includes the kernel work done inside its TAP reads and writes: a frame lvsd writes is\n")
+	w("  lvsd's system time includes the kernel work done inside its reads and writes (TAP or AF_PACKET): a frame lvsd writes is\n")
 	w("  bridged, crosses a veth and is received by the destination namespace's stack in the same system call.\n")
 	w("- **nft** (\\*): the kernel has no balancer process: the figure is the machine's `system + irq + softirq` time from\n")
 	w("  `/proc/stat` during the run. It includes the kernel work of the client, the bridge and the real servers, so it is\n")
@@ -434,7 +434,8 @@ func (r *report) markdown(svgName string) string {
 
 	w("## What was measured\n\n")
 	w("The lab (package `internal/lab`, the reference NAT lab): namespaces `lvt-<pid>-*` for a client (%s/24), a\n", lab.ClientIP)
-	w("one-armed director (a bridge `%s` joining veths to the client and three real servers, and lvsd's TAP `%s`), and\n", lab.BridgeName, lab.TAPName)
+	w("one-armed director (a bridge `%s` joining veths to the client and three real servers, lvsd's TAP `%s`, and a veth\n", lab.BridgeName, lab.TAPName)
+	w("whose end `%s` the `-pkt` contestants attach to by AF_PACKET; one lvsd at a time), and\n", lab.PacketName)
 	w("three real servers (%s, %s, %s /24, default route via the DIP %s). Addresses come from 198.18.0.0/15\n",
 		b.tp.Reals[0].Addr, b.tp.Reals[1].Addr, b.tp.Reals[2].Addr, lab.RealGateway)
 	w("only; the namespaces are removed on every exit path. The real servers hold the VIP %s on `lo` with\n", lab.VIP)
@@ -452,8 +453,8 @@ func (r *report) markdown(svgName string) string {
 	w("- **TCP throughput** (`tcp1`, `tcp4`): `iperf3 -c VIP -t %s -O 1 -P 1|4` from the client to the iperf3 server on\n", secs(b.f.duration))
 	w("  rs1; the figure is the receiver's. iperf3 opens a control connection and data connections that must reach the\n")
 	w("  same server, so the throughput service has **one real server** (lvsd: rs1 weight 1, rs2 and rs3 weight 0;\n")
-	w("  nftables: DNAT to rs1; HAProxy: one server). A TCP stream through lvsd's TAP arrives as 64 KiB super-frames\n")
-	w("  (virtio-net header with TSO), rewritten once and written back whole.\n")
+	w("  nftables: DNAT to rs1; HAProxy: one server). A TCP stream through lvsd's TAP or veth arrives as 64 KiB\n")
+	w("  super-frames (virtio-net header with TSO), rewritten once and written back whole.\n")
 	w("- **New HTTP connections** (`http`): `wrk -t 2 -c %d -d %ss --latency -H \"Connection: close\"` against nginx\n", b.f.httpConns, secs(b.f.duration))
 	w("  (nginx-light, one worker each) on the three real servers, round robin (lvsd `rr`, nftables `numgen inc mod 3`,\n")
 	w("  HAProxy `roundrobin`), a 3-byte static file: every request is a new TCP connection. p50 and p99 are wrk's\n")
@@ -509,7 +510,7 @@ func (r *report) markdown(svgName string) string {
 	w("go run ./bench -only lvsd-nat,nft -workloads tcp1,http -rounds 5\n")
 	w("```\n\n")
 	w("Flags: `-rounds N`, `-duration D`, `-only %s`, `-workloads %s`,\n", strings.Join(contestantNames(), ","), strings.Join(workloadNames(), ","))
-	w("`-out FILE` (the plot goes beside it as .svg), `-quick`, `-queues N` (lvsd's TAP queues), `-http-conns N`, `-loss F`,\n")
+	w("`-out FILE` (the plot goes beside it as .svg), `-quick`, `-queues N` (lvsd's TAP queues or AF_PACKET sockets), `-http-conns N`, `-loss F`,\n")
 	w("`-go-bench=false` (skip the Go benchmarks), `-go-benchtime T` (default %s, %s with `-quick`), `-no-install`, `-v`.\n", goBenchTime, goBenchTimeQuick)
 	w("This run: `%s`.\n", r.cmdline())
 	return sb.String()
