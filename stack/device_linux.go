@@ -136,7 +136,7 @@ func (d *TunDevice) Read(b []byte) (int, error) {
 	}
 	defer d.g.leave()
 	for {
-		n, err := unix.Read(d.fd, b)
+		n, err := rawIO(unix.SYS_READ, d.fd, b)
 		switch err {
 		case nil:
 			return n, nil
@@ -159,7 +159,7 @@ func (d *TunDevice) Write(b []byte) (int, error) {
 	}
 	defer d.g.leave()
 	for {
-		n, err := unix.Write(d.fd, b)
+		n, err := rawIO(unix.SYS_WRITE, d.fd, b)
 		switch err {
 		case nil:
 			return n, nil
