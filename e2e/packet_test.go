@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lvsd/lvsd/internal/lab"
 )
@@ -55,4 +56,17 @@ func TestNATPacket(t *testing.T) {
 		t.Errorf("lvsd counters lacks the interface:\n%s", out)
 	}
 	t.Logf("lvsd counters:\n%s", out)
+
+	// lvsd does not change an interface it attaches to: an mtu above the
+	// veth's own (1500) is refused at start, naming the interface, before
+	// any socket is opened, while the running lvsd goes on.
+	bad := strings.Replace(cfg, `type = "packet"`, "type = \"packet\"\nmtu = 9000", 1)
+	path := l.WriteFile("packet-mtu.toml", bad)
+	out, err = l.TryExec(tp.Director, 20*time.Second, bin.Lvsd, "run", "-c", path, "-control", path+".sock")
+	if err == nil || !strings.Contains(out, lab.PacketName) || !strings.Contains(out, "its MTU is 1500, below the configured mtu 9000") {
+		t.Errorf("lvsd run with mtu 9000 on a 1500-byte veth: %v, want a refusal naming the interface and both MTUs:\n%s", err, out)
+	}
+	if res := tp.Get(bin, vipURL, 6); res.OK != 6 {
+		t.Errorf("after the refused start, 6 requests through the running lvsd: %d ok\n%s", res.OK, strings.Join(res.Errors, "\n"))
+	}
 }
