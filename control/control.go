@@ -80,6 +80,7 @@ type Stats struct {
 // Interface holds one interface's fast-path and device counters.
 type Interface struct {
 	Name         string            `json:"name"`
+	Type         string            `json:"type"` // tap, tun or packet`
 	ForwardedIn  uint64            `json:"forwarded_in"`
 	ForwardedOut uint64            `json:"forwarded_out"`
 	ToStack      uint64            `json:"to_stack"`
@@ -89,6 +90,15 @@ type Interface struct {
 	TxFrames     uint64            `json:"tx_frames"`
 	RxErrors     uint64            `json:"rx_errors"`
 	TxErrors     uint64            `json:"tx_errors"`
+	// Queues are the frames per device queue (TAP queue or AF_PACKET
+	// socket), by index; their sums are RxFrames and TxFrames.
+	Queues []Queue `json:"queues"`
+}
+
+// Queue holds one device queue's frame counts.
+type Queue struct {
+	RxFrames uint64 `json:"rx_frames"`
+	TxFrames uint64 `json:"tx_frames"`
 }
 
 // Source provides the snapshots the server returns.

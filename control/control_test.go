@@ -28,7 +28,10 @@ var sample = Status{
 			{Address: "192.0.2.22:80", Method: "dr", Weight: 1, InactConn: 1, Available: false, Stats: Stats{Conns: 1}},
 		},
 	}},
-	Interfaces: []Interface{{Name: "lvt0", ForwardedIn: 30, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}}},
+	Interfaces: []Interface{
+		{Name: "lvt0", ForwardedIn: 30, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}, Queues: []Queue{{RxFrames: 9}}},
+		{Name: "lvt1", Type: "packet", RxFrames: 12, TxFrames: 10, Queues: []Queue{{RxFrames: 5, TxFrames: 4}, {RxFrames: 7, TxFrames: 6}}},
+	},
 }
 
 func TestServeAndGet(t *testing.T) {
@@ -87,6 +90,11 @@ TCP  192.0.2.100:80 wrr
 	WriteCounters(&b, &sample)
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
+	}
+	// Queues are listed when there are several, each with its own counts.
+	if !strings.Contains(b.String(), "lvt1: rx 12 tx 10 ") || !strings.Contains(b.String(), "  queue 0: rx 5 tx 4\n  queue 1: rx 7 tx 6\n") ||
+		strings.Contains(b.String(), "queue 0: rx 9") {
+		t.Errorf("counters should list the queues of a multi-queue interface only:\n%s", b.String())
 	}
 }
 

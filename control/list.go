@@ -78,6 +78,11 @@ func WriteCounters(w io.Writer, st *Status) {
 	for _, i := range st.Interfaces {
 		fmt.Fprintf(w, "%s: rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d\n",
 			i.Name, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns)
+		if len(i.Queues) > 1 {
+			for q, c := range i.Queues {
+				fmt.Fprintf(w, "  queue %d: rx %d tx %d\n", q, c.RxFrames, c.TxFrames)
+			}
+		}
 		reasons := make([]string, 0, len(i.Drops))
 		for r, n := range i.Drops {
 			if n > 0 {

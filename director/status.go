@@ -78,6 +78,7 @@ func (d *Director) Status() control.Status {
 		ls := ifc.link.Stats()
 		i := control.Interface{
 			Name:         ic.Name,
+			Type:         ic.Type.String(),
 			ForwardedIn:  c.ForwardedIn,
 			ForwardedOut: c.ForwardedOut,
 			ToStack:      c.ToStack,
@@ -90,6 +91,9 @@ func (d *Director) Status() control.Status {
 		}
 		for r := forward.DropReason(1); r < forward.NumDropReasons; r++ {
 			i.Drops[r.String()] = c.Drops[r]
+		}
+		for _, q := range ifc.link.QueueStats() {
+			i.Queues = append(i.Queues, control.Queue{RxFrames: q.RxFrames, TxFrames: q.TxFrames})
 		}
 		st.Interfaces = append(st.Interfaces, i)
 	}

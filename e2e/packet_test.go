@@ -56,6 +56,17 @@ func TestNATPacket(t *testing.T) {
 		t.Errorf("lvsd counters lacks the interface:\n%s", out)
 	}
 	t.Logf("lvsd counters:\n%s", out)
+	// Both sockets of the fanout group read frames: 300 connections' flows
+	// hash over both.
+	st := tp.Status()
+	if len(st.Interfaces) != 1 || st.Interfaces[0].Type != "packet" || len(st.Interfaces[0].Queues) != 2 {
+		t.Fatalf("status interfaces: want one packet interface with 2 queues, got %+v", st.Interfaces)
+	}
+	for q, c := range st.Interfaces[0].Queues {
+		if c.RxFrames == 0 {
+			t.Errorf("queue %d of the fanout group received nothing: %+v", q, st.Interfaces[0].Queues)
+		}
+	}
 
 	// lvsd does not change an interface it attaches to: an mtu above the
 	// veth's own (1500) is refused at start, naming the interface, before

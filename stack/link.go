@@ -152,6 +152,22 @@ func (l *Link) Stats() LinkCounters {
 	return c
 }
 
+// QueueCounters are the frames one device queue (one reader) received and
+// the fast path sent on it.
+type QueueCounters struct {
+	RxFrames, TxFrames uint64
+}
+
+// QueueStats returns the counters of each queue, by index: how the kernel
+// (multiqueue TAP) or the fanout group (AF_PACKET) spreads the flows.
+func (l *Link) QueueStats() []QueueCounters {
+	qs := make([]QueueCounters, len(l.queues))
+	for i := range l.queues {
+		qs[i] = QueueCounters{RxFrames: l.queues[i].rx.Load(), TxFrames: l.queues[i].tx.Load()}
+	}
+	return qs
+}
+
 // MTU implements stack.LinkEndpoint.
 func (l *Link) MTU() uint32 { return l.mtu.Load() }
 
