@@ -12,6 +12,7 @@ import (
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
 	"github.com/lvsd/lvsd/stack"
 )
 
@@ -291,4 +292,31 @@ func newMemDirectorOpts(t *testing.T, cfg *config.Config, opts Options) *Directo
 	mustOK(t, err)
 	t.Cleanup(d.Close)
 	return d
+}
+
+// countingTicker is a scheduler whose Tick calls are counted.
+type countingTicker struct {
+	sched.Scheduler
+	ticks int
+}
+
+func (c *countingTicker) Tick(int64) { c.ticks++ }
+
+// TestTickSchedulers: the director's periodic work runs the timers of the
+// schedulers that have one (lblc, lblcr), and only theirs.
+func TestTickSchedulers(t *testing.T) {
+	td := newTestDirector(t, strings.Replace(realsConf("", "192.0.2.21 1"), `scheduler = "wrr"`, `scheduler = "lblc"`, 1))
+	td.d.mu.Lock()
+	rs := td.d.services[realKey("192.0.2.21").Service]
+	if _, ok := rs.sched.(sched.Ticker); !ok {
+		t.Errorf("lblc's scheduler has no timer")
+	}
+	c := &countingTicker{Scheduler: rs.sched}
+	rs.sched = c
+	td.d.mu.Unlock()
+	td.d.tickSchedulers()
+	td.d.tickSchedulers()
+	if c.ticks != 2 {
+		t.Errorf("%d ticks, want 2", c.ticks)
+	}
 }
