@@ -9,6 +9,7 @@ import (
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
 )
 
 // Config is a validated configuration. Parse returns a fresh value whose
@@ -270,12 +271,13 @@ type Defaults struct {
 // defaults is unexported so that nothing can change what Parse does behind
 // its back; DefaultValues hands out copies.
 var defaults = Defaults{
-	TCPTimeout:    900 * time.Second,
-	TCPFinTimeout: 120 * time.Second,
-	UDPTimeout:    300 * time.Second,
+	// The connection table's own defaults: one source.
+	TCPTimeout:    conntrack.DefaultTCPTimeout,
+	TCPFinTimeout: conntrack.DefaultTCPFinTimeout,
+	UDPTimeout:    conntrack.DefaultUDPTimeout,
 
-	TCPTimeWaitTimeout: 120 * time.Second,
-	TCPCloseTimeout:    10 * time.Second,
+	TCPTimeWaitTimeout: conntrack.TCPTimeWaitTimeout,
+	TCPCloseTimeout:    conntrack.TCPCloseTimeout,
 
 	LinkType: TAP,
 	Create:   true,
@@ -283,7 +285,7 @@ var defaults = Defaults{
 	Queues:   1,
 	Offload:  true,
 
-	Scheduler: "wlc",
+	Scheduler: sched.Default,
 	Method:    lvs.DR,
 	Weight:    1,
 
