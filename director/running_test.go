@@ -320,3 +320,23 @@ func TestTickSchedulers(t *testing.T) {
 		t.Errorf("%d ticks, want 2", c.ticks)
 	}
 }
+
+// TestCreateFalseNeedsDevice: with create = false a missing TAP is an
+// error, not created.
+func TestCreateFalseNeedsDevice(t *testing.T) {
+	cfg, err := config.Parse("test.toml", []byte(`
+[[interface]]
+name = "lvtnone9"
+create = false
+addresses = ["192.0.2.1/24"]
+`))
+	mustOK(t, err)
+	d, err := New(cfg, Options{})
+	if err == nil {
+		d.Close()
+		t.Fatal("a missing device with create = false was accepted")
+	}
+	if !strings.Contains(err.Error(), "create = false") {
+		t.Errorf("error %q does not name create = false", err)
+	}
+}
