@@ -71,7 +71,7 @@ type Director struct {
 	// running are the interfaces opened by New, in file order; fixed.
 	running []config.Interface
 	// services are the services in force by key, for Status. Guarded by mu.
-	services map[forward.ServiceKey]*forward.Service
+	services map[lvs.ServiceKey]*forward.Service
 }
 
 type iface struct {
@@ -83,7 +83,7 @@ type iface struct {
 }
 
 type destKey struct {
-	svc    forward.ServiceKey
+	svc    lvs.ServiceKey
 	addr   netip.Addr
 	port   uint16
 	method lvs.Method
@@ -321,11 +321,11 @@ func (d *Director) apply(cfg *config.Config) error {
 
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
 	for name := range d.ifaces {
-		snaps[name] = &forward.Config{Services: make(map[forward.ServiceKey]*forward.Service)}
+		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service)}
 	}
 	wantVIPs := make(map[string]map[netip.Addr]bool)
 	dests := make(map[destKey]*lvs.Dest)
-	services := make(map[forward.ServiceKey]*forward.Service)
+	services := make(map[lvs.ServiceKey]*forward.Service)
 	// Weight and threshold changes of surviving destinations are applied
 	// only once the whole configuration has been built, so that a failed
 	// reload changes nothing.
@@ -345,7 +345,7 @@ func (d *Director) apply(cfg *config.Config) error {
 		}
 		// A service over a list of ports is known by its first port; its
 		// real servers have port 0.
-		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg), Ports: sc.Ports, OnePacket: sc.OnePacket}
 		prev, running := d.services[key]
 		if running {
