@@ -32,12 +32,12 @@ func TestParseNesting(t *testing.T) {
 		},
 		{
 			name: "dotted key",
-			doc:  lines("y"+strings.Repeat(".k", deep)+" = 1"),
+			doc:  lines("y" + strings.Repeat(".k", deep) + " = 1"),
 			want: &Error{File: "t.toml", Line: 1, Key: "y", Msg: "nested more than 16 levels deep"},
 		},
 		{
 			name: "table header",
-			doc:  lines("[z"+strings.Repeat(".k", deep)+"]"),
+			doc:  lines("[z" + strings.Repeat(".k", deep) + "]"),
 			want: &Error{File: "t.toml", Line: 1, Key: "z", Msg: "nested more than 16 levels deep"},
 		},
 		{
