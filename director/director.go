@@ -84,7 +84,7 @@ type Director struct {
 	// running are the interfaces opened by New, in file order; fixed.
 	running []config.Interface
 	// services are the services in force by key. Guarded by mu.
-	services map[forward.ServiceKey]*runService
+	services map[lvs.ServiceKey]*runService
 }
 
 type iface struct {
@@ -96,7 +96,7 @@ type iface struct {
 }
 
 type destKey struct {
-	svc    forward.ServiceKey
+	svc    lvs.ServiceKey
 	addr   netip.Addr
 	port   uint16
 	method lvs.Method

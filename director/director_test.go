@@ -14,7 +14,6 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/lvsd/lvsd/config"
-	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/stack"
 )
@@ -328,7 +327,7 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 
 func TestReloadKeepsServiceCounters(t *testing.T) {
 	d, cfg := memDirector(t, testConfig)
-	before := make(map[forward.ServiceKey]*lvs.Stats)
+	before := make(map[lvs.ServiceKey]*lvs.Stats)
 	d.mu.Lock()
 	for k, s := range d.services {
 		before[k] = s.svc.Stats

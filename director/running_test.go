@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/lvsd/lvsd/config"
-	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/sched"
 	"github.com/lvsd/lvsd/stack"
@@ -19,7 +18,7 @@ import (
 // realKey names real server addr:8080 of the test service 192.0.2.100:80.
 func realKey(addr string) RealKey {
 	return RealKey{
-		Service: forward.ServiceKey{Addr: lvs.AddrFromNetip(netip.MustParseAddr("192.0.2.100")), Port: 80, Proto: lvs.TCP},
+		Service: lvs.ServiceKey{Addr: lvs.AddrFromNetip(netip.MustParseAddr("192.0.2.100")), Port: 80, Proto: lvs.TCP},
 		Addr:    netip.MustParseAddr(addr), Port: 8080,
 	}
 }

@@ -31,12 +31,14 @@ func (v Verdict) String() string {
 	return "verdict?"
 }
 
-// LinkType is the framing of a link.
-type LinkType uint8
+// Framing is what a link's frames start with: an Ethernet header or the IP
+// header. (config.LinkType is the kind of device; TAP and PACKET devices
+// have Ethernet framing, TUN devices IP framing.)
+type Framing uint8
 
 const (
 	// Ethernet links (TAP devices) carry Ethernet II frames.
-	Ethernet LinkType = iota
+	Ethernet Framing = iota
 	// IP links (TUN devices with IFF_NO_PI) carry bare IPv4 or IPv6 packets.
 	IP
 )
@@ -152,13 +154,6 @@ func (r DropReason) String() string {
 	return "unknown"
 }
 
-// ServiceKey identifies a virtual service: protocol, virtual address, port.
-type ServiceKey struct {
-	Addr  lvs.Addr
-	Port  uint16
-	Proto lvs.Proto
-}
-
 // Service is a virtual service in a Config snapshot. Immutable once the
 // snapshot is published, except for the atomic counters inside it and its
 // destinations.
@@ -169,7 +164,7 @@ type ServiceKey struct {
 // finds the port-0 service of its address, if any. The destinations of such a
 // service have port 0: each connection keeps the port the client addressed.
 type Service struct {
-	Key   ServiceKey // Port is 0 for a service over several ports
+	Key   lvs.ServiceKey // Port is 0 for a service over several ports
 	Dests []*lvs.Dest
 	Sched sched.Picker
 	// Stats are the service's counters. The control plane passes the same
@@ -206,5 +201,5 @@ type Service struct {
 // After SetConfig the snapshot, its map and its services must not be modified
 // (their atomic counters and destinations' atomics excepted).
 type Config struct {
-	Services map[ServiceKey]*Service
+	Services map[lvs.ServiceKey]*Service
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
@@ -306,8 +306,8 @@ func TestReaderErrors(t *testing.T) {
 
 type nopDispatcher struct{}
 
-func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
-func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer)    {}
+func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *tcpipstack.PacketBuffer) {}
+func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *tcpipstack.PacketBuffer)    {}
 
 func TestKeepNeighbors(t *testing.T) {
 	dev := NewMemDevice(64)
