@@ -265,6 +265,12 @@ func (d *Director) commitWeights(p *plan) {
 				dst.Neigh = d.st.Neighbor(sp.ifc.nic, rc.Addr)
 			}
 			dst.SlowStart.Store(int64(rc.SlowStart))
+			// As __ip_vs_update_dest: an upper threshold removed or
+			// raised ends the overload at once (the connection table
+			// sets it again at the next connection if still due).
+			if u := rc.UpperThreshold; u == 0 || u > dst.UpperThreshold.Load() {
+				dst.Overloaded.Store(false)
+			}
 			dst.UpperThreshold.Store(rc.UpperThreshold)
 			dst.LowerThreshold.Store(rc.LowerThreshold)
 			if !rp.linked {

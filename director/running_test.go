@@ -339,3 +339,32 @@ addresses = ["192.0.2.1/24"]
 		t.Errorf("error %q does not name create = false", err)
 	}
 }
+
+// TestThresholdRaiseEndsOverload: as __ip_vs_update_dest, removing or
+// raising the upper threshold clears the overload at once; lowering it
+// does not.
+func TestThresholdRaiseEndsOverload(t *testing.T) {
+	conf := func(upper int) string {
+		return strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1"),
+			"  weight = 1\n  port = 8080\n", fmt.Sprintf("  weight = 1\n  port = 8080\n  upper_threshold = %d\n", upper), 1)
+	}
+	td := newTestDirector(t, conf(5))
+	a := td.dest(80, "192.0.2.21", 8080)
+	if a.UpperThreshold.Load() != 5 {
+		t.Fatalf("threshold %d, want 5; the test's configuration is wrong", a.UpperThreshold.Load())
+	}
+	a.Overloaded.Store(true)
+	td.reload(conf(4))
+	if !a.Overloaded.Load() {
+		t.Errorf("lowering the threshold ended the overload")
+	}
+	td.reload(conf(10))
+	if a.Overloaded.Load() {
+		t.Errorf("raising the threshold kept the overload")
+	}
+	a.Overloaded.Store(true)
+	td.reload(conf(0))
+	if a.Overloaded.Load() {
+		t.Errorf("removing the threshold kept the overload")
+	}
+}
