@@ -56,7 +56,6 @@ type svcPlan struct {
 	// changed scheduler (built over the final list, so no events follow),
 	// else prev's, to be told del, upd and add.
 	sched      sched.Scheduler
-	newSched   bool
 	del        []*lvs.Dest // unlinked (ipvsadm -d)
 	upd        []*lvs.Dest // linked before and after, weight or thresholds changed
 	add        []*lvs.Dest // linked now, in the order of the configuration (ipvsadm -a)
@@ -185,7 +184,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 			if err != nil {
 				return nil, fmt.Errorf("virtual server %s: %w", sc.Addr, err)
 			}
-			sp.sched, sp.newSched = s, true
+			sp.sched = s
 			sp.add = nil
 		case !sameScheduler(sp.prev.conf, sc):
 			// ipvsadm -E with another scheduler: init_service over the
@@ -204,7 +203,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 			if err != nil {
 				return nil, fmt.Errorf("virtual server %s: %w", sc.Addr, err)
 			}
-			sp.sched, sp.newSched = s, true
+			sp.sched = s
 			sp.unlinkOnly, sp.del, sp.upd, sp.add = sp.del, nil, nil, nil
 		default:
 			sp.sched = sp.prev.sched
