@@ -264,16 +264,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:5: timeouts.tcp: "15x" is not a duration`,
 				`t.toml:6: timeouts.tcp_fin: "1500ms" is not a whole number of seconds`,
-				`t.toml:7: timeouts.udp: 0 is out of range 1..2147483 (seconds)`,
+				`t.toml:7: timeouts.udp: 0 is out of range 1..2073600 (seconds)`,
 			},
 		},
 		{
 			name: "timeouts out of range",
 			data: withIface(`[timeouts]`, `tcp = "0s"`, `tcp_fin = -1`, `udp = "1000h"`),
 			want: []string{
-				`t.toml:5: timeouts.tcp: "0s" is out of range 1s..596h31m23s`,
-				`t.toml:6: timeouts.tcp_fin: -1 is out of range 1..2147483 (seconds)`,
-				`t.toml:7: timeouts.udp: "1000h" is out of range 1s..596h31m23s`,
+				`t.toml:5: timeouts.tcp: "0s" is out of range 1s..576h0m0s`,
+				`t.toml:6: timeouts.tcp_fin: -1 is out of range 1..2073600 (seconds)`,
+				`t.toml:7: timeouts.udp: "1000h" is out of range 1s..576h0m0s`,
 			},
 		},
 		{
