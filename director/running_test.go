@@ -195,23 +195,26 @@ func TestReloadKeepsSchedulerState(t *testing.T) {
 			t.Errorf("rr across a reload: %s, want 23 22 | 21 23", got)
 		}
 	})
-	t.Run("lblc", func(t *testing.T) {
-		conf := strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1"),
-			`scheduler = "wrr"`, `scheduler = "lblc"`, 1)
-		td := newTestDirector(t, conf)
-		// The flows' destination is the VIP: its entry caches the wlc
-		// choice, .22 (the head, on a tie).
-		if got := td.connects(1000, 2); got != "22 22" {
-			t.Fatalf("lblc: %s, want 22 22", got)
-		}
-		// .22 now has connections and .21 and .23 none: wlc would
-		// choose another, a rebuilt lblc too. The kept entry wins.
-		td.reload(strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1"),
-			`scheduler = "wrr"`, `scheduler = "lblc"`, 1))
-		if got := td.connects(1100, 2); got != "22 22" {
-			t.Errorf("lblc after a reload: %s, want the cached 22 22", got)
-		}
-	})
+	for _, name := range []string{"lblc", "lblcr"} {
+		t.Run(name, func(t *testing.T) {
+			conf := func(reals ...string) string {
+				return strings.Replace(realsConf("", reals...), `scheduler = "wrr"`, `scheduler = "`+name+`"`, 1)
+			}
+			td := newTestDirector(t, conf("192.0.2.21 1", "192.0.2.22 1"))
+			// The flows' destination is the VIP: its entry caches the
+			// wlc choice, .22 (the head, on a tie).
+			if got := td.connects(1000, 2); got != "22 22" {
+				t.Fatalf("%s: %s, want 22 22", name, got)
+			}
+			// .22 now has connections and .21 and .23 none: wlc would
+			// choose another, a rebuilt scheduler too. The kept entry
+			// wins.
+			td.reload(conf("192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1"))
+			if got := td.connects(1100, 2); got != "22 22" {
+				t.Errorf("%s after a reload: %s, want the cached 22 22", name, got)
+			}
+		})
+	}
 }
 
 // TestReaddRevivesCounters: a real server removed by a reload and added
