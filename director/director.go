@@ -19,7 +19,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/conntrack"
@@ -103,14 +102,7 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 	}
 	d.st = stack.New(stack.Options{Logger: d.log})
 	d.table = conntrack.New(conntrack.Options{
-		TCPTimeout:    cfg.Timeouts.TCP,
-		TCPFinTimeout: cfg.Timeouts.TCPFin,
-		UDPTimeout:    cfg.Timeouts.UDP,
-
-		Timeouts: map[conntrack.State]time.Duration{
-			conntrack.StateTimeWait: cfg.Timeouts.TCPTimeWait,
-			conntrack.StateClose:    cfg.Timeouts.TCPClose,
-		},
+		Timeouts:         tableTimeouts(&cfg.Timeouts),
 		Max:              cfg.Connections.Max,
 		ExpireNodestConn: cfg.Sysctl.ExpireNodestConn,
 		SecureTCP:        cfg.Sysctl.SecureTCP,
@@ -483,9 +475,7 @@ func (d *Director) apply(cfg *config.Config) error {
 	d.dests = dests
 	d.services = services
 	d.cfg = cfg
-	d.table.SetTimeouts(cfg.Timeouts.TCP, cfg.Timeouts.TCPFin, cfg.Timeouts.UDP)
-	d.table.SetTimeout(conntrack.StateTimeWait, cfg.Timeouts.TCPTimeWait)
-	d.table.SetTimeout(conntrack.StateClose, cfg.Timeouts.TCPClose)
+	d.table.SetTimeouts(tableTimeouts(&cfg.Timeouts))
 	d.table.SetMax(cfg.Connections.Max)
 	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
 	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
@@ -517,3 +507,8 @@ func (d *Director) Table() *conntrack.Table { return d.table }
 
 // Stack returns the director's netstack.
 func (d *Director) Stack() *stack.Stack { return d.st }
+
+// tableTimeouts converts the configuration's timeouts to the table's.
+func tableTimeouts(t *config.Timeouts) conntrack.Timeouts {
+	return conntrack.Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP, TCPTimeWait: t.TCPTimeWait, TCPClose: t.TCPClose}
+}
