@@ -1,8 +1,11 @@
 package conntrack
 
 // Eviction when the table is full, as IPVS's drop_entry defence: each shard
-// keeps a list of the TCP entries in the order they became evictable, and a
-// new connection over Options.Max removes one of them.
+// keeps a list of the entries in the order they became evictable (UDP flows
+// and TCP handshakes from their start, TCP connections again when they
+// close), and a new connection over Options.Max (or over the share that
+// Options.Reserve leaves to entries that never established) removes one of
+// them.
 
 const (
 	// Eviction when full: entries of a shard's eviction list examined
@@ -57,8 +60,14 @@ func (s *shard) fifoUnlink(i uint32) {
 }
 
 // evict makes room for one connection, trying shard si first, then the
-// next ones that have candidates. It reports whether it removed one.
-func (t *Table) evict(si int) bool {
+// next ones that have candidates; UDP flows in use only when no shard tried
+// had another candidate. With softOnly it removes only an entry that never
+// established (see Options.Reserve). It reports whether it removed one.
+func (t *Table) evict(si int, softOnly bool) bool {
+	return t.evictPass(si, softOnly, false) || t.evictPass(si, softOnly, true)
+}
+
+func (t *Table) evictPass(si int, softOnly, used bool) bool {
 	tried := 0
 	for k := 0; k < numShards && tried < evictShards; k++ {
 		s := &t.shards[(si+k)%numShards]
@@ -66,7 +75,7 @@ func (t *Table) evict(si int) bool {
 			continue
 		}
 		s.mu.Lock()
-		i, st, seen := t.victim(s)
+		i, st, seen := t.victim(s, softOnly, used)
 		if i != 0 {
 			s.unlink(i)
 		}
@@ -85,16 +94,22 @@ func (t *Table) evict(si int) bool {
 	return false
 }
 
-// victim finds and kills the TCP connection of s that drop_entry would
-// evict: from the head of the eviction list (the oldest first), the first
-// that never completed a handshake among evictScan candidates, else the
-// first closed one. Entries that are no longer evictable are unlinked on
-// the way. It returns 0 when there is none, and how many candidates it
-// examined.
+// victim finds and kills the connection of s that drop_entry would evict:
+// from the head of the eviction list (the oldest first), among evictScan
+// candidates, the first TCP connection that never completed a handshake or
+// UDP flow of one packet, else the first closed TCP connection (with
+// softOnly, one that never established), else (with used) the first UDP
+// flow in use.
+//
+// A UDP flow is in use once a packet came after its first millisecond
+// (Update sets wordRef): such flows are moved to the tail as they are met,
+// so that the list's head holds the one-packet flows of a flood, which go
+// first. Entries that are no longer evictable are unlinked on the way. It
+// returns 0 when there is none, and how many candidates it examined.
 //
 // Preconditions: s.mu is held.
-func (t *Table) victim(s *shard) (uint32, State, int) {
-	var fallback uint32
+func (t *Table) victim(s *shard, softOnly, used bool) (uint32, State, int) {
+	var fallback, inUse uint32
 	seen, stale := 0, 0
 	for i := s.fifoHead; i != 0 && seen < evictScan && stale < evictStale; {
 		r := s.rec(i)
@@ -103,11 +118,25 @@ func (t *Table) victim(s *shard) (uint32, State, int) {
 		switch st := stateOf(w); {
 		case st.halfOpen() && w&wordWasEst == 0:
 			seen++
-			if st, ok := t.kill(s, i, genOf(w), evictable(true)); ok {
+			if st, ok := t.kill(s, i, genOf(w), evictHalfOpen); ok {
+				return i, st, seen
+			}
+		case st == StateUDP && w&wordRef != 0:
+			seen++
+			if inUse == 0 {
+				inUse = i
+			}
+			if i != s.fifoTail {
+				s.fifoUnlink(i)
+				s.fifoPush(i)
+			}
+		case st == StateUDP:
+			seen++
+			if st, ok := t.kill(s, i, genOf(w), evictUDP); ok {
 				return i, st, seen
 			}
 		case st.closed():
-			if fallback == 0 {
+			if fallback == 0 && (!softOnly || w&wordWasEst == 0) {
 				fallback = i
 			}
 			seen++
@@ -120,18 +149,21 @@ func (t *Table) victim(s *shard) (uint32, State, int) {
 		i = next
 	}
 	if fallback != 0 {
-		if st, ok := t.kill(s, fallback, genOf(s.rec(fallback).word.Load()), evictable(false)); ok {
+		if st, ok := t.kill(s, fallback, genOf(s.rec(fallback).word.Load()), evictClosed); ok {
 			return fallback, st, seen
+		}
+	}
+	if used && inUse != 0 {
+		if st, ok := t.kill(s, inUse, genOf(s.rec(inUse).word.Load()), evictUsed); ok {
+			return inUse, st, seen
 		}
 	}
 	return 0, 0, seen
 }
 
-// evictable returns kill's check that a state (and word) may still be
-// evicted once the lock-free packet path may have changed it.
-func evictable(halfOpen bool) func(State, uint32) bool {
-	if halfOpen {
-		return func(st State, w uint32) bool { return st.halfOpen() && w&wordWasEst == 0 }
-	}
-	return func(st State, _ uint32) bool { return st.closed() }
-}
+// kill's checks that an entry may still be evicted once the lock-free
+// packet path may have changed it.
+func evictHalfOpen(st State, w uint32) bool { return st.halfOpen() && w&wordWasEst == 0 }
+func evictUDP(st State, w uint32) bool      { return st == StateUDP && w&wordRef == 0 }
+func evictClosed(st State, _ uint32) bool   { return st.closed() }
+func evictUsed(st State, _ uint32) bool     { return st == StateUDP }

@@ -138,10 +138,21 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 	si := shardOfHash(h)
 	s := &t.shards[si]
 	tag := tagOfHash(h)
-	if t.n.Add(1) > t.max.Load() && !t.evict(si) {
+	// Both counts include the new entry from here on, so that racing
+	// inserts see each other; every path that creates nothing takes it
+	// back.
+	mx := t.max.Load()
+	over := t.n.Add(1) > mx
+	if (over || t.soft.Add(1) > t.softMax(mx)) && !t.evict(si, !over) {
 		t.n.Add(-1)
+		if !over {
+			t.soft.Add(-1)
+		}
 		t.refused.Add(1)
 		return false, ErrFull
+	}
+	if over {
+		t.soft.Add(1)
 	}
 	nowMs := t.ms(now)
 
@@ -153,12 +164,14 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 		t.fill(e, r, slotLoc(v), r.word.Load())
 		s.mu.Unlock()
 		t.n.Add(-1)
+		t.soft.Add(-1)
 		return false, nil
 	}
 	i := s.alloc()
 	if i == 0 {
 		s.mu.Unlock()
 		t.n.Add(-1)
+		t.soft.Add(-1)
 		t.refused.Add(1)
 		return false, ErrFull
 	}
@@ -179,6 +192,9 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 	if ctl != nil {
 		w |= wordCtl
 	}
+	if t.countSource(&in.Src) {
+		w |= wordSrc
+	}
 	r.word.Store(w)
 	r.last.Store(uint32(nowMs))
 	if ctl != nil {
@@ -195,9 +211,9 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 	}
 	s.n++
 	s.file(i, nowMs+int64(t.to.Load()[st]))
-	if st == StateNone {
-		s.fifoPush(i)
-	}
+	// Every new entry is evictable until it establishes (TCP) or for its
+	// life (UDP).
+	s.fifoPush(i)
 	t.fill(e, r, loc, w)
 	s.mu.Unlock()
 
@@ -244,6 +260,12 @@ func (t *Table) Update(e *Entry, tcpFlags uint8, fromClient bool, now int64) {
 	}
 	if ms := uint32(t.ms(now)); r.last.Load() != ms {
 		r.last.Store(ms)
+		if w&wordRef == 0 && stateOf(w) == StateUDP {
+			// A packet after the first millisecond: the flow is used, and
+			// eviction gives it a second chance (see victim). Once set,
+			// the mark costs nothing until eviction clears it.
+			r.word.CompareAndSwap(w, w|wordRef)
+		}
 	}
 	if e.In.Proto != lvs.TCP {
 		return
@@ -270,6 +292,9 @@ func (t *Table) Update(e *Entry, tcpFlags uint8, fromClient bool, now int64) {
 			return
 		}
 		if r.word.CompareAndSwap(w, nw) {
+			if nw&wordWasEst != 0 && w&wordWasEst == 0 {
+				t.soft.Add(-1)
+			}
 			if ns != old {
 				account(e.Dest, old, ns)
 				// The wheel is lazy: a later deadline is noticed when the
@@ -394,6 +419,10 @@ func (t *Table) kill(s *shard, i, gen uint32, allow func(State, uint32) bool) (S
 func (t *Table) finish(s *shard, i uint32, st State) {
 	r := s.rec(i)
 	loc := s.loc(i)
+	// The entry is dead, so that only this call reads or writes it until
+	// release gives it back.
+	w := r.word.Load()
+	src := r.in.Src
 	b := t.binding(r.bind)
 	d := b.dest
 	if d.Method == lvs.NAT {
@@ -411,6 +440,12 @@ func (t *Table) finish(s *shard, i uint32, st State) {
 	s.mu.Unlock()
 	t.unbindDest(b, d, st)
 	t.n.Add(-1)
+	if w&wordWasEst == 0 {
+		t.soft.Add(-1)
+	}
+	if w&wordSrc != 0 {
+		t.uncountSource(&src)
+	}
 	if ctl != nil {
 		ctl.Release()
 	}

@@ -33,8 +33,8 @@ type rec struct {
 	in   lvs.Tuple // client to VIP:vport, as received
 	mac  lvs.MAC   // the client's (or its router's) MAC
 	bind uint32    // the binding (real server) index
-	// word packs the state (bits 0-7), wordNoOutput, wordWasEst and a
-	// generation (bits 12-31) that changes each time the rec is reused.
+	// word packs the state (bits 0-7), the word* flags and a
+	// generation (bits 13-31) that changes each time the rec is reused.
 	word atomic.Uint32
 	// last is the table time of the last packet, in milliseconds modulo
 	// 2^32.
@@ -52,7 +52,9 @@ const (
 	wordNoOutput  = 1 << 8  // DR/TUN: the input-only table (IP_VS_CONN_F_NOOUTPUT)
 	wordWasEst    = 1 << 9  // has been ESTABLISHED
 	wordCtl       = 1 << 10 // has a controller (chunk.ctl), so that lookups read ctl only then
-	wordGenShift  = 12
+	wordRef       = 1 << 11 // UDP: a packet came since eviction last looked (see victim)
+	wordSrc       = 1 << 12 // counted by the per-source limits (see sources)
+	wordGenShift  = 13
 )
 
 func stateOf(w uint32) State { return State(w & wordStateMask) }

@@ -299,14 +299,20 @@ type ServiceStats struct {
 // StatsSnapshot is the table's report for a control plane: counters exact
 // at the time of the call, rates as of the last Estimate.
 type StatsSnapshot struct {
-	// Conns is the number of connections in the table; Max the limit.
-	Conns, Max int
-	// Evicted counts connections evicted to make room (half-open or
-	// closed); Refused new connections refused with ErrFull;
+	// Conns is the number of connections in the table; Max the limit;
+	// Unestablished the connections that never established (UDP flows,
+	// TCP handshakes), which Options.Reserve bounds.
+	Conns, Max, Unestablished int
+	// Evicted counts connections evicted to make room (half-open, idle
+	// UDP or closed); Refused new connections refused with ErrFull;
 	// NodestExpired connections removed because their real server was
 	// (ExpireNodestConn); Reused connections in TIME_WAIT or CLOSE removed
 	// by a new SYN of the same client port.
 	Evicted, Refused, NodestExpired, Reused uint64
+	// SourceLimited and SourceRated count new connections refused by
+	// Admit: their source prefix held SourceLimits.Conns connections, or
+	// opened SourceLimits.NewPerSec in the second.
+	SourceLimited, SourceRated uint64
 	// Dests has one element per real server the table has seen, in the
 	// order it first saw them; Services one per virtual service, by
 	// address, port and protocol.
@@ -328,6 +334,8 @@ func (t *Table) Stats() StatsSnapshot {
 		Conns: t.Len(), Max: t.Max(),
 		Evicted: t.evicted.Load(), Refused: t.refused.Load(),
 		NodestExpired: t.nodest.Load(), Reused: t.reused.Load(),
+		Unestablished: int(t.soft.Load()),
+		SourceLimited: t.src.limited.Load(), SourceRated: t.src.rated.Load(),
 		Total: t.st.total.c, Rates: t.st.total.est.rates(),
 	}
 	for _, b := range bs[1:] {

@@ -18,11 +18,21 @@ import (
 //	Timeouts          DefaultTimeouts() (IPVS's)
 //	ExpireNodestConn  false (the kernel's default; lvsd's configuration defaults to true)
 //	SecureTCP         false
+//	Reserve           0 (none; lvsd's configuration defaults to 0.1)
+//	Sources           no limit
 type Options struct {
 	// Max is the most connections the table holds. A new connection over it
-	// evicts a half-open or closed TCP connection (see InsertInto) or is refused
-	// with ErrFull.
+	// evicts a half-open TCP connection, an idle UDP flow or a closed TCP
+	// connection (see InsertInto) or is refused with ErrFull.
 	Max int
+	// Reserve is the share of Max (0 to MaxReserve) kept for connections
+	// that have been ESTABLISHED: entries that never were (UDP flows, TCP
+	// handshakes under way or abandoned) may fill only Max*(1-Reserve), and
+	// a new one over that evicts one of them or is refused. A flood of UDP
+	// datagrams or SYNs thus leaves room for the handshakes that complete.
+	Reserve float64
+	// Sources are the per-source limits (see Admit).
+	Sources SourceLimits
 	// Clock returns the current time in nanoseconds. Only differences matter,
 	// so it must be monotonic, not wall-clock time. Tests inject a fake clock
 	// to drive timeouts without waiting.
@@ -39,6 +49,9 @@ type Options struct {
 	// which a client's ACK alone does not establish a NAT connection.
 	SecureTCP bool
 }
+
+// MaxReserve is the largest Options.Reserve.
+const MaxReserve = 0.9
 
 // DefaultMax is the default Options.Max.
 const DefaultMax = 1 << 22
@@ -111,6 +124,12 @@ type Table struct {
 	secure       atomic.Bool
 	expireNodest atomic.Bool
 
+	// soft counts live entries that never established (UDP, TCP
+	// handshakes); reserve is Options.Reserve in thousandths.
+	soft    atomic.Int64
+	reserve atomic.Int64
+	src     sources
+
 	evicted, refused, nodest, reused atomic.Uint64
 
 	bindMu sync.Mutex
@@ -143,6 +162,9 @@ func New(opts Options) *Table {
 	to := defaultStateMs().with(opts.Timeouts)
 	t.to.Store(&to)
 	t.SetMax(opts.Max)
+	t.SetReserve(opts.Reserve)
+	t.src.seed = hashSeed{rand.Uint64(), rand.Uint64()}
+	t.SetSourceLimits(opts.Sources)
 	t.secure.Store(opts.SecureTCP)
 	t.expireNodest.Store(opts.ExpireNodestConn)
 	binds := []*binding{nil}
@@ -169,6 +191,17 @@ func (t *Table) SetMax(n int) {
 	}
 	t.max.Store(int64(min(n, MaxMax)))
 }
+
+// SetReserve changes Options.Reserve (clamped to [0, MaxReserve]). Lowering
+// the share left to entries that never established removes nothing: new
+// ones evict until the table is under it.
+func (t *Table) SetReserve(r float64) {
+	t.reserve.Store(int64(min(max(r, 0), MaxReserve) * 1000))
+}
+
+// softMax returns how many entries that never established the table holds
+// when its limit is max.
+func (t *Table) softMax(max int64) int64 { return max - max*t.reserve.Load()/1000 }
 
 // SetExpireNodestConn changes Options.ExpireNodestConn.
 func (t *Table) SetExpireNodestConn(on bool) { t.expireNodest.Store(on) }

@@ -103,6 +103,8 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 	d.st = stack.New(stack.Options{Logger: d.log})
 	d.table = conntrack.New(conntrack.Options{
 		Timeouts:         tableTimeouts(&cfg.Timeouts),
+		Reserve:          float64(cfg.Connections.ReserveEstablished) / 100,
+		Sources:          sourceLimits(&cfg.Connections),
 		Max:              cfg.Connections.Max,
 		ExpireNodestConn: cfg.Sysctl.ExpireNodestConn,
 		SecureTCP:        cfg.Sysctl.SecureTCP,
@@ -477,6 +479,8 @@ func (d *Director) apply(cfg *config.Config) error {
 	d.cfg = cfg
 	d.table.SetTimeouts(tableTimeouts(&cfg.Timeouts))
 	d.table.SetMax(cfg.Connections.Max)
+	d.table.SetReserve(float64(cfg.Connections.ReserveEstablished) / 100)
+	d.table.SetSourceLimits(sourceLimits(&cfg.Connections))
 	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
 	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
 	d.log.Info("configuration applied", "file", cfg.File, "virtual_servers", len(cfg.Services), "real_servers", len(dests))
@@ -511,4 +515,10 @@ func (d *Director) Stack() *stack.Stack { return d.st }
 // tableTimeouts converts the configuration's timeouts to the table's.
 func tableTimeouts(t *config.Timeouts) conntrack.Timeouts {
 	return conntrack.Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP, TCPTimeWait: t.TCPTimeWait, TCPClose: t.TCPClose}
+}
+
+// sourceLimits converts the configuration's per-source limits to the
+// table's.
+func sourceLimits(c *config.Connections) conntrack.SourceLimits {
+	return conntrack.SourceLimits{Conns: c.PerSource, NewPerSec: c.PerSourceRate, PrefixV4: c.SourcePrefixV4, PrefixV6: c.SourcePrefixV6}
 }
