@@ -48,7 +48,7 @@ const (
 // the lengths it was made for.
 type sketch struct {
 	v4, v6 int
-	conns [2][sketchSize]atomic.Int32
+	conns  [2][sketchSize]atomic.Int32
 	// rate packs second<<32 | count: the second the count is of.
 	rate [2][sketchSize]atomic.Uint64
 }
