@@ -175,7 +175,7 @@ type ServiceKey struct {
 type Service struct {
 	Key   ServiceKey // Port is 0 for a service over several ports
 	Dests []*lvs.Dest
-	Sched sched.Scheduler
+	Sched sched.Picker
 	// Stats are the service's counters. The control plane passes the same
 	// object to every snapshot of the service, so that they survive reloads
 	// (connections keep counting into the object they started with); nil
