@@ -150,6 +150,8 @@ const (
 	DropNoConn                   // TCP segment other than SYN to a virtual service, without a connection
 	DropNoConnRST                // RST to a virtual service without a connection (normal after expiry)
 	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
+	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
+	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
 	NumDropReasons
 )
 
@@ -170,6 +172,8 @@ var dropNames = [NumDropReasons]string{
 	DropNoConn:        "no-conn",
 	DropNoConnRST:     "no-conn-rst",
 	DropTooBig:        "too-big",
+	DropSourceLimit:   "source-limit",
+	DropSourceRate:    "source-rate",
 }
 
 func (r DropReason) String() string {
