@@ -108,7 +108,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 		}
 		// A service over a list of ports is known by its first port; its
 		// real servers have port 0.
-		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := serviceKey(sc)
 		sp := &svcPlan{sc: sc, key: key, ifc: ifc, prev: d.services[key]}
 		sp.schedOpts = sched.Options{Flags: sc.SchedFlags, Clock: d.table.Now, MaglevSize: sc.MaglevTableSize}
 		if sp.prev != nil {
@@ -142,7 +142,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 					rp.fresh = true
 				}
 			}
-			hs := health[RealKey{Service: key, Addr: rc.Addr, Port: rc.Port}]
+			hs := health[KeyOf(sc, rc)]
 			rp.linked = !hs.down || hs.inhibit
 			rp.weight = rc.Weight
 			if hs.dynamic {

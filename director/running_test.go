@@ -254,6 +254,9 @@ func TestApplyRunning(t *testing.T) {
 	if got := run.Services[0].Reals; got[0].Addr.String() != "192.0.2.21" {
 		t.Errorf("Running's order: %v first, want the first added", got[0].Addr)
 	}
+	if k := KeyOf(&run.Services[0], &run.Services[0].Reals[0]); k != realKey("192.0.2.21") {
+		t.Errorf("KeyOf: %v, want %v", k, realKey("192.0.2.21"))
+	}
 	run.Services[0].Reals[0].Weight = 7
 	if d.Running().Services[0].Reals[0].Weight == 7 {
 		t.Fatal("Running shares memory with the running table")
