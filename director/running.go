@@ -230,7 +230,7 @@ func deepCopy(c *config.Config) *config.Config {
 func (d *Director) ApplyRunning(cfg *config.Config, origin string) error {
 	parsed, err := config.Parse(origin, config.Format(cfg))
 	if err != nil {
-		return fmt.Errorf("%s: %w", origin, err)
+		return err // a config.ErrorList: "ORIGIN:LINE: KEY: message"
 	}
 	if !slices.EqualFunc(d.running, parsed.Interfaces, sameInterface) {
 		return fmt.Errorf("%s: %w", origin, ErrRestartNeeded)
