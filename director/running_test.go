@@ -374,3 +374,19 @@ func TestThresholdRaiseEndsOverload(t *testing.T) {
 		t.Errorf("removing the threshold kept the overload")
 	}
 }
+
+// TestSchedulerChangeReadsNewWeights: a reload that changes the scheduler
+// and the weights at once builds the new scheduler from the new weights
+// (ipvsadm -e, then -E), here sh's buckets.
+func TestSchedulerChangeReadsNewWeights(t *testing.T) {
+	td := newTestDirector(t, strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1"), `scheduler = "wrr"`, `scheduler = "rr"`, 1))
+	td.reload(strings.Replace(realsConf("", "192.0.2.21 255", "192.0.2.22 1"), `scheduler = "wrr"`, `scheduler = "sh"`, 1))
+	got := map[string]int{}
+	for i := range 60 {
+		got[td.connect(fmt.Sprintf("192.0.2.%d", 120+i), uint16(1000+i))]++
+	}
+	// .21 holds 255 of the 256 buckets; with the old weights, 128.
+	if got["192.0.2.21:8080"] < 55 {
+		t.Errorf("60 clients under sh with weights 255:1 went %v; want nearly all to .21", got)
+	}
+}
