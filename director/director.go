@@ -320,8 +320,8 @@ func (d *Director) apply(cfg *config.Config) error {
 	}
 
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
-	for name := range d.ifaces {
-		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service)}
+	for name, ifc := range d.ifaces {
+		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service), Source: sourceFrom(ifc.cfg)}
 	}
 	wantVIPs := make(map[string]map[netip.Addr]bool)
 	dests := make(map[destKey]*lvs.Dest)
@@ -346,7 +346,7 @@ func (d *Director) apply(cfg *config.Config) error {
 		// A service over a list of ports is known by its first port; its
 		// real servers have port 0.
 		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
-		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg), Ports: sc.Ports, OnePacket: sc.OnePacket}
+		svc := &forward.Service{Key: key, Ports: sc.Ports, OnePacket: sc.OnePacket}
 		prev, running := d.services[key]
 		if running {
 			svc.Stats = prev.Stats // counters survive reloads
@@ -493,15 +493,13 @@ func (d *Director) apply(cfg *config.Config) error {
 	return nil
 }
 
-// tunnelSource returns the outer source address of IPIP packets sent from an
-// interface: its first IPv4 DIP (zero when it has none).
-func tunnelSource(ic config.Interface) lvs.Addr {
-	for _, p := range ic.Addresses {
-		if p.Addr().Is4() {
-			return lvs.AddrFromNetip(p.Addr())
-		}
+// sourceFrom returns forward.Config.Source for an interface: the
+// interface's address toward a real server, by config.Interface.Source.
+func sourceFrom(ic config.Interface) func(netip.Addr) netip.Addr {
+	return func(dst netip.Addr) netip.Addr {
+		src, _ := ic.Source(dst)
+		return src
 	}
-	return lvs.Addr{}
 }
 
 // Forwarder returns the forwarder of an interface, for counters.
