@@ -47,8 +47,8 @@ func (d *Director) Status() control.Status {
 			Flags:     sc.SchedFlags,
 			Rates:     svcRates[key],
 		}
-		if svc := svcs[key]; svc != nil && svc.Stats != nil {
-			s.Stats = stats(svc.Stats)
+		if rs := svcs[key]; rs != nil && rs.svc.Stats != nil {
+			s.Stats = stats(rs.svc.Stats)
 		}
 		for _, rc := range sc.Reals {
 			dst := dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}]

@@ -164,7 +164,7 @@ func (r DropReason) String() string {
 type Service struct {
 	Key   lvs.ServiceKey // Port is 0 for a service over several ports
 	Dests []*lvs.Dest
-	Sched sched.Scheduler
+	Sched sched.Picker
 	// Stats are the service's counters. The control plane passes the same
 	// object to every snapshot of the service, so that they survive reloads
 	// (connections keep counting into the object they started with); nil
