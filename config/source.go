@@ -15,7 +15,8 @@ import "net/netip"
 //     address whose prefix holds the gateway (as above); on-link, the first
 //     address;
 //   - else the first address, and routed is false: the kernel has no route to
-//     dst.
+//     dst; except on a tun interface without routes, which routes
+//     everything through itself (the netstack's default routes).
 //
 // src is the zero Addr when the interface has no address of dst's family.
 // It is the one rule for every family: callers pass IPv4 and IPv6 alike.
@@ -36,12 +37,28 @@ func (ic *Interface) Source(dst netip.Addr) (src netip.Addr, routed bool) {
 			return a, true
 		}
 	}
+	routed = via != nil || ic.Type == TUN && len(ic.Routes) == 0
 	for _, p := range ic.Addresses {
 		if p.Addr().Is4() == dst.Is4() {
-			return p.Addr(), via != nil
+			return p.Addr(), routed
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// OnLink reports whether dst is on the interface's link: inside one of its
+// prefixes or of a route without gateway. DR needs its real servers there.
+func (ic *Interface) OnLink(dst netip.Addr) bool {
+	dst = dst.Unmap()
+	if _, ok := ic.onLink(dst); ok {
+		return true
+	}
+	for _, r := range ic.Routes {
+		if !r.Gateway.IsValid() && r.Destination.Contains(dst) {
+			return true
+		}
+	}
+	return false
 }
 
 // onLink returns the address whose prefix holds a (the longest prefix, the
