@@ -96,7 +96,12 @@ type rawSysctl struct {
 }
 
 type rawConnections struct {
-	Max any `toml:"max"`
+	Max                any `toml:"max"`
+	ReserveEstablished any `toml:"reserve_established"`
+	PerSource          any `toml:"per_source"`
+	PerSourceRate      any `toml:"per_source_rate"`
+	SourcePrefixV4     any `toml:"source_prefix_v4"`
+	SourcePrefixV6     any `toml:"source_prefix_v6"`
 }
 
 type rawTimeouts struct {

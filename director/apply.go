@@ -410,11 +410,22 @@ func (d *Director) retire(p *plan, services map[lvs.ServiceKey]*runService) {
 // connection table and the persistence table. It is the only place these
 // keys take effect (New builds the tables with nothing but a clock).
 func (d *Director) tableOptions(cfg *config.Config) {
-	d.table.SetTimeouts(cfg.Timeouts.TCP, cfg.Timeouts.TCPFin, cfg.Timeouts.UDP)
-	d.table.SetTimeout(conntrack.StateTimeWait, cfg.Timeouts.TCPTimeWait)
-	d.table.SetTimeout(conntrack.StateClose, cfg.Timeouts.TCPClose)
+	d.table.SetTimeouts(tableTimeouts(&cfg.Timeouts))
 	d.table.SetMax(cfg.Connections.Max)
+	d.table.SetReserve(float64(cfg.Connections.ReserveEstablished) / 100)
+	d.table.SetSourceLimits(sourceLimits(&cfg.Connections))
 	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
 	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
 	d.persist.SetExpireQuiescent(cfg.Sysctl.ExpireQuiescentTemplate)
+}
+
+// tableTimeouts converts the configuration's timeouts to the table's.
+func tableTimeouts(t *config.Timeouts) conntrack.Timeouts {
+	return conntrack.Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP, TCPTimeWait: t.TCPTimeWait, TCPClose: t.TCPClose}
+}
+
+// sourceLimits converts the configuration's per-source limits to the
+// table's.
+func sourceLimits(c *config.Connections) conntrack.SourceLimits {
+	return conntrack.SourceLimits{Conns: c.PerSource, NewPerSec: c.PerSourceRate, PrefixV4: c.SourcePrefixV4, PrefixV6: c.SourcePrefixV6}
 }

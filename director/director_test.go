@@ -14,8 +14,8 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/lvsd/lvsd/config"
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/lvs"
-	"github.com/lvsd/lvsd/stack"
 )
 
 // The whole director (netstack, fast path, schedulers, connection table) over
@@ -71,7 +71,7 @@ var (
 // frame for the test.
 type wire struct {
 	t   *testing.T
-	dev *stack.MemDevice
+	dev *device.Mem
 	out chan gopacket.Packet
 }
 
@@ -81,9 +81,9 @@ func startDirector(t *testing.T, conf string) *wire {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := stack.NewMemDevice(256)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) {
-		return []stack.Device{dev}, nil
+	dev := device.NewMem(256)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]device.Device, error) {
+		return []device.Device{dev}, nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -371,8 +371,8 @@ func memDirector(t *testing.T, conf string) (*Director, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := stack.NewMemDevice(64)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
+	dev := device.NewMem(64)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]device.Device, error) { return []device.Device{dev}, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

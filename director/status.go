@@ -36,6 +36,10 @@ func (d *Director) Status() control.Status {
 	st := control.Status{
 		Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len(),
 		ConfigStale: reloadErr != "", LastReloadError: reloadErr, ReloadFailures: reloadFailures,
+		Table: control.Table{
+			Max: ts.Max, Unestablished: ts.Unestablished, Evicted: ts.Evicted, Refused: ts.Refused,
+			NodestExpired: ts.NodestExpired, Reused: ts.Reused, SourceLimited: ts.SourceLimited, SourceRated: ts.SourceRated,
+		},
 	}
 	for _, sc := range cfg.Services {
 		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/lvsd/lvsd/lvs"
@@ -56,6 +57,29 @@ type VNetHdr struct {
 	GSOSize    uint16 // payload bytes per segment of a GSO frame
 	CsumStart  uint16 // offset where checksumming starts (the L4 header)
 	CsumOffset uint16 // offset of the checksum field from CsumStart
+}
+
+// Decode reads the header from b, which holds at least VNetHdrLen bytes in
+// the device's (little-endian) byte order.
+func (h *VNetHdr) Decode(b []byte) {
+	_ = b[VNetHdrLen-1]
+	h.Flags = b[0]
+	h.GSOType = b[1]
+	h.HdrLen = binary.LittleEndian.Uint16(b[2:])
+	h.GSOSize = binary.LittleEndian.Uint16(b[4:])
+	h.CsumStart = binary.LittleEndian.Uint16(b[6:])
+	h.CsumOffset = binary.LittleEndian.Uint16(b[8:])
+}
+
+// Encode writes the header into the first VNetHdrLen bytes of b.
+func (h *VNetHdr) Encode(b []byte) {
+	_ = b[VNetHdrLen-1]
+	b[0] = h.Flags
+	b[1] = h.GSOType
+	binary.LittleEndian.PutUint16(b[2:], h.HdrLen)
+	binary.LittleEndian.PutUint16(b[4:], h.GSOSize)
+	binary.LittleEndian.PutUint16(b[6:], h.CsumStart)
+	binary.LittleEndian.PutUint16(b[8:], h.CsumOffset)
 }
 
 // virtio-net header constants from linux/virtio_net.h.
@@ -125,6 +149,8 @@ const (
 	DropUnsupported              // forwarding method or GSO type not supported for this frame
 	DropOtherHost                // unicast frame for another MAC (a TAP on a bridge sees flooded traffic)
 	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
+	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
+	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
 	NumDropReasons
 )
 
@@ -143,6 +169,8 @@ var dropNames = [NumDropReasons]string{
 	DropUnsupported:   "unsupported",
 	DropOtherHost:     "other-host",
 	DropTooBig:        "too-big",
+	DropSourceLimit:   "source-limit",
+	DropSourceRate:    "source-rate",
 }
 
 func (r DropReason) String() string {

@@ -322,6 +322,15 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	if svc.Sched == nil {
 		return nil, Drop, DropNoDest
 	}
+	// The per-source limits come before the scheduler, so that a client
+	// over them moves no scheduler state and takes no template.
+	switch err := w.f.table.Admit(&pk.t.Src, now); err {
+	case nil:
+	case conntrack.ErrSourceRate:
+		return nil, Drop, DropSourceRate
+	default:
+		return nil, Drop, DropSourceLimit
+	}
 	// IPVS answers "no destination" with an ICMP port unreachable
 	// (ip_vs_leave); lvsd only drops for now.
 	var (

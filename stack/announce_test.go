@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/lvsd/lvsd/device"
 )
 
 // announcement is what a test reads of a gratuitous ARP or an unsolicited
@@ -72,10 +74,10 @@ func readAnnouncement(t *testing.T, b []byte) announcement {
 // the kernel's arp_notify and ndisc_notify send them. Nothing is announced
 // on a link without MACs.
 func TestAnnounce(t *testing.T) {
-	dev := NewMemDevice(64)
+	dev := device.NewMem(64)
 	st := New(Options{})
 	t.Cleanup(st.Close)
-	link := NewLink(LinkOptions{Devices: []Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
+	link := NewLink(LinkOptions{Devices: []device.Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
 	id, err := st.AddNIC(NICOptions{
 		Name: "lvt0", Link: link, Ethernet: true,
 		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64")},
@@ -116,8 +118,8 @@ func TestAnnounce(t *testing.T) {
 	}
 
 	// A TUN link has no neighbours to tell.
-	tun := NewMemDevice(8)
-	tl := NewLink(LinkOptions{Devices: []Device{tun}, MTU: 1500})
+	tun := device.NewMem(8)
+	tl := NewLink(LinkOptions{Devices: []device.Device{tun}, MTU: 1500})
 	tid, err := st.AddNIC(NICOptions{Name: "lvt1", Link: tl, Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.129/25")}})
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,7 @@ package stack
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,18 +14,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 )
-
-// Device is one queue of a packet device: a TAP or TUN queue (TunDevice) or
-// an in-memory device (MemDevice). Read returns one frame per call, Write
-// takes one frame per call; with a virtio-net header both start with it.
-// Close must wake a goroutine blocked in Read, which then returns an error.
-type Device interface {
-	Read(b []byte) (int, error)
-	Write(b []byte) (int, error)
-	Close() error
-}
 
 // Processor is the fast path that sees every inbound frame before the
 // netstack: package forward's Worker. Each reader goroutine has its own.
@@ -49,7 +38,7 @@ const maxFrame = 65535 + header.EthernetMinimumSize
 type LinkOptions struct {
 	// Devices are the queues of the device; one reader goroutine each. The
 	// Link owns them and closes them in Close.
-	Devices []Device
+	Devices []device.Device
 	// Ethernet is true for a TAP (frames start with an Ethernet header) and
 	// false for a TUN (frames are IP packets).
 	Ethernet bool
@@ -286,25 +275,9 @@ func (l *Link) Close() {
 	}
 }
 
-// BatchDevice is a Device that moves several frames per system call: a
-// PacketDevice. A Link reads a batch, runs the fast path over each frame and
-// writes the frames it forwards in one batch.
-type BatchDevice interface {
-	Device
-	// BatchSize is the most frames one call moves.
-	BatchSize() int
-	// ReadBatch blocks until at least one frame arrives, reads up to
-	// len(bufs) frames, frame i into bufs[i], and sets sizes[i] to its
-	// length, or to -1 for a frame that did not fit. It returns the count.
-	ReadBatch(bufs [][]byte, sizes []int) (int, error)
-	// WriteBatch writes the frames in order and returns how many were sent;
-	// fewer than all with an error means frames[n] failed.
-	WriteBatch(frames [][]byte) (int, error)
-}
-
 // oneByOne is a plain Device seen as a BatchDevice of one frame per call:
 // a TAP or TUN queue, which moves one frame per read or write.
-type oneByOne struct{ Device }
+type oneByOne struct{ device.Device }
 
 func (o oneByOne) BatchSize() int { return 1 }
 
@@ -329,9 +302,9 @@ func (o oneByOne) WriteBatch(frames [][]byte) (int, error) {
 // reader is the receive loop of one device queue. It owns its buffers, one
 // per frame of a batch: a frame the fast path forwards stays in its buffer
 // until the batch is written, after the whole batch was processed.
-func (l *Link) reader(dev Device, qs *queueStats) {
+func (l *Link) reader(dev device.Device, qs *queueStats) {
 	defer l.wg.Done()
-	bd, ok := dev.(BatchDevice)
+	bd, ok := dev.(device.BatchDevice)
 	if !ok {
 		bd = oneByOne{dev}
 	}
@@ -359,11 +332,11 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 	for {
 		got, err := bd.ReadBatch(rd, sizes)
 		if err != nil {
-			if isClosed(err) {
+			if device.IsClosed(err) {
 				return
 			}
 			l.stats.RxErrors.Add(1)
-			if isFatal(err) {
+			if device.IsFatal(err) {
 				// The device is gone (deleted, or the queue detached):
 				// every later read would fail the same way.
 				l.log.Error("device failed; reader stopped", "err", err)
@@ -386,7 +359,7 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 			buf := bufs[i]
 			p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 			if l.vh != 0 {
-				decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
+				p.VNet.Decode(buf[Headroom-l.vh : Headroom])
 			}
 			v := forward.ToStack
 			if proc != nil {
@@ -396,7 +369,7 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 			case forward.Transmit:
 				start := p.Off - l.vh
 				if l.vh != 0 {
-					encodeVNetHdr(buf[start:p.Off], &p.VNet)
+					p.VNet.Encode(buf[start:p.Off])
 				}
 				tx.add(buf[start : p.Off+p.Len])
 			case forward.ToStack:
@@ -415,7 +388,7 @@ const emitArena = 128 << 10
 // Owned by one reader.
 type txBatch struct {
 	l      *Link
-	dev    BatchDevice
+	dev    device.BatchDevice
 	qs     *queueStats
 	frames [][]byte // views into the reader's buffers or arena, valid until flush
 	// arena holds copies of emitted frames until flush; nil on a device
@@ -465,7 +438,7 @@ func (t *txBatch) flush() {
 		if err == nil {
 			err = errWroteNothing
 		}
-		if isClosed(err) {
+		if device.IsClosed(err) {
 			break
 		}
 		t.l.stats.TxErrors.Add(1)
@@ -485,7 +458,7 @@ func (t *txBatch) flush() {
 // batch.
 type emitter struct {
 	l   *Link
-	dev Device
+	dev device.Device
 	qs  *queueStats
 	tx  *txBatch
 }
@@ -647,7 +620,7 @@ func (l *Link) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error)
 		writeBufs.Put(bp)
 		if err != nil {
 			l.stats.TxErrors.Add(1)
-			if isClosed(err) {
+			if device.IsClosed(err) {
 				return n, &tcpip.ErrClosedForSend{}
 			}
 			l.logLimited("write failed", "err", err)
@@ -660,28 +633,6 @@ func (l *Link) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error)
 }
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, forward.VNetHdrLen+maxFrame); return &b }}
-
-func decodeVNetHdr(h *forward.VNetHdr, b []byte) {
-	h.Flags = b[0]
-	h.GSOType = b[1]
-	h.HdrLen = binary.LittleEndian.Uint16(b[2:])
-	h.GSOSize = binary.LittleEndian.Uint16(b[4:])
-	h.CsumStart = binary.LittleEndian.Uint16(b[6:])
-	h.CsumOffset = binary.LittleEndian.Uint16(b[8:])
-}
-
-func encodeVNetHdr(b []byte, h *forward.VNetHdr) {
-	b[0] = h.Flags
-	b[1] = h.GSOType
-	binary.LittleEndian.PutUint16(b[2:], h.HdrLen)
-	binary.LittleEndian.PutUint16(b[4:], h.GSOSize)
-	binary.LittleEndian.PutUint16(b[6:], h.CsumStart)
-	binary.LittleEndian.PutUint16(b[8:], h.CsumOffset)
-}
-
-func isClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, errMemClosed)
-}
 
 // logLimited logs at most one I/O error per second per link: a device that
 // fails fails for every packet.
