@@ -220,6 +220,14 @@ func (w *Worker) parseIPv6(b []byte) (Verdict, DropReason) {
 	pk.ipEnd = pk.l4 + int(ip.PayloadLength())
 	pk.t.Src = lvs.AddrFrom16(ip[8:24])
 	pk.t.Dst = lvs.AddrFrom16(ip[24:40])
+	if isV4(&pk.t.Src) || isV4(&pk.t.Dst) {
+		// An lvs.Addr holds an IPv4 address as ::ffff:a.b.c.d, so such a
+		// packet would match the IPv4 services and connections of that
+		// address and be translated as theirs: a cross-family spoof.
+		// IPv4-mapped addresses never appear on the wire (RFC 4291
+		// 2.5.5.2; the kernel drops them as a source too).
+		return Drop, DropV4Mapped
+	}
 	return w.parseL4(b, ip.NextHeader())
 }
 
