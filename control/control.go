@@ -55,6 +55,9 @@ type Table struct {
 	// per_source and per_source_rate.
 	SourceLimited uint64 `json:"source_limited"`
 	SourceRated   uint64 `json:"source_rated"`
+	// RSTOutOfWindow: RST segments dropped outside their receiver's window
+	// (check_rst).
+	RSTOutOfWindow uint64 `json:"rst_out_of_window"`
 }
 
 // Service is a virtual service.

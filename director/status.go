@@ -39,6 +39,7 @@ func (d *Director) Status() control.Status {
 		Table: control.Table{
 			Max: ts.Max, Unestablished: ts.Unestablished, Evicted: ts.Evicted, Refused: ts.Refused,
 			NodestExpired: ts.NodestExpired, Reused: ts.Reused, SourceLimited: ts.SourceLimited, SourceRated: ts.SourceRated,
+			RSTOutOfWindow: ts.RSTOutOfWindow,
 		},
 	}
 	for _, sc := range cfg.Services {

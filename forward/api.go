@@ -126,6 +126,7 @@ const (
 	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
 	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
 	DropV4Mapped                 // IPv6 packet with an IPv4-mapped source or destination (::ffff:a.b.c.d): never valid on the wire
+	DropRSTWindow                // RST of a NAT connection outside its receiver's window (a blind reset; [connections] check_rst)
 	NumDropReasons
 )
 
@@ -149,6 +150,7 @@ var dropNames = [NumDropReasons]string{
 	DropSourceLimit:   "source-limit",
 	DropSourceRate:    "source-rate",
 	DropV4Mapped:      "v4-mapped",
+	DropRSTWindow:     "rst-window",
 }
 
 func (r DropReason) String() string {
