@@ -86,7 +86,7 @@ type Connections struct {
 
 // MaxConnections is the largest [connections] max: the most the connection
 // table can address.
-const MaxConnections = conntrack.MaxMax
+const MaxConnections = conntrack.MaxConnections
 
 // LinkType is the kind of device an interface is.
 type LinkType uint8

@@ -17,7 +17,7 @@ import (
 // (about 200 bytes, plus 32 per worker) for every real server it has seen.
 type binding struct {
 	dest *lvs.Dest
-	key  ServiceKey
+	key  lvs.ServiceKey
 	// svc is the service counters of the newest connection (a reload
 	// makes new ones); the counters are folded into it.
 	svc atomic.Pointer[lvs.Stats]
@@ -44,7 +44,7 @@ func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) 
 	if !ok {
 		t.bindMu.Lock()
 		if i, ok = t.bindByDest[d]; !ok {
-			b := &binding{dest: d, key: ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
+			b := &binding{dest: d, key: lvs.ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
 			bs := append(*t.binds.Load(), b)
 			i = uint32(len(bs) - 1)
 			t.binds.Store(&bs)

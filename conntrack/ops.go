@@ -319,12 +319,12 @@ func (t *Table) Update(e *Entry, tcpFlags uint8, fromClient bool, now int64) {
 	}
 }
 
-// Verdict of Check on a client's packet for a connection found by Lookup.
-type Verdict uint8
+// CheckResult of Check on a client's packet for a connection found by Lookup.
+type CheckResult uint8
 
 const (
 	// Use: forward the packet on the connection.
-	Use Verdict = iota
+	Use CheckResult = iota
 	// Reschedule: the connection has been removed; treat the packet as one
 	// without a connection (a SYN is scheduled anew).
 	Reschedule
@@ -347,7 +347,7 @@ const (
 //   - otherwise Use.
 //
 // Connections to a quiescent real server (weight 0) go on (Use).
-func (t *Table) Check(e *Entry, tcpFlags uint8) Verdict {
+func (t *Table) Check(e *Entry, tcpFlags uint8) CheckResult {
 	if e.Dest != nil && e.Dest.Removed.Load() {
 		if !t.expireNodest.Load() {
 			return DropPacket

@@ -8,15 +8,6 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
-// ServiceKey identifies a virtual service by the In tuples of its
-// connections: VIP, virtual port, protocol. It has forward.ServiceKey's
-// fields, so either converts to the other.
-type ServiceKey struct {
-	Addr  lvs.Addr
-	Port  uint16
-	Proto lvs.Proto
-}
-
 // Counters are cumulative counters of a real server or a virtual service,
 // as ipvsadm --stats shows them. Bytes are IP bytes (headers included).
 type Counters struct {
@@ -173,7 +164,7 @@ type stats struct {
 	// services accumulate the counters and rates of each virtual service
 	// across reloads and removed real servers; total of everything.
 	// Guarded by mu.
-	services map[ServiceKey]*serviceStats
+	services map[lvs.ServiceKey]*serviceStats
 	total    serviceStats
 }
 
@@ -182,7 +173,7 @@ type serviceStats struct {
 	est estimator
 }
 
-func (s *stats) init() { s.services = make(map[ServiceKey]*serviceStats) }
+func (s *stats) init() { s.services = make(map[lvs.ServiceKey]*serviceStats) }
 
 func (s *stats) newWorker() *workerStats {
 	w := &workerStats{}
@@ -253,7 +244,7 @@ func addStats(s *lvs.Stats, d [4]uint64) {
 // service returns the accumulator of service k.
 //
 // Preconditions: s.mu is held.
-func (s *stats) service(k ServiceKey) *serviceStats {
+func (s *stats) service(k lvs.ServiceKey) *serviceStats {
 	sv := s.services[k]
 	if sv == nil {
 		sv = &serviceStats{}
@@ -281,7 +272,7 @@ func (t *Table) Estimate() {
 // DestStats are the statistics of one real server.
 type DestStats struct {
 	Dest    *lvs.Dest
-	Service ServiceKey
+	Service lvs.ServiceKey
 	// ActiveConns and InactiveConns are the destination's counts now.
 	ActiveConns, InactiveConns int32
 	Counters
@@ -291,7 +282,7 @@ type DestStats struct {
 // ServiceStats are the statistics of one virtual service: every
 // connection it has had, including those of real servers since removed.
 type ServiceStats struct {
-	Service ServiceKey
+	Service lvs.ServiceKey
 	Counters
 	Rates
 }

@@ -62,9 +62,9 @@ const MaxReserve = 0.9
 // DefaultMax is the default Options.Max.
 const DefaultMax = 1 << 22
 
-// MaxMax is the largest Options.Max: every shard addresses its entries with
+// MaxConnections is the largest Options.Max: every shard addresses its entries with
 // 24 bits.
-const MaxMax = 1 << 30
+const MaxConnections = 1 << 30
 
 // ExpireInterval is how often Run expires idle entries; EstimateInterval is
 // how often it updates the rate estimates (IPVS's 2 s).
@@ -199,7 +199,7 @@ func (t *Table) SetMax(n int) {
 	if n <= 0 {
 		n = DefaultMax
 	}
-	t.max.Store(int64(min(n, MaxMax)))
+	t.max.Store(int64(min(n, MaxConnections)))
 }
 
 // SetReserve changes Options.Reserve (clamped to [0, MaxReserve]). Lowering

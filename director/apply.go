@@ -49,7 +49,7 @@ type plan struct {
 // svcPlan is one virtual service of a plan.
 type svcPlan struct {
 	sc   *config.Service
-	key  forward.ServiceKey
+	key  lvs.ServiceKey
 	ifc  *iface
 	prev *runService // nil for a new service
 	// sched is the scheduler to publish; built here for a new service or a
@@ -109,7 +109,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 		}
 		// A service over a list of ports is known by its first port; its
 		// real servers have port 0.
-		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		sp := &svcPlan{sc: sc, key: key, ifc: ifc, prev: d.services[key]}
 		sp.schedOpts = sched.Options{Flags: sc.SchedFlags, Clock: d.table.Now, MaglevSize: sc.MaglevTableSize}
 		if sp.prev != nil {
@@ -289,12 +289,12 @@ func (d *Director) commitWeights(p *plan) {
 // connections end as expire_nodest_conn says.
 //
 // Preconditions: d.mu is held.
-func (d *Director) publish(p *plan) map[forward.ServiceKey]*runService {
+func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
 	for name := range d.ifaces {
-		snaps[name] = &forward.Config{Services: make(map[forward.ServiceKey]*forward.Service)}
+		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service)}
 	}
-	services := make(map[forward.ServiceKey]*runService, len(p.svcs))
+	services := make(map[lvs.ServiceKey]*runService, len(p.svcs))
 	for _, sp := range p.svcs {
 		for _, x := range append(slices.Clone(sp.del), sp.unlinkOnly...) {
 			unlink(x)
@@ -356,7 +356,7 @@ type trashed struct {
 // removed real servers and services (to the trash), and neighbours.
 //
 // Preconditions: d.mu is held.
-func (d *Director) retire(p *plan, services map[forward.ServiceKey]*runService) {
+func (d *Director) retire(p *plan, services map[lvs.ServiceKey]*runService) {
 	for name, ifc := range d.ifaces {
 		for vip := range ifc.vips {
 			if !p.wantVIPs[name][vip] {

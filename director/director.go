@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/conntrack"
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
@@ -33,8 +33,8 @@ import (
 type Options struct {
 	Logger *slog.Logger
 	// Devices, when set, replaces opening TAP/TUN devices: it returns the
-	// device queues for an interface. Tests use it with stack.MemDevice.
-	Devices func(config.Interface) ([]stack.Device, error)
+	// device queues for an interface. Tests use it with device.Mem.
+	Devices func(config.Interface) ([]device.Device, error)
 	// Version is reported by Status.
 	Version string
 }
@@ -78,7 +78,7 @@ type Director struct {
 	// running are the interfaces opened by New, in file order; fixed.
 	running []config.Interface
 	// services are the services in force by key. Guarded by mu.
-	services map[forward.ServiceKey]*runService
+	services map[lvs.ServiceKey]*runService
 }
 
 type iface struct {
@@ -90,7 +90,7 @@ type iface struct {
 }
 
 type destKey struct {
-	svc    forward.ServiceKey
+	svc    lvs.ServiceKey
 	addr   netip.Addr
 	port   uint16
 	method lvs.Method
@@ -188,68 +188,23 @@ func (d *Director) addInterface(ic config.Interface) error {
 // interface's own) and whether frames carry a virtio-net header: the
 // interface's offload key takes effect here, and only here. Devices from
 // Options.Devices carry no header.
-func (d *Director) openDevices(ic config.Interface) ([]stack.Device, [6]byte, bool, error) {
+func (d *Director) openDevices(ic config.Interface) ([]device.Device, [6]byte, bool, error) {
 	if d.opts.Devices != nil {
 		devs, err := d.opts.Devices(ic)
 		return devs, ic.MAC, false, err
 	}
-	if ic.Type == config.PACKET {
-		devs, mac, err := d.attachPacket(ic)
-		return devs, mac, ic.Offload, err
+	kind := device.TAP
+	switch ic.Type {
+	case config.TUN:
+		kind = device.TUN
+	case config.PACKET:
+		kind = device.Packet
 	}
-	tuns, err := stack.OpenTun(stack.DeviceOptions{
-		Name: ic.Name, TAP: ic.Type == config.TAP, VNetHdr: ic.Offload, Queues: ic.Queues, MAC: ic.MAC,
+	devs, mac, err := device.Open(device.Spec{
+		Name: ic.Name, Kind: kind, MTU: ic.MTU, Queues: ic.Queues, VNetHdr: ic.Offload, MAC: ic.MAC,
+		Logger: d.log,
 	})
-	if err != nil {
-		return nil, ic.MAC, false, fmt.Errorf("interface %q: %w", ic.Name, err)
-	}
-	// The device must be up before the netstack sends its first ARP request,
-	// or the neighbour entry fails at once.
-	if err := stack.SetLinkUp(ic.Name, ic.MTU); err != nil {
-		up, uerr := stack.LinkIsUp(ic.Name)
-		if uerr != nil || !up {
-			for _, t := range tuns {
-				t.Close()
-			}
-			return nil, ic.MAC, false, fmt.Errorf("interface %q is down and lvsd cannot bring it up (run `ip link set %s up` as root): %w", ic.Name, ic.Name, err)
-		}
-		d.log.Debug("interface already up; not changing it", "interface", ic.Name, "err", err)
-	}
-	devs := make([]stack.Device, len(tuns))
-	for i, t := range tuns {
-		devs[i] = t
-	}
-	return devs, ic.MAC, ic.Offload, nil
-}
-
-// attachPacket opens the AF_PACKET sockets of a packet interface. lvsd does
-// not change an interface it did not make: it must be up already, with an
-// MTU at least the configured one, and its MAC becomes the netstack's.
-func (d *Director) attachPacket(ic config.Interface) ([]stack.Device, [6]byte, error) {
-	var mac [6]byte
-	ifi, err := net.InterfaceByName(ic.Name)
-	if err != nil {
-		return nil, mac, fmt.Errorf("interface %q: %w (a packet interface must exist)", ic.Name, err)
-	}
-	if ifi.Flags&net.FlagUp == 0 {
-		return nil, mac, fmt.Errorf("interface %q is down (run `ip link set %s up`)", ic.Name, ic.Name)
-	}
-	if ifi.MTU < ic.MTU {
-		return nil, mac, fmt.Errorf("interface %q: its MTU is %d, below the configured mtu %d", ic.Name, ifi.MTU, ic.MTU)
-	}
-	if len(ifi.HardwareAddr) != len(mac) {
-		return nil, mac, fmt.Errorf("interface %q is not an Ethernet interface", ic.Name)
-	}
-	copy(mac[:], ifi.HardwareAddr)
-	socks, err := stack.OpenPacket(stack.PacketOptions{Name: ic.Name, VNetHdr: ic.Offload, Queues: ic.Queues})
-	if err != nil {
-		return nil, mac, fmt.Errorf("interface %q: %w", ic.Name, err)
-	}
-	devs := make([]stack.Device, len(socks))
-	for i, s := range socks {
-		devs[i] = s
-	}
-	return devs, mac, nil
+	return devs, mac, ic.Offload, err
 }
 
 // Run keeps the director's background work going (neighbour resolution,

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/lvsd/lvsd/config"
-	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/sched"
 )
@@ -35,7 +34,7 @@ import (
 // service's key (its first port for a service over a list of ports); Port is
 // the real server's port (0 for a service over several ports).
 type RealKey struct {
-	Service forward.ServiceKey
+	Service lvs.ServiceKey
 	Addr    netip.Addr
 	Port    uint16
 }
@@ -167,7 +166,7 @@ func (d *Director) Running() *config.Config {
 	c := deepCopy(d.cfg)
 	for i := range c.Services {
 		sc := &c.Services[i]
-		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		rs := d.services[key]
 		if rs == nil {
 			continue

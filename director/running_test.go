@@ -10,15 +10,14 @@ import (
 	"testing"
 
 	"github.com/lvsd/lvsd/config"
-	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/lvs"
-	"github.com/lvsd/lvsd/stack"
 )
 
 // realKey names real server addr:8080 of the test service 192.0.2.100:80.
 func realKey(addr string) RealKey {
 	return RealKey{
-		Service: forward.ServiceKey{Addr: lvs.AddrFromNetip(netip.MustParseAddr("192.0.2.100")), Port: 80, Proto: lvs.TCP},
+		Service: lvs.ServiceKey{Addr: lvs.AddrFromNetip(netip.MustParseAddr("192.0.2.100")), Port: 80, Proto: lvs.TCP},
 		Addr:    netip.MustParseAddr(addr), Port: 8080,
 	}
 }
@@ -280,8 +279,8 @@ func TestApplyRunning(t *testing.T) {
 	}
 }
 
-func memDevices(config.Interface) ([]stack.Device, error) {
-	return []stack.Device{stack.NewMemDevice(64)}, nil
+func memDevices(config.Interface) ([]device.Device, error) {
+	return []device.Device{device.NewMem(64)}, nil
 }
 
 func newMemDirectorOpts(t *testing.T, cfg *config.Config, opts Options) *Director {
