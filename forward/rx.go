@@ -254,7 +254,7 @@ func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 		// address and be translated as theirs: a cross-family spoof.
 		// IPv4-mapped addresses never appear on the wire (RFC 4291
 		// 2.5.5.2; the kernel drops them as a source too).
-		return Drop, DropV4Mapped
+		return parsedDrop, DropV4Mapped
 	}
 	return w.parseL4(b, ip.NextHeader())
 }
