@@ -433,6 +433,7 @@ func (d *Director) tableOptions(cfg *config.Config) {
 	d.table.SetMax(cfg.Connections.Max)
 	d.table.SetReserve(float64(cfg.Connections.ReserveEstablished) / 100)
 	d.table.SetSourceLimits(sourceLimits(&cfg.Connections))
+	d.table.SetCheckRST(cfg.Connections.CheckRST)
 	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
 	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
 	d.persist.SetExpireQuiescent(cfg.Sysctl.ExpireQuiescentTemplate)
