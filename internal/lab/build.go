@@ -55,12 +55,6 @@ func BuildBinaries(t T) Binaries {
 	return Binaries{Lvsd: lvsd, Labserver: build(t, "./internal/lab/labserver", "labserver")}
 }
 
-// BuildLabserver builds only the lab server (for labs without lvsd).
-func BuildLabserver(t T) Binaries {
-	t.Helper()
-	return Binaries{Labserver: build(t, "./internal/lab/labserver", "labserver")}
-}
-
 // RemoveBinaries deletes the build directory; call it from TestMain after
 // m.Run, or from a program's teardown. A directory left by a killed process
 // is removed by a later RemoveStale.
