@@ -15,7 +15,6 @@ import (
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/device"
-	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -328,10 +327,10 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 
 func TestReloadKeepsServiceCounters(t *testing.T) {
 	d, cfg := memDirector(t, testConfig)
-	before := make(map[forward.ServiceKey]*lvs.Stats)
+	before := make(map[lvs.ServiceKey]*lvs.Stats)
 	d.mu.Lock()
 	for k, s := range d.services {
-		before[k] = s.Stats
+		before[k] = s.svc.Stats
 	}
 	d.mu.Unlock()
 	if err := d.Reload(cfg); err != nil {
@@ -340,7 +339,7 @@ func TestReloadKeepsServiceCounters(t *testing.T) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for k, s := range d.services {
-		if s.Stats == nil || s.Stats != before[k] {
+		if s.svc.Stats == nil || s.svc.Stats != before[k] {
 			t.Errorf("service %v: counters replaced by a reload; connections would count into the old ones", k)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
@@ -189,7 +189,7 @@ type recDispatcher struct {
 	frames [][]byte
 }
 
-func (r *recDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+func (r *recDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *tcpipstack.PacketBuffer) {
 	v := pkt.ToView()
 	defer v.Release()
 	r.mu.Lock()
@@ -197,7 +197,7 @@ func (r *recDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt 
 	r.frames = append(r.frames, v.ToSlice())
 }
 
-func (r *recDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+func (r *recDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *tcpipstack.PacketBuffer) {}
 
 func (r *recDispatcher) delivered() [][]byte {
 	r.mu.Lock()

@@ -12,7 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
@@ -55,7 +55,7 @@ type LinkOptions struct {
 	Logger *slog.Logger
 }
 
-// Link is lvsd's own stack.LinkEndpoint over a packet device. Its readers
+// Link is lvsd's own tcpipstack.LinkEndpoint over a packet device. Its readers
 // hand every inbound frame to the fast path first, write back what the fast
 // path forwards, and copy the rest into the netstack.
 //
@@ -70,7 +70,7 @@ type Link struct {
 	mu sync.Mutex
 	// dispatcher is the netstack's entry point; guarded by mu for writes and
 	// read through disp on the packet path.
-	dispatcher stack.NetworkDispatcher
+	dispatcher tcpipstack.NetworkDispatcher
 	started    bool // guarded by mu
 	closed     bool // guarded by mu
 
@@ -83,7 +83,7 @@ type Link struct {
 	lastLog atomic.Int64
 }
 
-type dispatcherBox struct{ d stack.NetworkDispatcher }
+type dispatcherBox struct{ d tcpipstack.NetworkDispatcher }
 
 // linkStats are a link's counters of rare events, shared by its readers.
 type linkStats struct {
@@ -108,7 +108,7 @@ type LinkCounters struct {
 	StackDropped       uint64 // frames the netstack could not take
 }
 
-var _ stack.LinkEndpoint = (*Link)(nil)
+var _ tcpipstack.LinkEndpoint = (*Link)(nil)
 
 // NewLink returns a Link over the devices. Readers start when the netstack
 // attaches it (CreateNIC).
@@ -157,13 +157,13 @@ func (l *Link) QueueStats() []QueueCounters {
 	return qs
 }
 
-// MTU implements stack.LinkEndpoint.
+// MTU implements tcpipstack.LinkEndpoint.
 func (l *Link) MTU() uint32 { return l.mtu.Load() }
 
-// SetMTU implements stack.LinkEndpoint.
+// SetMTU implements tcpipstack.LinkEndpoint.
 func (l *Link) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
 
-// MaxHeaderLength implements stack.LinkEndpoint.
+// MaxHeaderLength implements tcpipstack.LinkEndpoint.
 func (l *Link) MaxHeaderLength() uint16 {
 	if l.opts.Ethernet {
 		return header.EthernetMinimumSize
@@ -171,7 +171,7 @@ func (l *Link) MaxHeaderLength() uint16 {
 	return 0
 }
 
-// LinkAddress implements stack.LinkEndpoint.
+// LinkAddress implements tcpipstack.LinkEndpoint.
 func (l *Link) LinkAddress() tcpip.LinkAddress {
 	if !l.opts.Ethernet {
 		return ""
@@ -179,19 +179,19 @@ func (l *Link) LinkAddress() tcpip.LinkAddress {
 	return tcpip.LinkAddress(l.opts.MAC[:])
 }
 
-// SetLinkAddress implements stack.LinkEndpoint. The MAC is fixed by
+// SetLinkAddress implements tcpipstack.LinkEndpoint. The MAC is fixed by
 // configuration; the netstack never changes it.
 func (l *Link) SetLinkAddress(tcpip.LinkAddress) {}
 
-// Capabilities implements stack.LinkEndpoint.
-func (l *Link) Capabilities() stack.LinkEndpointCapabilities {
+// Capabilities implements tcpipstack.LinkEndpoint.
+func (l *Link) Capabilities() tcpipstack.LinkEndpointCapabilities {
 	if l.opts.Ethernet {
-		return stack.CapabilityResolutionRequired
+		return tcpipstack.CapabilityResolutionRequired
 	}
 	return 0
 }
 
-// ARPHardwareType implements stack.LinkEndpoint.
+// ARPHardwareType implements tcpipstack.LinkEndpoint.
 func (l *Link) ARPHardwareType() header.ARPHardwareType {
 	if l.opts.Ethernet {
 		return header.ARPHardwareEther
@@ -199,8 +199,8 @@ func (l *Link) ARPHardwareType() header.ARPHardwareType {
 	return header.ARPHardwareNone
 }
 
-// AddHeader implements stack.LinkEndpoint.
-func (l *Link) AddHeader(pkt *stack.PacketBuffer) {
+// AddHeader implements tcpipstack.LinkEndpoint.
+func (l *Link) AddHeader(pkt *tcpipstack.PacketBuffer) {
 	if !l.opts.Ethernet {
 		return
 	}
@@ -216,8 +216,8 @@ func (l *Link) AddHeader(pkt *stack.PacketBuffer) {
 	})
 }
 
-// ParseHeader implements stack.LinkEndpoint.
-func (l *Link) ParseHeader(pkt *stack.PacketBuffer) bool {
+// ParseHeader implements tcpipstack.LinkEndpoint.
+func (l *Link) ParseHeader(pkt *tcpipstack.PacketBuffer) bool {
 	if !l.opts.Ethernet {
 		return true
 	}
@@ -225,13 +225,13 @@ func (l *Link) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return ok
 }
 
-// SetOnCloseAction implements stack.LinkEndpoint.
+// SetOnCloseAction implements tcpipstack.LinkEndpoint.
 func (l *Link) SetOnCloseAction(func()) {}
 
-// Attach implements stack.LinkEndpoint. The first attach starts one reader
+// Attach implements tcpipstack.LinkEndpoint. The first attach starts one reader
 // per device; a nil dispatcher detaches (frames for the netstack are then
 // dropped, forwarding goes on until Close).
-func (l *Link) Attach(d stack.NetworkDispatcher) {
+func (l *Link) Attach(d tcpipstack.NetworkDispatcher) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dispatcher = d
@@ -250,17 +250,17 @@ func (l *Link) Attach(d stack.NetworkDispatcher) {
 	}
 }
 
-// IsAttached implements stack.LinkEndpoint.
+// IsAttached implements tcpipstack.LinkEndpoint.
 func (l *Link) IsAttached() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.dispatcher != nil
 }
 
-// Wait implements stack.LinkEndpoint: it waits for the readers to stop.
+// Wait implements tcpipstack.LinkEndpoint: it waits for the readers to stop.
 func (l *Link) Wait() { l.wg.Wait() }
 
-// Close implements stack.LinkEndpoint: it closes the devices, which stops
+// Close implements tcpipstack.LinkEndpoint: it closes the devices, which stops
 // the readers. Safe to call more than once.
 func (l *Link) Close() {
 	l.mu.Lock()
@@ -509,7 +509,7 @@ func (l *Link) deliver(p *forward.Packet) {
 		l.stats.StackDropped.Add(1)
 		return
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	pkt := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
 	defer pkt.DecRef()
 	var proto tcpip.NetworkProtocolNumber
 	if l.opts.Ethernet {
@@ -598,10 +598,10 @@ func ipEnd(hdrs []byte, ethernet bool) int {
 	return 0
 }
 
-// WritePackets implements stack.LinkWriter: the netstack's own packets (ARP,
+// WritePackets implements tcpipstack.LinkWriter: the netstack's own packets (ARP,
 // ICMP, health checks) go out on the first queue with an empty virtio-net
 // header. This path is not the forwarding fast path and may allocate.
-func (l *Link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+func (l *Link) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) {
 	if len(l.opts.Devices) == 0 {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
