@@ -24,7 +24,7 @@ var (
 )
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
-func ip(s string) netip.Addr      { return netip.MustParseAddr(s) }
+func ip(s string) netip.Addr     { return netip.MustParseAddr(s) }
 
 func svc(proto lvs.Proto, addr string, port uint16, sched string, dests ...Dest) Service {
 	return Service{Service: config.Service{Proto: proto, Addr: ip(addr), Port: port, Scheduler: sched, Interface: "lvt0"}, Dests: dests}
