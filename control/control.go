@@ -39,6 +39,10 @@ type Status struct {
 	LastReloadError string `json:"last_reload_error,omitempty"`
 	// ReloadFailures counts refused reloads since start.
 	ReloadFailures uint64 `json:"reload_failures"`
+	// RestartNeeded says why the last reload, which applied the virtual
+	// servers, needs a restart for its interface changes; "" otherwise. Such
+	// a reload is not stale.
+	RestartNeeded string `json:"restart_needed,omitempty"`
 }
 
 // Service is a virtual service.

@@ -27,7 +27,7 @@ func (d *Director) Status() control.Status {
 		svcRates[ss.Service] = rates(ss.Rates)
 	}
 	d.mu.Lock()
-	reloadErr, reloadFailures := d.reloadErr, d.reloadFailures
+	reloadErr, reloadFailures, restartNeeded := d.reloadErr, d.reloadFailures, d.restartNeeded
 	cfg := d.cfg
 	dests := d.dests
 	svcs := d.services
@@ -36,6 +36,7 @@ func (d *Director) Status() control.Status {
 	st := control.Status{
 		Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len(),
 		ConfigStale: reloadErr != "", LastReloadError: reloadErr, ReloadFailures: reloadFailures,
+		RestartNeeded: restartNeeded,
 	}
 	for _, sc := range cfg.Services {
 		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
