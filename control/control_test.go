@@ -68,25 +68,8 @@ func TestServeAndGet(t *testing.T) {
 	}
 }
 
-func TestWriteList(t *testing.T) {
+func TestWriteCounters(t *testing.T) {
 	var b strings.Builder
-	WriteList(&b, &sample, false)
-	want := `lvsd test (connections=3)
-Prot LocalAddress:Port Scheduler Flags
-  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
-TCP  192.0.2.100:80 wrr
-  -> 192.0.2.21:8080              Masq    2      1          1
-  -> 192.0.2.22:80                Route   1      0          1 down
-`
-	if diff := cmp.Diff(want, b.String()); diff != "" {
-		t.Errorf("list (-want +got):\n%s", diff)
-	}
-	b.Reset()
-	WriteRates(&b, &sample)
-	if !strings.Contains(b.String(), "TCP  192.0.2.100:80                      7         70         60         7000         6000\n") {
-		t.Errorf("rates:\n%s", b.String())
-	}
-	b.Reset()
 	WriteCounters(&b, &sample)
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())

@@ -135,6 +135,14 @@ func (rt *Runtime) Adm(program string, args, stdin []string, who string) adm.Res
 	return res
 }
 
+// Persist writes the state of what runs now over the file as loaded: at
+// start, so that the state's base is the file that runs.
+func (rt *Runtime) Persist() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.save(rt.d.Running())
+}
+
 // save writes the state, or removes it when the running table is the file.
 // Preconditions: rt.mu held.
 func (rt *Runtime) save(running *config.Config) {
