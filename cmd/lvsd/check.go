@@ -14,7 +14,9 @@ const defaultConfig = "/etc/lvsd/lvsd.toml"
 // runCheck is `lvsd check [FILE]` (or -c FILE).
 func runCheck(args []string) int {
 	fs := flag.NewFlagSet("lvsd check", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintf(fs.Output(), "usage: lvsd check [FILE]   (default %s; -c FILE also works)\n", defaultConfig) }
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: lvsd check [FILE]   (default %s; -c FILE also works)\n", defaultConfig)
+	}
 	path := fs.String("c", "", "configuration file")
 	if err := fs.Parse(args); err != nil {
 		return 2
