@@ -228,7 +228,7 @@ func setReal(r *config.Real, c *Command) {
 // file's message: "-t 192.0.2.1:80 -r 192.0.2.2:80: -w: ...".
 func Validate(cfg *config.Config) (*config.Config, error) {
 	file := cfg.File
-	got, err := config.Parse(file, config.Marshal(cfg))
+	got, err := config.Parse(file, config.Format(cfg))
 	if err == nil {
 		return got, nil
 	}

@@ -204,7 +204,7 @@ func (rt *Runtime) Discard(file *config.Config) error {
 }
 
 // Dump is the running table as TOML that lvsd check accepts.
-func (rt *Runtime) Dump() []byte { return config.Marshal(rt.d.Running()) }
+func (rt *Runtime) Dump() []byte { return config.Format(rt.d.Running()) }
 
 // counterKey names a service or a real server of one in zero.
 func counterKey(proto, addr, real string) string { return proto + " " + addr + " " + real }
@@ -268,7 +268,11 @@ func (rt *Runtime) tableFrom(cfg *config.Config, st *control.Status, zeroed bool
 		if zeroed {
 			ts.Stats = sub(ts.Stats, rt.zero[counterKey(s.Proto.String(), k, "")])
 		}
-		for _, r := range s.Reals {
+		// Running lists real servers in the order of the ipvsadm -a commands
+		// that rebuild them; the kernel's list (what --nosort shows) is the
+		// reverse: each -a adds at the head.
+		for i := len(s.Reals) - 1; i >= 0; i-- {
+			r := s.Reals[i]
 			d := adm.Dest{Real: r}
 			rk := netip.AddrPortFrom(r.Addr, r.Port).String()
 			if sr := reals[rk]; sr != nil {

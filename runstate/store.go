@@ -43,7 +43,7 @@ func sum(base, running string) string {
 func (s *Store) Save(base, running *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := record{Version: 1, Base: string(config.Marshal(base)), Running: string(config.Marshal(running))}
+	rec := record{Version: 1, Base: string(config.Format(base)), Running: string(config.Format(running))}
 	rec.Sum = sum(rec.Base, rec.Running)
 	data, err := json.Marshal(&rec)
 	if err != nil {

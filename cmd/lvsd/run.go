@@ -84,9 +84,8 @@ func runDaemon(args []string) int {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	rd := newRunning(d, start)
 	runstate.RestartNeeded = director.ErrRestartNeeded
-	rt := runstate.New(rd, file, runstate.Options{Store: store, Logger: log, Version: version})
+	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: version})
 	rt.Persist()
 
 	// The reload loop and the control socket stop with ctx; lvsd exits only
@@ -174,34 +173,3 @@ func (a *admin) Adm(program string, args, stdin []string, who string) adm.Result
 }
 func (a *admin) Dump() []byte   { return a.rt.Dump() }
 func (a *admin) Discard() error { return a.discard() }
-
-// running gives the director the running-table interface of runstate:
-// it remembers the table it applied. (The director's own Running and
-// ApplyRunning replace it when they exist.)
-type running struct {
-	*director.Director
-	mu  sync.Mutex
-	cfg *config.Config // guarded by mu
-}
-
-func newRunning(d *director.Director, cfg *config.Config) *running {
-	return &running{Director: d, cfg: cfg}
-}
-
-func (r *running) Running() *config.Config {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return adm.Clone(r.cfg)
-}
-
-func (r *running) ApplyRunning(cfg *config.Config, _ string) error { return r.Reload(cfg) }
-
-func (r *running) Reload(cfg *config.Config) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	err := r.Director.Reload(cfg)
-	if err == nil || errors.Is(err, director.ErrRestartNeeded) {
-		r.cfg = cfg
-	}
-	return err
-}

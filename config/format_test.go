@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// TestMarshalRoundTrip: what Marshal writes parses back into the same
+// TestFormatRoundTrip: what Format writes parses back into the same
 // Config, for the example and every valid file in testdata.
-func TestMarshalRoundTrip(t *testing.T) {
+func TestFormatRoundTrip(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.toml")
 	files = append(files, examplePath)
 	n := 0
@@ -26,7 +26,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 			continue // the files of errors
 		}
 		n++
-		out := Marshal(cfg)
+		out := Format(cfg)
 		back, err := Parse("dump", out)
 		if err != nil {
 			t.Errorf("%s: the dump does not parse: %v\n%s", f, err, out)
