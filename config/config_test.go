@@ -145,7 +145,7 @@ func TestParseValid(t *testing.T) {
 			// None of these files sets [connections] or these sysctls.
 			tt.want.Sysctl.ExpireNodestConn = defaults.ExpireNodestConn
 			tt.want.Connections = Connections{Max: defaults.MaxConnections, ReserveEstablished: defaults.ReserveEstablished,
-				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6}
+				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6, CheckRST: defaults.CheckRST}
 			tt.want.Timeouts.TCPTimeWait = defaults.TCPTimeWaitTimeout
 			tt.want.Timeouts.TCPClose = defaults.TCPCloseTimeout
 			if diff := cmp.Diff(tt.want, got, cmpOpts...); diff != "" {

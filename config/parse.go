@@ -104,6 +104,7 @@ type rawConnections struct {
 	PerSourceRate      any `toml:"per_source_rate"`
 	SourcePrefixV4     any `toml:"source_prefix_v4"`
 	SourcePrefixV6     any `toml:"source_prefix_v6"`
+	CheckRST           any `toml:"check_rst"`
 }
 
 type rawTimeouts struct {

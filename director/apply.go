@@ -299,8 +299,8 @@ func (d *Director) commitWeights(p *plan) {
 // Preconditions: d.mu is held.
 func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
-	for name := range d.ifaces {
-		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service)}
+	for name, ifc := range d.ifaces {
+		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service), Source: sourceFrom(ifc.cfg)}
 	}
 	services := make(map[lvs.ServiceKey]*runService, len(p.svcs))
 	for _, sp := range p.svcs {
@@ -328,7 +328,7 @@ func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 			d.tell(sp, "add_dest", x, sp.sched.AddDest(x))
 		}
 		sc := sp.sc
-		svc := &forward.Service{Key: sp.key, TunSrc: tunnelSource(sp.ifc.cfg), Ports: sc.Ports,
+		svc := &forward.Service{Key: sp.key, Ports: sc.Ports,
 			OnePacket: sc.OnePacket, Sched: sp.sched, Dests: sp.sched.Dests(), Stats: sp.stats, Persist: sp.persist}
 		services[sp.key] = &runService{conf: sc, svc: svc, sched: sp.sched}
 		if sc.Ports == nil {
@@ -433,6 +433,7 @@ func (d *Director) tableOptions(cfg *config.Config) {
 	d.table.SetMax(cfg.Connections.Max)
 	d.table.SetReserve(float64(cfg.Connections.ReserveEstablished) / 100)
 	d.table.SetSourceLimits(sourceLimits(&cfg.Connections))
+	d.table.SetCheckRST(cfg.Connections.CheckRST)
 	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
 	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
 	d.persist.SetExpireQuiescent(cfg.Sysctl.ExpireQuiescentTemplate)

@@ -305,15 +305,13 @@ func sameInterface(a, b config.Interface) bool {
 		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Routes, b.Routes)
 }
 
-// tunnelSource returns the outer source address of IPIP packets sent from an
-// interface: its first IPv4 DIP (zero when it has none).
-func tunnelSource(ic config.Interface) lvs.Addr {
-	for _, p := range ic.Addresses {
-		if p.Addr().Is4() {
-			return lvs.AddrFromNetip(p.Addr())
-		}
+// sourceFrom returns forward.Config.Source for an interface: the
+// interface's address toward a real server, by config.Interface.Source.
+func sourceFrom(ic config.Interface) func(netip.Addr) netip.Addr {
+	return func(dst netip.Addr) netip.Addr {
+		src, _ := ic.Source(dst)
+		return src
 	}
-	return lvs.Addr{}
 }
 
 // Forwarder returns the forwarder of an interface, for counters.
