@@ -210,3 +210,42 @@ func TestAnnounceAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestPacketPreconditions: the README's preconditions of type = "packet"
+// are checked at start. An address on the interface, or forwarding in its
+// namespace, makes the kernel answer or route the traffic beside lvsd
+// (requests then fail at random); lvsd refuses to start and says why.
+func TestPacketPreconditions(t *testing.T) {
+	lab.Skip(t)
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	tp := l.NATLab(lab.Options{Packet: true})
+	path := l.WriteFile("packet.toml", tp.Config(lab.Service{Port: 80}))
+	run := func() string {
+		t.Helper()
+		out, err := l.TryExec(tp.Director, 20*time.Second, bin.Lvsd, "run", "-c", path, "-control", path+".sock")
+		if err == nil {
+			t.Fatalf("lvsd run succeeded; want a refusal:\n%s", out)
+		}
+		return out
+	}
+
+	l.Addr(tp.Director, lab.PacketName, "198.18.1.5/24")
+	if out := run(); !strings.Contains(out, lab.PacketName) || !strings.Contains(out, "holds the address 198.18.1.5/24") {
+		t.Errorf("with an address on %s, lvsd says:\n%s", lab.PacketName, out)
+	}
+	l.IP(tp.Director, "addr", "flush", "dev", lab.PacketName)
+
+	l.Sysctl(tp.Director, "net.ipv4.ip_forward", "1")
+	if out := run(); !strings.Contains(out, fmt.Sprintf("net.ipv4.conf.%s.forwarding is 1", lab.PacketName)) {
+		t.Errorf("with forwarding on, lvsd says:\n%s", out)
+	}
+	l.Sysctl(tp.Director, "net.ipv4.ip_forward", "0")
+
+	// Both fixed, it starts and forwards.
+	tp.StartHTTP(bin, 80)
+	tp.StartLvsd(bin, lab.LvsdOptions{}, lab.Service{Port: 80})
+	if res := tp.Get(bin, vipURL, 3); res.OK != 3 {
+		t.Errorf("after the fixes, %d of 3 requests answered: %v", res.OK, res.Err)
+	}
+}
