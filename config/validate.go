@@ -47,6 +47,10 @@ func (c *checker) build(raw *rawFile) *Config {
 	if n, ok := c.integer("connections.source_prefix_v4", raw.Connections.SourcePrefixV4, 1, 32); ok {
 		cfg.Connections.SourcePrefixV4 = int(n)
 	}
+	cfg.Connections.CheckRST = defaults.CheckRST
+	if b, ok := c.boolean("connections.check_rst", raw.Connections.CheckRST); ok {
+		cfg.Connections.CheckRST = b
+	}
 	cfg.Connections.SourcePrefixV6 = defaults.SourcePrefixV6
 	if n, ok := c.integer("connections.source_prefix_v6", raw.Connections.SourcePrefixV6, 1, 128); ok {
 		cfg.Connections.SourcePrefixV6 = int(n)

@@ -151,6 +151,8 @@ const (
 	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
 	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
 	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
+	DropV4Mapped                 // IPv6 packet with an IPv4-mapped source or destination (::ffff:a.b.c.d): never valid on the wire
+	DropRSTWindow                // RST of a NAT connection outside its receiver's window (a blind reset; [connections] check_rst)
 	NumDropReasons
 )
 
@@ -171,6 +173,8 @@ var dropNames = [NumDropReasons]string{
 	DropTooBig:        "too-big",
 	DropSourceLimit:   "source-limit",
 	DropSourceRate:    "source-rate",
+	DropV4Mapped:      "v4-mapped",
+	DropRSTWindow:     "rst-window",
 }
 
 func (r DropReason) String() string {

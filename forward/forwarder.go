@@ -216,6 +216,9 @@ type Worker struct {
 	// ops is the scratch connection entry of a one-packet datagram, which
 	// has no entry in the table (see newConn).
 	ops conntrack.Entry
+	// seg is the TCP segment of a NAT packet, for the table's window checks
+	// (see segment).
+	seg conntrack.Segment
 
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte

@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -144,6 +145,7 @@ type pkt struct {
 	src, dst       netip.AddrPort
 	proto          lvs.Proto // default TCP
 	flags          uint8     // TCP flags
+	seq            uint32    // TCP sequence number; 0 means 1000
 	ttl            uint8     // default 64
 	tos            uint8
 	df             bool
@@ -213,7 +215,7 @@ func (p pkt) build(tb testing.TB) []byte {
 	switch p.proto {
 	case lvs.TCP:
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.src.Port()), DstPort: layers.TCPPort(p.dst.Port()),
-			Seq: 1000, Window: 65535,
+			Seq: cmp.Or(p.seq, 1000), Window: 65535,
 			FIN: p.flags&fin != 0, SYN: p.flags&syn != 0, RST: p.flags&rst != 0, ACK: p.flags&ack != 0}
 		if tcp.ACK {
 			tcp.Ack = 2000

@@ -96,7 +96,14 @@ func (w *Worker) Process(p *Packet) Verdict {
 			}
 			return w.dropLog(r)
 		}
+		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP {
+			tab.Track(e, w.segment(b), true) // the client's SYN: its ISN and window scale
+		}
 	} else {
+		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP && !tab.Track(e, w.segment(b), !reply) {
+			// A blind RST: out of the window its receiver accepts.
+			return w.drop(DropRSTWindow)
+		}
 		tab.Update(e, pk.flags, !reply, now)
 	}
 
@@ -246,6 +253,14 @@ func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 	pk.ipEnd = pk.l4 + int(ip.PayloadLength())
 	pk.t.Src = lvs.AddrFrom16(ip[8:24])
 	pk.t.Dst = lvs.AddrFrom16(ip[24:40])
+	if isV4(&pk.t.Src) || isV4(&pk.t.Dst) {
+		// An lvs.Addr holds an IPv4 address as ::ffff:a.b.c.d, so such a
+		// packet would match the IPv4 services and connections of that
+		// address and be translated as theirs: a cross-family spoof.
+		// IPv4-mapped addresses never appear on the wire (RFC 4291
+		// 2.5.5.2; the kernel drops them as a source too).
+		return parsedDrop, DropV4Mapped
+	}
 	return w.parseL4(b, ip.NextHeader())
 }
 
@@ -386,6 +401,28 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	}
 	w.f.table.Update(e, pk.flags, true, now)
 	return e, Transmit, DropNone
+}
+
+// segment fills the worker's Segment from the TCP header of the parsed
+// frame b, for the table's window checks (conntrack.Table.Track).
+func (w *Worker) segment(b []byte) *conntrack.Segment {
+	pk := &w.pk
+	tcp := header.TCP(b[pk.l4:pk.ipEnd])
+	off := int(tcp.DataOffset()) // parse checked it lies within the packet
+	sg := &w.seg
+	sg.Flags = pk.flags
+	sg.Seq = tcp.SequenceNumber()
+	sg.Win = tcp.WindowSize()
+	sg.Len = uint32(len(tcp) - off)
+	sg.WScale = -1
+	if pk.flags&conntrack.FlagSYN != 0 {
+		sg.Len++
+		sg.WScale = int8(header.ParseSynOptions(tcp[header.TCPMinimumSize:off], pk.flags&conntrack.FlagACK != 0).WS)
+	}
+	if pk.flags&conntrack.FlagFIN != 0 {
+		sg.Len++
+	}
+	return sg
 }
 
 // release ends a template's control of a connection that was not created.
