@@ -61,23 +61,27 @@ func TestStrayACKGetsRST(t *testing.T) {
 
 // TestTTL: lvsd decrements the TTL of packets toward the real servers, as
 // IPVS does in every method (decrement_ttl), and answers a packet whose TTL
-// would reach zero with ICMP time exceeded from the VIP. The real server's
-// capture shows TTL 4 for a datagram sent with 5; the client's capture
-// shows the time exceeded for a datagram sent with TTL 1, which no real
-// server receives.
+// would reach zero with ICMP time exceeded from the VIP. Three datagrams
+// sent with TTL 5 reach a NAT, a DR and a TUN real server (rr) with TTL 4
+// (the TUN one's outer header too); the client's capture shows the time
+// exceeded for a datagram sent with TTL 1, which no real server receives.
 func TestTTL(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
-	tp := l.NATLab(lab.Options{Reals: 1})
-	tp.StartUDP(bin, 53)
-	rsCap := l.Capture(tp.Reals[0].NS, lab.GuestLink)
-	cliCap := l.Capture(tp.Client, lab.GuestLink)
-	tp.StartLvsd(bin, lab.LvsdOptions{}, lab.Service{Protocol: "udp", Port: 53})
+	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
+	dt.StartUDP(bin, 53)
+	dt.StartRealservers(bin)
+	var caps []*lab.Capture
+	for _, r := range dt.Reals {
+		caps = append(caps, l.Capture(r.NS, lab.GuestLink))
+	}
+	cliCap := l.Capture(dt.Client, lab.GuestLink)
+	dt.StartLvsd(bin, lab.LvsdOptions{Ready: func() error { return nil }}, dt.Service(lab.Service{Protocol: "udp", Port: 53, Scheduler: "rr"}))
 
 	send := func(ttl int, msg string) {
 		t.Helper()
-		err := lab.Do(tp.Client, func() error {
+		err := lab.Do(dt.Client, func() error {
 			c, err := net.Dial("udp", lab.VIP.String()+":53")
 			if err != nil {
 				return err
@@ -103,28 +107,20 @@ func TestTTL(t *testing.T) {
 			t.Fatalf("send with TTL %d: %v", ttl, err)
 		}
 	}
-	send(5, "ttl-five")
+	// The first datagram waits for lvsd to resolve the client's MAC and
+	// the real servers': resend until the first real server has it.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(udpSeen(caps[0], "ttl-five")) == 0 && time.Now().Before(deadline) {
+		send(5, "ttl-five")
+		time.Sleep(200 * time.Millisecond)
+	}
+	for range len(dt.Reals) - 1 {
+		send(5, "ttl-five")
+	}
 	send(1, "ttl-one")
 
-	// udpSeen returns the TTLs of the datagrams carrying msg in c.
-	udpSeen := func(c *lab.Capture, msg string, incoming bool) []uint8 {
-		var ttls []uint8
-		for _, f := range c.Frames() {
-			if f.Outgoing == incoming {
-				continue
-			}
-			pk := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
-			ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-			udp, _ := pk.Layer(layers.LayerTypeUDP).(*layers.UDP)
-			if ip != nil && udp != nil && string(udp.Payload) == msg {
-				ttls = append(ttls, ip.TTL)
-			}
-		}
-		return ttls
-	}
 	var exceeded []string
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	for deadline = time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		exceeded = nil
 		for _, f := range cliCap.Frames() {
 			if f.Outgoing {
@@ -137,24 +133,58 @@ func TestTTL(t *testing.T) {
 				exceeded = append(exceeded, fmt.Sprintf("from %s about %q", ip.SrcIP, quotedPayload(ic.Payload)))
 			}
 		}
-		if len(exceeded) > 0 && len(udpSeen(rsCap, "ttl-five", true)) > 0 || time.Now().After(deadline) {
+		done := len(exceeded) > 0
+		for _, c := range caps {
+			done = done && len(udpSeen(c, "ttl-five")) > 0
+		}
+		if done || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	if got := udpSeen(rsCap, "ttl-five", true); len(got) != 1 || got[0] != 4 {
-		t.Errorf("the real server received the TTL-5 datagram with TTLs %v, want [4]", got)
-	}
-	if got := udpSeen(rsCap, "ttl-one", true); len(got) != 0 {
-		t.Errorf("the real server received the TTL-1 datagram (TTLs %v)", got)
+	for i, c := range caps {
+		want := "[4]"
+		if dt.Methods[i] == lab.RealTUNLvsd {
+			want = "[4 4]" // the outer header, then the inner one
+		}
+		got := udpSeen(c, "ttl-five")
+		if len(got) == 0 || got[0] != want {
+			t.Errorf("%s (%s) received the TTL-5 datagrams with TTLs %v, want each %s", dt.Reals[i].Name, dt.Methods[i], got, want)
+		}
+		if got := udpSeen(c, "ttl-one"); len(got) != 0 {
+			t.Errorf("%s received the TTL-1 datagram (TTLs %v)", dt.Reals[i].Name, got)
+		}
 	}
 	want := fmt.Sprintf("from %s about %q", lab.VIP, "ttl-one")
 	if len(exceeded) != 1 || exceeded[0] != want {
 		t.Errorf("the client got ICMP time exceeded %v, want [%s]", exceeded, want)
 	}
-	if got := tp.Status().Interfaces[0].Drops["ttl-exceeded"]; got != 1 {
+	if got := dt.Status().Interfaces[0].Drops["ttl-exceeded"]; got != 1 {
 		t.Errorf("lvsd counts %d ttl-exceeded drops, want 1", got)
 	}
+}
+
+// udpSeen returns, for each datagram carrying msg that c saw arrive, the
+// TTLs of its IPv4 headers, outermost first.
+func udpSeen(c *lab.Capture, msg string) []string {
+	var seen []string
+	for _, f := range c.Frames() {
+		if f.Outgoing {
+			continue
+		}
+		pk := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
+		udp, _ := pk.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if udp == nil || string(udp.Payload) != msg {
+			continue
+		}
+		var ttls []uint8
+		for _, l := range pk.Layers() {
+			if ip, ok := l.(*layers.IPv4); ok {
+				ttls = append(ttls, ip.TTL)
+			}
+		}
+		seen = append(seen, fmt.Sprint(ttls))
+	}
+	return seen
 }
 
 // quotedPayload returns the UDP payload of the packet an ICMP error quotes.
