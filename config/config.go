@@ -178,6 +178,11 @@ type Service struct {
 	// client addressed (its real servers have Port 0) and, when persistent,
 	// shares a client's template across its ports.
 	Ports []uint16
+	// Mark is the firewall mark under which ipvsadm's command line and
+	// listings (lvsd adm) show a service over a list of ports: `fwmark`
+	// in the file, else the lowest mark no other service has, given in
+	// file order. 0 for every other service.
+	Mark uint32
 	// Scheduler is an ipvsadm scheduler name that package sched knows.
 	Scheduler string
 	// SchedFlags are ipvsadm -b flags, each known and matching Scheduler.

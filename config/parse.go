@@ -139,6 +139,7 @@ type rawService struct {
 	Address         any       `toml:"address"`
 	Port            any       `toml:"port"`
 	Ports           any       `toml:"ports"`
+	Fwmark          any       `toml:"fwmark"`
 	Scheduler       any       `toml:"scheduler"`
 	SchedulerFlags  any       `toml:"scheduler_flags"`
 	Method          any       `toml:"method"`

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -110,7 +111,54 @@ func (c *checker) build(raw *rawFile) *Config {
 		}
 		cfg.Services = append(cfg.Services, svc)
 	}
+	c.marks(cfg, raw)
 	return cfg
+}
+
+// marks checks the fwmark keys and gives every service over a list of
+// ports that has none the lowest mark not taken, in file order.
+func (c *checker) marks(cfg *Config, raw *rawFile) {
+	used := make(map[uint32]string)
+	var keys []string // key of each service in cfg.Services
+	for i := range raw.VirtualServer {
+		key := fmt.Sprintf("virtual_server[%d]", i)
+		if raw.VirtualServer[i].Fwmark == nil {
+			continue
+		}
+		n, good := c.integer(key+".fwmark", raw.VirtualServer[i].Fwmark, 1, math.MaxUint32)
+		switch {
+		case !good:
+		case raw.VirtualServer[i].Ports == nil:
+			c.errorf(key+".fwmark", "applies to a service over a list of ports (ports = [...]) only")
+		case used[uint32(n)] != "":
+			c.errorf(key+".fwmark", "%d is already the mark of %s", n, used[uint32(n)])
+		default:
+			used[uint32(n)] = key
+		}
+	}
+	if len(c.errs) > 0 {
+		return
+	}
+	for i := range raw.VirtualServer {
+		keys = append(keys, fmt.Sprintf("virtual_server[%d]", i))
+	}
+	next := uint32(1)
+	for i := range cfg.Services {
+		svc := &cfg.Services[i]
+		if svc.Ports == nil {
+			continue
+		}
+		if v := raw.VirtualServer[i].Fwmark; v != nil {
+			n, _ := c.integer(keys[i]+".fwmark", v, 1, math.MaxUint32)
+			svc.Mark = uint32(n)
+			continue
+		}
+		for used[next] != "" {
+			next++
+		}
+		svc.Mark = next
+		used[next] = keys[i]
+	}
 }
 
 type svcKey struct {

@@ -79,6 +79,9 @@ type Director struct {
 	reloadErr string
 	// reloadFailures counts reloads that were refused. Guarded by mu.
 	reloadFailures uint64
+	// restartNeeded is why the last reload, which applied the services,
+	// needs a restart for interface changes; "" otherwise. Guarded by mu.
+	restartNeeded string
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
 	stopped bool
@@ -257,12 +260,14 @@ func (d *Director) Close() { d.st.Close() }
 func (d *Director) NoteReload(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err == nil {
-		d.reloadErr = ""
-		return
-	}
-	d.reloadErr = err.Error()
-	if !errors.Is(err, ErrRestartNeeded) {
+	d.reloadErr, d.restartNeeded = "", ""
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrRestartNeeded):
+		// Applied: not stale, but the interfaces wait for a restart.
+		d.restartNeeded = err.Error()
+	default:
+		d.reloadErr = err.Error()
 		d.reloadFailures++
 	}
 }

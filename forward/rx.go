@@ -52,7 +52,8 @@ const (
 //
 // p.Buf stays the caller's: Process never retains it nor p. For packets of
 // known connections Process takes only one connection-table shard read lock
-// and allocates nothing; a new connection allocates its table entry.
+// and allocates nothing; a new connection allocates nothing either once the
+// table has grown to its working size (its entry reuses a freed slab slot).
 func (w *Worker) Process(p *Packet) Verdict {
 	if p.Off < 0 || p.Len < 0 || p.Off > len(p.Buf) || p.Len > len(p.Buf)-p.Off {
 		return w.drop(DropTruncated)
