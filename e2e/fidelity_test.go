@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -196,24 +197,29 @@ func quotedPayload(q []byte) string {
 }
 
 // TestAnnounceAfterRestart: lvsd restarted with another MAC is reachable at
-// once. Its gratuitous ARP for each DIP and VIP makes the client (which
-// holds the old MAC for the VIP) and the real servers (which hold it for
-// their gateway, a DIP) update their neighbour caches; without it every
-// request fails until those entries expire (tens of seconds).
+// once, over IPv4 and IPv6. Its gratuitous ARP and unsolicited neighbour
+// advertisement for each DIP and VIP make the client (which holds the old
+// MAC for the VIPs) and the real servers (which hold it for their gateway, a
+// DIP) update their neighbour caches; without them every request fails
+// until those entries expire (tens of seconds).
 func TestAnnounceAfterRestart(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
-	tp := l.NATLab(lab.Options{})
+	tp := l.NATLab(lab.Options{IPv6: true})
 	tp.StartHTTP(bin, 80)
-	svc := lab.Service{Port: 80, Scheduler: "rr"}
-	p := tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
-	if res := tp.Get(bin, vipURL, 9); res.OK != 9 {
-		t.Fatalf("before the restart: %d of 9 requests answered: %v", res.OK, res.Err)
+	svcs := []lab.Service{{Port: 80, Scheduler: "rr"}, {VIP: lab.VIP6, Port: 80, Scheduler: "rr"}}
+	vip6URL := "http://[" + lab.VIP6.String() + "]/"
+	p := tp.StartLvsd(bin, lab.LvsdOptions{}, svcs...)
+	for _, u := range []string{vipURL, vip6URL} {
+		if res := tp.Get(bin, u, 9); res.OK != 9 {
+			t.Fatalf("before the restart: %d of 9 requests to %s answered: %v", res.OK, u, res.Err)
+		}
 	}
-	old := tp.MAC
-	if mac, _ := l.Neighbor(tp.Client, lab.VIP.String()); !strings.EqualFold(mac, old) {
-		t.Fatalf("the client holds %q for the VIP, want lvsd's %s", mac, old)
+	for _, vip := range []netip.Addr{lab.VIP, lab.VIP6} {
+		if mac, _ := l.Neighbor(tp.Client, vip.String()); !strings.EqualFold(mac, tp.MAC) {
+			t.Fatalf("the client holds %q for %s, want lvsd's %s", mac, vip, tp.MAC)
+		}
 	}
 
 	if err := p.Stop(); err != nil {
@@ -222,21 +228,27 @@ func TestAnnounceAfterRestart(t *testing.T) {
 	tp.MAC = "02:00:5e:10:00:77"
 	// Ready as soon as lvsd holds the device: the requests below are the
 	// test.
-	tp.StartLvsd(bin, lab.LvsdOptions{Ready: func() error { return nil }}, svc)
+	tp.StartLvsd(bin, lab.LvsdOptions{Ready: func() error { return nil }}, svcs...)
 
 	// Every request succeeds within a couple of seconds, none waits for a
 	// neighbour entry to expire.
-	start := time.Now()
-	res := tp.Get(bin, vipURL, 9, "-timeout", "2s")
-	if res.OK != 9 {
-		t.Errorf("after the restart with a new MAC: %d of 9 requests answered in %v: %v\n%s", res.OK, time.Since(start).Round(time.Millisecond), res.Err, res.Output)
+	for _, u := range []string{vipURL, vip6URL} {
+		start := time.Now()
+		res := tp.Get(bin, u, 9, "-timeout", "2s")
+		if res.OK != 9 {
+			t.Errorf("after the restart with a new MAC: %d of 9 requests to %s answered in %v: %v\n%s", res.OK, u, time.Since(start).Round(time.Millisecond), res.Err, res.Output)
+		}
 	}
-	if mac, _ := l.Neighbor(tp.Client, lab.VIP.String()); !strings.EqualFold(mac, tp.MAC) {
-		t.Errorf("the client holds %q for the VIP, want the new %s", mac, tp.MAC)
+	for _, vip := range []netip.Addr{lab.VIP, lab.VIP6} {
+		if mac, _ := l.Neighbor(tp.Client, vip.String()); !strings.EqualFold(mac, tp.MAC) {
+			t.Errorf("the client holds %q for %s, want the new %s", mac, vip, tp.MAC)
+		}
 	}
 	for _, r := range tp.Reals {
-		if mac, _ := l.Neighbor(r.NS, lab.RealGateway.String()); mac != "" && !strings.EqualFold(mac, tp.MAC) {
-			t.Errorf("%s holds %q for its gateway %s, want the new %s", r.Name, mac, lab.RealGateway, tp.MAC)
+		for _, gw := range []netip.Addr{lab.RealGateway, lab.RealGateway6} {
+			if mac, _ := l.Neighbor(r.NS, gw.String()); mac != "" && !strings.EqualFold(mac, tp.MAC) {
+				t.Errorf("%s holds %q for its gateway %s, want the new %s", r.Name, mac, gw, tp.MAC)
+			}
 		}
 	}
 }
