@@ -73,15 +73,26 @@ func Open(spec Spec) ([]Device, [6]byte, error) {
 	if spec.Kind == TUN {
 		mac = [6]byte{}
 	}
-	existed := linkExists(spec.Name)
+	index := linkIndex(spec.Name)
+	existed := index != ""
+	missing := fmt.Errorf("interface %q does not exist and create = false: create it first (`ip tuntap add %s mode %s`) or set create = true", spec.Name, spec.Name, map[Kind]string{TAP: "tap", TUN: "tun"}[spec.Kind])
 	if !existed && !spec.Create {
-		return nil, mac, fmt.Errorf("interface %q does not exist and create = false: create it first (`ip tuntap add %s mode %s`) or set create = true", spec.Name, spec.Name, map[Kind]string{TAP: "tap", TUN: "tun"}[spec.Kind])
+		return nil, mac, missing
 	}
 	tuns, err := OpenTun(TunOptions{
 		Name: spec.Name, TAP: spec.Kind == TAP, VNetHdr: spec.VNetHdr, Queues: spec.Queues, MAC: mac,
 	})
 	if err != nil {
 		return nil, mac, fmt.Errorf("interface %q: %w", spec.Name, err)
+	}
+	if !spec.Create && linkIndex(spec.Name) != index {
+		// TUNSETIFF creates a device it does not find: the one seen before
+		// was going away (deleted under lvsd), and this is a new one,
+		// which create = false forbids. Closing it removes it.
+		for _, t := range tuns {
+			t.Close()
+		}
+		return nil, mac, missing
 	}
 	fail := func(err error) ([]Device, [6]byte, error) {
 		for _, t := range tuns {

@@ -20,9 +20,16 @@ func (d *Tun) setPersist() error {
 
 // linkExists reports whether the network interface name exists in lvsd's
 // network namespace.
-func linkExists(name string) bool {
-	_, err := os.Stat(filepath.Join("/sys/class/net", name))
-	return err == nil
+func linkExists(name string) bool { return linkIndex(name) != "" }
+
+// linkIndex returns the interface index of name as sysfs shows it, or ""
+// when there is no such interface.
+func linkIndex(name string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "ifindex"))
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // joinBridge makes name a port of bridge br (SIOCBRADDIF) unless it is one

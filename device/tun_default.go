@@ -38,4 +38,5 @@ func IsFatal(err error) bool { return errors.Is(err, errNotLinux) }
 
 func (d *Tun) setPersist() error       { return errNotLinux }
 func linkExists(name string) bool      { return false }
+func linkIndex(name string) string     { return "" }
 func joinBridge(name, br string) error { return errNotLinux }
