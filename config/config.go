@@ -9,6 +9,7 @@ import (
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
 )
 
 // Config is a validated configuration. Parse returns a fresh value whose
@@ -210,6 +211,11 @@ type Service struct {
 	// client addressed (its real servers have Port 0) and, when persistent,
 	// shares a client's template across its ports.
 	Ports []uint16
+	// Mark is the firewall mark under which ipvsadm's command line and
+	// listings (lvsd adm) show a service over a list of ports: `fwmark`
+	// in the file, else the lowest mark no other service has, given in
+	// file order. 0 for every other service.
+	Mark uint32
 	// Scheduler is an ipvsadm scheduler name that package sched knows.
 	Scheduler string
 	// SchedFlags are ipvsadm -b flags, each known and matching Scheduler.
@@ -326,12 +332,13 @@ type Defaults struct {
 // defaults is unexported so that nothing can change what Parse does behind
 // its back; DefaultValues hands out copies.
 var defaults = Defaults{
-	TCPTimeout:    900 * time.Second,
-	TCPFinTimeout: 120 * time.Second,
-	UDPTimeout:    300 * time.Second,
+	// The connection table's own defaults: one source.
+	TCPTimeout:    conntrack.DefaultTCPTimeout,
+	TCPFinTimeout: conntrack.DefaultTCPFinTimeout,
+	UDPTimeout:    conntrack.DefaultUDPTimeout,
 
-	TCPTimeWaitTimeout: 120 * time.Second,
-	TCPCloseTimeout:    10 * time.Second,
+	TCPTimeWaitTimeout: conntrack.TCPTimeWaitTimeout,
+	TCPCloseTimeout:    conntrack.TCPCloseTimeout,
 
 	LinkType: TAP,
 	Create:   true,
@@ -340,7 +347,7 @@ var defaults = Defaults{
 	Offload:  true,
 	OnLoss:   Reattach,
 
-	Scheduler: "wlc",
+	Scheduler: sched.Default,
 	Method:    lvs.DR,
 	Weight:    1,
 

@@ -28,7 +28,7 @@ func (d *Director) Status() control.Status {
 		svcRates[ss.Service] = rates(ss.Rates)
 	}
 	d.mu.Lock()
-	reloadErr, reloadFailures := d.reloadErr, d.reloadFailures
+	reloadErr, reloadFailures, restartNeeded := d.reloadErr, d.reloadFailures, d.restartNeeded
 	cfg := d.cfg
 	dests := d.dests
 	svcs := d.services
@@ -37,6 +37,7 @@ func (d *Director) Status() control.Status {
 	st := control.Status{
 		Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len(),
 		ConfigStale: reloadErr != "", LastReloadError: reloadErr, ReloadFailures: reloadFailures,
+		RestartNeeded: restartNeeded,
 		Table: control.Table{
 			Max: ts.Max, Unestablished: ts.Unestablished, Evicted: ts.Evicted, Refused: ts.Refused,
 			NodestExpired: ts.NodestExpired, Reused: ts.Reused, SourceLimited: ts.SourceLimited, SourceRated: ts.SourceRated,

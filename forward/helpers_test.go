@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
@@ -99,8 +100,8 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
 		}
-		if s.tunSrc.IsValid() {
-			svc.TunSrc = lvs.AddrFromNetip(s.tunSrc)
+		if src := s.tunSrc; src.IsValid() {
+			cfg.Source = func(netip.Addr) netip.Addr { return src }
 		}
 		cfg.Services[k] = svc
 	}
@@ -429,3 +430,22 @@ func summarize(tb testing.TB, link forward.Framing, frame []byte) summary {
 func macStr(m lvs.MAC) string { return net.HardwareAddr(m[:]).String() }
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
+
+// ttlDecremented returns a copy of frame (of a link of framing link) with
+// its TTL or hop limit one lower and, for IPv4, the header checksum
+// computed from scratch: the plain reference of the fast path's
+// incremental update.
+func ttlDecremented(tb testing.TB, link forward.Framing, frame []byte) []byte {
+	tb.Helper()
+	out := append([]byte(nil), frame...)
+	ip := ipOf(link, out)
+	if ip[0]>>4 == 6 {
+		ip[7]--
+		return out
+	}
+	ip[8]--
+	ip[10], ip[11] = 0, 0
+	hl := int(ip[0]&0xf) * 4
+	binary.BigEndian.PutUint16(ip[10:12], ^checksum.Checksum(ip[:hl], 0))
+	return out
+}

@@ -142,8 +142,8 @@ type Route struct {
 	Gateway     netip.Addr // invalid: on-link
 }
 
-// AddNIC creates a NIC over link, assigns its addresses and routes, and
-// starts the link's readers.
+// AddNIC creates a NIC over link, assigns its addresses and routes, starts
+// the link's readers, and announces the addresses (see announce).
 func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 	st.mu.Lock()
 	st.nextNIC++
@@ -173,6 +173,9 @@ func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 		st.s.AddRoute(tcpip.Route{Destination: subnet(netip.MustParsePrefix("0.0.0.0/0")), NIC: tcpip.NICID(id)})
 		st.s.AddRoute(tcpip.Route{Destination: subnet(netip.MustParsePrefix("::/0")), NIC: tcpip.NICID(id)})
 	}
+	for _, p := range o.Addresses {
+		st.announceAll(id, p.Addr())
+	}
 	return id, nil
 }
 
@@ -192,12 +195,15 @@ func (st *Stack) addAddress(id NICID, p netip.Prefix) error {
 }
 
 // AddVIP adds a virtual address to a NIC: the netstack answers ARP/NDP and
-// ping for it. A VIP is a host address (/32 or /128) and adds no route.
+// ping for it, and announces it (gratuitous ARP or unsolicited neighbour
+// advertisement: see announce). A VIP is a host address (/32 or /128) and
+// adds no route.
 func (st *Stack) AddVIP(id NICID, a netip.Addr) error {
 	err := st.addAddress(id, netip.PrefixFrom(a, a.BitLen()))
 	if err != nil {
 		return fmt.Errorf("add vip: %w", err)
 	}
+	st.announceAll(id, a)
 	return nil
 }
 
