@@ -156,7 +156,10 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second)
 	defer cancel()
-	var ok, failed atomic.Int64
+	// failed counts per client kind: [0] one connection per request, [1]
+	// keep-alive.
+	var ok atomic.Int64
+	var failed [2]atomic.Int64
 	var errMu sync.Mutex
 	var errs []string
 	client := func(keepAlive bool) {
@@ -172,7 +175,11 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 				}
 			}
 			if err != nil && ctx.Err() == nil {
-				failed.Add(1)
+				if keepAlive {
+					failed[1].Add(1)
+				} else {
+					failed[0].Add(1)
+				}
 				errMu.Lock()
 				if len(errs) < 10 {
 					errs = append(errs, err.Error())
@@ -199,6 +206,7 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 		append(slices.Clone([]string{"-a"}), append(vs, "-r", "198.18.2.13:8080", "-m", "-w", "1")...),
 	}
 	var lat []time.Duration
+	deletes := 0
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; ctx.Err() == nil; i++ {
@@ -211,15 +219,22 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 				t.Fatalf("change %v: %v %+v", steps[i%len(steps)], err, res)
 			}
 			lat = append(lat, time.Since(start))
+			if steps[i%len(steps)][0] == "-d" {
+				deletes++
+			}
 		}
 	}
 	wg.Wait()
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
-	t.Logf("%d s: %d requests ok, %d failed; %d changes, time to apply one: p50 %v p99 %v max %v",
-		secs, ok.Load(), failed.Load(), len(lat), p(0.5), p(0.99), lat[len(lat)-1])
-	if failed.Load() > 0 {
-		t.Errorf("%d requests failed under changes; first errors:\n%s", failed.Load(), strings.Join(errs, "\n"))
+	t.Logf("%d s: %d requests ok, %d failed (%d one-connection, %d keep-alive); %d changes (%d deletes), time to apply one: p50 %v p99 %v max %v",
+		secs, ok.Load(), failed[0].Load()+failed[1].Load(), failed[0].Load(), failed[1].Load(), len(lat), deletes, p(0.5), p(0.99), lat[len(lat)-1])
+	// No change may fail a request, with one exception lvsd shares with
+	// IPVS: a keep-alive connection whose real server is deleted ends (here
+	// its next request times out: lvsd drops such a connection's packets
+	// without a reset), at most once per keep-alive client and delete.
+	if failed[0].Load() > 0 || failed[1].Load() > int64(2*deletes) {
+		t.Errorf("requests failed under changes; first errors:\n%s", strings.Join(errs, "\n"))
 	}
 	if ok.Load() == 0 || len(lat) < secs*5 {
 		t.Errorf("too little happened: %d requests, %d changes", ok.Load(), len(lat))
