@@ -82,6 +82,10 @@ func applyTo(out *config.Config, c *Command) error {
 	if c.Has(optService) {
 		si = findService(out, c.Svc)
 	}
+	if c.Has(optPE) {
+		// lvsd has no persistence engine (IPVS's sip).
+		return refuse("Scheduler or persistence engine not found")
+	}
 	switch c.Cmd {
 	case CmdAdd:
 		if si >= 0 {
