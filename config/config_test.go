@@ -145,7 +145,7 @@ func TestParseValid(t *testing.T) {
 			// None of these files sets [connections] or these sysctls.
 			tt.want.Sysctl.ExpireNodestConn = defaults.ExpireNodestConn
 			tt.want.Connections = Connections{Max: defaults.MaxConnections, ReserveEstablished: defaults.ReserveEstablished,
-				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6}
+				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6, CheckRST: defaults.CheckRST}
 			tt.want.Timeouts.TCPTimeWait = defaults.TCPTimeWaitTimeout
 			tt.want.Timeouts.TCPClose = defaults.TCPCloseTimeout
 			if diff := cmp.Diff(tt.want, got, cmpOpts...); diff != "" {
@@ -265,16 +265,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:5: timeouts.tcp: "15x" is not a duration`,
 				`t.toml:6: timeouts.tcp_fin: "1500ms" is not a whole number of seconds`,
-				`t.toml:7: timeouts.udp: 0 is out of range 1..2147483 (seconds)`,
+				`t.toml:7: timeouts.udp: 0 is out of range 1..2073600 (seconds)`,
 			},
 		},
 		{
 			name: "timeouts out of range",
 			data: withIface(`[timeouts]`, `tcp = "0s"`, `tcp_fin = -1`, `udp = "1000h"`),
 			want: []string{
-				`t.toml:5: timeouts.tcp: "0s" is out of range 1s..596h31m23s`,
-				`t.toml:6: timeouts.tcp_fin: -1 is out of range 1..2147483 (seconds)`,
-				`t.toml:7: timeouts.udp: "1000h" is out of range 1s..596h31m23s`,
+				`t.toml:5: timeouts.tcp: "0s" is out of range 1s..576h0m0s`,
+				`t.toml:6: timeouts.tcp_fin: -1 is out of range 1..2073600 (seconds)`,
+				`t.toml:7: timeouts.udp: "1000h" is out of range 1s..576h0m0s`,
 			},
 		},
 		{

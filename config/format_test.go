@@ -1,17 +1,13 @@
 package config
 
 import (
-	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// TestFormatRoundTrip: what Format writes parses back into the same
-// Config, for the example and every valid file in testdata.
+// TestFormatRoundTrip checks that every valid file of testdata/ and the
+// example come back equal through Format and Parse.
 func TestFormatRoundTrip(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.toml")
 	files = append(files, examplePath)
@@ -23,20 +19,12 @@ func TestFormatRoundTrip(t *testing.T) {
 		}
 		cfg, err := Parse(f, data)
 		if err != nil {
-			continue // the files of errors
+			continue // the files of bad examples
 		}
 		n++
-		out := Format(cfg)
-		back, err := Parse("dump", out)
-		if err != nil {
-			t.Errorf("%s: the dump does not parse: %v\n%s", f, err, out)
-			continue
-		}
-		if diff := cmp.Diff(cfg, back, cmpopts.IgnoreFields(Config{}, "File"), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
-			t.Errorf("%s: dump round trip (-file +dump):\n%s", f, diff)
-		}
+		t.Run(filepath.Base(f), func(t *testing.T) { checkFormat(t, cfg) })
 	}
-	if n < 3 {
-		t.Fatalf("only %d valid files to dump", n)
+	if n < 5 {
+		t.Errorf("only %d valid files; the test proves little", n)
 	}
 }

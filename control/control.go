@@ -35,6 +35,9 @@ type Status struct {
 	Connections int         `json:"connections"`
 	// Table is the connection table's limit and defence counters.
 	Table Table `json:"table"`
+	// Neighbors counts the real servers' (and gateways') MACs the
+	// netstack reported unreachable.
+	Neighbors Neighbors `json:"neighbors"`
 	// ConfigStale is true while the last reload was refused: the file on
 	// disk is not what runs. LastReloadError says why.
 	ConfigStale     bool   `json:"config_stale"`
@@ -67,6 +70,19 @@ type Table struct {
 	// per_source and per_source_rate.
 	SourceLimited uint64 `json:"source_limited"`
 	SourceRated   uint64 `json:"source_rated"`
+	// RSTOutOfWindow: RST segments dropped outside their receiver's window
+	// (check_rst).
+	RSTOutOfWindow uint64 `json:"rst_out_of_window"`
+}
+
+// Neighbors are the fast path's neighbour events: Lost counts neighbours
+// reported unreachable whose last MAC the fast path kept while resolving
+// them again; Failed those unreachable long enough to be cleared
+// (no-neighbor drops follow); Unconfirmed how many are lost now.
+type Neighbors struct {
+	Lost        uint64 `json:"lost"`
+	Failed      uint64 `json:"failed"`
+	Unconfirmed int    `json:"unconfirmed"`
 }
 
 // Service is a virtual service.

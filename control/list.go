@@ -10,8 +10,10 @@ import (
 // reason included (reasons with a zero count are left out).
 func WriteCounters(w io.Writer, st *Status) {
 	t := &st.Table
-	fmt.Fprintf(w, "table: %d of %d connections (%d unestablished); evicted %d refused %d; nodest expired %d; reused %d; source limited %d rated %d\n",
-		st.Connections, t.Max, t.Unestablished, t.Evicted, t.Refused, t.NodestExpired, t.Reused, t.SourceLimited, t.SourceRated)
+	fmt.Fprintf(w, "table: %d of %d connections (%d unestablished); evicted %d refused %d; nodest expired %d; reused %d; source limited %d rated %d; rst out of window %d\n",
+		st.Connections, t.Max, t.Unestablished, t.Evicted, t.Refused, t.NodestExpired, t.Reused, t.SourceLimited, t.SourceRated, t.RSTOutOfWindow)
+	fmt.Fprintf(w, "neighbours: lost %d (MAC kept while resolving), failed %d, unconfirmed now %d\n",
+		st.Neighbors.Lost, st.Neighbors.Failed, st.Neighbors.Unconfirmed)
 	for _, i := range st.Interfaces {
 		fmt.Fprintf(w, "%s: rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d\n",
 			i.Name, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns)

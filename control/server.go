@@ -319,10 +319,3 @@ func (t *tracker) state(c net.Conn, s http.ConnState) {
 		delete(t.conns, c)
 	}
 }
-
-// open is the number of tracked connections.
-func (t *tracker) open() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.conns)
-}

@@ -7,6 +7,7 @@ import (
 	"github.com/lvsd/lvsd/control"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/stack"
 )
 
 var _ control.Source = (*Director)(nil)
@@ -40,7 +41,9 @@ func (d *Director) Status() control.Status {
 		Table: control.Table{
 			Max: ts.Max, Unestablished: ts.Unestablished, Evicted: ts.Evicted, Refused: ts.Refused,
 			NodestExpired: ts.NodestExpired, Reused: ts.Reused, SourceLimited: ts.SourceLimited, SourceRated: ts.SourceRated,
+			RSTOutOfWindow: ts.RSTOutOfWindow,
 		},
+		Neighbors: neighbors(d.st.NeighborCounts()),
 	}
 	for _, sc := range cfg.Services {
 		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
@@ -117,4 +120,8 @@ func stats(s *lvs.Stats) control.Stats {
 		InBytes:  s.InBytes.Load(),
 		OutBytes: s.OutBytes.Load(),
 	}
+}
+
+func neighbors(c stack.NeighborCounts) control.Neighbors {
+	return control.Neighbors{Lost: c.Lost, Failed: c.Failed, Unconfirmed: c.Unconfirmed}
 }
