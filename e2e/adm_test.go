@@ -71,6 +71,24 @@ func TestAdmRuntimeChanges(t *testing.T) {
 		t.Fatalf("lvsd adm -Ln:\n%s", list)
 	}
 
+	// lvsd run under the name ipvsadm is ipvsadm, and finds its socket
+	// through $LVSD_CONTROL.
+	link := filepath.Join(l.Dir(), "ipvsadm")
+	if err := os.Symlink(bin.Lvsd, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "-L", "-n")
+	cmd.Env = append(os.Environ(), "LVSD_CONTROL="+tp.Control)
+	// (The first four lines: the connection counts may move meanwhile.)
+	first4 := func(s string) string { return strings.Join(strings.SplitN(s, "\n", 5)[:4], "\n") }
+	if out, err := cmd.Output(); err != nil || first4(string(out)) != first4(list) {
+		t.Errorf("ipvsadm -L -n through the symlink (%v):\n%s\nwant\n%s", err, out, list)
+	}
+	cmd = exec.Command(link, "-n", "-L")
+	if out, err := cmd.CombinedOutput(); !strings.Contains(string(out), "Try `ipvsadm -h' or 'ipvsadm --help' for more information.") {
+		t.Errorf("ipvsadm -n -L: %v\n%s", err, out)
+	}
+
 	// Drain rs1: the others share the new connections 2:1.
 	adm(t, bin, tp, "", "-e", "-t", "198.18.1.100:80", "-r", "198.18.2.11:8080", "-m", "-w", "0")
 	drained := map[string]int{"rs2": 40, "rs3": 20}
@@ -214,18 +232,20 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	phase1 := true
-	for i := 0; ctx.Err() == nil; i++ {
+	k := 0 // the step within the phase
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
-			if phase1 && time.Now().After(half) {
-				phase1 = false
+			if phase1 && time.Now().After(half) && k%4 == 0 {
+				phase1, k = false, 0
 				failedPhase1 = [2]int64{failed[0].Load(), failed[1].Load()}
 			}
-			step := steps[i%len(steps)]
+			step := steps[k%len(steps)]
 			if phase1 {
-				step = steps[i%4]
+				step = steps[k%4]
 			}
+			k++
 			start := time.Now()
 			res, err := control.Adm(context.Background(), tp.Control, control.AdmRequest{Args: step})
 			if err != nil || res.Code != 0 {
