@@ -264,9 +264,8 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 		secs, ok.Load(), failedPhase1[0]+failedPhase1[1], failed[0].Load()+failed[1].Load()-failedPhase1[0]-failedPhase1[1],
 		failed[0].Load()-failedPhase1[0], failed[1].Load()-failedPhase1[1], deletes, len(lat), p(0.5), p(0.99), lat[len(lat)-1])
 	// Weights and drains fail no request. A delete ends the connections of
-	// its real server, as in IPVS: a request in flight on it fails (here it
-	// times out: lvsd drops such a connection's packets without a reset),
-	// at most one per client and delete.
+	// its real server, as in IPVS: a request in flight on it fails, at most
+	// one per client and delete.
 	if failedPhase1[0]+failedPhase1[1] > 0 || failed[0].Load()+failed[1].Load() > int64(4*deletes) {
 		t.Errorf("requests failed under changes; first errors:\n%s", strings.Join(errs, "\n"))
 	}
