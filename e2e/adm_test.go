@@ -273,3 +273,49 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 		t.Errorf("too little happened: %d requests, %d changes", ok.Load(), len(lat))
 	}
 }
+
+// TestAdmUnprivilegedXDG runs lvsd as an unprivileged user without
+// -control: it serves its socket in $XDG_RUNTIME_DIR, and that user's
+// lvsd list and lvsd adm find it without flags; as the socket's owner the
+// user may change the table.
+func TestAdmUnprivilegedXDG(t *testing.T) {
+	lab.Skip(t)
+	lab.NeedTools(t, "setpriv")
+	const nobody = 65534
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	xdg, err := os.MkdirTemp("", "lvt-xdg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(xdg) })
+	if err := os.Chown(xdg, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(xdg, 0o700)
+	tp := l.NATLab(lab.Options{Owner: nobody})
+	tp.StartHTTP(bin, 8080)
+	env := []string{"XDG_RUNTIME_DIR=" + xdg, "LVSD_CONTROL="}
+	tp.StartLvsd(bin, lab.LvsdOptions{UID: nobody, DefaultControl: true, Env: env}, wrrHTTP)
+	if _, err := os.Stat(filepath.Join(xdg, "lvsd.sock")); err != nil {
+		t.Fatalf("no socket in $XDG_RUNTIME_DIR: %v", err)
+	}
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid", "65534", "--regid", "65534", "--clear-groups", "--", bin.Lvsd}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asNobody("list"); err != nil || !strings.Contains(out, "TCP  198.18.1.100:80 wrr\n") {
+		t.Fatalf("lvsd list as the same user, no flags: %v\n%s", err, out)
+	}
+	if out, err := asNobody("adm", "-e", "-t", "198.18.1.100:80", "-r", "198.18.2.11:8080", "-m", "-w", "0"); err != nil {
+		t.Fatalf("lvsd adm -e as the socket's owner: %v\n%s", err, out)
+	}
+	if out, _ := asNobody("adm", "-Ln"); !strings.Contains(out, fmt.Sprintf("  -> %-28s %-7s %-6d ", "198.18.2.11:8080", "Masq", 0)) {
+		t.Errorf("the drain is not listed:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(xdg, "lvsd.state")); err != nil {
+		t.Errorf("no state file beside the socket: %v", err)
+	}
+}
