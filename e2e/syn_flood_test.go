@@ -17,21 +17,15 @@ import (
 	"github.com/lvsd/lvsd/internal/lab"
 )
 
-// floodRate is the SYN rate that saturates lvsd's reader in the lab on
-// this machine class (docs/defence.md says how it was measured);
-// LVSD_FLOOD_RATE overrides it, LVSD_FLOOD_X multiplies it (3 for the
-// 3x run) and LVSD_FLOOD_SECONDS sets the flood's length (30 for the
-// documented runs; 5 in `make test`).
-const floodRate = 60_000
-
+// envInt returns the environment variable key as an integer >= 0, or def.
 func envInt(t *testing.T, key string, def int) int {
 	s := os.Getenv(key)
 	if s == "" {
 		return def
 	}
 	v, err := strconv.Atoi(s)
-	if err != nil || v <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", key, s)
+	if err != nil || v < 0 {
+		t.Fatalf("%s=%q: want an integer >= 0", key, s)
 	}
 	return v
 }
@@ -45,10 +39,17 @@ func envInt(t *testing.T, key string, def int) int {
 // table stays within its limit and lvsd's RSS within 256 MiB, and after
 // the flood the download is back at its rate and new connections all
 // succeed.
+//
+// By default the flood goes as fast as the generator can, and must exceed
+// what lvsd's reader takes in (the kernel drops the excess): the test
+// logs the ratio, the flood's multiple of the saturating rate.
+// LVSD_FLOOD_RATE sets a rate (frames per second) instead, and
+// LVSD_FLOOD_SECONDS the flood's length (5 s by default; the figures in
+// docs/defence.md are of 30 s runs).
 func TestSYNFloodEstablished(t *testing.T) {
 	lab.Skip(t)
-	rate := envInt(t, "LVSD_FLOOD_RATE", floodRate) * envInt(t, "LVSD_FLOOD_X", 1)
-	flood := time.Duration(envInt(t, "LVSD_FLOOD_SECONDS", 5)) * time.Second
+	rate := envInt(t, "LVSD_FLOOD_RATE", 0)
+	flood := time.Duration(max(envInt(t, "LVSD_FLOOD_SECONDS", 5), 1)) * time.Second
 	const (
 		maxConns  = 200_000
 		maxRSS    = 256 << 20
@@ -153,7 +154,7 @@ func TestSYNFloodEstablished(t *testing.T) {
 	floodStart := time.Since(start)
 	out, ferr := l.TryExec(tp.Client, flood+30*time.Second, bin.Labserver, "synflood",
 		"-dev", lab.GuestLink, "-dst-mac", tp.MAC, "-dst", lab.VIP.String(), "-port", "80",
-		"-rate", strconv.Itoa(rate), "-duration", flood.String(), "-count", strconv.Itoa(rate*int(flood/time.Second)+1))
+		"-rate", strconv.Itoa(rate), "-duration", flood.String(), "-count", "100000000")
 	floodEnd := time.Since(start)
 	if ferr != nil {
 		t.Fatalf("synflood: %v: %s", ferr, out)
@@ -174,7 +175,18 @@ func TestSYNFloodEstablished(t *testing.T) {
 	resp.Body.Close()
 	afterStatus := tp.Status()
 
-	t.Logf("flood: %d SYNs in %.1f s (%.0f/s, target %d/s), %d send errors", rep.Sent, rep.Seconds, float64(rep.Sent)/rep.Seconds, rate, rep.Errors)
+	// What lvsd took in of the flood: the connections it created (the
+	// flood's, and the 100 or so of the test's own clients).
+	var taken uint64
+	for _, i := range during.Interfaces {
+		taken += i.NewConns
+	}
+	ratio := float64(rep.Sent) / float64(max(taken, 1))
+	t.Logf("flood: %d SYNs in %.1f s (%.0f/s, rate %d/s, 0 = as fast as it goes), %d send errors; lvsd took in %d (%.0f/s): the flood is %.1f times that",
+		rep.Sent, rep.Seconds, float64(rep.Sent)/rep.Seconds, rate, rep.Errors, taken, float64(taken)/rep.Seconds, ratio)
+	if rate == 0 && ratio < 1.2 {
+		t.Errorf("the flood (%d SYNs) did not saturate lvsd's reader (%d taken in): the test proves nothing", rep.Sent, taken)
+	}
 	t.Logf("table during: %d/%d (%d unestablished, %d evicted, %d refused); RSS %d MiB", during.Connections, during.Table.Max,
 		during.Table.Unestablished, during.Table.Evicted, during.Table.Refused, rss>>20)
 	for _, i := range during.Interfaces {
@@ -193,6 +205,16 @@ func TestSYNFloodEstablished(t *testing.T) {
 		}
 	}
 	t.Logf("download Mbit/s by second: %s", strings.Join(secs, " "))
+	// After the flood, as before: the seconds from one after its end.
+	var pre, post, npost int64
+	pre = perSec[1].Load()
+	for s := int(floodEnd/time.Second) + 2; s < int(total/time.Second); s++ {
+		post += perSec[s].Load()
+		npost++
+	}
+	if npost == 0 || post/npost < pre*9/10 {
+		t.Errorf("download after the flood: %d bytes/s in %d seconds, before %d", post/max(npost, 1), npost, pre)
+	}
 
 	var inOK, inAll, postOK, postAll int
 	var errs []string
