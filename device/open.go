@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 )
 
 // Kind is the kind of a packet device.
@@ -60,7 +61,9 @@ type Spec struct {
 // its MTU and brought up, because the netstack's first ARP request fails at
 // once on a device that is down; when lvsd lacks the privilege for that, a
 // device that is up already is used as it is. A Packet interface is never
-// changed: it must exist, be up, be Ethernet and have at least spec.MTU.
+// changed: it must exist, be up, be Ethernet and have at least spec.MTU,
+// and the kernel must leave it to lvsd: no address on it (but an IPv6
+// link-local one), no forwarding (see checkPacketHost).
 func Open(spec Spec) ([]Device, [6]byte, error) {
 	log := spec.Logger
 	if log == nil {
@@ -145,6 +148,13 @@ func openPacket(spec Spec) ([]Device, [6]byte, error) {
 		return nil, mac, fmt.Errorf("interface %q is not an Ethernet interface", spec.Name)
 	}
 	copy(mac[:], ifi.HardwareAddr)
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, mac, fmt.Errorf("interface %q: addresses: %w", spec.Name, err)
+	}
+	if err := checkPacketHost(spec.Name, addrs, os.ReadFile); err != nil {
+		return nil, mac, err
+	}
 	socks, err := OpenAFPacket(AFPacketOptions{Name: spec.Name, VNetHdr: spec.VNetHdr, Queues: spec.Queues})
 	if err != nil {
 		return nil, mac, fmt.Errorf("interface %q: %w", spec.Name, err)
