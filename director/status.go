@@ -88,6 +88,8 @@ func (d *Director) Status() control.Status {
 		i := control.Interface{
 			Name:         ic.Name,
 			Type:         ic.Type.String(),
+			State:        map[bool]string{false: "up", true: "lost"}[ifc.link.Lost()],
+			Reattached:   ifc.reattached.Load(),
 			ForwardedIn:  c.ForwardedIn,
 			ForwardedOut: c.ForwardedOut,
 			ToStack:      c.ToStack,
