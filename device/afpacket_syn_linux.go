@@ -6,15 +6,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SYN steering. Each AFPacket receives on two sockets: TCP segments with
-// SYN set (SYNs and SYN-ACKs: new-connection traffic) on one, everything
-// else on the other. The kernel queues them apart, so a SYN flood fills
+// SYN steering. Each AFPacket receives on two sockets: TCP SYNs (SYN set,
+// ACK clear: what a flood of new connections sends) on one, everything else
+// on the other. The kernel queues them apart, so a SYN flood fills
 // only its own socket's buffer and the kernel drops the flood's excess there
 // (before lvsd reads a byte or touches its table), while the frames of
 // established flows wait in a queue the flood cannot fill. The reader
 // serves the established queue first and gives new connections a budget:
 // at least synReserve slots of every batch, and whatever the established
 // queue leaves free.
+//
+// SYN-ACKs stay with the established traffic: a real server's SYN-ACK
+// completes a connection lvsd already admitted and must not be lost in the
+// flood's queue (with it there, a legitimate connection had two chances to
+// lose a segment instead of one), and real servers send no more of them
+// than lvsd forwarded SYNs, which the budget bounds.
 
 // synReserve is the share of a receive batch kept for the SYN socket when
 // the other queue is busy: 8 of 32, so that new connections are never
@@ -31,13 +37,14 @@ const (
 	offIPv6Flags = 14 + 40 + 13
 	offTCPFlags  = 14 + 13 // after the IPv4 header, whose length is in X
 	tcpSYN       = 0x02
+	tcpACK       = 0x10
 )
 
 // steerFilter returns the classic BPF program of a receive socket: it
 // drops frames the kernel marked for another host (PACKET_OTHERHOST) or
 // sent by this host (PACKET_OUTGOING, for kernels before
-// PACKET_IGNORE_OUTGOING), and of the rest passes TCP segments with
-// SYN set (IPv4 not a fragment, or IPv6 with TCP as the first next header)
+// PACKET_IGNORE_OUTGOING), and of the rest passes TCP SYNs (SYN set, ACK
+// clear; IPv4 not a fragment, or IPv6 with TCP as the first next header)
 // if syn, and all other frames if not. Together, the two programs pass each
 // frame to exactly one socket.
 func steerFilter(syn bool) []unix.SockFilter {
@@ -47,9 +54,9 @@ func steerFilter(syn bool) []unix.SockFilter {
 		synV, otherV = pass, 0
 	}
 	const (
-		lSYN   = 17
-		lOther = 18
-		lDrop  = 19
+		lSYN   = 18
+		lOther = 19
+		lDrop  = 20
 		lV6    = 13
 		lFlags = 16
 	)
@@ -72,10 +79,11 @@ func steerFilter(syn bool) []unix.SockFilter {
 		/* 13 */ {Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: offIPv6Next},
 		/* 14 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: j(14, lOther), K: unix.IPPROTO_TCP},
 		/* 15 */ {Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: offIPv6Flags},
-		/* 16 */ {Code: unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K, Jt: j(16, lSYN), Jf: j(16, lOther), K: tcpSYN},
-		/* 17 */ {Code: unix.BPF_RET | unix.BPF_K, K: synV},
-		/* 18 */ {Code: unix.BPF_RET | unix.BPF_K, K: otherV},
-		/* 19 */ {Code: unix.BPF_RET | unix.BPF_K, K: 0},
+		/* 16 */ {Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: tcpSYN | tcpACK},
+		/* 17 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: j(17, lSYN), Jf: j(17, lOther), K: tcpSYN},
+		/* 18 */ {Code: unix.BPF_RET | unix.BPF_K, K: synV},
+		/* 19 */ {Code: unix.BPF_RET | unix.BPF_K, K: otherV},
+		/* 20 */ {Code: unix.BPF_RET | unix.BPF_K, K: 0},
 	}
 }
 
