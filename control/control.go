@@ -149,6 +149,11 @@ type Interface struct {
 	TxFrames     uint64            `json:"tx_frames"`
 	RxErrors     uint64            `json:"rx_errors"`
 	TxErrors     uint64            `json:"tx_errors"`
+	// KernelDrops and KernelSYN are the frames the kernel dropped before
+	// lvsd read them (a full socket buffer), in the established and the SYN
+	// queue of a packet interface (docs/defence.md); 0 for TAP and TUN.
+	KernelDrops uint64 `json:"kernel_drops"`
+	KernelSYN   uint64 `json:"kernel_syn_drops"`
 	// Queues are the frames per device queue (TAP queue or AF_PACKET
 	// socket), by index; their sums are RxFrames and TxFrames.
 	Queues []Queue `json:"queues"`

@@ -2,6 +2,7 @@ package device
 
 import (
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -140,4 +141,31 @@ func (d *AFPacket) recvInto(b *mmsgBatch, fd int, bufs [][]byte, sizes []int) (i
 			return 0, os.NewSyscallError("recvmmsg", errno)
 		}
 	}
+}
+
+// kernelDrops accumulates the kernel's drop counts of a device's two
+// receive sockets (PACKET_STATISTICS, which the kernel resets on every
+// read); mu serialises the reads so that no count is lost or added twice.
+type kernelDrops struct {
+	mu       sync.Mutex
+	est, syn uint64 // guarded by mu
+}
+
+// KernelDrops returns how many frames the kernel dropped, since the device
+// was opened, because the established socket's buffer (established) or the
+// SYN socket's (syn) was full: frames lvsd never read. Any goroutine may
+// call it; after Close it returns the last counts.
+func (d *AFPacket) KernelDrops() (established, syn uint64) {
+	d.drops.mu.Lock()
+	defer d.drops.mu.Unlock()
+	if d.g.enter() == nil {
+		if s, err := unix.GetsockoptTpacketStats(d.rxfd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			d.drops.est += uint64(s.Drops)
+		}
+		if s, err := unix.GetsockoptTpacketStats(d.synfd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			d.drops.syn += uint64(s.Drops)
+		}
+		d.g.leave()
+	}
+	return d.drops.est, d.drops.syn
 }

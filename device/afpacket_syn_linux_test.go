@@ -64,7 +64,8 @@ func isSYN(f []byte) bool {
 // device's receive buffer loses none of the frames that come after it and
 // are not SYNs (ACKs, SYN-ACKs, UDP, a SYN-flagged byte in a non-first
 // fragment): they wait in their own queue, and the next ReadBatch returns
-// them first, leaving a quarter of the batch to SYNs. With one queue for all, the flood's backlog would make the
+// them first, leaving a quarter of the batch to SYNs. KernelDrops counts
+// the flood's excess in the SYN queue, and nothing in the other. With one queue for all, the flood's backlog would make the
 // kernel drop the later frames.
 func TestPacketSYNSteering(t *testing.T) {
 	lab := devicetest.NewLoopback(t, device.AFPacketOptions{})
@@ -128,5 +129,10 @@ func TestPacketSYNSteering(t *testing.T) {
 			got++
 		}
 	}
-	t.Logf("%d non-SYN frames, all in order; %d SYNs read with them", got, syns)
+	est, synDrops := d.KernelDrops()
+	t.Logf("%d non-SYN frames, all in order; %d SYNs read with them; kernel drops: %d established, %d SYN", got, syns, est, synDrops)
+	// The flood overflowed its own queue, and only that one.
+	if est != 0 || synDrops == 0 || synDrops >= flood {
+		t.Errorf("kernel drops: %d in the established queue (want 0), %d in the SYN queue (want 1 to %d)", est, synDrops, flood-1)
+	}
 }

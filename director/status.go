@@ -99,6 +99,8 @@ func (d *Director) Status() control.Status {
 			TxFrames:     ls.TxFrames,
 			RxErrors:     ls.RxErrors,
 			TxErrors:     ls.TxErrors,
+			KernelDrops:  ls.KernelDrops,
+			KernelSYN:    ls.KernelSYNDrops,
 		}
 		for r := forward.DropReason(1); r < forward.NumDropReasons; r++ {
 			i.Drops[r.String()] = c.Drops[r]
