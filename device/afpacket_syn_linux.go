@@ -14,8 +14,8 @@ import (
 // (before lvsd reads a byte or touches its table), while the frames of
 // established flows wait in a queue the flood cannot fill. The reader
 // serves the established queue first and gives new connections a budget:
-// at least synReserve slots of every batch, and whatever the established
-// queue leaves free.
+// synReserve slots of every batch while established frames are waiting,
+// the whole batch when none are.
 //
 // SYN-ACKs stay with the established traffic: a real server's SYN-ACK
 // completes a connection lvsd already admitted and must not be lost in the
@@ -23,10 +23,10 @@ import (
 // lose a segment instead of one), and real servers send no more of them
 // than lvsd forwarded SYNs, which the budget bounds.
 
-// synReserve is the share of a receive batch kept for the SYN socket when
-// the other queue is busy: 8 of 32, so that new connections are never
-// starved by established traffic, and established traffic gets at least
-// three quarters of the reader under a flood.
+// synReserve is the SYN socket's share of a receive batch while the other
+// queue has frames: 8 of 32, so that new connections are never starved by
+// established traffic, and a flood never takes more than a quarter of a
+// batch from it.
 const synReserve = AFPacketBatch / 4
 
 // Offsets in an Ethernet frame (no VLAN tag) that the filter reads.
@@ -95,8 +95,9 @@ var (
 )
 
 // readSteered is ReadBatch's receive step: it fills bufs from the
-// established queue (leaving synReserve slots) and then from the SYN queue,
-// without blocking. It returns the frames received, 0 if both queues are
+// established queue (leaving synReserve slots) and then from the SYN queue
+// (synReserve frames at most if the established queue had any), without
+// blocking. It returns the frames received, 0 if both queues are
 // empty.
 func (d *AFPacket) readSteered(bufs [][]byte, sizes []int) (int, error) {
 	want := len(bufs)
@@ -108,7 +109,15 @@ func (d *AFPacket) readSteered(bufs [][]byte, sizes []int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	m, err := d.recvInto(&d.srx, d.synfd, bufs[n:], sizes[n:])
+	// SYNs get the reserve while established frames are waiting, the
+	// whole batch only when none are: a batch full of SYNs takes longer
+	// to forward than one of established frames, and the established
+	// queue would wait (and grow) behind it.
+	syns := want - n
+	if n > 0 {
+		syns = min(syns, synReserve)
+	}
+	m, err := d.recvInto(&d.srx, d.synfd, bufs[n:n+syns], sizes[n:n+syns])
 	if err != nil {
 		return 0, err
 	}
