@@ -198,8 +198,9 @@ type Dest struct {
 	// Overloaded is set while the destination is over its upper threshold
 	// (IP_VS_DEST_F_OVERLOAD) and cleared below the lower one.
 	Overloaded atomic.Bool
-	// Available is false while health checks consider the server down; such a
-	// destination receives no new connections.
+	// Available is false while the destination is out of its service's
+	// list (removed by a reload or a runtime change, or taken out by a
+	// health edge); such a destination receives no new connections.
 	Available atomic.Bool
 
 	// ActiveConns and InactiveConns count connections as IPVS does: a TCP

@@ -34,15 +34,6 @@ func (d *Dest) SetWeight(w int32, now int64) {
 	}
 }
 
-// SetAvailable records a health-check verdict. A destination coming back
-// (false to true) starts slow start at now. Health checkers use it rather
-// than storing Available directly.
-func (d *Dest) SetAvailable(up bool, now int64) {
-	if old := d.Available.Swap(up); up && !old {
-		d.StartRamp(now)
-	}
-}
-
 // StartRamp starts slow start at now: for SlowStart nanoseconds the
 // destination's effective weight ramps up from 1/RampSteps of its weight.
 // Without SlowStart it changes nothing.

@@ -14,9 +14,10 @@
 // # Ownership
 //
 // New copies the slice of destinations, never the destinations: a *lvs.Dest
-// is shared with the control plane, the health checker and the connection
-// table. This package only reads a Dest (weight, flags and counters, all
-// atomically) and never writes one. A scheduler owns no goroutine: the
+// is shared with the director (which applies the configuration, runtime
+// changes and health edges to it) and the connection table. This package
+// only reads a Dest (weight, flags and counters, all atomically) and never
+// writes one. A scheduler owns no goroutine: the
 // periodic garbage collection of lblc and lblcr runs inline, under their lock,
 // from the Schedule call that finds it due.
 //
@@ -25,8 +26,9 @@
 //   - Weight 0 is a quiescent destination, as in IPVS: never chosen for a new
 //     connection.
 //   - Overloaded is IP_VS_DEST_F_OVERLOAD: every scheduler skips it.
-//   - Available false (health check down) stands for the kernel's removal of
-//     the destination from the service list: never chosen. wrr recomputes its
+//   - Available false (the destination left its service's list: removed, or
+//     taken out by a health edge) stands for the kernel's removal of the
+//     destination from the service list: never chosen. wrr recomputes its
 //     cycle as the kernel does when a destination is deleted. The hashing
 //     tables keep the slot of such a destination, so without a fallback flag
 //     its flows get no destination (sh, dh, mh) or, with sh-fallback,
@@ -41,5 +43,5 @@
 //     destination's ramp; lc counts connections divided by it. Outside slow
 //     start every ramp is the same, so the choices are the kernel's. The
 //     clock (Options.Clock) must be the one the control plane passes to
-//     lvs.Dest.SetWeight, SetAvailable and StartRamp. See slowstart.go.
+//     lvs.Dest.SetWeight and StartRamp. See slowstart.go.
 package sched
