@@ -62,8 +62,9 @@ var (
 	dirMAC    = pkttest.HW(pkttest.DirMAC)
 	clientMAC = pkttest.HW(pkttest.CliMAC)
 	rsMAC     = map[string]net.HardwareAddr{
-		"192.0.2.21": {0x02, 0, 0x5e, 0, 0, 0x21},
-		"192.0.2.22": {0x02, 0, 0x5e, 0, 0, 0x22},
+		"192.0.2.21":  {0x02, 0, 0x5e, 0, 0, 0x21},
+		"192.0.2.22":  {0x02, 0, 0x5e, 0, 0, 0x22},
+		"192.0.2.150": {0x02, 0, 0x5e, 0, 0, 0x50},
 	}
 	clientIP = net.IP(pkttest.Cli4.AsSlice())
 	vip      = net.IP(pkttest.VIP4.AsSlice())

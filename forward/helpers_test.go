@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
@@ -98,8 +99,8 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
 		}
-		if s.tunSrc.IsValid() {
-			svc.TunSrc = lvs.AddrFromNetip(s.tunSrc)
+		if src := s.tunSrc; src.IsValid() {
+			cfg.Source = func(netip.Addr) netip.Addr { return src }
 		}
 		cfg.Services[k] = svc
 	}
@@ -143,6 +144,7 @@ type pkt struct {
 	src, dst       netip.AddrPort
 	proto          lvs.Proto // default TCP
 	flags          uint8     // TCP flags
+	seq            uint32    // TCP sequence number; 0 means 1000
 	ttl            uint8     // default 64
 	tos            uint8
 	df             bool
@@ -166,7 +168,7 @@ func (p pkt) build(tb testing.TB) []byte {
 	tb.Helper()
 	return pkttest.Frame{
 		L3: p.link == forward.IP, DstMAC: p.dstMAC, SrcMAC: p.srcMAC, Src: p.src, Dst: p.dst,
-		Proto: uint8(p.proto), Flags: p.flags, TTL: p.ttl, TOS: p.tos, DF: p.df, FragOff: p.fragOff, MF: p.mf,
+		Proto: uint8(p.proto), Flags: p.flags, Seq: p.seq, TTL: p.ttl, TOS: p.tos, DF: p.df, FragOff: p.fragOff, MF: p.mf,
 		IPOptions: p.ipOptions, Payload: p.payload, ZeroUDPCsum: p.zeroUDPCsum, Pad: p.pad,
 	}.Build(tb)
 }
@@ -227,3 +229,22 @@ func summarize(tb testing.TB, link forward.Framing, frame []byte) summary {
 func macStr(m lvs.MAC) string { return pkttest.HW(m).String() }
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return pkttest.AP(a, port) }
+
+// ttlDecremented returns a copy of frame (of a link of framing link) with
+// its TTL or hop limit one lower and, for IPv4, the header checksum
+// computed from scratch: the plain reference of the fast path's
+// incremental update.
+func ttlDecremented(tb testing.TB, link forward.Framing, frame []byte) []byte {
+	tb.Helper()
+	out := append([]byte(nil), frame...)
+	ip := ipOf(link, out)
+	if ip[0]>>4 == 6 {
+		ip[7]--
+		return out
+	}
+	ip[8]--
+	ip[10], ip[11] = 0, 0
+	hl := int(ip[0]&0xf) * 4
+	binary.BigEndian.PutUint16(ip[10:12], ^checksum.Checksum(ip[:hl], 0))
+	return out
+}

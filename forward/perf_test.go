@@ -54,6 +54,8 @@ func runner(tb testing.TB, w *forward.Worker, frame []byte, vnet forward.VNetHdr
 func TestProcessAllocs(t *testing.T) {
 	nat := newFlow(t, lvs.NAT, forward.Ethernet, 100)
 	natIP := newFlow(t, lvs.NAT, forward.IP, 100)
+	natRST := newFlow(t, lvs.NAT, forward.Ethernet, 100)
+	natRST.e.tab.SetCheckRST(true)
 	dr := newFlow(t, lvs.DR, forward.Ethernet, 100)
 	tun := newFlow(t, lvs.TUN, forward.Ethernet, 100)
 	std := stdEnv(t, envOpts{})
@@ -68,6 +70,8 @@ func TestProcessAllocs(t *testing.T) {
 		{name: "nat in", run: runner(t, nat.e.w, nat.in, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "nat out", run: runner(t, nat.e.w, nat.reply, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "nat in partial checksum", run: runner(t, nat.e.w, nat.in, makePartial(forward.Ethernet, append([]byte(nil), nat.in...)), forward.Transmit, nil)},
+		{name: "nat in, RST window check", run: runner(t, natRST.e.w, natRST.in, forward.VNetHdr{}, forward.Transmit, nil)},
+		{name: "nat out, RST window check", run: runner(t, natRST.e.w, natRST.reply, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "nat in ip link", run: runner(t, natIP.e.w, natIP.in, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "dr", run: runner(t, dr.e.w, dr.in, forward.VNetHdr{}, forward.Transmit, nil)},
 		{name: "tun", run: runner(t, tun.e.w, tun.in, forward.VNetHdr{}, forward.Transmit, nil)},
@@ -75,7 +79,7 @@ func TestProcessAllocs(t *testing.T) {
 		{name: "tun too big", run: tunTooBigCase(t).run(t)},
 		{name: "tun fragments", run: tunFragCase(t).run(t)},
 		{name: "to stack", run: runner(t, std.w, own, forward.VNetHdr{}, forward.ToStack, nil)},
-		{name: "drop no conn", run: runner(t, nat.e.w, pkt{src: ap(cli4, 1), dst: ap(vip4, 80), flags: ack}.build(t), forward.VNetHdr{}, forward.Drop, nil)},
+		{name: "stray ack to stack", run: runner(t, nat.e.w, pkt{src: ap(cli4, 1), dst: ap(vip4, 80), flags: ack}.build(t), forward.VNetHdr{}, forward.ToStack, nil)},
 		{
 			name: "new connection", max: 1, reason: "(1000 connections into a fresh table: its slab and index grow)",
 			run: runner(t, nat.e.w, pkt{src: ap(cli4, 1), dst: ap(vip4, 80), flags: syn}.build(t), forward.VNetHdr{}, forward.Transmit,

@@ -169,7 +169,7 @@ func TestPersistentServerDown(t *testing.T) {
 	first, _ := pe.connect(t, lvs.TCP, ap(cli4, 1), 80)
 	for _, d := range ds {
 		if d.Addr.Netip() == first {
-			d.Available.Store(false)
+			d.SetAvailable(false, pe.clk.now())
 		}
 	}
 	moved, _ := pe.connect(t, lvs.TCP, ap(cli4, 2), 80)

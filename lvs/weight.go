@@ -34,6 +34,16 @@ func (d *Dest) SetWeight(w int32, now int64) {
 	}
 }
 
+// SetAvailable sets Available; a destination coming back (false to true)
+// starts slow start at now. The director alone changes a destination's
+// membership: health checks report to director.SetRealHealth, which unlinks
+// or re-adds the destination as ipvsadm would.
+func (d *Dest) SetAvailable(up bool, now int64) {
+	if old := d.Available.Swap(up); up && !old {
+		d.StartRamp(now)
+	}
+}
+
 // StartRamp starts slow start at now: for SlowStart nanoseconds the
 // destination's effective weight ramps up from 1/RampSteps of its weight.
 // Without SlowStart it changes nothing.

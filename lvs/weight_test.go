@@ -69,16 +69,18 @@ func TestSetWeightAndAvailable(t *testing.T) {
 		t.Errorf("a quiescent destination is usable")
 	}
 	d.SetWeight(7, 60*s)
-	d.Available.Store(false) // out of its service's list
+	d.SetAvailable(false, 100*s)
 	if d.Usable() {
 		t.Errorf("an unavailable destination is usable")
 	}
+	d.SetAvailable(false, 101*s)
 	if d.Ramping(101 * s) {
-		t.Errorf("a destination going down ramps")
+		t.Errorf("a destination going (or staying) down ramps")
 	}
-	d.Available.Store(true)
-	if !d.Usable() {
-		t.Errorf("a destination back in its list is not usable")
+	d.SetAvailable(true, 200*s)
+	if !d.Usable() || !d.Ramping(200*s) || d.Ramping(210*s) {
+		t.Errorf("a recovered destination: usable %v, ramping at once %v, after 10 s %v; want true, true, false",
+			d.Usable(), d.Ramping(200*s), d.Ramping(210*s))
 	}
 }
 

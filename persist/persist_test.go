@@ -227,7 +227,8 @@ func TestInvalidation(t *testing.T) {
 		expireQuiescent bool
 		valid           bool
 	}{
-		{name: "unavailable: removed, or taken out by health", change: func(d *lvs.Dest) { d.Available.Store(false) }},
+		{name: "health check down", change: func(d *lvs.Dest) { d.SetAvailable(false, 0) }},
+		{name: "removed", change: func(d *lvs.Dest) { d.Available.Store(false) }},
 		{name: "quiescent", change: func(d *lvs.Dest) { d.SetWeight(0, 0) }, valid: true},
 		{name: "quiescent, expire_quiescent_template", change: func(d *lvs.Dest) { d.SetWeight(0, 0) }, expireQuiescent: true},
 		{name: "overloaded", change: func(d *lvs.Dest) { d.Overloaded.Store(true) }, valid: true},
@@ -269,10 +270,10 @@ func TestServerBackBeforeLookup(t *testing.T) {
 	e := newEnv(32)
 	a, b := dest(1), dest(2)
 	first := e.connect(t, tuple("192.0.2.10", 1, 80), a)
-	a.Available.Store(false)
+	a.SetAvailable(false, e.clk.now())
 	e.clk.advance(5 * time.Second)
 	e.tab.Expire(e.clk.now())
-	a.Available.Store(true)
+	a.SetAvailable(true, e.clk.now())
 	if got := e.connect(t, tuple("192.0.2.10", 2, 80), b); got != first {
 		t.Errorf("the client moved although its server came back before it reconnected")
 	}

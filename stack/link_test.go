@@ -48,6 +48,9 @@ func newTestStack(t *testing.T, proc func() Processor) *device.Mem {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
+	// The gratuitous ARP for 192.0.2.1 comes first (TestAnnounce checks
+	// it); the tests here start after it.
+	next(t, dev, layers.LayerTypeARP)
 	return dev
 }
 

@@ -1,6 +1,7 @@
 package pkttest
 
 import (
+	"cmp"
 	"net"
 	"net/netip"
 	"testing"
@@ -30,9 +31,10 @@ type Frame struct {
 	L3             bool
 	DstMAC, SrcMAC [6]byte // default DirMAC, CliMAC
 	Src, Dst       netip.AddrPort
-	Proto          uint8 // TCP (default) or UDP
-	Flags          uint8 // TCP flags
-	TTL            uint8 // default 64
+	Proto          uint8  // TCP (default) or UDP
+	Flags          uint8  // TCP flags
+	Seq            uint32 // TCP sequence number; default 1000
+	TTL            uint8  // default 64
 	TOS            uint8
 	DF             bool
 	FragOff        uint16 // IPv4 fragment offset, 8-byte units
@@ -102,7 +104,7 @@ func (f Frame) Build(tb testing.TB) []byte {
 	switch f.Proto {
 	case TCP:
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(f.Src.Port()), DstPort: layers.TCPPort(f.Dst.Port()),
-			Seq: 1000, Window: 65535,
+			Seq: cmp.Or(f.Seq, 1000), Window: 65535,
 			FIN: f.Flags&FIN != 0, SYN: f.Flags&SYN != 0, RST: f.Flags&RST != 0, ACK: f.Flags&ACK != 0}
 		if tcp.ACK {
 			tcp.Ack = 2000
