@@ -8,25 +8,23 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/lvsd/lvsd/internal/pkttest"
 )
 
-// Addresses: documentation ranges only.
+// The packet kit's addresses.
 var (
-	dip  = netip.MustParseAddr("192.0.2.1")
-	rip  = netip.MustParseAddr("192.0.2.21")
-	cli  = netip.MustParseAddr("192.0.2.10")
-	vip  = netip.MustParseAddr("192.0.2.100")
-	cli6 = netip.MustParseAddr("2001:db8::10")
-	vip6 = netip.MustParseAddr("2001:db8::100")
+	dip  = pkttest.DIP4
+	rip  = pkttest.RIP4
+	cli  = pkttest.Cli4
+	vip  = pkttest.VIP4
+	cli6 = pkttest.Cli6
+	vip6 = pkttest.VIP6
 )
 
 func serialize(tb testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	tb.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		tb.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
+	return pkttest.Serialize(tb, ls...)
 }
 
 // inner4 and inner6 are TCP packets from a client to a VIP.
