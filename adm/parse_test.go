@@ -212,3 +212,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestCommandOf(t *testing.T) {
+	for line, want := range map[string]Cmd{
+		"": CmdList, "-Ln": CmdList, "-a -t nowhere -r x": CmdAddDest, "--restore": CmdRestore, "-e": CmdEditDest,
+		"-n -L": CmdNone, "foo": CmdNone, "-Z -t x": CmdZero, "--set 1 2": CmdTimeout, "-S": CmdSave,
+	} {
+		if got := CommandOf(strings.Fields(line)); got != want {
+			t.Errorf("CommandOf(%q) = %v, want %v", line, got, want)
+		}
+	}
+}

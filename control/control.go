@@ -104,10 +104,12 @@ type Real struct {
 	Weight     int32  `json:"weight"`
 	ActiveConn int32  `json:"active_conns"`
 	InactConn  int32  `json:"inactive_conns"`
-	Available  bool   `json:"available"`
-	Overloaded bool   `json:"overloaded"`
-	Stats      Stats  `json:"stats"`
-	Rates      Rates  `json:"rates"`
+	// PersistConns counts the persistence templates bound to the server.
+	PersistConns int32 `json:"persist_conns"`
+	Available    bool  `json:"available"`
+	Overloaded   bool  `json:"overloaded"`
+	Stats        Stats `json:"stats"`
+	Rates        Rates `json:"rates"`
 }
 
 // Rates are IPVS-style rate estimates (2-second samples, moving average):

@@ -98,15 +98,6 @@ func quoteList(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-// service is one virtual service being written.
-type service struct {
-	addr  netip.Addr
-	port  int
-	keys  []string // "key = value" lines
-	reals []string // whole [[virtual_server.real_server]] tables
-	nat   bool
-}
-
 func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	var targets []netip.AddrPort
 	switch {
@@ -193,7 +184,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 			c.note(k, "no equivalent in lvsd")
 		}
 	}
-	if persistence == false {
+	if !persistence {
 		for _, k := range keys {
 			if strings.HasPrefix(k, "persistence_netmask") {
 				c.note(n, "persistence_granularity without persistence_timeout: left out")

@@ -85,7 +85,7 @@ func runDaemon(args []string) int {
 		return 1
 	}
 	runstate.RestartNeeded = director.ErrRestartNeeded
-	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: version})
+	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: version, Names: systemNames()})
 	rt.Persist()
 
 	// The reload loop and the control socket stop with ctx; lvsd exits only
