@@ -17,6 +17,10 @@ const (
 	// Transmit: write Buf[Off:Off+Len], with VNet, back to the link (after
 	// the frames Process may have written through Packet.Emit).
 	Transmit
+	// Held: nothing to write or deliver. The frame was a fragment, whose
+	// bytes lvsd copied to reassemble its datagram, or it completed one
+	// whose frames all went out through Packet.Emit (see frag.go).
+	Held
 )
 
 func (v Verdict) String() string {
@@ -27,6 +31,8 @@ func (v Verdict) String() string {
 		return "to-stack"
 	case Transmit:
 		return "transmit"
+	case Held:
+		return "held"
 	}
 	return "verdict?"
 }
@@ -112,7 +118,7 @@ const (
 	DropBadIPHeader              // bad version, IHL or total length
 	DropBadIPChecksum            // IPv4 header checksum wrong
 	DropBadL4Header              // bad TCP data offset, UDP length, ...
-	DropFragment                 // non-first fragment of a flow lvsd cannot place
+	DropFragment                 // fragment that cannot be reassembled: bad length, datagram over 64 KiB, ECN mix
 	DropNoDest                   // no usable real server for a new connection
 	DropNoNeighbor               // real server's MAC not yet resolved (resolution under way)
 	DropTableFull                // connection table at its limit
@@ -123,6 +129,10 @@ const (
 	DropNoConn                   // TCP segment other than SYN to a virtual service, without a connection
 	DropNoConnRST                // RST to a virtual service without a connection (normal after expiry)
 	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
+	DropFragTimeout              // fragment of a datagram not complete within the reassembly timeout
+	DropFragOverlap              // fragment of a datagram discarded for overlapping fragments
+	DropFragDup                  // fragment whose bytes were all received already (the datagram goes on)
+	DropFragLimit                // fragment beyond the reassembly memory, queue or per-datagram fragment limit
 	NumDropReasons
 )
 
@@ -143,6 +153,10 @@ var dropNames = [NumDropReasons]string{
 	DropNoConn:        "no-conn",
 	DropNoConnRST:     "no-conn-rst",
 	DropTooBig:        "too-big",
+	DropFragTimeout:   "frag-timeout",
+	DropFragOverlap:   "frag-overlap",
+	DropFragDup:       "frag-dup",
+	DropFragLimit:     "frag-limit",
 }
 
 func (r DropReason) String() string {

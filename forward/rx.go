@@ -18,9 +18,11 @@ type parsed struct {
 	l3, l4 int     // offsets of the IP and TCP/UDP headers
 	ipEnd  int     // end of the IP packet: Ethernet padding lies beyond
 	v6     bool    // IPv6 (else IPv4)
-	frag   bool    // a first fragment (more follow): the L4 length spans several frames
 	flags  uint8   // TCP flags; zero for UDP
 	srcMAC lvs.MAC // source MAC; zero on IP links
+	// fh and nh are, for an IPv6 fragment (parse returned fragV), the
+	// offsets of its fragment header and of the next-header byte naming it.
+	fh, nh int
 }
 
 // cont is parse's verdict for "a TCP or UDP packet, go on".
@@ -48,6 +50,8 @@ func (w *Worker) Process(p *Packet) Verdict {
 		return w.toStack()
 	case icmpErr:
 		return w.icmpError(p, b, s)
+	case fragV:
+		return w.fragment(p, b)
 	}
 
 	pk := &w.pk
@@ -188,21 +192,16 @@ func (w *Worker) parseIPv4(b []byte, s *snapshot) (Verdict, DropReason) {
 	pk.ipEnd = pk.l3 + int(ip.TotalLength())
 	pk.t.Src = lvs.AddrFrom4(ip[12:16])
 	pk.t.Dst = lvs.AddrFrom4(ip[16:20])
-	if ip.FragmentOffset() != 0 {
-		// A later fragment has no ports: lvsd does not reassemble, so it
-		// cannot be placed on a connection (IPVS reassembles first).
-		if s.isVIP(pk.t.Dst) {
-			return Drop, DropFragment
-		}
-		return ToStack, DropNone
+	if ip.FragmentOffset() != 0 || ip.More() {
+		// Reassembled first, as the kernel does before IPVS (frag.go).
+		pk.t.Proto = lvs.Proto(ip.Protocol())
+		return fragV, DropNone
 	}
-	pk.frag = ip.More()
 	return w.parseL4(b, ip.Protocol())
 }
 
-// parseIPv6 handles only TCP and UDP directly after the fixed header. Any
-// extension header (hop-by-hop, routing, fragment, ...) sends the packet to
-// the netstack, so IPv6 fragments to a VIP are not forwarded.
+// parseIPv6 skips the packet's extension headers as IPVS does (walkIPv6);
+// a fragment is handed to reassembly.
 func (w *Worker) parseIPv6(b []byte) (Verdict, DropReason) {
 	pk := &w.pk
 	ip := header.IPv6(b[pk.l3:])
@@ -215,12 +214,20 @@ func (w *Worker) parseIPv6(b []byte) (Verdict, DropReason) {
 		return Drop, DropTruncated // payload length beyond the frame
 	}
 	pk.v6 = true
-	pk.frag = false
-	pk.l4 = pk.l3 + header.IPv6MinimumSize
-	pk.ipEnd = pk.l4 + int(ip.PayloadLength())
+	pk.ipEnd = pk.l3 + header.IPv6MinimumSize + int(ip.PayloadLength())
 	pk.t.Src = lvs.AddrFrom16(ip[8:24])
 	pk.t.Dst = lvs.AddrFrom16(ip[24:40])
-	return w.parseL4(b, ip.NextHeader())
+	var h ipv6Headers
+	if !walkIPv6(b[pk.l3:pk.ipEnd], &h) {
+		return Drop, DropTruncated
+	}
+	pk.l4 = pk.l3 + h.l4
+	if h.fh != 0 {
+		pk.fh, pk.nh = pk.l3+h.fh, pk.l3+h.nh
+		pk.t.Proto = lvs.Proto(h.proto)
+		return fragV, DropNone
+	}
+	return w.parseL4(b, h.proto)
 }
 
 func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
@@ -242,7 +249,7 @@ func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
 			return Drop, DropTruncated
 		}
 		udp := header.UDP(l4)
-		if n := int(udp.Length()); !pk.frag && (n < header.UDPMinimumSize || n > len(l4)) {
+		if n := int(udp.Length()); n < header.UDPMinimumSize || n > len(l4) {
 			return Drop, DropBadL4Header
 		}
 		pk.t.SPort, pk.t.DPort = udp.SourcePort(), udp.DestinationPort()
@@ -250,7 +257,7 @@ func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
 	case uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber):
 		// An ICMP error about a connection is forwarded (icmperr.go); the
 		// rest of ICMP is the netstack's.
-		if (proto == uint8(header.ICMPv6ProtocolNumber)) != pk.v6 || pk.frag {
+		if (proto == uint8(header.ICMPv6ProtocolNumber)) != pk.v6 {
 			return ToStack, DropNone
 		}
 		pk.t.SPort, pk.t.DPort, pk.flags = 0, 0, 0
@@ -472,3 +479,7 @@ func countOut(e *conntrack.Entry, n int) { e.CountOut(n) }
 
 // udpChecksumOffset is the offset of the UDP checksum field.
 const udpChecksumOffset = 6
+
+// fragV is parse's verdict for "a fragment": Process hands it to fragment
+// (frag.go).
+const fragV Verdict = 253

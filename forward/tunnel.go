@@ -97,7 +97,10 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		return w.tunnelGSO(p, b, e, &o, mtu)
 	}
 	if len(inner) > mtu {
-		if o.df || pk.v6 {
+		// An IPv6 packet is too big unless it was reassembled from
+		// fragments that each fit (IPVS's __mtu_check_toobig_v6 with
+		// frag_max_size): then the outer packet is fragmented.
+		if o.df || pk.v6 && (w.fragMax == 0 || w.fragMax > mtu) {
 			return w.tooBig(p, b, mtu)
 		}
 		return w.tunnelFragments(p, b, e, &o, mtu)
