@@ -347,6 +347,7 @@ func (d *Director) apply(cfg *config.Config) error {
 		// real servers have port 0.
 		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		svc := &forward.Service{Key: key, TunSrc: tunnelSource(ifc.cfg), Ports: sc.Ports, OnePacket: sc.OnePacket}
+		svc.TunSrc6 = tunnelSource6(ifc.cfg, sc)
 		prev, running := d.services[key]
 		if running {
 			svc.Stats = prev.Stats // counters survive reloads

@@ -212,6 +212,11 @@ type Service struct {
 	// lvs.TUN; packets of TUN connections are dropped (DropUnsupported)
 	// otherwise. Unused by NAT and DR.
 	TunSrc lvs.Addr
+	// TunSrc6 is the source address of the outer IPv6 header that IPv6
+	// TUN-mode destinations receive (tunnel6): the director's IPv6 address
+	// toward them. Packets to an IPv6 TUN destination are dropped
+	// (DropUnsupported) when it is not an IPv6 address.
+	TunSrc6 lvs.Addr
 }
 
 // Config is an immutable snapshot of the forwarding configuration. A reload

@@ -174,12 +174,9 @@ func fragEnv(tb testing.TB, link forward.LinkType, m lvs.Method) *env {
 	if m != lvs.NAT {
 		d4, d6 = rs(rip4, 53, m), rs(rip6, 53, m)
 	}
-	if m == lvs.TUN {
-		d6 = rs(rip4, 53, m) // IPv6 in IPv4
-	}
 	return newEnv(tb, envOpts{link: link},
 		svcSpec{vip: vip4, port: 53, proto: lvs.UDP, dest: d4, tunSrc: dip4},
-		svcSpec{vip: vip6, port: 53, proto: lvs.UDP, dest: d6, tunSrc: dip4})
+		svcSpec{vip: vip6, port: 53, proto: lvs.UDP, dest: d6, tunSrc: dip6})
 }
 
 // TestFragmentsForwarded sends a 4000-byte UDP datagram in 3 fragments
@@ -218,9 +215,9 @@ func testFragmentsForwarded(t *testing.T, link forward.LinkType, m lvs.Method, v
 	if v6 {
 		sizes = []int{1448, 1448}
 		if m == lvs.TUN {
-			// Fragments that fit the tunnel (1480 bytes of inner packet):
-			// a bigger one gets packet-too-big (TestFragmentTunnelTooBig).
-			sizes = []int{1424, 1424}
+			// Fragments that fit the tunnel (1460 bytes of inner packet):
+			// a bigger one gets packet-too-big (TestTUN6TooBig).
+			sizes = []int{1408, 1408}
 		}
 	}
 	frs := fragIP(in, sizes, 0xabcd1234)
@@ -273,13 +270,17 @@ func testFragmentsForwarded(t *testing.T, link forward.LinkType, m lvs.Method, v
 		l4[6], l4[7] = 0, 0
 		binary.BigEndian.PutUint16(l4[6:], ^fold(onesSum(l4, pseudoSum(want))))
 	case lvs.TUN:
-		// Outer IPv4 fragments from the DIP; inside, the datagram as sent.
+		// Outer fragments from the DIP (IPv4 in IPv4, IPv6 in IPv6);
+		// inside, the datagram as sent.
 		outer := refReasm(t, ips)
-		if got := netip.AddrFrom4([4]byte(outer[12:16])); got != dip4 || outer[9] != map[bool]byte{false: 4, true: 41}[v6] {
-			t.Fatalf("outer packet from %v protocol %d", got, outer[9])
+		src, proto, inner := netip.AddrFrom4([4]byte(outer[12:16])), outer[9], outer[20:]
+		if v6 {
+			src, proto, inner = netip.AddrFrom16([16]byte(outer[8:24])), outer[6], outer[40:]
 		}
-		ips = [][]byte{outer[20:]}
-		if !bytes.Equal(outer[20:], want) {
+		if want := map[bool]netip.Addr{false: dip4, true: dip6}[v6]; src != want || proto != map[bool]byte{false: 4, true: 41}[v6] {
+			t.Fatalf("outer packet from %v protocol %d", src, proto)
+		}
+		if !bytes.Equal(inner, want) {
 			t.Errorf("inner packet differs from the datagram sent")
 		}
 		return

@@ -31,6 +31,7 @@ var (
 	cli6 = netip.MustParseAddr("2001:db8::10")
 	vip6 = netip.MustParseAddr("2001:db8::100")
 	rip6 = netip.MustParseAddr("2001:db8:1::21")
+	dip6 = netip.MustParseAddr("2001:db8:1::1")
 )
 
 // TCP flags.
@@ -98,8 +99,11 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
 		}
-		if s.tunSrc.IsValid() {
+		switch {
+		case s.tunSrc.Is4():
 			svc.TunSrc = lvs.AddrFromNetip(s.tunSrc)
+		case s.tunSrc.Is6():
+			svc.TunSrc6 = lvs.AddrFromNetip(s.tunSrc)
 		}
 		cfg.Services[k] = svc
 	}

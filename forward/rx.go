@@ -406,8 +406,8 @@ func (w *Worker) canForward(d *lvs.Dest, svc *Service) DropReason {
 			return DropUnsupported // DR changes only MACs: impossible without them
 		}
 	case lvs.TUN:
-		if !isV4(&d.Addr) || !isV4(&svc.TunSrc) {
-			return DropUnsupported // IPv4 outer header only
+		if !tunnelable(d, svc) {
+			return DropUnsupported // no tunnel source of the real server's family
 		}
 	default:
 		return DropUnsupported

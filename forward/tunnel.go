@@ -30,6 +30,18 @@ type outer struct {
 	tos, ttl uint8   // copied from the inner header
 	proto    uint8   // protoIPIP or protoIPv6
 	df       bool    // copied from the inner IPv4 header; false for IPv6 inside
+	// v6: an outer IPv6 header from src6 to dst6 (tunnel6) instead of
+	// IPv4 from src to dst.
+	v6         bool
+	src6, dst6 lvs.Addr
+}
+
+// headroom returns the bytes of the outer IP header.
+func (o *outer) headroom() int {
+	if o.v6 {
+		return TunnelHeadroom6
+	}
+	return TunnelHeadroom
 }
 
 // tunnel forwards a client's packet of a TUN connection: the IP packet
@@ -69,7 +81,10 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	if svc == nil {
 		return DropNoDest
 	}
-	if !isV4(&d.Addr) || !isV4(&svc.TunSrc) {
+	if !isV4(&d.Addr) {
+		return w.tunnel6(p, b, e, svc)
+	}
+	if !isV4(&svc.TunSrc) {
 		return DropUnsupported
 	}
 	mtu := w.f.mtu - header.IPv4MinimumSize // the largest inner packet
@@ -164,7 +179,7 @@ func (w *Worker) tunnelFragments(p *Packet, b []byte, e *conntrack.Entry, o *out
 // fragment: 0 with DF (an atomic datagram, RFC 6864; the kernel's
 // ip_select_ident does the same without a socket), else the worker's next.
 func (w *Worker) outerID(o *outer) uint16 {
-	if o.df {
+	if o.df || o.v6 {
 		return 0
 	}
 	id := w.ipID
@@ -177,6 +192,9 @@ func (w *Worker) outerID(o *outer) uint16 {
 // Ethernet header, and returns the offset of the frame's first byte. flags
 // holds MF and the fragment offset (in 8-byte units); DF comes from o.
 func (w *Worker) putOuter(buf []byte, at, n int, o *outer, id, flags uint16) int {
+	if o.v6 {
+		return w.putOuter6(buf, at, n, o, nil) // not a fragment: no ID, no flags
+	}
 	ip := buf[at-header.IPv4MinimumSize : at]
 	if o.df {
 		flags |= ipv4DF
