@@ -66,7 +66,7 @@ func fragIP(ip []byte, sizes []int, id uint32) [][]byte {
 }
 
 // frame puts an IP packet in an Ethernet frame (on Ethernet links).
-func frame(link forward.LinkType, dst, src lvs.MAC, ip []byte) []byte {
+func frame(link forward.Framing, dst, src lvs.MAC, ip []byte) []byte {
 	if link == forward.IP {
 		return append([]byte(nil), ip...)
 	}
@@ -155,7 +155,7 @@ func (e *env) processFrag(frame []byte) (forward.Verdict, [][]byte) {
 }
 
 // ipOfFrame returns the IP packet of a frame.
-func ipOfFrame(link forward.LinkType, f []byte) []byte { return ipOf(link, f) }
+func ipOfFrame(link forward.Framing, f []byte) []byte { return ipOf(link, f) }
 
 // udpDatagram returns a UDP datagram with n bytes of payload as an IP packet.
 func udpDatagram(tb testing.TB, src, dst netip.AddrPort, n int) []byte {
@@ -169,7 +169,7 @@ func udpDatagram(tb testing.TB, src, dst netip.AddrPort, n int) []byte {
 
 // fragEnv is a forwarder with a UDP service on port 53 of each VIP, NAT,
 // DR or TUN.
-func fragEnv(tb testing.TB, link forward.LinkType, m lvs.Method) *env {
+func fragEnv(tb testing.TB, link forward.Framing, m lvs.Method) *env {
 	d4, d6 := rs(rip4, 5353, m), rs(rip6, 5353, m)
 	if m != lvs.NAT {
 		d4, d6 = rs(rip4, 53, m), rs(rip6, 53, m)
@@ -189,7 +189,7 @@ func fragEnv(tb testing.TB, link forward.LinkType, m lvs.Method) *env {
 // datagram the method makes of the one sent in.
 func TestFragmentsForwarded(t *testing.T) {
 	orders := map[string][]int{"in order": {0, 1, 2}, "reversed": {2, 1, 0}, "last first": {2, 0, 1}}
-	for _, link := range []forward.LinkType{forward.Ethernet, forward.IP} {
+	for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {
 		for _, m := range []lvs.Method{lvs.NAT, lvs.DR, lvs.TUN} {
 			if m == lvs.DR && link == forward.IP {
 				continue
@@ -204,7 +204,7 @@ func TestFragmentsForwarded(t *testing.T) {
 	}
 }
 
-func testFragmentsForwarded(t *testing.T, link forward.LinkType, m lvs.Method, v6 bool, order []int) {
+func testFragmentsForwarded(t *testing.T, link forward.Framing, m lvs.Method, v6 bool, order []int) {
 	e := fragEnv(t, link, m)
 	cli, vip, rip := cli4, vip4, rip4
 	if v6 {
@@ -308,7 +308,7 @@ func testFragmentsForwarded(t *testing.T, link forward.LinkType, m lvs.Method, v
 // leaves, reassembled and rewritten (source VIP:53), in fragments to the
 // client's MAC.
 func TestFragmentsNATReply(t *testing.T) {
-	for _, link := range []forward.LinkType{forward.Ethernet, forward.IP} {
+	for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {
 		for _, v6 := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%v/v6=%v", link, v6), func(t *testing.T) {
 				e := fragEnv(t, link, lvs.NAT)

@@ -32,7 +32,7 @@ func refIPv6(src, dst netip.Addr, tc, hop, next uint8, payload int) []byte {
 func TestTUN6Bytes(t *testing.T) {
 	tests := []struct {
 		name string
-		link forward.LinkType
+		link forward.Framing
 		p    pkt
 		next uint8
 	}{

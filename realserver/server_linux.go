@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lvsd/lvsd/stack"
+	"github.com/lvsd/lvsd/device"
 )
 
 // Options configure a Server. Defaults:
@@ -60,7 +60,7 @@ type Server struct {
 	log  *slog.Logger
 
 	socks []rawSocket // see rawSockets
-	tun   *stack.TunDevice
+	tun   device.Device
 
 	counts  [NumReasons]atomic.Uint64
 	lastLog atomic.Int64
@@ -132,14 +132,11 @@ func New(o Options) (*Server, error) {
 		}
 		s.socks = append(s.socks, rawSocket{File: os.NewFile(uintptr(fd), name), v6: sk.family == unix.AF_INET6, proto: sk.proto})
 	}
-	tuns, err := stack.OpenTun(stack.DeviceOptions{Name: o.TUN})
+	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("realserver: %w", err)
 	}
-	s.tun = tuns[0]
-	if err := stack.SetLinkUp(o.TUN, o.MTU); err != nil {
-		return nil, fmt.Errorf("realserver: %w", err)
-	}
+	s.tun = tun[0]
 	s.checkHost()
 	ok = true
 	return s, nil
