@@ -229,12 +229,12 @@ type Service struct {
 	// the entry to be translated back, so NAT destinations keep entries.
 	OnePacket bool
 
-	// TunSrc is the source address of the outer IPv4 header that TUN-mode
-	// destinations of this service receive: the director's address (DIP)
-	// toward the real servers, as IPVS takes the source of its route to the
-	// real server. It must be an IPv4 address when any destination uses
-	// lvs.TUN; packets of TUN connections are dropped (DropUnsupported)
-	// otherwise. Unused by NAT and DR.
+	// TunSrc is the source address of the outer IPv4 header that IPv4
+	// TUN-mode destinations of this service receive: the director's address
+	// (DIP) toward the real servers, as IPVS takes the source of its route
+	// to the real server. It must be an IPv4 address when any IPv4
+	// destination uses lvs.TUN; packets of their connections are dropped
+	// (DropUnsupported) otherwise. Unused by NAT and DR.
 	TunSrc lvs.Addr
 	// TunSrc6 is the source address of the outer IPv6 header that IPv6
 	// TUN-mode destinations receive (tunnel6): the director's IPv6 address

@@ -28,13 +28,22 @@
 //
 // What goes where:
 //   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP (but
-//     errors about connections), IPv6 with extension headers, and TCP/UDP
-//     not addressed to a virtual service: to the netstack.
+//     errors about connections), IPv6 with ESP or no next header, and
+//     TCP/UDP not addressed to a virtual service: to the netstack. IPv6
+//     extension headers before TCP/UDP are skipped as IPVS skips them
+//     (ipv6ext.go).
+//   - IPv4 and IPv6 fragments addressed to the director: held (verdict
+//     Held) until their datagram is complete, which is then processed as
+//     any packet and, forwarded, re-fragmented (frag.go). The fragments wait
+//     in one reassembler per Forwarder, locked by fragments only, in memory
+//     allocated at New (Options.FragMemory).
 //   - Unicast frames for another MAC, malformed headers, TCP segments other
-//     than SYN without a connection, later fragments to a VIP: dropped and
-//     counted by DropReason.
-//   - Packets of virtual services and NAT replies: forwarded. A packet too
-//     big for a TUN-mode tunnel is answered with ICMP fragmentation-needed
+//     than SYN without a connection, fragments that make no datagram:
+//     dropped and counted by DropReason.
+//   - Packets of virtual services and NAT replies: forwarded. TUN-mode
+//     packets go inside an outer IPv4 header to an IPv4 real server
+//     (tunnel.go), an outer IPv6 one to an IPv6 real server (tunnel6.go). A
+//     packet too big for a TUN-mode tunnel is answered with ICMP fragmentation-needed
 //     (packet-too-big) built in place (icmpgen.go), or leaves as fragments of
 //     the outer packet; a TCP super-frame for a TUN-mode real server is
 //     segmented in place (gso.go). Frames beyond the one a Transmit verdict
@@ -46,5 +55,5 @@
 //
 // Not implemented yet (the frames are dropped and counted, see each
 // function): other ICMP errors (port unreachable for no destination, time
-// exceeded), reassembly of fragments, IPv6 outer headers for TUN, SCTP.
+// exceeded), SCTP.
 package forward

@@ -46,7 +46,7 @@ func (o *outer) headroom() int {
 
 // tunnel forwards a client's packet of a TUN connection: the IP packet
 // (Ethernet padding removed) is encapsulated in an outer IPv4 header from the
-// service's TunSrc to the real server, written into the headroom, with a new
+// service's TunSrc to the real server (an IPv6 real server: tunnel6), written into the headroom, with a new
 // Ethernet header in front on Ethernet links. p.Off moves back by
 // TunnelHeadroom.
 //
