@@ -162,3 +162,54 @@ func TestTUN6NoSource(t *testing.T) {
 		})
 	}
 }
+
+// TestTUN6GSO: a TCP super-frame for an IPv6 real server is segmented as
+// for an IPv4 one (tunnelGSO), each segment inside its own outer IPv6
+// header (next header 41 or 4), within the link's MTU.
+func TestTUN6GSO(t *testing.T) {
+	for _, g := range []gsoFrame{
+		{v6: true, flags: "AP", payload: 6000, mss: 1368},
+		{flags: "AP", payload: 4000, mss: 1400, ipID: 9},
+	} {
+		t.Run(map[bool]string{false: "ipv4 inside", true: "ipv6 inside"}[g.v6], func(t *testing.T) {
+			payload := make([]byte, g.payload)
+			for i := range payload {
+				payload[i] = byte(i * 3)
+			}
+			vip, etype, next := vip4, uint16(0x0800), uint8(4)
+			if g.v6 {
+				vip, etype, next = vip6, 0x86dd, 41
+			}
+			e := newEnv(t, envOpts{}, svcSpec{vip: vip, port: 80, proto: lvs.TCP, dest: rs(rip6, 80, lvs.TUN), tunSrc: dip6})
+			if v, _ := e.processAll(cat(ethHdr(dirMAC, cliMAC, etype), g.packet(t, 1, 4999, "S", nil)), forward.VNetHdr{}); v != forward.Transmit {
+				t.Fatalf("SYN: %v", v)
+			}
+			frame := cat(ethHdr(dirMAC, cliMAC, etype), g.packet(t, g.ipID, 5000, g.flags, payload))
+			vnet := makePartial(forward.Ethernet, frame)
+			vnet.GSOType = forward.VirtioNetHdrGSOTCPv4
+			if g.v6 {
+				vnet.GSOType = forward.VirtioNetHdrGSOTCPv6
+			}
+			vnet.GSOSize = uint16(g.mss)
+			vnet.HdrLen = vnet.CsumStart + 32
+			v, frames := e.processAll(frame, vnet)
+			if v != forward.Transmit {
+				t.Fatalf("verdict %v (drop %v)", v, e.dropReason(forward.Counters{}))
+			}
+			want := g.segments(t, payload, g.mss)
+			if len(frames) != len(want) {
+				t.Fatalf("%d frames, want %d segments", len(frames), len(want))
+			}
+			for i, f := range frames {
+				wantFrame := cat(ethHdr(rsMAC, dirMAC, 0x86dd), refIPv6(dip6, rip6, 0, 64, next, len(want[i])), want[i])
+				if diff := cmp.Diff(wantFrame, f); diff != "" {
+					t.Fatalf("segment %d of %d (-want +got):\n%s", i, len(want), diff)
+				}
+				if len(f)-14 > 1500 {
+					t.Errorf("segment %d: outer packet of %d bytes", i, len(f)-14)
+				}
+				checkSums(t, f[54:])
+			}
+		})
+	}
+}

@@ -64,6 +64,10 @@ type Server struct {
 
 	counts  [NumReasons]atomic.Uint64
 	lastLog atomic.Int64
+	// closing is set before the sockets close: a read through a raw
+	// connection then fails with the poller's own "use of closed file",
+	// which is no os.ErrClosed.
+	closing atomic.Bool
 }
 
 // rawSockets are the raw sockets a Server reads: IPv4 and IPv6 outer
@@ -241,7 +245,7 @@ func (s *Server) receive(sock rawSocket) error {
 			n, err = sock.Read(buf)
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) || s.closing.Load() {
 				return nil
 			}
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOBUFS) {
@@ -338,6 +342,7 @@ func (s *Server) Counters() Counters {
 
 // close closes the sockets and the TUN; blocked reads return.
 func (s *Server) close() {
+	s.closing.Store(true)
 	for _, sock := range s.socks {
 		sock.Close()
 	}
