@@ -28,7 +28,7 @@ func newUDPEcho(c *net.UDPConn) *udpEcho {
 }
 
 // read returns a datagram, its source and the address it was sent to
-// (invalid when the kernel did not say).
+// (invalid when the kernel did not say), IPv4 addresses unmapped.
 func (u *udpEcho) read(buf []byte) (int, netip.AddrPort, netip.Addr, error) {
 	n, oobn, _, from, err := u.c.ReadMsgUDPAddrPort(buf, u.oob)
 	if err != nil {
@@ -45,7 +45,7 @@ func (u *udpEcho) read(buf []byte) (int, netip.AddrPort, netip.Addr, error) {
 			}
 		}
 	}
-	return n, from, dst, nil
+	return n, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), dst.Unmap(), nil
 }
 
 // write sends b to to, from src when it is valid.
