@@ -255,7 +255,9 @@ func testFragmentsForwarded(t *testing.T, link forward.Framing, m lvs.Method, v6
 		}
 		ips = append(ips, ip)
 	}
-	want := append([]byte(nil), in...)
+	// The datagram as the method makes it: its TTL or hop limit
+	// decremented (IPVS's decrement_ttl, in every method), and more.
+	want := ttlDecremented(t, forward.IP, in)
 	switch m {
 	case lvs.NAT:
 		// The destination becomes the real server.
@@ -293,8 +295,8 @@ func testFragmentsForwarded(t *testing.T, link forward.Framing, m lvs.Method, v6
 		if len(f.data) != len(parseRefFrag(t, frs[i]).data) {
 			t.Errorf("fragment %d out carries %d bytes, the one received %d", i, len(f.data), len(parseRefFrag(t, frs[i]).data))
 		}
-		if m == lvs.DR && !v6 && !bytes.Equal(ip, frs[i]) {
-			t.Errorf("DR fragment %d differs from the one received", i)
+		if m == lvs.DR && !v6 && !bytes.Equal(ip, ttlDecremented(t, forward.IP, frs[i])) {
+			t.Errorf("DR fragment %d differs from the one received (TTL decremented)", i)
 		}
 	}
 	got := refReasm(t, ips)
@@ -401,8 +403,8 @@ func TestFragmentRefragment(t *testing.T) {
 			}
 			ips = append(ips, ip)
 		}
-		if got := refReasm(t, ips); !bytes.Equal(got, in) {
-			t.Errorf("reassembled output differs from the datagram")
+		if got := refReasm(t, ips); !bytes.Equal(got, ttlDecremented(t, forward.IP, in)) {
+			t.Errorf("reassembled output differs from the datagram (TTL decremented)")
 		}
 	}
 

@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -8,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
@@ -93,19 +95,35 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 	tab := conntrack.New(conntrack.Options{Max: o.max, Clock: clk.now})
 	f := forward.New(forward.Options{Link: o.link, MAC: dirMAC, Table: tab, MTU: o.mtu})
 	cfg := &forward.Config{Services: map[lvs.ServiceKey]*forward.Service{}}
+	// The director's source toward any real server: the tunSrc of the
+	// specs, one per family (a source of the other family is none).
+	var src4, src6 netip.Addr
 	for _, s := range specs {
 		k := lvs.ServiceKey{Addr: lvs.AddrFromNetip(s.vip), Port: s.port, Proto: s.proto}
 		svc := &forward.Service{Key: k, Sched: fakeSched{s.dest}}
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
 		}
-		switch {
-		case s.tunSrc.Is4():
-			svc.TunSrc = lvs.AddrFromNetip(s.tunSrc)
-		case s.tunSrc.Is6():
-			svc.TunSrc6 = lvs.AddrFromNetip(s.tunSrc)
+		if s.tunSrc.Is4() {
+			src4 = s.tunSrc
+		} else if s.tunSrc.Is6() {
+			src6 = s.tunSrc
 		}
 		cfg.Services[k] = svc
+	}
+	if src4.IsValid() || src6.IsValid() {
+		cfg.Source = func(dst netip.Addr) netip.Addr {
+			if dst.Unmap().Is4() {
+				if src4.IsValid() {
+					return src4
+				}
+				return src6 // the wrong family: no source for dst
+			}
+			if src6.IsValid() {
+				return src6
+			}
+			return src4
+		}
 	}
 	f.SetConfig(cfg)
 	return &env{tb: tb, clk: clk, tab: tab, f: f, w: f.NewWorker(), cfg: cfg, link: o.link}
@@ -147,6 +165,7 @@ type pkt struct {
 	src, dst       netip.AddrPort
 	proto          lvs.Proto // default TCP
 	flags          uint8     // TCP flags
+	seq            uint32    // TCP sequence number; 0 means 1000
 	ttl            uint8     // default 64
 	tos            uint8
 	df             bool
@@ -216,7 +235,7 @@ func (p pkt) build(tb testing.TB) []byte {
 	switch p.proto {
 	case lvs.TCP:
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.src.Port()), DstPort: layers.TCPPort(p.dst.Port()),
-			Seq: 1000, Window: 65535,
+			Seq: cmp.Or(p.seq, 1000), Window: 65535,
 			FIN: p.flags&fin != 0, SYN: p.flags&syn != 0, RST: p.flags&rst != 0, ACK: p.flags&ack != 0}
 		if tcp.ACK {
 			tcp.Ack = 2000
@@ -431,3 +450,22 @@ func summarize(tb testing.TB, link forward.Framing, frame []byte) summary {
 func macStr(m lvs.MAC) string { return net.HardwareAddr(m[:]).String() }
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
+
+// ttlDecremented returns a copy of frame (of a link of framing link) with
+// its TTL or hop limit one lower and, for IPv4, the header checksum
+// computed from scratch: the plain reference of the fast path's
+// incremental update.
+func ttlDecremented(tb testing.TB, link forward.Framing, frame []byte) []byte {
+	tb.Helper()
+	out := append([]byte(nil), frame...)
+	ip := ipOf(link, out)
+	if ip[0]>>4 == 6 {
+		ip[7]--
+		return out
+	}
+	ip[8]--
+	ip[10], ip[11] = 0, 0
+	hl := int(ip[0]&0xf) * 4
+	binary.BigEndian.PutUint16(ip[10:12], ^checksum.Checksum(ip[:hl], 0))
+	return out
+}

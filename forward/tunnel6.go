@@ -13,23 +13,16 @@ import (
 // IPv6 real server needs in front of a frame for its outer IPv6 header.
 const TunnelHeadroom6 = header.IPv6MinimumSize
 
-// tunnelable reports whether packets can be tunnelled to d: an IPv4 real
-// server needs the service's IPv4 tunnel source, an IPv6 one its IPv6 tunnel
-// source. Either family may be inside (IPVS tunnels IPv4 and IPv6 over
-// either).
-func tunnelable(d *lvs.Dest, svc *Service) bool {
-	if isV4(&d.Addr) {
-		return isV4(&svc.TunSrc)
-	}
-	return svc.TunSrc6 != (lvs.Addr{}) && !isV4(&svc.TunSrc6)
-}
-
 // tunnel6 forwards a client's packet of a TUN connection to an IPv6 real
-// server: the IP packet is encapsulated in an outer IPv6 header from the
-// service's TunSrc6 to the real server, as IPVS's ip_vs_tunnel_xmit_v6
-// builds it: next header 41 (IPv6 inside) or 4 (IPv4 inside), traffic class
+// server (tunnel found it): the IP packet is encapsulated in an outer IPv6
+// header from src, the director's IPv6 address toward the real server
+// (Config.Source), to the real server, as IPVS's ip_vs_tunnel_xmit_v6
+// builds it, after decrementing the inner hop limit or TTL as tunnel does
+// (a time exceeded from the VIP at 1): next header 41 (IPv6 inside) or 4 (IPv4 inside), traffic class
 // the inner DS field as it is, flow label 0, hop limit the inner hop limit
 // or TTL, no extension header.
+//
+// Either family may be inside (IPVS tunnels IPv4 and IPv6 over either).
 //
 // The inner packet may be at most MTU-40 bytes (the tunnel's overhead; an
 // MTU under 1320 leaves the tunnel under IPv6's minimum and the packet is
@@ -43,17 +36,19 @@ func tunnelable(d *lvs.Dest, svc *Service) bool {
 //
 // A partial checksum is completed and a TCP super-frame segmented first,
 // as for an IPv4 tunnel (tunnel, tunnelGSO).
-func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, svc *Service) DropReason {
+func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, src lvs.Addr) DropReason {
 	pk := &w.pk
 	d := e.Dest
-	if !tunnelable(d, svc) {
-		return DropUnsupported
-	}
 	mtu := w.f.mtu - header.IPv6MinimumSize
 	if mtu < header.IPv6MinimumMTU {
 		return DropUnsupported
 	}
-	o := outer{v6: true, src6: svc.TunSrc6, dst6: d.Addr}
+	// As __ip_vs_get_out_rt_v6, and as tunnel: decremented before the MTU
+	// check and the encapsulation.
+	if !decrementTTL(b, pk) {
+		return w.timeExceeded(p, b, &pk.t.Dst)
+	}
+	o := outer{v6: true, src6: src, dst6: d.Addr}
 	if w.f.link == Ethernet {
 		var ok bool
 		if o.mac, ok = neighbor(d); !ok {

@@ -28,7 +28,7 @@ func refIPv6(src, dst netip.Addr, tc, hop, next uint8, payload int) []byte {
 // server's MAC, outer IPv6 from the service's IPv6 tunnel source to the
 // RIP, next header 41 (IPv6 inside) or 4 (IPv4 inside), traffic class the
 // inner DS field, flow label 0, hop limit the inner one; the inner packet
-// unchanged.
+// unchanged but for its hop limit or TTL, decremented first.
 func TestTUN6Bytes(t *testing.T) {
 	tests := []struct {
 		name string
@@ -50,7 +50,7 @@ func TestTUN6Bytes(t *testing.T) {
 			}
 			e := newEnv(t, envOpts{link: tc.link}, svcSpec{vip: tc.p.dst.Addr(), port: 80, proto: proto, dest: rs(rip6, 80, lvs.TUN), tunSrc: dip6})
 			in := tc.p.build(t)
-			inner := append([]byte(nil), ipOf(tc.link, in)...)
+			inner := ipOf(tc.link, ttlDecremented(t, tc.link, in))
 			v, frames := e.processAll(in, forward.VNetHdr{})
 			if v != forward.Transmit || len(frames) != 1 {
 				t.Fatalf("verdict %v (drop reason %v), %d frames", v, e.dropReason(forward.Counters{}), len(frames))
@@ -59,7 +59,7 @@ func TestTUN6Bytes(t *testing.T) {
 			if ttl == 0 {
 				ttl = 64
 			}
-			want := refIPv6(dip6, rip6, tc.p.tos, ttl, tc.next, len(inner))
+			want := refIPv6(dip6, rip6, tc.p.tos, ttl-1, tc.next, len(inner))
 			if tc.link == forward.Ethernet {
 				want = cat(ethHdr(rsMAC, dirMAC, 0x86dd), want)
 			}
@@ -120,7 +120,7 @@ func TestTUN6TooBig(t *testing.T) {
 func TestTUN6Fragments(t *testing.T) {
 	e := newEnv(t, envOpts{}, svcSpec{vip: vip4, port: 80, proto: lvs.UDP, dest: rs(rip6, 80, lvs.TUN), tunSrc: dip6})
 	in := pkt{proto: lvs.UDP, src: ap(cli4, 40000), dst: ap(vip4, 80), payload: string(bytes.Repeat([]byte("f"), 3000))}.build(t)
-	inner := append([]byte(nil), ipOf(forward.Ethernet, in)...)
+	inner := ipOf(forward.Ethernet, ttlDecremented(t, forward.Ethernet, in))
 	v, frames := e.processAll(in, forward.VNetHdr{})
 	if v != forward.Transmit || len(frames) != 3 {
 		t.Fatalf("verdict %v, %d frames; want 3 fragments", v, len(frames))
@@ -201,7 +201,8 @@ func TestTUN6GSO(t *testing.T) {
 				t.Fatalf("%d frames, want %d segments", len(frames), len(want))
 			}
 			for i, f := range frames {
-				wantFrame := cat(ethHdr(rsMAC, dirMAC, 0x86dd), refIPv6(dip6, rip6, 0, 64, next, len(want[i])), want[i])
+				seg := ttlDecremented(t, forward.IP, want[i]) // decremented first
+				wantFrame := cat(ethHdr(rsMAC, dirMAC, 0x86dd), refIPv6(dip6, rip6, 0, 63, next, len(seg)), seg)
 				if diff := cmp.Diff(wantFrame, f); diff != "" {
 					t.Fatalf("segment %d of %d (-want +got):\n%s", i, len(want), diff)
 				}
