@@ -502,44 +502,44 @@ func (w *Worker) fragment(p *Packet, b []byte) Verdict {
 		// must end where the first did.
 		if end < q.length || q.flags&fragLastIn != 0 && end != q.length {
 			if pk.v6 {
-				return w.fragDrop(r, -1, DropFragment) // only this fragment
+				return w.fragDrop(r, qi, DropFragment, false) // only this fragment
 			}
-			return w.fragDrop(r, qi, DropFragment)
+			return w.fragDrop(r, qi, DropFragment, true)
 		}
 	} else {
 		if end&7 != 0 {
 			if pk.v6 {
-				return w.fragDrop(r, qi, DropFragment) // not rounded to 8 bytes
+				return w.fragDrop(r, qi, DropFragment, true) // not rounded to 8 bytes
 			}
 			end &^= 7 // IPv4 drops the odd tail
 		}
 		if end > q.length && q.flags&fragLastIn != 0 {
 			if pk.v6 {
-				return w.fragDrop(r, -1, DropFragment)
+				return w.fragDrop(r, qi, DropFragment, false)
 			}
-			return w.fragDrop(r, qi, DropFragment)
+			return w.fragDrop(r, qi, DropFragment, true)
 		}
 	}
 	if end == off {
 		if pk.v6 {
-			return w.fragDrop(r, -1, DropFragment)
+			return w.fragDrop(r, qi, DropFragment, false)
 		}
-		return w.fragDrop(r, qi, DropFragment)
+		return w.fragDrop(r, qi, DropFragment, true)
 	}
 	at, run, res := q.place(off, end)
 	switch res {
 	case fragInsertDup:
-		return w.fragDrop(r, -1, DropFragDup)
+		return w.fragDrop(r, qi, DropFragDup, false)
 	case fragInsertOverlap:
-		return w.fragDrop(r, qi, DropFragOverlap)
+		return w.fragDrop(r, qi, DropFragOverlap, true)
 	}
 	if q.nfrags == maxFrags || off == 0 && hdrEnd > fragHdrMax {
-		return w.fragDrop(r, qi, DropFragLimit)
+		return w.fragDrop(r, qi, DropFragLimit, true)
 	}
 	if r.nfree < q.missingPages(off, end) {
 		// Out of fragment memory: this fragment is lost, the datagram
 		// may still complete if it is sent again before its timeout.
-		return w.fragDrop(r, -1, DropFragLimit)
+		return w.fragDrop(r, qi, DropFragLimit, false)
 	}
 
 	// Checks done: the fragment joins its queue.
@@ -577,12 +577,13 @@ func (w *Worker) fragment(p *Packet, b []byte) Verdict {
 	return w.reassemble(p, r, qi)
 }
 
-// fragDrop ends fragment's handling of a fragment it drops: with qi >= 0
-// the whole datagram is discarded with it, its held fragments counted with
-// the same reason. It unlocks r.
+// fragDrop ends fragment's handling of a fragment it drops, of queue qi:
+// with whole the datagram is discarded with it, its held fragments counted
+// with the same reason; without, the queue stays, unless it holds nothing
+// (this fragment created it). It unlocks r.
 // Preconditions: r.mu held.
-func (w *Worker) fragDrop(r *reassembler, qi int32, reason DropReason) Verdict {
-	if qi >= 0 {
+func (w *Worker) fragDrop(r *reassembler, qi int32, reason DropReason, whole bool) Verdict {
+	if whole || r.queues[qi].nfrags == 0 {
 		if n := r.kill(qi); n > 0 {
 			w.c.drops[reason].add(uint64(n))
 		}
