@@ -90,8 +90,6 @@ type Forwarder struct {
 // snapshot is a published Config with the indexes Process needs.
 type snapshot struct {
 	services map[lvs.ServiceKey]*Service
-	// vips holds the address of every service, to place fragments.
-	vips map[lvs.Addr]struct{}
 	// src is Config.Source; nil for none.
 	src func(netip.Addr) netip.Addr
 }
@@ -107,11 +105,6 @@ func (s *snapshot) source(a *lvs.Addr) (lvs.Addr, bool) {
 		return lvs.Addr{}, false
 	}
 	return lvs.AddrFromNetip(src), true
-}
-
-func (s *snapshot) isVIP(a lvs.Addr) bool {
-	_, ok := s.vips[a]
-	return ok
 }
 
 // New returns a Forwarder with an empty configuration: until SetConfig, every
@@ -151,12 +144,11 @@ func New(opts Options) *Forwarder {
 // removes every service. Connections already in the table keep their real
 // server, as in IPVS.
 func (f *Forwarder) SetConfig(c *Config) {
-	s := &snapshot{vips: make(map[lvs.Addr]struct{})}
+	s := &snapshot{}
 	if c != nil {
 		s.services = c.Services
 		s.src = c.Source
-		for k, svc := range c.Services {
-			s.vips[k.Addr] = struct{}{}
+		for _, svc := range c.Services {
 			if svc.Stats == nil {
 				svc.Stats = new(lvs.Stats)
 			}
