@@ -136,7 +136,7 @@ func New(o Options) (*Server, error) {
 		}
 		s.socks = append(s.socks, rawSocket{File: os.NewFile(uintptr(fd), name), v6: sk.family == unix.AF_INET6, proto: sk.proto})
 	}
-	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Logger: s.log})
+	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Create: true, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("realserver: %w", err)
 	}

@@ -9,6 +9,7 @@
 //	labserver udp  -listen :5353 -name rs1      UDP echo real server
 //	labserver get  -url URL -n 300 [-json]      HTTP client, sequential requests
 //	labserver udp-send -addr A -msg M           UDP client: send, print the echo
+//	labserver synflood -dev D -dst-mac M -dst VIP  SYN flood from random lab sources
 //
 // The servers answer with their name and the client address they saw, and
 // log one line per request to stdout: that is how a test checks which real
@@ -33,6 +34,9 @@ commands:
   get       -url URL -n N [-json]     N sequential HTTP requests, one connection each;
                                       one line per request; exit 1 if any failed
   udp-send  -addr HOST:PORT -msg M    send M, wait for the echo, print it
+  synflood  -dev D -dst-mac M -dst VIP [-port P -rate R -duration D -count N]
+                                      raw SYNs (AF_PACKET) from random sources in
+                                      198.18.4.0-198.19.255.255; prints a JSON report
 `
 
 func main() {
@@ -53,6 +57,8 @@ func main() {
 		err = runGet(ctx, args)
 	case "udp-send":
 		err = runUDPSend(ctx, args)
+	case "synflood":
+		err = runSYNFlood(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
