@@ -32,6 +32,7 @@ var (
 	cli6 = pkttest.Cli6
 	vip6 = pkttest.VIP6
 	rip6 = pkttest.RIP6
+	dip6 = netip.MustParseAddr("2001:db8:1::1")
 )
 
 // TCP flags.
@@ -93,16 +94,35 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 	tab := conntrack.New(conntrack.Options{Max: o.max, Clock: clk.now})
 	f := forward.New(forward.Options{Link: o.link, MAC: dirMAC, Table: tab, MTU: o.mtu})
 	cfg := &forward.Config{Services: map[lvs.ServiceKey]*forward.Service{}}
+	// The director's source toward any real server: the tunSrc of the
+	// specs, one per family (a source of the other family is none).
+	var src4, src6 netip.Addr
 	for _, s := range specs {
 		k := lvs.ServiceKey{Addr: lvs.AddrFromNetip(s.vip), Port: s.port, Proto: s.proto}
 		svc := &forward.Service{Key: k, Sched: fakeSched{s.dest}}
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
 		}
-		if src := s.tunSrc; src.IsValid() {
-			cfg.Source = func(netip.Addr) netip.Addr { return src }
+		if s.tunSrc.Is4() {
+			src4 = s.tunSrc
+		} else if s.tunSrc.Is6() {
+			src6 = s.tunSrc
 		}
 		cfg.Services[k] = svc
+	}
+	if src4.IsValid() || src6.IsValid() {
+		cfg.Source = func(dst netip.Addr) netip.Addr {
+			if dst.Unmap().Is4() {
+				if src4.IsValid() {
+					return src4
+				}
+				return src6 // the wrong family: no source for dst
+			}
+			if src6.IsValid() {
+				return src6
+			}
+			return src4
+		}
 	}
 	f.SetConfig(cfg)
 	return &env{tb: tb, clk: clk, tab: tab, f: f, w: f.NewWorker(), cfg: cfg, link: o.link}

@@ -128,9 +128,10 @@ func runUDP(ctx context.Context, args []string) error {
 		}
 	}()
 	defer close(stopped)
+	echo := newUDPEcho(pc.(*net.UDPConn))
 	buf := make([]byte, 65536)
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		n, from, to, err := echo.read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				logger.Printf("%s udp stopped", *name)
@@ -139,8 +140,9 @@ func runUDP(ctx context.Context, args []string) error {
 			return err
 		}
 		logger.Printf("%s udp from %s %d bytes", *name, from, n)
+		// From the address the datagram went to (a VIP on lo).
 		reply := append([]byte(*name+" "), buf[:n]...)
-		if _, err := pc.WriteTo(reply, from); err != nil {
+		if err := echo.write(reply, from, to); err != nil {
 			logger.Printf("%s udp reply to %s: %v", *name, from, err)
 		}
 	}
