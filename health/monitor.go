@@ -1,0 +1,349 @@
+package health
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/lvsd/lvsd/config"
+)
+
+// Sink applies edges to the running table. Its methods are called from
+// monitor goroutines (and from Sync), one call at a time per Manager, never
+// with a lock of the Manager's caller held by the Manager.
+type Sink[K comparable] interface {
+	// SetHealth takes a real server out of scheduling (up false) or puts
+	// it back; with inhibit its weight goes to 0 instead of removing it.
+	SetHealth(k K, up, inhibit bool)
+	// SetWeight sets the weight an exec check with dynamic asked for.
+	SetWeight(k K, w int32)
+}
+
+// Spec is one real server to check.
+type Spec[K comparable] struct {
+	Key    K
+	Target Target
+	// Check is the server's check; nil: the server is not checked and is
+	// up.
+	Check *config.Check
+}
+
+// Status is what a monitor knows of its server, for the control socket.
+type Status struct {
+	// Up is the state the server is in for scheduling.
+	Up bool
+	// Checks counts the probes done; LastOK and LastError are the last
+	// one's result ("" when it passed).
+	Checks    uint64
+	LastOK    bool
+	LastError string
+	// OKRun and FailRun are the current runs of consecutive successes and
+	// failures (one of them is 0).
+	OKRun, FailRun int
+	// LastCheck is the time of the last probe and LastChange of the last
+	// transition (or of the monitor's start); zero before any.
+	LastCheck, LastChange time.Time
+	// Weight is the last dynamic weight of an exec check, -1 for none.
+	Weight int32
+}
+
+// Options configure a Manager.
+type Options struct {
+	Logger *slog.Logger
+	// Net is where probes leave from.
+	Net Net
+	// Now is the clock of Status times (default time.Now).
+	Now func() time.Time
+	// NotifyTimeout bounds notify commands (default 30 s).
+	NotifyTimeout time.Duration
+}
+
+// Manager owns the monitors of one director.
+type Manager[K comparable] struct {
+	log  *slog.Logger
+	sink Sink[K]
+	opts Options
+
+	// emitMu serialises calls into the Sink and guards the check that the
+	// calling monitor is still the one in force, so that a monitor replaced
+	// by Sync reports nothing more.
+	emitMu sync.Mutex
+
+	mu sync.Mutex
+	// monitors are the monitors in force by key. Guarded by mu.
+	monitors map[K]*monitor[K]
+	// ctx is Run's context, nil before Run. Guarded by mu.
+	ctx context.Context
+	// wg counts monitor and notify goroutines.
+	wg sync.WaitGroup
+	// newChecker replaces NewChecker in tests.
+	newChecker func(*config.Check, Target, Net) (Checker, error)
+}
+
+// NewManager returns a Manager that reports to sink.
+func NewManager[K comparable](sink Sink[K], o Options) *Manager[K] {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NotifyTimeout <= 0 {
+		o.NotifyTimeout = 30 * time.Second
+	}
+	return &Manager[K]{log: o.Logger, sink: sink, opts: o, monitors: make(map[K]*monitor[K])}
+}
+
+type monitor[K comparable] struct {
+	key     K
+	spec    Spec[K]
+	checker Checker
+	cancel  context.CancelFunc
+	log     *slog.Logger
+
+	mu sync.Mutex
+	// st is the state. Guarded by mu.
+	st Status
+}
+
+// Sync makes the monitors match specs, after a start or a reload:
+//   - a server whose target and check are unchanged keeps its monitor, its
+//     state and its counts (no flap, no new warmup);
+//   - a server whose check changed gets a new monitor that starts in the
+//     old one's state (up or down), with fresh counts;
+//   - a new server starts up, or down with alpha (the Sink is told at once);
+//   - a server that is no longer checked but was down is put back up;
+//   - monitors of servers not in specs stop.
+//
+// It returns the errors of checks that cannot be built (their servers are
+// left unchecked). Sync must not be called with a lock the Sink takes.
+func (m *Manager[K]) Sync(specs []Spec[K]) []error {
+	var errs []error
+	var initDown, bringUp []K
+	inhibits := make(map[K]bool)
+
+	m.mu.Lock()
+	want := make(map[K]bool, len(specs))
+	for _, s := range specs {
+		want[s.Key] = true
+		old := m.monitors[s.Key]
+		if old != nil && old.spec.Target == s.Target && reflect.DeepEqual(old.spec.Check, s.Check) {
+			continue
+		}
+		wasDown := old != nil && !old.status().Up
+		if old != nil {
+			old.cancel()
+			delete(m.monitors, s.Key)
+		}
+		if s.Check == nil {
+			if wasDown {
+				bringUp = append(bringUp, s.Key)
+				inhibits[s.Key] = old.spec.Check.InhibitOnFailure
+			}
+			continue
+		}
+		newChecker := m.newChecker
+		if newChecker == nil {
+			newChecker = NewChecker
+		}
+		ch, err := newChecker(s.Check, s.Target, m.opts.Net)
+		if err != nil {
+			errs = append(errs, err)
+			if wasDown {
+				bringUp = append(bringUp, s.Key)
+				inhibits[s.Key] = old.spec.Check.InhibitOnFailure
+			}
+			continue
+		}
+		mon := &monitor[K]{key: s.Key, spec: s, checker: ch, cancel: func() {},
+			log: m.log.With("real", s.Target.Real.String(), "virtual", s.Target.Virtual.String(), "check", s.Check.Type)}
+		mon.st = Status{Up: true, Weight: -1, LastChange: m.opts.Now()}
+		switch {
+		case old != nil:
+			mon.st.Up = !wasDown
+			if wasDown && old.spec.Check.InhibitOnFailure != s.Check.InhibitOnFailure {
+				// Down the other way now: put it back, then down anew.
+				bringUp = append(bringUp, s.Key)
+				inhibits[s.Key] = old.spec.Check.InhibitOnFailure
+				initDown = append(initDown, s.Key)
+			}
+		case s.Check.Alpha:
+			mon.st.Up = false
+			initDown = append(initDown, s.Key)
+		}
+		m.monitors[s.Key] = mon
+		if m.ctx != nil {
+			m.start(mon)
+		}
+	}
+	for k, mon := range m.monitors {
+		if !want[k] {
+			mon.cancel()
+			delete(m.monitors, k)
+		}
+	}
+	m.mu.Unlock()
+
+	m.emitMu.Lock()
+	defer m.emitMu.Unlock()
+	for _, k := range bringUp {
+		m.sink.SetHealth(k, true, inhibits[k])
+	}
+	for _, k := range initDown {
+		m.mu.Lock()
+		mon := m.monitors[k]
+		m.mu.Unlock()
+		if mon != nil {
+			m.sink.SetHealth(k, false, mon.spec.Check.InhibitOnFailure)
+		}
+	}
+	return errs
+}
+
+// Run starts the monitors and keeps them (and those later Syncs add)
+// running until ctx ends, then waits for every goroutine of the Manager.
+func (m *Manager[K]) Run(ctx context.Context) {
+	m.mu.Lock()
+	m.ctx = ctx
+	for _, mon := range m.monitors {
+		m.start(mon)
+	}
+	m.mu.Unlock()
+	<-ctx.Done()
+	m.wg.Wait()
+}
+
+// Status returns the state of the monitor of k; false when k is not
+// checked.
+func (m *Manager[K]) Status(k K) (Status, bool) {
+	m.mu.Lock()
+	mon := m.monitors[k]
+	m.mu.Unlock()
+	if mon == nil {
+		return Status{}, false
+	}
+	return mon.status(), true
+}
+
+// start runs mon's loop.
+//
+// Preconditions: m.mu is held; m.ctx is set.
+func (m *Manager[K]) start(mon *monitor[K]) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	mon.cancel = cancel
+	m.wg.Go(func() { m.loop(ctx, mon) })
+}
+
+func (m *Manager[K]) loop(ctx context.Context, mon *monitor[K]) {
+	c := mon.spec.Check
+	first := c.Warmup
+	if first <= 0 {
+		first = c.Interval
+	}
+	t := time.NewTimer(rand.N(first) + 1)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r := mon.checker.Check(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		ev := mon.observe(r, m.opts.Now())
+		m.emit(mon, ev)
+		t.Reset(ev.next)
+	}
+}
+
+// event is what one probe's result changes.
+type event struct {
+	edge   bool // the state changed
+	up     bool // the new state, when edge
+	weight int32
+	next   time.Duration // delay to the next probe
+}
+
+// observe folds one result into the state (rise, fall, retry delay).
+func (mon *monitor[K]) observe(r Result, now time.Time) event {
+	c := mon.spec.Check
+	rise, fall := max(c.Rise, 1), max(c.Fall, 1)
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	st := &mon.st
+	st.Checks++
+	st.LastCheck = now
+	ev := event{weight: -1, next: c.Interval}
+	if r.Err == nil {
+		st.LastOK, st.LastError = true, ""
+		st.OKRun++
+		st.FailRun = 0
+		if !st.Up && st.OKRun >= rise {
+			st.Up, st.LastChange = true, now
+			ev.edge, ev.up = true, true
+		}
+		if r.Weight >= 0 && r.Weight != st.Weight {
+			st.Weight = r.Weight
+			ev.weight = r.Weight
+		}
+	} else {
+		st.LastOK, st.LastError = false, r.Err.Error()
+		st.FailRun++
+		st.OKRun = 0
+		if st.Up && st.FailRun >= fall {
+			st.Up, st.LastChange = false, now
+			ev.edge, ev.up = true, false
+		} else if st.Up && c.DelayBeforeRetry > 0 {
+			// A retry before the server is declared down.
+			ev.next = c.DelayBeforeRetry
+		}
+	}
+	if ev.next <= 0 {
+		ev.next = config.DefaultCheckInterval
+	}
+	return ev
+}
+
+func (mon *monitor[K]) status() Status {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	return mon.st
+}
+
+// emit reports ev to the Sink, unless mon has been replaced meanwhile.
+func (m *Manager[K]) emit(mon *monitor[K], ev event) {
+	if !ev.edge && ev.weight < 0 {
+		return
+	}
+	m.emitMu.Lock()
+	defer m.emitMu.Unlock()
+	m.mu.Lock()
+	current := m.monitors[mon.key] == mon
+	m.mu.Unlock()
+	if !current {
+		return
+	}
+	c := mon.spec.Check
+	if ev.weight >= 0 {
+		mon.log.Info("dynamic weight", "weight", ev.weight)
+		m.sink.SetWeight(mon.key, ev.weight)
+	}
+	if !ev.edge {
+		return
+	}
+	st := mon.status()
+	if ev.up {
+		mon.log.Info("real server up", "checks", st.Checks)
+		m.sink.SetHealth(mon.key, true, c.InhibitOnFailure)
+		m.notify(c.NotifyUp, mon, "up")
+	} else {
+		mon.log.Warn("real server down", "err", st.LastError, "checks", st.Checks)
+		m.sink.SetHealth(mon.key, false, c.InhibitOnFailure)
+		m.notify(c.NotifyDown, mon, "down")
+	}
+}
