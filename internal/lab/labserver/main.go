@@ -9,6 +9,7 @@
 //	labserver udp  -listen :5353 -name rs1      UDP echo real server
 //	labserver get  -url URL -n 300 [-json]      HTTP client, sequential requests
 //	labserver udp-send -addr A -msg M           UDP client: send, print the echo
+//	labserver dns  -listen :5353 -name rs1      DNS server (miekg/dns), UDP
 //
 // The servers answer with their name and the client address they saw, and
 // log one line per request to stdout: that is how a test checks which real
@@ -33,6 +34,8 @@ commands:
   get       -url URL -n N [-json]     N sequential HTTP requests, one connection each;
                                       one line per request; exit 1 if any failed
   udp-send  -addr HOST:PORT -msg M    send M, wait for the echo, print it
+  dns       -listen :5353 -name rs1   DNS server over UDP: answers A queries for NAME.lab.
+                                      and lvsd.test. with 198.18.0.53, NXDOMAIN otherwise
 `
 
 func main() {
@@ -51,6 +54,8 @@ func main() {
 		err = runUDP(ctx, args)
 	case "get":
 		err = runGet(ctx, args)
+	case "dns":
+		err = runDNS(ctx, args)
 	case "udp-send":
 		err = runUDPSend(ctx, args)
 	case "help", "-h", "--help":
