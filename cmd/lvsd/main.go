@@ -36,7 +36,7 @@ const usage = `usage: lvsd <command> [flags]
 commands:
   run      -c FILE   run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
   check    -c FILE   validate FILE and exit
-  list     [-stats|-rate] [-json]   show the virtual services of a running lvsd (ipvsadm -Ln [--stats|--rate])
+  list     [-stats|-rate|-health] [-json]  show the virtual services of a running lvsd (ipvsadm -Ln [--stats|--rate])
   counters           show a running lvsd's fast-path counters, drops by reason
   realserver -tun NAME -vip ADDR[,...] [-director ADDR[,...]]
                      on a TUN-mode real server whose kernel has no ipip module:
@@ -71,8 +71,12 @@ func run(args []string) int {
 		showStats := fs.Bool("stats", false, "list: cumulative counters, as ipvsadm --stats")
 		showRates := fs.Bool("rate", false, "list: rate estimates, as ipvsadm --rate")
 		asJSON := fs.Bool("json", false, "print the raw status as JSON")
+		showHealth := fs.Bool("health", false, "list: each real server's health check (lvsd's own; ipvsadm has none)")
 		if err := fs.Parse(args); err != nil {
 			return 2
+		}
+		if *showHealth && !*asJSON {
+			return showHealthList(*ctl)
 		}
 		return show(cmd, *ctl, *showStats, *showRates, *asJSON)
 	case "run", "check":
@@ -197,5 +201,18 @@ func show(cmd, path string, stats, rates, asJSON bool) int {
 	default:
 		control.WriteList(os.Stdout, st, stats)
 	}
+	return 0
+}
+
+// showHealthList prints `lvsd list -health`.
+func showHealthList(path string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := control.Get(ctx, path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lvsd: %v\n", err)
+		return 1
+	}
+	control.WriteHealth(os.Stdout, st, time.Now())
 	return 0
 }
