@@ -26,6 +26,10 @@ type Sink[K comparable] interface {
 type Spec[K comparable] struct {
 	Key    K
 	Target Target
+	// Group names the real server's virtual server, for its quorum;
+	// Weight is its configured weight.
+	Group  string
+	Weight int32
 	// Check is the server's check; nil: the server is not checked and is
 	// up.
 	Check *config.Check
@@ -79,6 +83,11 @@ type Manager[K comparable] struct {
 	ctx context.Context
 	// wg counts monitor and notify goroutines.
 	wg sync.WaitGroup
+	// members are every real server of the last Sync, checked or not, for
+	// the quorums. Guarded by mu.
+	members map[K]member
+	// quorums are the quorums by group. Guarded by mu.
+	quorums map[string]*quorumState
 	// newChecker replaces NewChecker in tests.
 	newChecker func(*config.Check, Target, Net) (Checker, error)
 }
@@ -94,7 +103,8 @@ func NewManager[K comparable](sink Sink[K], o Options) *Manager[K] {
 	if o.NotifyTimeout <= 0 {
 		o.NotifyTimeout = 30 * time.Second
 	}
-	return &Manager[K]{log: o.Logger, sink: sink, opts: o, monitors: make(map[K]*monitor[K])}
+	return &Manager[K]{log: o.Logger, sink: sink, opts: o, monitors: make(map[K]*monitor[K]),
+		quorums: make(map[string]*quorumState)}
 }
 
 type monitor[K comparable] struct {
@@ -127,8 +137,11 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 
 	m.mu.Lock()
 	want := make(map[K]bool, len(specs))
+	firstEval := make(map[string]bool)
+	m.members = make(map[K]member, len(specs))
 	for _, s := range specs {
 		want[s.Key] = true
+		m.members[s.Key] = member{group: s.Group, weight: s.Weight}
 		old := m.monitors[s.Key]
 		if old != nil && old.spec.Target == s.Target && reflect.DeepEqual(old.spec.Check, s.Check) {
 			continue
@@ -187,8 +200,23 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 	}
 	m.mu.Unlock()
 
+	for g, q := range m.quorums {
+		if !q.evaluated {
+			q.evaluated = true
+			firstEval[g] = true
+		}
+	}
 	m.emitMu.Lock()
 	defer m.emitMu.Unlock()
+	defer func() {
+		groups := make(map[string]bool)
+		for _, s := range specs {
+			groups[s.Group] = true
+		}
+		for g := range groups {
+			m.evalQuorum(g, firstEval[g])
+		}
+	}()
 	for _, k := range bringUp {
 		m.sink.SetHealth(k, true, inhibits[k])
 	}
@@ -329,6 +357,7 @@ func (m *Manager[K]) emit(mon *monitor[K], ev event) {
 		return
 	}
 	c := mon.spec.Check
+	defer m.evalQuorum(mon.spec.Group, false)
 	if ev.weight >= 0 {
 		mon.log.Info("dynamic weight", "weight", ev.weight)
 		m.sink.SetWeight(mon.key, ev.weight)
