@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -69,8 +70,9 @@ type Connections struct {
 	Max int
 }
 
-// MaxConnections is the largest [connections] max.
-const MaxConnections = 1 << 30
+// MaxConnections is the largest [connections] max: the most the connection
+// table can address.
+const MaxConnections = conntrack.MaxConnections
 
 // LinkType is the kind of device an interface is.
 type LinkType uint8
@@ -296,11 +298,16 @@ var defaults = Defaults{
 	ExpireQuiescentTemplate: false,
 	ExpireNodestConn:        true,
 	SecureTCP:               false,
-	MaxConnections:          1 << 22,
+	MaxConnections:          conntrack.DefaultMax,
 }
 
 // DefaultValues returns the defaults Parse applies.
 func DefaultValues() Defaults { return defaults }
+
+// MaxWeight is the largest weight of a real server: IPVS keeps weights in
+// an int, but ipvsadm caps them at 65535. The director checks runtime
+// weights against it too.
+const MaxWeight = 65535
 
 // Limits of numeric keys, shared by validation and its messages.
 const (
@@ -308,7 +315,7 @@ const (
 	minMTUIPv6 = 1280 // IPv6's minimum link MTU (RFC 8200)
 	maxMTU     = 65535
 	maxQueues  = 16
-	maxWeight  = 65535 // IPVS keeps weights in an int but ipvsadm caps at 65535
+	maxWeight  = MaxWeight
 	maxThresh  = 65535
 	maxIfName  = 15 // IFNAMSIZ (16) minus the terminating NUL
 )

@@ -708,7 +708,7 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 }
 
 // maxMaglevTableSize is the largest Maglev table package sched builds.
-const maxMaglevTableSize = 1 << 24
+const maxMaglevTableSize = sched.MaxMaglevSize
 
 // isPrime reports whether n (at most maxMaglevTableSize) is prime.
 func isPrime(n int64) bool {

@@ -8,15 +8,6 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
-// ServiceKey identifies a virtual service by the In tuples of its
-// connections: VIP, virtual port, protocol. It has forward.ServiceKey's
-// fields, so either converts to the other.
-type ServiceKey struct {
-	Addr  lvs.Addr
-	Port  uint16
-	Proto lvs.Proto
-}
-
 // A binding is a real server as the table knows it: the entries refer to
 // it by index (rec.bind) instead of by pointer, and the per-worker counters
 // are indexed by it too. A destination is expected to belong to one virtual
@@ -25,7 +16,7 @@ type ServiceKey struct {
 // (about 200 bytes, plus 32 per worker) for every real server it has seen.
 type binding struct {
 	dest *lvs.Dest
-	key  ServiceKey
+	key  lvs.ServiceKey
 	// svc is the service counters of the newest connection (a reload
 	// makes new ones); the counters are folded into it.
 	svc atomic.Pointer[lvs.Stats]
@@ -52,7 +43,7 @@ func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) 
 	if !ok {
 		t.bindMu.Lock()
 		if i, ok = t.bindByDest[d]; !ok {
-			b := &binding{dest: d, key: ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
+			b := &binding{dest: d, key: lvs.ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
 			bs := append(*t.binds.Load(), b)
 			i = uint32(len(bs) - 1)
 			t.binds.Store(&bs)
@@ -278,7 +269,7 @@ type stats struct {
 	// services accumulate the counters and rates of each virtual service
 	// across reloads and removed real servers; total of everything.
 	// Guarded by mu.
-	services map[ServiceKey]*serviceStats
+	services map[lvs.ServiceKey]*serviceStats
 	total    serviceStats
 }
 
@@ -287,7 +278,7 @@ type serviceStats struct {
 	est estimator
 }
 
-func (s *stats) init() { s.services = make(map[ServiceKey]*serviceStats) }
+func (s *stats) init() { s.services = make(map[lvs.ServiceKey]*serviceStats) }
 
 func (s *stats) newWorker() *workerStats {
 	w := &workerStats{}
@@ -358,7 +349,7 @@ func addStats(s *lvs.Stats, d [4]uint64) {
 // service returns the accumulator of service k.
 //
 // Preconditions: s.mu is held.
-func (s *stats) service(k ServiceKey) *serviceStats {
+func (s *stats) service(k lvs.ServiceKey) *serviceStats {
 	sv := s.services[k]
 	if sv == nil {
 		sv = &serviceStats{}
@@ -386,7 +377,7 @@ func (t *Table) Estimate() {
 // DestStats are the statistics of one real server.
 type DestStats struct {
 	Dest    *lvs.Dest
-	Service ServiceKey
+	Service lvs.ServiceKey
 	// ActiveConns and InactiveConns are the destination's counts now.
 	ActiveConns, InactiveConns int32
 	Counters
@@ -396,7 +387,7 @@ type DestStats struct {
 // ServiceStats are the statistics of one virtual service: every
 // connection it has had, including those of real servers since removed.
 type ServiceStats struct {
-	Service ServiceKey
+	Service lvs.ServiceKey
 	Counters
 	Rates
 }

@@ -54,9 +54,9 @@ type Options struct {
 // DefaultMax is the default Options.Max.
 const DefaultMax = 1 << 22
 
-// MaxMax is the largest Options.Max: every shard addresses its entries with
+// MaxConnections is the largest Options.Max: every shard addresses its entries with
 // 24 bits.
-const MaxMax = 1 << 30
+const MaxConnections = 1 << 30
 
 // ExpireInterval is how often Run expires idle entries; EstimateInterval is
 // how often it updates the rate estimates (IPVS's 2 s).
@@ -285,7 +285,7 @@ func (t *Table) SetMax(n int) {
 	if n <= 0 {
 		n = DefaultMax
 	}
-	t.max.Store(int64(min(n, MaxMax)))
+	t.max.Store(int64(min(n, MaxConnections)))
 }
 
 // SetExpireNodestConn changes Options.ExpireNodestConn.
@@ -918,12 +918,13 @@ func (t *Table) refile(e *Entry) {
 	s.mu.Unlock()
 }
 
-// Verdict of Check on a client's packet for a connection found by Lookup.
-type Verdict uint8
+// CheckResult is what Check decides for a client's packet of a connection
+// found by Lookup.
+type CheckResult uint8
 
 const (
 	// Use: forward the packet on the connection.
-	Use Verdict = iota
+	Use CheckResult = iota
 	// Reschedule: the connection has been removed; treat the packet as one
 	// without a connection (a SYN is scheduled anew).
 	Reschedule
@@ -946,7 +947,7 @@ const (
 //   - otherwise Use.
 //
 // Connections to a quiescent real server (weight 0) go on (Use).
-func (t *Table) Check(e *Entry, tcpFlags uint8) Verdict {
+func (t *Table) Check(e *Entry, tcpFlags uint8) CheckResult {
 	if e.Dest != nil && e.Dest.Removed.Load() {
 		if !t.expireNodest.Load() {
 			return DropPacket
