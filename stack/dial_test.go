@@ -12,16 +12,18 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+
+	"github.com/lvsd/lvsd/device"
 )
 
 // stackPair returns two netstacks on one in-memory Ethernet segment: a
 // (192.0.2.1, 2001:db8::1) and b (192.0.2.10, 2001:db8::10).
 func stackPair(t *testing.T) (a, b *Stack) {
 	t.Helper()
-	mk := func(mac byte, addrs ...string) (*Stack, *MemDevice) {
-		dev := NewMemDevice(256)
+	mk := func(mac byte, addrs ...string) (*Stack, *device.Mem) {
+		dev := device.NewMem(256)
 		st := New(Options{})
-		link := NewLink(LinkOptions{Devices: []Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte{2, 0, 0x5e, 0, 0, mac}})
+		link := NewLink(LinkOptions{Devices: []device.Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte{2, 0, 0x5e, 0, 0, mac}})
 		var ps []netip.Prefix
 		for _, s := range addrs {
 			ps = append(ps, netip.MustParsePrefix(s))
@@ -34,7 +36,7 @@ func stackPair(t *testing.T) (a, b *Stack) {
 	a, da := mk(1, "192.0.2.1/24", "2001:db8::1/64")
 	b, db := mk(2, "192.0.2.10/24", "2001:db8::10/64")
 	ctx, cancel := context.WithCancel(context.Background())
-	pipe := func(from, to *MemDevice) {
+	pipe := func(from, to *device.Mem) {
 		for {
 			f, err := from.Next(ctx)
 			if err != nil {
