@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,9 @@ type Spec[K comparable] struct {
 	// Check is the server's check; nil: the server is not checked and is
 	// up.
 	Check *config.Check
+	// Down is the state the server is in now (for a new monitor: its
+	// starting state; alpha servers start down).
+	Down bool
 }
 
 // Status is what a monitor knows of its server, for the control socket.
@@ -122,22 +126,17 @@ type monitor[K comparable] struct {
 // Sync makes the monitors match specs, after a start or a reload:
 //   - a server whose target and check are unchanged keeps its monitor, its
 //     state and its counts (no flap, no new warmup);
-//   - a server whose check changed gets a new monitor that starts in the
-//     old one's state (up or down), with fresh counts;
-//   - a new server starts up, or down with alpha (the Sink is told at once);
-//   - a server that is no longer checked but was down is put back up;
-//   - monitors of servers not in specs stop.
+//   - a server whose check changed, or that is new, gets a new monitor in
+//     the state the caller says it is in (Spec.Down);
+//   - monitors of servers not in specs, or no longer checked, stop.
 //
-// It returns the errors of checks that cannot be built (their servers are
-// left unchecked). Sync must not be called with a lock the Sink takes.
+// Sync never calls the Sink: the caller applies initial states itself (it
+// may hold a lock the Sink takes). It returns the errors of checks that
+// cannot be built (their servers are left unchecked).
 func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 	var errs []error
-	var initDown, bringUp []K
-	inhibits := make(map[K]bool)
-
 	m.mu.Lock()
 	want := make(map[K]bool, len(specs))
-	firstEval := make(map[string]bool)
 	m.members = make(map[K]member, len(specs))
 	for _, s := range specs {
 		want[s.Key] = true
@@ -146,16 +145,11 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		if old != nil && old.spec.Target == s.Target && reflect.DeepEqual(old.spec.Check, s.Check) {
 			continue
 		}
-		wasDown := old != nil && !old.status().Up
 		if old != nil {
 			old.cancel()
 			delete(m.monitors, s.Key)
 		}
 		if s.Check == nil {
-			if wasDown {
-				bringUp = append(bringUp, s.Key)
-				inhibits[s.Key] = old.spec.Check.InhibitOnFailure
-			}
 			continue
 		}
 		newChecker := m.newChecker
@@ -165,28 +159,11 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		ch, err := newChecker(s.Check, s.Target, m.opts.Net)
 		if err != nil {
 			errs = append(errs, err)
-			if wasDown {
-				bringUp = append(bringUp, s.Key)
-				inhibits[s.Key] = old.spec.Check.InhibitOnFailure
-			}
 			continue
 		}
 		mon := &monitor[K]{key: s.Key, spec: s, checker: ch, cancel: func() {},
 			log: m.log.With("real", s.Target.Real.String(), "virtual", s.Target.Virtual.String(), "check", s.Check.Type)}
-		mon.st = Status{Up: true, Weight: -1, LastChange: m.opts.Now()}
-		switch {
-		case old != nil:
-			mon.st.Up = !wasDown
-			if wasDown && old.spec.Check.InhibitOnFailure != s.Check.InhibitOnFailure {
-				// Down the other way now: put it back, then down anew.
-				bringUp = append(bringUp, s.Key)
-				inhibits[s.Key] = old.spec.Check.InhibitOnFailure
-				initDown = append(initDown, s.Key)
-			}
-		case s.Check.Alpha:
-			mon.st.Up = false
-			initDown = append(initDown, s.Key)
-		}
+		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now()}
 		m.monitors[s.Key] = mon
 		if m.ctx != nil {
 			m.start(mon)
@@ -198,35 +175,20 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 			delete(m.monitors, k)
 		}
 	}
-	m.mu.Unlock()
-
+	var first []string
+	groups := make(map[string]bool)
+	for _, s := range specs {
+		groups[s.Group] = true
+	}
 	for g, q := range m.quorums {
 		if !q.evaluated {
 			q.evaluated = true
-			firstEval[g] = true
+			first = append(first, g)
 		}
 	}
-	m.emitMu.Lock()
-	defer m.emitMu.Unlock()
-	defer func() {
-		groups := make(map[string]bool)
-		for _, s := range specs {
-			groups[s.Group] = true
-		}
-		for g := range groups {
-			m.evalQuorum(g, firstEval[g])
-		}
-	}()
-	for _, k := range bringUp {
-		m.sink.SetHealth(k, true, inhibits[k])
-	}
-	for _, k := range initDown {
-		m.mu.Lock()
-		mon := m.monitors[k]
-		m.mu.Unlock()
-		if mon != nil {
-			m.sink.SetHealth(k, false, mon.spec.Check.InhibitOnFailure)
-		}
+	m.mu.Unlock()
+	for g := range groups {
+		m.evalQuorum(g, slices.Contains(first, g))
 	}
 	return errs
 }
@@ -375,4 +337,15 @@ func (m *Manager[K]) emit(mon *monitor[K], ev event) {
 		m.sink.SetHealth(mon.key, false, c.InhibitOnFailure)
 		m.notify(c.NotifyDown, mon, "down")
 	}
+}
+
+// StatusOf is Status with the check's type.
+func (m *Manager[K]) StatusOf(k K) (Status, string, bool) {
+	m.mu.Lock()
+	mon := m.monitors[k]
+	m.mu.Unlock()
+	if mon == nil {
+		return Status{}, "", false
+	}
+	return mon.status(), mon.spec.Check.Type, true
 }
