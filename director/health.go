@@ -66,14 +66,26 @@ func (s *healthSink) SetWeight(k RealKey, w int32) {
 //     check starts down, as keepalived's alpha;
 //   - a down real server whose check now says otherwise about inhibiting
 //     is down the new way;
-//   - a real server without a check (any more) is in service with its
-//     configured weight.
+//   - a real server whose check a change removes is in service with its
+//     configured weight (health edges from elsewhere, SetRealHealth
+//     called by a user of the package, stay while no check is involved).
 //
 // Preconditions: d.mu is held.
 func (d *Director) checkOverlay(cfg *config.Config, cur map[RealKey]realState) map[RealKey]realState {
 	out := make(map[RealKey]realState, len(cur))
 	for k, s := range cur {
 		out[k] = s
+	}
+	hadCheck := make(map[RealKey]bool)
+	if d.cfg != nil {
+		for _, sc := range d.cfg.Services {
+			svc := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+			for _, rc := range sc.Reals {
+				if rc.Check != nil {
+					hadCheck[RealKey{Service: svc, Addr: rc.Addr, Port: rc.Port}] = true
+				}
+			}
+		}
 	}
 	for _, sc := range cfg.Services {
 		svc := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
@@ -82,7 +94,7 @@ func (d *Director) checkOverlay(cfg *config.Config, cur map[RealKey]realState) m
 			s, had := out[k]
 			switch c := rc.Check; {
 			case c == nil:
-				if had {
+				if had && hadCheck[k] {
 					delete(out, k)
 				}
 			case c.Alpha && !d.configured(k):
