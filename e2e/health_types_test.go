@@ -127,7 +127,7 @@ func TestHealthCheckTypes(t *testing.T) {
 	services := []lab.Service{
 		svc("tcp", 80, 8080, `  type = "tcp"`),
 		svc("tcp", 81, 8080, `  type = "http"`, `  contains = "rs"`),
-		svc("tcp", 82, 8080, `  type = "http"`, `  path = "/no-such-page"`),
+		svc("tcp", 82, 8080, `  type = "http"`, `  status = ["500-599"]`),
 		svc("tcp", 83, 8080, `  type = "tcp"`, `  port = 8089`),
 		svc("tcp", 443, 8443, `  type = "https"`),
 		svc("tcp", 444, 8443, `  type = "https"`, `  sni = "rs.lab.test"`, fmt.Sprintf(`  ca_file = %q`, cert)),
@@ -147,7 +147,7 @@ func TestHealthCheckTypes(t *testing.T) {
 	wants := []want{
 		{"tcp", "198.18.1.100:80", "up"},
 		{"tcp", "198.18.1.100:81", "up"},
-		{"tcp", "198.18.1.100:82", "down"},   // 404
+		{"tcp", "198.18.1.100:82", "down"},   // 200 is not in 500-599
 		{"tcp", "198.18.1.100:83", "down"},   // nothing listens on 8089: RST
 		{"tcp", "198.18.1.100:443", "up"},    // self-signed, not verified (SSL_GET)
 		{"tcp", "198.18.1.100:444", "up"},    // verified against its own certificate
@@ -209,7 +209,7 @@ func TestHealthCheckTypes(t *testing.T) {
 	if res.OK != 30 || res.Servers["rs1"] != 25 || res.Servers["rs2"] != 5 || res.Servers["rs3"] != 0 {
 		t.Errorf("30 requests with dynamic weights 5:1 and rs3 down: %+v", res.Servers)
 	}
-	// A service whose servers are all down answers nothing new: the 404
+	// A service whose servers are all down answers nothing new: the status
 	// check took them out.
 	res = tp.Get(bin, "http://198.18.1.100:82/", 2, "-timeout", "1s")
 	if res.OK != 0 {
@@ -218,11 +218,11 @@ func TestHealthCheckTypes(t *testing.T) {
 
 	// lvsd list keeps ipvsadm's lines; lvsd list -health shows the checks.
 	list := l.Exec(tp.Director, bin.Lvsd, "list", "-control", tp.Control)
-	if strings.Contains(list, "https") || strings.Contains(list, "status 404") {
+	if strings.Contains(list, "https") || strings.Contains(list, "status 200") {
 		t.Errorf("lvsd list shows health details:\n%s", list)
 	}
 	hl := l.Exec(tp.Director, bin.Lvsd, "list", "-health", "-control", tp.Control)
-	if !strings.Contains(hl, "http: status 404") || !strings.Contains(hl, "dns: rcode NXDOMAIN") {
+	if !strings.Contains(hl, "http: status 200") || !strings.Contains(hl, "dns: rcode NXDOMAIN") {
 		t.Errorf("lvsd list -health:\n%s", hl)
 	}
 	t.Logf("lvsd list -health:\n%s", hl)
