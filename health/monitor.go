@@ -241,13 +241,16 @@ func (m *Manager[K]) loop(ctx context.Context, mon *monitor[K]) {
 			return
 		case <-t.C:
 		}
+		start := time.Now()
 		r := mon.checker.Check(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		ev := mon.observe(r, m.opts.Now())
 		m.emit(mon, ev)
-		t.Reset(ev.next)
+		// Checks start every interval (not an interval after the last one
+		// ended), so that slow answers do not stretch the period.
+		t.Reset(max(ev.next-time.Since(start), time.Millisecond))
 	}
 }
 

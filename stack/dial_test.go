@@ -18,7 +18,9 @@ import (
 
 // stackPair returns two netstacks on one in-memory Ethernet segment: a
 // (192.0.2.1, 2001:db8::1) and b (192.0.2.10, 2001:db8::10).
-func stackPair(t *testing.T) (a, b *Stack) {
+func stackPair(t *testing.T) (a, b *Stack) { return stackPairB(t) }
+
+func stackPairB(t testing.TB) (a, b *Stack) {
 	t.Helper()
 	mk := func(mac byte, addrs ...string) (*Stack, *device.Mem) {
 		dev := device.NewMem(256)
