@@ -189,3 +189,44 @@ func (d *Director) checkStatus(k RealKey) *control.Health {
 	}
 	return h
 }
+
+// planSorry adds a service's sorry server (keepalived's sorry_server) to
+// the plan while none of its real servers is up (taken out or inhibited by
+// health; or it has none): a NAT destination of weight 1, added to the
+// list as `ipvsadm -a` would add it, and removed (to the trash, like a
+// removed real server) as soon as a real server is back.
+//
+// Preconditions: d.mu is held; called by buildServices after the real
+// servers of sp are planned.
+func (d *Director) planSorry(p *plan, sp *svcPlan, health map[RealKey]realState, linkedNow, linkedNext map[*lvs.Dest]bool) {
+	sorry := sp.sc.Health.SorryServer
+	if !sorry.IsValid() {
+		return
+	}
+	for _, rc := range sp.sc.Reals {
+		if !health[RealKey{Service: sp.key, Addr: rc.Addr, Port: rc.Port}].down {
+			return
+		}
+	}
+	rc := &config.Real{Addr: sorry.Addr(), Port: sorry.Port(), Method: lvs.NAT, Weight: 1}
+	dk := destKey{svc: sp.key, addr: rc.Addr, port: rc.Port, method: rc.Method}
+	if _, clash := p.dests[dk]; clash {
+		return // a real server of the service is the sorry server too
+	}
+	rp := realPlan{rc: rc, dk: dk, dst: d.dests[dk], linked: true, weight: 1}
+	if rp.dst == nil {
+		if t := d.trash[dk]; t != nil {
+			rp.dst = t.dst
+			p.revived[dk] = true
+		} else {
+			rp.dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
+			rp.fresh = true
+		}
+	}
+	linkedNext[rp.dst] = true
+	if !linkedNow[rp.dst] {
+		sp.add = append(sp.add, rp.dst)
+	}
+	p.dests[dk] = rp.dst
+	sp.reals = append(sp.reals, rp)
+}

@@ -162,3 +162,22 @@ func TestExecDynamicWeight(t *testing.T) {
 		t.Errorf("health %+v, want up with dynamic weight 5", h)
 	}
 }
+
+// TestSorryServer: the sorry server is in the list only while no real
+// server is up.
+func TestSorryServer(t *testing.T) {
+	dir := t.TempDir()
+	conf := realsConf(`sorry_server = "192.0.2.99:8080"`+"\n"+execCheck(dir, ""), "192.0.2.21 1", "192.0.2.22 1")
+	td := newTestDirector(t, conf)
+	runDirector(t, td.d)
+	waitFor(t, "both down, the sorry server in", func() bool { return td.list() == "99" })
+	os.WriteFile(filepath.Join(dir, "192.0.2.22"), nil, 0o644)
+	waitFor(t, ".22 up, the sorry server out", func() bool { return td.list() == "22" })
+	os.Remove(filepath.Join(dir, "192.0.2.22"))
+	waitFor(t, "the sorry server back", func() bool { return td.list() == "99" })
+	// Connections go to it.
+	td.setMACs()
+	if got := td.connect("192.0.2.10", 2000); got != "192.0.2.99:8080" {
+		t.Errorf("new connection went to %q, want the sorry server", got)
+	}
+}
