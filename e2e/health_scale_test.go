@@ -83,9 +83,10 @@ func TestHealthScale(t *testing.T) {
 	perCheck := float64(c1-c0) * 10 / float64(k1-k0) // ms of CPU per check
 	t.Logf("%d real servers, http check every 1 s: %.0f checks/s, lvsd CPU %.1f%% of one core, %.2f ms per check (load average %s)",
 		n+3, rate, cpu, perCheck, strings.Fields(string(load))[0])
-	// The machine is shared: the rate and the CPU share depend on its load,
-	// the CPU per check much less.
-	if rate < 0.5*float64(n) {
+	// The machine is shared (8 agents on 2 vCPUs): the rate and the CPU
+	// share depend on its load, the CPU per check much less. A starved lvsd
+	// checks less often than asked; it must not stop checking.
+	if rate < 0.3*float64(n) {
 		t.Errorf("%.0f checks/s, want about %d", rate, n+3)
 	}
 	if perCheck > 1 {
