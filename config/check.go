@@ -370,6 +370,9 @@ func (c *checker) bytesKey(key string, v any, hexKey string, hv any) []byte {
 			c.errorf(key, "is %d bytes long; at most %d", len(s), maxCheckPayload)
 			return nil
 		}
+		if s == "" {
+			return nil
+		}
 		return []byte(s)
 	}
 	if s, good := c.str(hexKey, hv); good {
@@ -380,6 +383,9 @@ func (c *checker) bytesKey(key string, v any, hexKey string, hv any) []byte {
 		}
 		if len(b) > maxCheckPayload {
 			c.errorf(hexKey, "is %d bytes long; at most %d", len(b), maxCheckPayload)
+			return nil
+		}
+		if len(b) == 0 {
 			return nil
 		}
 		return b
@@ -421,4 +427,77 @@ func (c *checker) health(key string, raw *rawService, svc *Service) Health {
 	h.QuorumUp, _ = c.checkString(key+".quorum_up", raw.QuorumUp)
 	h.QuorumDown, _ = c.checkString(key+".quorum_down", raw.QuorumDown)
 	return h
+}
+
+// formatHealth writes a virtual server's sorry_server and quorum keys, for
+// Format.
+func formatHealth(b *strings.Builder, h *Health) {
+	if h.SorryServer.IsValid() {
+		fmt.Fprintf(b, "sorry_server = %s\n", q(h.SorryServer.String()))
+	}
+	if h.Quorum > 0 {
+		fmt.Fprintf(b, "quorum = %d\nhysteresis = %d\n", h.Quorum, h.Hysteresis)
+	}
+	if h.QuorumUp != "" {
+		fmt.Fprintf(b, "quorum_up = %s\n", q(h.QuorumUp))
+	}
+	if h.QuorumDown != "" {
+		fmt.Fprintf(b, "quorum_down = %s\n", q(h.QuorumDown))
+	}
+}
+
+// formatCheck writes a real server's check as its own complete check
+// table, for Format: every value explicit, so that it does not depend on
+// its virtual server's.
+func formatCheck(b *strings.Builder, c *Check) {
+	fmt.Fprintf(b, "    [virtual_server.real_server.check]\n    type = %s\n", q(c.Type))
+	fmt.Fprintf(b, "    interval = %s\n    timeout = %s\n    delay_before_retry = %s\n    warmup = %s\n",
+		q(c.Interval.String()), q(c.Timeout.String()), q(c.DelayBeforeRetry.String()), q(c.Warmup.String()))
+	fmt.Fprintf(b, "    rise = %d\n    fall = %d\n    alpha = %t\n    inhibit_on_failure = %t\n",
+		c.Rise, c.Fall, c.Alpha, c.InhibitOnFailure)
+	str := func(key, v string) {
+		if v != "" {
+			fmt.Fprintf(b, "    %s = %s\n", key, q(v))
+		}
+	}
+	if c.Addr.IsValid() {
+		str("address", c.Addr.String())
+	}
+	if c.Port != 0 {
+		fmt.Fprintf(b, "    port = %d\n", c.Port)
+	}
+	str("notify_up", c.NotifyUp)
+	str("notify_down", c.NotifyDown)
+	switch c.Type {
+	case "http", "https":
+		str("path", c.Path)
+		str("host", c.Host)
+		if len(c.Status) > 0 {
+			rs := make([]string, len(c.Status))
+			for i, r := range c.Status {
+				rs[i] = q(fmt.Sprintf("%d-%d", r.Lo, r.Hi))
+			}
+			fmt.Fprintf(b, "    status = [%s]\n", strings.Join(rs, ", "))
+		}
+		str("digest", c.Digest)
+		str("contains", c.Contains)
+		str("regexp", c.Regexp)
+		if c.Type == "https" {
+			str("sni", c.SNI)
+			str("ca_file", c.CAFile)
+		}
+	case "udp":
+		if c.Payload != nil {
+			str("payload_hex", hex.EncodeToString(c.Payload))
+		}
+		if c.Expect != nil {
+			str("expect_hex", hex.EncodeToString(c.Expect))
+		}
+		fmt.Fprintf(b, "    require_reply = %t\n", c.RequireReply)
+	case "dns":
+		str("query_type", c.QueryType)
+		str("query_name", c.QueryName)
+	case "exec":
+		fmt.Fprintf(b, "    command = %s\n    dynamic = %t\n", q(c.Command), c.Dynamic)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
 )
 
 // Config is a validated configuration. Parse returns a fresh value whose
@@ -64,10 +65,24 @@ type Sysctl struct {
 // Connections bounds the connection table ([connections]).
 type Connections struct {
 	// Max is the most connections the table holds, 1..MaxConnections.
-	// Over it a new connection evicts a half-open (or closed) TCP
-	// connection, the oldest first, or is dropped; established ones are
-	// never evicted.
+	// Over it a new connection evicts a half-open TCP connection or a UDP
+	// flow, the oldest first (one-packet flows before flows in use), else
+	// a closed TCP connection, or is dropped; established ones are never
+	// evicted.
 	Max int
+	// ReserveEstablished is the percentage of Max (0..90) kept for TCP
+	// connections that have been established: UDP flows and handshakes
+	// under way fill at most the rest.
+	ReserveEstablished int
+	// PerSource and PerSourceRate bound the connections one client prefix
+	// holds and opens per second (0: no limit); SourcePrefixV4 and
+	// SourcePrefixV6 are the prefix lengths that count as one client.
+	PerSource, PerSourceRate       int
+	SourcePrefixV4, SourcePrefixV6 int
+	// CheckRST drops an RST of a NAT connection whose sequence number lies
+	// outside its receiver's window (RFC 5961-style), so that a blind
+	// reset cannot end it; false is IPVS's behaviour (any RST closes).
+	CheckRST bool
 }
 
 // MaxConnections is the largest [connections] max: the most the connection
@@ -163,6 +178,11 @@ type Service struct {
 	// client addressed (its real servers have Port 0) and, when persistent,
 	// shares a client's template across its ports.
 	Ports []uint16
+	// Mark is the firewall mark under which ipvsadm's command line and
+	// listings (lvsd adm) show a service over a list of ports: `fwmark`
+	// in the file, else the lowest mark no other service has, given in
+	// file order. 0 for every other service.
+	Mark uint32
 	// Scheduler is an ipvsadm scheduler name that package sched knows.
 	Scheduler string
 	// SchedFlags are ipvsadm -b flags, each known and matching Scheduler.
@@ -270,17 +290,26 @@ type Defaults struct {
 	// MaxConnections is [connections] max: 4,194,304 connections, about
 	// 450 MiB of table at most (docs/conntrack.md).
 	MaxConnections int
+	// ReserveEstablished is [connections] reserve_established: 10 %.
+	ReserveEstablished int
+	// SourcePrefixV4 and SourcePrefixV6 are [connections]
+	// source_prefix_v4 and source_prefix_v6: one address, one /64.
+	SourcePrefixV4, SourcePrefixV6 int
+	// CheckRST is [connections] check_rst: on (lvsd's choice; IPVS has no
+	// such check).
+	CheckRST bool
 }
 
 // defaults is unexported so that nothing can change what Parse does behind
 // its back; DefaultValues hands out copies.
 var defaults = Defaults{
-	TCPTimeout:    900 * time.Second,
-	TCPFinTimeout: 120 * time.Second,
-	UDPTimeout:    300 * time.Second,
+	// The connection table's own defaults: one source.
+	TCPTimeout:    conntrack.DefaultTCPTimeout,
+	TCPFinTimeout: conntrack.DefaultTCPFinTimeout,
+	UDPTimeout:    conntrack.DefaultUDPTimeout,
 
-	TCPTimeWaitTimeout: 120 * time.Second,
-	TCPCloseTimeout:    10 * time.Second,
+	TCPTimeWaitTimeout: conntrack.TCPTimeWaitTimeout,
+	TCPCloseTimeout:    conntrack.TCPCloseTimeout,
 
 	LinkType: TAP,
 	Create:   true,
@@ -288,7 +317,7 @@ var defaults = Defaults{
 	Queues:   1,
 	Offload:  true,
 
-	Scheduler: "wlc",
+	Scheduler: sched.Default,
 	Method:    lvs.DR,
 	Weight:    1,
 
@@ -299,6 +328,10 @@ var defaults = Defaults{
 	ExpireNodestConn:        true,
 	SecureTCP:               false,
 	MaxConnections:          conntrack.DefaultMax,
+	ReserveEstablished:      10,
+	SourcePrefixV4:          32,
+	SourcePrefixV6:          64,
+	CheckRST:                true,
 }
 
 // DefaultValues returns the defaults Parse applies.
@@ -317,7 +350,8 @@ const (
 	maxQueues  = 16
 	maxWeight  = MaxWeight
 	maxThresh  = 65535
-	maxIfName  = 15 // IFNAMSIZ (16) minus the terminating NUL
+	maxIfName  = 15                         // IFNAMSIZ (16) minus the terminating NUL
+	maxReserve = conntrack.MaxReserve * 100 // percent
 )
 
 // DefaultMAC returns the MAC a TAP named name gets when the file gives none:

@@ -55,7 +55,7 @@ func Format(c *Config) []byte {
 			for i, p := range sc.Ports {
 				ps[i] = strconv.Itoa(int(p))
 			}
-			fmt.Fprintf(&b, "ports = [%s]\n", strings.Join(ps, ", "))
+			fmt.Fprintf(&b, "ports = [%s]\nfwmark = %d\n", strings.Join(ps, ", "), sc.Mark)
 		} else {
 			fmt.Fprintf(&b, "port = %d\n", sc.Port)
 		}
@@ -75,6 +75,7 @@ func Format(c *Config) []byte {
 		if sc.MaglevTableSize != 0 {
 			fmt.Fprintf(&b, "maglev_table_size = %d\n", sc.MaglevTableSize)
 		}
+		formatHealth(&b, &sc.Health)
 		multiPort := sc.Ports != nil || sc.Port == 0
 		for _, r := range sc.Reals {
 			fmt.Fprintf(&b, "  [[virtual_server.real_server]]\n  address = %s\n", q(r.Addr.String()))
@@ -85,6 +86,9 @@ func Format(c *Config) []byte {
 				r.Weight, q(r.Method.String()), r.UpperThreshold, r.LowerThreshold)
 			if r.SlowStart != sc.SlowStart {
 				fmt.Fprintf(&b, "  slow_start = %s\n", dur(r.SlowStart))
+			}
+			if r.Check != nil {
+				formatCheck(&b, r.Check)
 			}
 		}
 		b.WriteString("\n")

@@ -110,6 +110,14 @@ func TestChecksDriveTheRunningTable(t *testing.T) {
 		t.Fatalf("reload restarted an unchanged check: %d checks before, %+v after", before, h)
 	}
 
+	// A runtime change (lvsd adm) goes through config.Format and Parse:
+	// the checks come back equal, and their monitors go on.
+	before = realHealth(td.d, "192.0.2.21").Checks
+	mustOK(t, td.d.ApplyRunning(td.d.Running(), "test"))
+	if h := realHealth(td.d, "192.0.2.21"); h == nil || h.Checks < before {
+		t.Fatalf("a runtime change restarted or dropped a check: %d checks before, %+v after", before, h)
+	}
+
 	// A server added by a reload with alpha starts down.
 	conf = realsConf(execCheck(dir, "  alpha = true"), "192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1", "192.0.2.24 1")
 	td.reload(conf)
