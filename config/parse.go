@@ -125,6 +125,9 @@ type rawInterface struct {
 	Addresses any        `toml:"addresses"`
 	Queues    any        `toml:"queues"`
 	Offload   any        `toml:"offload"`
+	Persist   any        `toml:"persist"`
+	Bridge    any        `toml:"bridge"`
+	OnLoss    any        `toml:"on_loss"`
 	Route     []rawRoute `toml:"route"`
 }
 

@@ -180,6 +180,11 @@ func TestPermissions(t *testing.T) {
 	if err != nil || !strings.Contains(out, "RESULT 255 Permission denied (you must be root)") {
 		t.Errorf("a group member changing: %v\n%s", err, out)
 	}
+	// A changing line the parser refuses is refused as a change all the same.
+	out, err = run(65534, 65534, "-a", "-t", "192.0.2.1:www", "-r", "x")
+	if err != nil || !strings.Contains(out, "RESULT 255 Permission denied (you must be root)") {
+		t.Errorf("a group member sending a bad changing line: %v\n%s", err, out)
+	}
 	out, err = run(65533, 65533, "-Ln")
 	if err != nil || !strings.Contains(out, "ERROR") || !strings.Contains(out, "permission denied") {
 		t.Errorf("another user: %v\n%s", err, out)

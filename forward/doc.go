@@ -28,12 +28,15 @@
 //
 // What goes where:
 //   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP (but
-//     errors about connections), IPv6 with extension headers, and TCP/UDP
-//     not addressed to a virtual service: to the netstack.
-//   - Unicast frames for another MAC, malformed headers, TCP segments other
-//     than SYN without a connection, later fragments to a VIP: dropped and
-//     counted by DropReason.
-//   - Packets of virtual services and NAT replies: forwarded. A packet too
+//     errors about connections), IPv6 with extension headers, TCP/UDP not
+//     addressed to a virtual service, and TCP segments to one other than a
+//     SYN without a connection (the netstack answers them with a RST, as
+//     the kernel's stack does behind IPVS): to the netstack.
+//   - Unicast frames for another MAC, malformed headers, later fragments to
+//     a VIP: dropped and counted by DropReason.
+//   - Packets of virtual services and NAT replies: forwarded, their TTL
+//     decremented (ttl.go); at TTL 1 answered with ICMP time exceeded built
+//     in place instead (icmpgen.go). A packet too
 //     big for a TUN-mode tunnel is answered with ICMP fragmentation-needed
 //     (packet-too-big) built in place (icmpgen.go), or leaves as fragments of
 //     the outer packet; a TCP super-frame for a TUN-mode real server is
@@ -45,6 +48,6 @@
 //     headers un-NATed and every checksum updated (icmperr.go).
 //
 // Not implemented yet (the frames are dropped and counted, see each
-// function): other ICMP errors (port unreachable for no destination, time
-// exceeded), reassembly of fragments, IPv6 outer headers for TUN, SCTP.
+// function): ICMP port unreachable for a packet without a destination,
+// reassembly of fragments, IPv6 outer headers for TUN, SCTP.
 package forward

@@ -112,7 +112,7 @@ func New(o Options) (*Server, error) {
 		// wakes a goroutine blocked in Read.
 		s.socks = append(s.socks, os.NewFile(uintptr(fd), fmt.Sprintf("raw-ip-proto-%d", proto)))
 	}
-	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Logger: s.log})
+	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Create: true, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("realserver: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -327,5 +328,69 @@ func TestKeepNeighbors(t *testing.T) {
 	st.mu.Unlock()
 	if n != 1 || !kept {
 		t.Errorf("after KeepNeighbors: %d slots (kept a: %v), want only a", n, kept)
+	}
+}
+
+// TestLinkReplace: a device that fails for good is reported once through
+// OnLost, and Replace puts new queues under the link: the readers run
+// again, and the netstack writes to the new device.
+func TestLinkReplace(t *testing.T) {
+	lost := make(chan error, 4)
+	gone := &failingDevice{err: syscall.EBADFD, done: make(chan struct{})}
+	l := NewLink(LinkOptions{Devices: []device.Device{gone}, MTU: 1500, OnLost: func(err error) { lost <- err }})
+	l.Attach(nopDispatcher{})
+	defer func() { l.Close(); l.Wait() }()
+	select {
+	case err := <-lost:
+		if !device.IsFatal(err) {
+			t.Errorf("OnLost(%v), want a fatal error", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("OnLost not called")
+	}
+	if !l.Lost() {
+		t.Error("Lost() false after the device failed")
+	}
+	mem := device.NewMem(8)
+	if err := l.Replace([]device.Device{mem}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Lost() {
+		t.Error("Lost() true after Replace")
+	}
+	// The netstack's own frames go to the new device.
+	var pkts tcpipstack.PacketBufferList
+	pkt := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte("hello, new device"))})
+	pkts.PushBack(pkt)
+	if n, err := l.WritePackets(pkts); n != 1 || err != nil {
+		t.Fatalf("WritePackets: %d, %v", n, err)
+	}
+	pkt.DecRef()
+	select {
+	case f := <-mem.Outbound():
+		if string(f) != "hello, new device" {
+			t.Errorf("frame %q", f)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("nothing written to the new device")
+	}
+	// A reader runs on it: an injected frame is read (counted).
+	before := l.Stats().RxFrames
+	mem.Inject(make([]byte, 60))
+	deadline := time.Now().Add(2 * time.Second)
+	for l.Stats().RxFrames == before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l.Stats().RxFrames == before {
+		t.Error("no reader on the new device")
+	}
+	select {
+	case err := <-lost:
+		t.Errorf("OnLost called again: %v", err)
+	default:
+	}
+	// Too many queues, and a closed link, are refused.
+	if err := l.Replace([]device.Device{device.NewMem(1), device.NewMem(1)}); err == nil {
+		t.Error("Replace with more queues than the link has: no error")
 	}
 }

@@ -85,7 +85,7 @@ func runDaemon(args []string) int {
 		return 1
 	}
 	runstate.RestartNeeded = director.ErrRestartNeeded
-	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: version})
+	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: version, Names: systemNames()})
 	rt.Persist()
 
 	// The reload loop and the control socket stop with ctx; lvsd exits only
@@ -120,6 +120,7 @@ func runDaemon(args []string) int {
 	log.Info("lvsd running", "version", version, "config", *path, "control", control, "state", statePath)
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
+		stop() // ends the reload loop and the control socket, which wg waits for
 		return 1
 	}
 	log.Info("lvsd stopped")

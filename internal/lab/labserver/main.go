@@ -10,6 +10,7 @@
 //	labserver get  -url URL -n 300 [-json]      HTTP client, sequential requests
 //	labserver udp-send -addr A -msg M           UDP client: send, print the echo
 //	labserver dns  -listen :5353 -name rs1      DNS server (miekg/dns), UDP
+//	labserver synflood -dev D -dst-mac M -dst VIP  SYN flood from random lab sources
 //
 // The servers answer with their name and the client address they saw, and
 // log one line per request to stdout: that is how a test checks which real
@@ -37,6 +38,9 @@ commands:
   udp-send  -addr HOST:PORT -msg M    send M, wait for the echo, print it
   dns       -listen :5353 -name rs1   DNS server over UDP: answers A queries for NAME.lab.
                                       and lvsd.test. with 198.18.0.53, NXDOMAIN otherwise
+  synflood  -dev D -dst-mac M -dst VIP [-port P -rate R -duration D -count N]
+                                      raw SYNs (AF_PACKET) from random sources in
+                                      198.18.4.0-198.19.255.255; prints a JSON report
 `
 
 func main() {
@@ -59,6 +63,8 @@ func main() {
 		err = runDNS(ctx, args)
 	case "udp-send":
 		err = runUDPSend(ctx, args)
+	case "synflood":
+		err = runSYNFlood(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
