@@ -180,9 +180,16 @@ func TestHealthCheckTypes(t *testing.T) {
 			}
 		}
 		ex := healthOf(st, "tcp", "198.18.1.100:91")
-		for ra, want := range map[string]string{"198.18.2.11:8080": "up", "198.18.2.12:8080": "up", "198.18.2.13:8080": "down"} {
-			if h := ex[ra]; h == nil || h.State != want {
-				bad = append(bad, fmt.Sprintf("exec -> %s: %+v, want %s", ra, h, want))
+		for ra, want := range map[string]string{"198.18.2.11:8080": "up 5", "198.18.2.12:8080": "up 1", "198.18.2.13:8080": "down"} {
+			got := "none"
+			if h := ex[ra]; h != nil {
+				got = h.State
+				if h.Weight != nil {
+					got += fmt.Sprintf(" %d", *h.Weight)
+				}
+			}
+			if got != want {
+				bad = append(bad, fmt.Sprintf("exec -> %s: %s, want %s", ra, got, want))
 			}
 		}
 		return strings.Join(bad, "\n")
