@@ -82,7 +82,7 @@ func TestPacketSYNSteering(t *testing.T) {
 	}
 	var others [][]byte
 	for i := range 30 {
-		others = append(others, udpFrame(devicetest.LoMAC, 2000+i), tcpFrame(false, 0x10, 3000+i, false),
+		others = append(others, udpFrame(t, devicetest.LoMAC, 2000+i), tcpFrame(false, 0x10, 3000+i, false),
 			tcpFrame(true, 0x18, 4000+i, false), tcpFrame(false, 0x02, 5000+i, true),
 			tcpFrame(false, 0x12, 6000+i, false), tcpFrame(true, 0x12, 7000+i, false))
 	}
