@@ -99,6 +99,12 @@ func TestSYNFloodEstablished(t *testing.T) {
 		}
 		return n
 	}
+	// The control socket may come up just after the VIP answers.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(tp.Control); err == nil {
+			break
+		}
+	}
 	if !fixedRate {
 		// The saturating rate: what lvsd takes in of a flood it cannot.
 		before := newConns()
