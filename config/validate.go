@@ -32,6 +32,7 @@ func (c *checker) build(raw *rawFile) *Config {
 	if n, ok := c.integer("connections.max", raw.Connections.Max, 1, MaxConnections); ok {
 		cfg.Connections.Max = int(n)
 	}
+	cfg.Metrics = c.metrics(&raw.Metrics)
 
 	// dips maps each director address to the key that defines it.
 	dips := make(map[netip.Addr]string)

@@ -28,9 +28,6 @@ import (
 	"github.com/lvsd/lvsd/director"
 )
 
-// version is set by the linker (-X main.version=...).
-var version = "dev"
-
 const usage = `usage: lvsd <command> [flags]
 
 commands:
@@ -65,6 +62,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("lvsd "+cmd, flag.ContinueOnError)
 	path := fs.String("c", "/etc/lvsd/lvsd.toml", "configuration file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
 	ctl := fs.String("control", defaultControl, "control socket (run: \"\" for none)")
 	switch cmd {
 	case "list", "counters":
@@ -76,8 +74,8 @@ func run(args []string) int {
 		}
 		return show(cmd, *ctl, *showStats, *showRates, *asJSON)
 	case "run", "check":
-	case "version":
-		fmt.Println("lvsd", version)
+	case "version", "-v", "--version":
+		fmt.Println("lvsd", buildVersion())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Print(usage)
@@ -89,12 +87,11 @@ func run(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "lvsd: -log-level: %v\n", err)
+	log, err := newLogger(os.Stderr, *logFormat, *level)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lvsd: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -114,7 +111,7 @@ func run(args []string) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	d, err := director.New(cfg, director.Options{Logger: log, Version: version})
+	d, err := director.New(cfg, director.Options{Logger: log, Version: buildVersion()})
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -130,13 +127,21 @@ func run(args []string) int {
 				return
 			case <-hup:
 			}
+			notifyReloading()
 			reload(d, *path, log)
+			notifyReloaded()
 		}
 	})
 	if *ctl != "" {
 		wg.Go(func() { serveControl(ctx, *ctl, d, log) })
 	}
-	log.Info("lvsd running", "version", version, "config", *path)
+	if err := startService(ctx, &wg, cfg, d, buildVersion(), log); err != nil {
+		log.Error("start failed", "err", err)
+		stop()
+		d.Close()
+		return 1
+	}
+	log.Info("lvsd running", "version", buildVersion(), "config", *path)
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
