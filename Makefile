@@ -13,13 +13,16 @@ help: ## list the targets
 build: ## build bin/lvsd
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
 
-lab-deps: ## install what the lab tests use and the machine lacks (ping), when root with apt-get
-	@if ! command -v ping >/dev/null 2>&1; then \
+lab-deps: ## install what the lab tests use and the machine lacks (ping, chromium-headless-shell), when root with apt-get
+	@need=""; \
+	command -v ping >/dev/null 2>&1 || need="$$need iputils-ping"; \
+	command -v chromium-headless-shell >/dev/null 2>&1 || need="$$need chromium-headless-shell"; \
+	if [ -n "$$need" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing iputils-ping for the lab tests"; \
+			echo "installing$$need for the lab tests"; \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iputils-ping; \
-		else echo "ping is missing: the ARP/ping lab test will skip"; fi; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
+		else echo "missing:$$need: the lab tests that need them will skip"; fi; \
 	fi
 
 test: fmt-check vet lab-deps ## run every test: unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
