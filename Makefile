@@ -4,14 +4,25 @@ GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    := ./...
+# A static binary by default (no libc needed: lvsd uses no cgo); CGO_ENABLED=1
+# on the command line overrides it.
+export CGO_ENABLED ?= 0
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/lvsd
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
+build: ## build bin/lvsd (static: CGO_ENABLED=0)
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
+
+man: build ## bin/lvsd.8, the man page, from lvsd's own help
+	$(GO) run ./internal/docgen man $(BIN)/lvsd > $(BIN)/lvsd.8
+
+completion: build ## bin/lvsd.bash, bash (and zsh with bashcompinit) completion from lvsd's own help
+	$(GO) run ./internal/docgen bash $(BIN)/lvsd > $(BIN)/lvsd.bash
+
+dist: build man completion ## bin/: lvsd, its man page and completion; dist/lvsd.service is the systemd unit
 
 lab-deps: ## install what the lab tests use and the machine lacks (ping, chromium-headless-shell), when root with apt-get
 	@need=""; \
@@ -26,10 +37,10 @@ lab-deps: ## install what the lab tests use and the machine lacks (ping, chromiu
 	fi
 
 test: fmt-check vet lab-deps ## run every test: unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 unit: ## run the tests that need no privileges (labs skip)
-	$(GO) test -race -count=1 -short $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -short $(PKGS)
 
 integration: ## run only the namespace lab tests (root)
 	$(GO) test -count=1 -v -timeout 20m ./e2e/
@@ -64,4 +75,4 @@ clean-lab: ## remove namespaces left by an interrupted lab whose process is gone
 clean: ## remove build output
 	rm -rf $(BIN)
 
-.PHONY: help lab-deps build test unit integration bench bench-go fuzz vet fmt-check demo clean-lab clean
+.PHONY: help lab-deps build man completion dist test unit integration bench bench-go fuzz vet fmt-check demo clean-lab clean
