@@ -49,7 +49,7 @@ bench: ## benchmark suite (root): lvsd NAT/DR/TUN vs nftables DNAT, HAProxy and 
 	$(GO) run ./bench $(BENCHFLAGS)
 
 bench-go: ## Go benchmarks of the packet path, connection table, persistence templates and schedulers
-	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./persist/ ./sched/ ./stack/
+	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./persist/ ./sched/ ./device/
 
 fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/

@@ -21,7 +21,7 @@ import (
 // persistence templates, the schedulers and the packet device: `go test
 // -bench` on these packages, once per suite run, after the lab's rounds (never
 // while a contestant is measured).
-var goBenchPkgs = []string{"./forward/", "./conntrack/", "./persist/", "./sched/", "./stack/"}
+var goBenchPkgs = []string{"./forward/", "./conntrack/", "./persist/", "./sched/", "./device/"}
 
 const (
 	// goBenchTime is -benchtime for a full run: about 70 s for every
@@ -376,7 +376,7 @@ func (g *goBenchRun) markdown() string {
 	if results > 0 {
 		w("Run at the module root after the lab's rounds (no contestant running), in %s; %d benchmarks in %d packages,\n", g.elapsed.Round(time.Second), results, npkgs)
 		w("GOMAXPROCS %s (the `-N` suffix of the names is dropped). Every figure is one run of the benchmark, not a median.\n", g.procsNote())
-		w("They exercise the code on in-memory frames and tables without any device, except `stack`'s\n")
+		w("They exercise the code on in-memory frames and tables without any device, except `device`'s\n")
 		w("`BenchmarkPacketLoopback` (AF_PACKET sockets on the loopback of a private namespace: system call cost).\n")
 		w("*Other metrics* are MB/s of `b.SetBytes` and the benchmarks' own `b.ReportMetric` figures.\n\n")
 	}

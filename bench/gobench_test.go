@@ -102,7 +102,7 @@ func TestGoBenchReport(t *testing.T) {
 BenchmarkNATIn-2   	 3820880	       156.4 ns/op	 754.69 MB/s	       0 B/op	       0 allocs/op
 BenchmarkNewConn-2 	  702586	       761.6 ns/op	      35 B/op	       0 allocs/op
 ok  	github.com/lvsd/lvsd/forward	6.427s
-pkg: github.com/lvsd/lvsd/stack
+pkg: github.com/lvsd/lvsd/device
 BenchmarkPacketLoopback-2   	   21176	     28675 ns/op	   1115968 frames/s	       0 B/op	       0 allocs/op
 pkg: github.com/lvsd/lvsd/persist
 BenchmarkCreate-2        	  855195	       702.2 ns/op	      96 B/op	       1 allocs/op
@@ -110,7 +110,7 @@ BenchmarkCreate-2        	  855195	       702.2 ns/op	      96 B/op	       1 all
 	}
 	md := g.markdown()
 	for _, s := range []string{
-		"go test -run '^$' -bench . -benchmem -benchtime 0.5s ./forward/ ./conntrack/ ./persist/ ./sched/ ./stack/\n",
+		"go test -run '^$' -bench . -benchmem -benchtime 0.5s ./forward/ ./conntrack/ ./persist/ ./sched/ ./device/\n",
 		"### forward\n",
 		"| benchmark | ns/op | B/op | allocs/op | other metrics |",
 		"| BenchmarkNATIn | 156.4 | 0 | 0 | 754.7 MB/s |",

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -65,14 +66,25 @@ type Sysctl struct {
 // Connections bounds the connection table ([connections]).
 type Connections struct {
 	// Max is the most connections the table holds, 1..MaxConnections.
-	// Over it a new connection evicts a half-open (or closed) TCP
-	// connection, the oldest first, or is dropped; established ones are
-	// never evicted.
+	// Over it a new connection evicts a half-open TCP connection or a UDP
+	// flow, the oldest first (one-packet flows before flows in use), else
+	// a closed TCP connection, or is dropped; established ones are never
+	// evicted.
 	Max int
+	// ReserveEstablished is the percentage of Max (0..90) kept for TCP
+	// connections that have been established: UDP flows and handshakes
+	// under way fill at most the rest.
+	ReserveEstablished int
+	// PerSource and PerSourceRate bound the connections one client prefix
+	// holds and opens per second (0: no limit); SourcePrefixV4 and
+	// SourcePrefixV6 are the prefix lengths that count as one client.
+	PerSource, PerSourceRate       int
+	SourcePrefixV4, SourcePrefixV6 int
 }
 
-// MaxConnections is the largest [connections] max.
-const MaxConnections = 1 << 30
+// MaxConnections is the largest [connections] max: the most the connection
+// table can address.
+const MaxConnections = conntrack.MaxConnections
 
 // LinkType is the kind of device an interface is.
 type LinkType uint8
@@ -265,6 +277,11 @@ type Defaults struct {
 	// MaxConnections is [connections] max: 4,194,304 connections, about
 	// 450 MiB of table at most (docs/conntrack.md).
 	MaxConnections int
+	// ReserveEstablished is [connections] reserve_established: 10 %.
+	ReserveEstablished int
+	// SourcePrefixV4 and SourcePrefixV6 are [connections]
+	// source_prefix_v4 and source_prefix_v6: one address, one /64.
+	SourcePrefixV4, SourcePrefixV6 int
 }
 
 // defaults is unexported so that nothing can change what Parse does behind
@@ -293,11 +310,19 @@ var defaults = Defaults{
 	ExpireQuiescentTemplate: false,
 	ExpireNodestConn:        true,
 	SecureTCP:               false,
-	MaxConnections:          1 << 22,
+	MaxConnections:          conntrack.DefaultMax,
+	ReserveEstablished:      10,
+	SourcePrefixV4:          32,
+	SourcePrefixV6:          64,
 }
 
 // DefaultValues returns the defaults Parse applies.
 func DefaultValues() Defaults { return defaults }
+
+// MaxWeight is the largest weight of a real server: IPVS keeps weights in
+// an int, but ipvsadm caps them at 65535. The director checks runtime
+// weights against it too.
+const MaxWeight = 65535
 
 // Limits of numeric keys, shared by validation and its messages.
 const (
@@ -305,9 +330,10 @@ const (
 	minMTUIPv6 = 1280 // IPv6's minimum link MTU (RFC 8200)
 	maxMTU     = 65535
 	maxQueues  = 16
-	maxWeight  = 65535 // IPVS keeps weights in an int but ipvsadm caps at 65535
+	maxWeight  = MaxWeight
 	maxThresh  = 65535
-	maxIfName  = 15 // IFNAMSIZ (16) minus the terminating NUL
+	maxIfName  = 15                         // IFNAMSIZ (16) minus the terminating NUL
+	maxReserve = conntrack.MaxReserve * 100 // percent
 )
 
 // DefaultMAC returns the MAC a TAP named name gets when the file gives none:

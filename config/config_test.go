@@ -144,7 +144,8 @@ func TestParseValid(t *testing.T) {
 			tt.want.File = path
 			// None of these files sets [connections] or these sysctls.
 			tt.want.Sysctl.ExpireNodestConn = defaults.ExpireNodestConn
-			tt.want.Connections.Max = defaults.MaxConnections
+			tt.want.Connections = Connections{Max: defaults.MaxConnections, ReserveEstablished: defaults.ReserveEstablished,
+				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6}
 			tt.want.Timeouts.TCPTimeWait = defaults.TCPTimeWaitTimeout
 			tt.want.Timeouts.TCPClose = defaults.TCPCloseTimeout
 			if diff := cmp.Diff(tt.want, got, cmpOpts...); diff != "" {

@@ -19,11 +19,25 @@ func TestConnectionKeys(t *testing.T) {
 	}{
 		{
 			name: "defaults", data: withIface(),
-			want: Connections{Max: 1 << 22}, nodest: true,
+			want: Connections{Max: 1 << 22, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64}, nodest: true,
 		},
 		{
 			name: "set", data: withIface(`[connections]`, `max = 1000`, `[sysctl]`, `expire_nodest_conn = false`, `secure_tcp = true`),
-			want: Connections{Max: 1000}, nodest: false, secure: true,
+			want: Connections{Max: 1000, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64}, nodest: false, secure: true,
+		},
+		{
+			name: "defence",
+			data: withIface(`[connections]`, `reserve_established = 0`, `per_source = 100`, `per_source_rate = 20`,
+				`source_prefix_v4 = 24`, `source_prefix_v6 = 48`),
+			want: Connections{Max: 1 << 22, PerSource: 100, PerSourceRate: 20, SourcePrefixV4: 24, SourcePrefixV6: 48}, nodest: true,
+		},
+		{
+			name: "defence out of range",
+			data: withIface(`[connections]`, `reserve_established = 91`, `per_source = -1`, `source_prefix_v4 = 33`,
+				`source_prefix_v6 = 0`),
+			wantErr: []string{"t.toml:5: connections.reserve_established: 91 is out of range",
+				"t.toml:6: connections.per_source: -1 is out of range", "t.toml:7: connections.source_prefix_v4: 33 is out of range",
+				"t.toml:8: connections.source_prefix_v6: 0 is out of range"},
 		},
 		{
 			name:    "out of range",

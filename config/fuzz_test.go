@@ -25,6 +25,8 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	f.Add([]byte("x = [[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]\n"))
+	f.Add([]byte("a.b.c = {d = [{e = [[1]]}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("f.toml", data)
 		if err != nil {

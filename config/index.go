@@ -45,6 +45,26 @@ type index struct {
 	entries  []entry        // document order
 	byKey    map[string]int // entry.key → position in entries
 	newlines []int          // offsets of '\n' in the document, ascending
+	// deep is the first key nested more than MaxNesting levels, if any:
+	// nothing below that level is indexed.
+	deep *nestingError
+}
+
+// MaxNesting is how deep keys may nest: every key part (a table, a dotted
+// key's part) and every array level counts one. lvsd's own keys nest five
+// deep (virtual_server[0].real_server[0].address); the limit keeps the work
+// per key bounded, so that checking a document takes time linear in its
+// size (every key's indexed path is as long as its depth).
+const MaxNesting = 16
+
+// nestingError is a document nested more than MaxNesting levels.
+type nestingError struct {
+	line int
+	key  string // the outermost key of the deep value
+}
+
+func (e *nestingError) Error() string {
+	return fmt.Sprintf("%s: nested more than %d levels deep", e.key, MaxNesting)
 }
 
 // path is a key path under construction, both indexed and plain.
@@ -52,6 +72,7 @@ type path struct {
 	key    string
 	parts  []string
 	parent string
+	depth  int // key parts and array levels
 }
 
 func (p path) child(name string) path {
@@ -59,11 +80,23 @@ func (p path) child(name string) path {
 	if p.key != "" {
 		k = p.key + "." + k
 	}
-	return path{key: k, parts: append(p.parts[:len(p.parts):len(p.parts)], name), parent: p.key}
+	return path{key: k, parts: append(p.parts[:len(p.parts):len(p.parts)], name), parent: p.key, depth: p.depth + 1}
 }
 
 func (p path) elem(i int) path {
-	return path{key: fmt.Sprintf("%s[%d]", p.key, i), parts: p.parts, parent: p.key}
+	return path{key: fmt.Sprintf("%s[%d]", p.key, i), parts: p.parts, parent: p.key, depth: p.depth + 1}
+}
+
+// tooDeep reports whether p is nested deeper than MaxNesting and records the
+// first such key, found on line.
+func (x *index) tooDeep(p path, line int) bool {
+	if p.depth <= MaxNesting {
+		return false
+	}
+	if x.deep == nil {
+		x.deep = &nestingError{line: line, key: quoteKey(p.parts[0])}
+	}
+	return true
 }
 
 // quoteKey writes a key part as TOML would need it: bare when it can be.
@@ -99,7 +132,8 @@ type syntaxError struct {
 func (e *syntaxError) Error() string { return e.msg }
 
 // buildIndex parses data with go-toml's unstable parser and records where
-// every key is defined. It returns a *syntaxError when data is not TOML.
+// every key is defined. It returns a *syntaxError when data is not TOML, and
+// a *nestingError when it nests deeper than MaxNesting.
 func buildIndex(data []byte) (*index, error) {
 	x := &index{byKey: make(map[string]int)}
 	for i, c := range data {
@@ -121,7 +155,9 @@ func buildIndex(data []byte) (*index, error) {
 			parts, line := x.keyParts(n)
 			cur = path{}
 			for i, name := range parts {
-				cur = cur.child(name)
+				if cur = cur.child(name); x.tooDeep(cur, line) {
+					break
+				}
 				switch {
 				case i == len(parts)-1 && n.Kind == unstable.ArrayTable:
 					x.add(cur, line, shapeArrayTables, "")
@@ -146,6 +182,9 @@ func buildIndex(data []byte) (*index, error) {
 	}
 	if err := p.Error(); err != nil {
 		return nil, x.parserError(data, err)
+	}
+	if x.deep != nil {
+		return nil, x.deep
 	}
 	return x, nil
 }
@@ -187,7 +226,9 @@ func (x *index) keyValue(base path, n *unstable.Node) {
 	parts, line := x.keyParts(n)
 	p := base
 	for i, name := range parts {
-		p = p.child(name)
+		if p = p.child(name); x.tooDeep(p, line) {
+			return
+		}
 		if i < len(parts)-1 {
 			x.add(p, line, shapeTable, "")
 		}
@@ -219,7 +260,11 @@ func (x *index) value(p path, v *unstable.Node, line int) {
 			if e.Raw.Length > 0 { // arrays carry no range; keep the parent's line
 				el = x.line(e.Raw)
 			}
-			x.value(p.elem(i), e, el)
+			pe := p.elem(i)
+			if x.tooDeep(pe, el) {
+				return
+			}
+			x.value(pe, e, el)
 			i++
 		}
 	default:

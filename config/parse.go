@@ -30,6 +30,12 @@ func Parse(file string, data []byte) (*Config, error) {
 
 	// Both parsers read the whole input; see index.go for why there are two.
 	idx, ierr := buildIndex(data)
+	// Too deep a document is refused before the decoder and the checks
+	// walk it (see MaxNesting).
+	var nerr *nestingError
+	if errors.As(ierr, &nerr) {
+		return nil, ErrorList{{File: file, Line: nerr.line, Key: nerr.key, Msg: fmt.Sprintf("nested more than %d levels deep", MaxNesting)}}
+	}
 	var raw rawFile
 	md, derr := toml.Decode(string(data), &raw)
 
@@ -91,7 +97,12 @@ type rawSysctl struct {
 }
 
 type rawConnections struct {
-	Max any `toml:"max"`
+	Max                any `toml:"max"`
+	ReserveEstablished any `toml:"reserve_established"`
+	PerSource          any `toml:"per_source"`
+	PerSourceRate      any `toml:"per_source_rate"`
+	SourcePrefixV4     any `toml:"source_prefix_v4"`
+	SourcePrefixV6     any `toml:"source_prefix_v6"`
 }
 
 type rawTimeouts struct {

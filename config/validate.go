@@ -32,6 +32,24 @@ func (c *checker) build(raw *rawFile) *Config {
 	if n, ok := c.integer("connections.max", raw.Connections.Max, 1, MaxConnections); ok {
 		cfg.Connections.Max = int(n)
 	}
+	cfg.Connections.ReserveEstablished = defaults.ReserveEstablished
+	if n, ok := c.integer("connections.reserve_established", raw.Connections.ReserveEstablished, 0, maxReserve); ok {
+		cfg.Connections.ReserveEstablished = int(n)
+	}
+	if n, ok := c.integer("connections.per_source", raw.Connections.PerSource, 0, MaxConnections); ok {
+		cfg.Connections.PerSource = int(n)
+	}
+	if n, ok := c.integer("connections.per_source_rate", raw.Connections.PerSourceRate, 0, MaxConnections); ok {
+		cfg.Connections.PerSourceRate = int(n)
+	}
+	cfg.Connections.SourcePrefixV4 = defaults.SourcePrefixV4
+	if n, ok := c.integer("connections.source_prefix_v4", raw.Connections.SourcePrefixV4, 1, 32); ok {
+		cfg.Connections.SourcePrefixV4 = int(n)
+	}
+	cfg.Connections.SourcePrefixV6 = defaults.SourcePrefixV6
+	if n, ok := c.integer("connections.source_prefix_v6", raw.Connections.SourcePrefixV6, 1, 128); ok {
+		cfg.Connections.SourcePrefixV6 = int(n)
+	}
 	cfg.Metrics = c.metrics(&raw.Metrics)
 
 	// dips maps each director address to the key that defines it.
@@ -702,7 +720,7 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 }
 
 // maxMaglevTableSize is the largest Maglev table package sched builds.
-const maxMaglevTableSize = 1 << 24
+const maxMaglevTableSize = sched.MaxMaglevSize
 
 // isPrime reports whether n (at most maxMaglevTableSize) is prime.
 func isPrime(n int64) bool {

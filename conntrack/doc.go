@@ -27,6 +27,17 @@
 //     filed again (a lazy wheel), so each entry is looked at about once per
 //     timeout.
 //
+// # Files
+//
+// One file per mechanism: table.go (Options, the Table and its shards, the
+// setters, Run), slab.go (entries and their chunks), index.go (the hash
+// index), wheel.go (the timer wheel and expiry), evict.go (eviction when
+// full), bind.go (real servers and their connection counts), ops.go
+// (lookup, insertion, the per-packet update, checks, removal), entry.go (the
+// Entry copies callers hold), state.go and timeouts.go (IPVS's TCP states
+// and their timeouts), stats.go (counters and rates). The tests' own
+// conveniences (allocating Insert, Range, ...) are in export_test.go.
+//
 // # Concurrency
 //
 // Each shard has a sync.RWMutex guarding its index, free list, wheel and
@@ -39,7 +50,7 @@
 // # Ownership and the safety of recycled entries
 //
 // Entries are reused, so the table never hands out a pointer to one.
-// Lookup and Insert fill an Entry: a copy of the connection's fields plus a
+// Lookup and InsertInto fill an Entry: a copy of the connection's fields plus a
 // handle (location and generation). Every method that reaches the live
 // connection through the handle (State, Update, Check, Remove) compares the
 // generation first, so an Entry that outlived its connection is inert, and

@@ -221,7 +221,7 @@ func TestCheck(t *testing.T) {
 		name  string
 		flags []uint8
 		syn   uint8
-		want  Verdict
+		want  CheckResult
 	}{
 		{"time_wait", []uint8{FlagSYN, FlagACK, FlagFIN, FlagRST, FlagSYN, FlagFIN}, FlagSYN, Reschedule},
 		{"close", []uint8{FlagSYN, FlagACK, FlagRST}, FlagSYN, Reschedule},

@@ -1,9 +1,6 @@
 package conntrack
 
-import (
-	"fmt"
-	"time"
-)
+import "fmt"
 
 // State is a connection's protocol state. TCP connections move through
 // IPVS's TCP states (ip_vs_proto_tcp.c), numbered as the kernel numbers them
@@ -213,74 +210,4 @@ func NextTCP(s State, flags uint8, dir Dir, secure bool) State {
 		return tcpStatesDoS[dir][ev][s]
 	}
 	return tcpStates[dir][ev][s]
-}
-
-// Default timeouts, IPVS's (tcp_timeouts and udp_timeouts). ipvsadm --set
-// changes three of them: "tcp" is ESTABLISHED's, "tcpfin" is FIN_WAIT's
-// (and only FIN_WAIT's: TIME_WAIT keeps its 120 s), "udp" is UDP's.
-const (
-	DefaultTCPTimeout    = 900 * time.Second // ESTABLISHED (ipvsadm "tcp")
-	DefaultTCPFinTimeout = 120 * time.Second // FIN_WAIT (ipvsadm "tcpfin")
-	DefaultUDPTimeout    = 300 * time.Second // UDP (ipvsadm "udp")
-
-	TCPNoneTimeout      = 2 * time.Second
-	TCPSynSentTimeout   = 120 * time.Second
-	TCPSynTimeout       = 60 * time.Second // SYN_RECV
-	TCPTimeWaitTimeout  = 120 * time.Second
-	TCPCloseTimeout     = 10 * time.Second
-	TCPCloseWaitTimeout = 60 * time.Second
-	TCPLastAckTimeout   = 30 * time.Second
-	TCPListenTimeout    = 120 * time.Second
-	TCPSynAckTimeout    = 120 * time.Second
-)
-
-// MaxTimeout is the longest timeout the table keeps: last-seen times are
-// 32-bit milliseconds, compared modulo 2^32, so no timeout may reach half
-// of that range. Longer settings are clamped to it.
-const MaxTimeout = 24 * 24 * time.Hour
-
-// timeouts are the idle timeouts of every state in milliseconds. A
-// published value is never modified (Table.timeouts swaps whole copies).
-type timeouts [numStates]uint32
-
-func defaultTimeouts() timeouts {
-	var t timeouts
-	for s, d := range map[State]time.Duration{
-		StateNone:        TCPNoneTimeout,
-		StateEstablished: DefaultTCPTimeout,
-		StateSynSent:     TCPSynSentTimeout,
-		StateSynRecv:     TCPSynTimeout,
-		StateFinWait:     DefaultTCPFinTimeout,
-		StateTimeWait:    TCPTimeWaitTimeout,
-		StateClose:       TCPCloseTimeout,
-		StateCloseWait:   TCPCloseWaitTimeout,
-		StateLastAck:     TCPLastAckTimeout,
-		StateListen:      TCPListenTimeout,
-		StateSynAck:      TCPSynAckTimeout,
-		StateUDP:         DefaultUDPTimeout,
-	} {
-		t[s] = msOf(d)
-	}
-	return t
-}
-
-// msOf converts a timeout to milliseconds, clamped to (0, MaxTimeout].
-func msOf(d time.Duration) uint32 {
-	d = min(max(d, time.Millisecond), MaxTimeout)
-	return uint32(d / time.Millisecond)
-}
-
-// with returns t with the ipvsadm-settable timeouts changed; a value of 0 or
-// less keeps the current one, as with ipvsadm --set.
-func (t timeouts) with(tcp, tcpFin, udp time.Duration) timeouts {
-	if tcp > 0 {
-		t[StateEstablished] = msOf(tcp)
-	}
-	if tcpFin > 0 {
-		t[StateFinWait] = msOf(tcpFin)
-	}
-	if udp > 0 {
-		t[StateUDP] = msOf(udp)
-	}
-	return t
 }

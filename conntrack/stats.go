@@ -8,120 +8,6 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
-// ServiceKey identifies a virtual service by the In tuples of its
-// connections: VIP, virtual port, protocol. It has forward.ServiceKey's
-// fields, so either converts to the other.
-type ServiceKey struct {
-	Addr  lvs.Addr
-	Port  uint16
-	Proto lvs.Proto
-}
-
-// A binding is a real server as the table knows it: the entries refer to
-// it by index (rec.bind) instead of by pointer, and the per-worker counters
-// are indexed by it too. A destination is expected to belong to one virtual
-// service, as an ip_vs_dest does; its binding records the service of its
-// first connection. Bindings are never removed: the table keeps one
-// (about 200 bytes, plus 32 per worker) for every real server it has seen.
-type binding struct {
-	dest *lvs.Dest
-	key  ServiceKey
-	// svc is the service counters of the newest connection (a reload
-	// makes new ones); the counters are folded into it.
-	svc atomic.Pointer[lvs.Stats]
-	// conns counts the connections created.
-	conns atomic.Uint64
-
-	// folded are the worker counters already added to dest.Stats and svc;
-	// seen are dest.Stats at the last estimate; est its rates. Guarded by
-	// Table.st.mu.
-	folded [4]uint64
-	seen   Counters
-	est    estimator
-}
-
-// binding returns binding i (0 < i < number of bindings).
-func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
-
-// bindingIn returns the index of d's binding, creating it for a connection
-// with tuple in, and notes svc as the service's newest counters.
-//
-// Preconditions: s.mu is held.
-func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) uint32 {
-	i, ok := s.binds[d]
-	if !ok {
-		t.bindMu.Lock()
-		if i, ok = t.bindByDest[d]; !ok {
-			b := &binding{dest: d, key: ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
-			bs := append(*t.binds.Load(), b)
-			i = uint32(len(bs) - 1)
-			t.binds.Store(&bs)
-			t.bindByDest[d] = i
-		}
-		t.bindMu.Unlock()
-		s.binds[d] = i
-	}
-	if b := t.binding(i); svc != nil && b.svc.Load() != svc {
-		b.svc.Store(svc)
-	}
-	return i
-}
-
-// bindDest counts a new connection of binding bi on d, as IPVS's
-// ip_vs_bind_dest: inactive (IPVS binds with IP_VS_CONN_F_INACTIVE), and
-// the destination overloaded once its connections reach its upper
-// threshold.
-func (t *Table) bindDest(bi uint32, d *lvs.Dest) {
-	t.binding(bi).conns.Add(1)
-	n := d.InactiveConns.Add(1) + d.ActiveConns.Load()
-	if u := d.UpperThreshold.Load(); u > 0 && n >= u {
-		d.Overloaded.Store(true)
-	}
-}
-
-// unbindDest uncounts a connection that left the table in state st, as
-// ip_vs_unbind_dest: the overload ends below the lower threshold, or below
-// three quarters of the upper one when there is no lower one (and at once
-// when there is neither).
-func (t *Table) unbindDest(b *binding, d *lvs.Dest, st State) {
-	var n int32
-	if st.Active() {
-		n = d.ActiveConns.Add(-1) + d.InactiveConns.Load()
-	} else {
-		n = d.InactiveConns.Add(-1) + d.ActiveConns.Load()
-	}
-	if !d.Overloaded.Load() {
-		return
-	}
-	switch l, u := d.LowerThreshold.Load(), d.UpperThreshold.Load(); {
-	case l > 0:
-		if n < l {
-			d.Overloaded.Store(false)
-		}
-	case u > 0:
-		if n*4 < u*3 {
-			d.Overloaded.Store(false)
-		}
-	default:
-		d.Overloaded.Store(false)
-	}
-}
-
-// account moves a connection of d from state from to state to in d's
-// ActiveConns and InactiveConns (IPVS's IP_VS_CONN_F_INACTIVE changes in
-// set_tcp_state).
-func account(d *lvs.Dest, from, to State) {
-	switch {
-	case d == nil || from.Active() == to.Active():
-	case to.Active():
-		d.ActiveConns.Add(1)
-		d.InactiveConns.Add(-1)
-	default:
-		d.InactiveConns.Add(1)
-		d.ActiveConns.Add(-1)
-	}
-}
-
 // Counters are cumulative counters of a real server or a virtual service,
 // as ipvsadm --stats shows them. Bytes are IP bytes (headers included).
 type Counters struct {
@@ -278,7 +164,7 @@ type stats struct {
 	// services accumulate the counters and rates of each virtual service
 	// across reloads and removed real servers; total of everything.
 	// Guarded by mu.
-	services map[ServiceKey]*serviceStats
+	services map[lvs.ServiceKey]*serviceStats
 	total    serviceStats
 }
 
@@ -287,7 +173,7 @@ type serviceStats struct {
 	est estimator
 }
 
-func (s *stats) init() { s.services = make(map[ServiceKey]*serviceStats) }
+func (s *stats) init() { s.services = make(map[lvs.ServiceKey]*serviceStats) }
 
 func (s *stats) newWorker() *workerStats {
 	w := &workerStats{}
@@ -358,7 +244,7 @@ func addStats(s *lvs.Stats, d [4]uint64) {
 // service returns the accumulator of service k.
 //
 // Preconditions: s.mu is held.
-func (s *stats) service(k ServiceKey) *serviceStats {
+func (s *stats) service(k lvs.ServiceKey) *serviceStats {
 	sv := s.services[k]
 	if sv == nil {
 		sv = &serviceStats{}
@@ -386,7 +272,7 @@ func (t *Table) Estimate() {
 // DestStats are the statistics of one real server.
 type DestStats struct {
 	Dest    *lvs.Dest
-	Service ServiceKey
+	Service lvs.ServiceKey
 	// ActiveConns and InactiveConns are the destination's counts now.
 	ActiveConns, InactiveConns int32
 	Counters
@@ -396,7 +282,7 @@ type DestStats struct {
 // ServiceStats are the statistics of one virtual service: every
 // connection it has had, including those of real servers since removed.
 type ServiceStats struct {
-	Service ServiceKey
+	Service lvs.ServiceKey
 	Counters
 	Rates
 }
@@ -404,14 +290,20 @@ type ServiceStats struct {
 // StatsSnapshot is the table's report for a control plane: counters exact
 // at the time of the call, rates as of the last Estimate.
 type StatsSnapshot struct {
-	// Conns is the number of connections in the table; Max the limit.
-	Conns, Max int
-	// Evicted counts connections evicted to make room (half-open or
-	// closed); Refused new connections refused with ErrFull;
+	// Conns is the number of connections in the table; Max the limit;
+	// Unestablished the connections that never established (UDP flows,
+	// TCP handshakes), which Options.Reserve bounds.
+	Conns, Max, Unestablished int
+	// Evicted counts connections evicted to make room (half-open, idle
+	// UDP or closed); Refused new connections refused with ErrFull;
 	// NodestExpired connections removed because their real server was
 	// (ExpireNodestConn); Reused connections in TIME_WAIT or CLOSE removed
 	// by a new SYN of the same client port.
 	Evicted, Refused, NodestExpired, Reused uint64
+	// SourceLimited and SourceRated count new connections refused by
+	// Admit: their source prefix held SourceLimits.Conns connections, or
+	// opened SourceLimits.NewPerSec in the second.
+	SourceLimited, SourceRated uint64
 	// Dests has one element per real server the table has seen, in the
 	// order it first saw them; Services one per virtual service, by
 	// address, port and protocol.
@@ -433,6 +325,8 @@ func (t *Table) Stats() StatsSnapshot {
 		Conns: t.Len(), Max: t.Max(),
 		Evicted: t.evicted.Load(), Refused: t.refused.Load(),
 		NodestExpired: t.nodest.Load(), Reused: t.reused.Load(),
+		Unestablished: int(t.soft.Load()),
+		SourceLimited: t.src.limited.Load(), SourceRated: t.src.rated.Load(),
 		Total: t.st.total.c, Rates: t.st.total.est.rates(),
 	}
 	for _, b := range bs[1:] {

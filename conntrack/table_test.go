@@ -259,7 +259,7 @@ func TestExpire(t *testing.T) {
 
 func TestCustomTimeouts(t *testing.T) {
 	c := &fakeClock{}
-	tab := New(Options{Clock: c.now, UDPTimeout: 5 * time.Second, TCPTimeout: time.Hour})
+	tab := New(Options{Clock: c.now, Timeouts: Timeouts{UDP: 5 * time.Second, TCP: time.Hour}})
 	in := tuple(lvs.UDP, "192.0.2.10", 40000, "192.0.2.100", 53)
 	tcp := tuple(lvs.TCP, "192.0.2.10", 40000, "192.0.2.100", 80)
 	tab.Insert(&in, dest("192.0.2.21", 53, lvs.DR), nil, lvs.MAC{}, c.now())
@@ -275,14 +275,14 @@ func TestCustomTimeouts(t *testing.T) {
 		t.Fatalf("Expire = %d, want 0 (tcp has an hour)", n)
 	}
 	// As ipvsadm --set: zeros keep the current values.
-	tab.SetTimeouts(0, 0, 0)
+	tab.SetTimeouts(Timeouts{})
 	if got := e.Expires(c.now()); got != time.Hour-DefaultTCPTimeout-6*time.Second {
-		t.Fatalf("Expires after SetTimeouts(0, 0, 0) = %v", got)
+		t.Fatalf("Expires after SetTimeouts(Timeouts{}) = %v", got)
 	}
 	// A lower timeout applies when the connection's timer fires, at the
 	// latest when the old timeout would have ended (the wheel looks at
 	// each entry at least every 1024 s).
-	tab.SetTimeouts(time.Minute, 0, 0)
+	tab.SetTimeouts(Timeouts{TCP: time.Minute})
 	if got := e.Expires(c.now()); got >= 0 {
 		t.Fatalf("Expires after lowering tcp = %v, want < 0 (overdue)", got)
 	}
@@ -601,7 +601,7 @@ func TestShardSpread(t *testing.T) {
 
 func TestStateTimeouts(t *testing.T) {
 	c := &fakeClock{}
-	tab := New(Options{Clock: c.now, Timeouts: map[State]time.Duration{StateTimeWait: time.Second}})
+	tab := New(Options{Clock: c.now, Timeouts: Timeouts{TCPTimeWait: time.Second}})
 	d := dest("192.0.2.21", 80, lvs.NAT)
 	in := tuple(lvs.TCP, "192.0.2.10", 1000, "192.0.2.100", 80)
 	e, _, _ := tab.Insert(&in, d, nil, lvs.MAC{}, c.now())
@@ -614,10 +614,9 @@ func TestStateTimeouts(t *testing.T) {
 	if e.State() != StateTimeWait || e.Expires(c.now()) != time.Second {
 		t.Fatalf("%v, expires %v; want TIME_WAIT, 1s", e.State(), e.Expires(c.now()))
 	}
-	tab.SetTimeout(StateTimeWait, 0) // keeps it
-	tab.SetTimeout(StateClose, 3*time.Second)
+	tab.SetTimeouts(Timeouts{TCPClose: 3 * time.Second}) // keeps TIME_WAIT's
 	if e.Expires(c.now()) != time.Second {
-		t.Errorf("SetTimeout(TIME_WAIT, 0) changed it")
+		t.Errorf("SetTimeouts without TCPTimeWait changed it")
 	}
 	tab.Update(e, FlagRST, true, c.now())
 	if e.State() != StateClose || e.Expires(c.now()) != 3*time.Second {
@@ -630,5 +629,28 @@ func TestStateTimeouts(t *testing.T) {
 	c.advance(3 * time.Second)
 	if tab.Expire(c.now()) != 1 {
 		t.Fatal("not expired after CLOSE's 3 s")
+	}
+}
+
+// TestTimeoutsValue checks that Options.Timeouts and SetTimeouts set every
+// field of Timeouts, that zero fields keep the value, and that Timeouts
+// reads back what applies.
+func TestTimeoutsValue(t *testing.T) {
+	tab := New(Options{Timeouts: Timeouts{TCPSynRecv: 5 * time.Second}})
+	want := DefaultTimeouts()
+	want.TCPSynRecv = 5 * time.Second
+	if diff := cmp.Diff(want, tab.Timeouts()); diff != "" {
+		t.Fatalf("Timeouts after New (-want +got):\n%s", diff)
+	}
+	all := Timeouts{TCP: 1 * time.Second, TCPFin: 2 * time.Second, UDP: 3 * time.Second,
+		TCPTimeWait: 4 * time.Second, TCPClose: 5 * time.Second, TCPSynRecv: 6 * time.Second}
+	tab.SetTimeouts(all)
+	if diff := cmp.Diff(all, tab.Timeouts()); diff != "" {
+		t.Fatalf("Timeouts after SetTimeouts (-want +got):\n%s", diff)
+	}
+	tab.SetTimeouts(Timeouts{UDP: -1, TCP: 2 * MaxTimeout})
+	all.TCP = MaxTimeout
+	if diff := cmp.Diff(all, tab.Timeouts()); diff != "" {
+		t.Fatalf("Timeouts after a clamp and a negative (-want +got):\n%s", diff)
 	}
 }

@@ -25,12 +25,36 @@ type Status struct {
 	Services    []Service   `json:"services"`
 	Interfaces  []Interface `json:"interfaces"`
 	Connections int         `json:"connections"`
+	// Table is the connection table's limit and defence counters.
+	Table Table `json:"table"`
 	// ConfigStale is true while the last reload was refused: the file on
 	// disk is not what runs. LastReloadError says why.
 	ConfigStale     bool   `json:"config_stale"`
 	LastReloadError string `json:"last_reload_error,omitempty"`
 	// ReloadFailures counts refused reloads since start.
 	ReloadFailures uint64 `json:"reload_failures"`
+}
+
+// Table is the connection table's limit and what it did to stay under it.
+type Table struct {
+	// Max is [connections] max; Unestablished the connections that never
+	// established (UDP flows, TCP handshakes), which reserve_established
+	// bounds.
+	Max           int `json:"max"`
+	Unestablished int `json:"unestablished"`
+	// Evicted: connections removed to make room for new ones; Refused:
+	// new connections dropped with nothing to evict (table-full).
+	Evicted uint64 `json:"evicted"`
+	Refused uint64 `json:"refused"`
+	// NodestExpired: connections removed because their real server was
+	// (expire_nodest_conn); Reused: closed connections replaced by a new
+	// SYN of the same client port.
+	NodestExpired uint64 `json:"nodest_expired"`
+	Reused        uint64 `json:"reused"`
+	// SourceLimited and SourceRated: new connections refused by
+	// per_source and per_source_rate.
+	SourceLimited uint64 `json:"source_limited"`
+	SourceRated   uint64 `json:"source_rated"`
 }
 
 // Service is a virtual service.

@@ -19,6 +19,7 @@ func (f *fixed) Status() Status { return Status(*f) }
 var sample = Status{
 	Version:     "test",
 	Connections: 3,
+	Table:       Table{Max: 100, Unestablished: 1, Evicted: 5, Refused: 6, NodestExpired: 7, Reused: 8, SourceLimited: 9, SourceRated: 10},
 	Services: []Service{{
 		Protocol: "tcp", Address: "192.0.2.100:80", Scheduler: "wrr",
 		Stats: Stats{Conns: 3, InPkts: 30, OutPkts: 20, InBytes: 3000, OutBytes: 9000},
@@ -88,6 +89,9 @@ TCP  192.0.2.100:80 wrr
 	}
 	b.Reset()
 	WriteCounters(&b, &sample)
+	if want := "table: 3 of 100 connections (1 unestablished); evicted 5 refused 6; nodest expired 7; reused 8; source limited 9 rated 10\n"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("counters should start with the table's:\n%s\nwant %q", b.String(), want)
+	}
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
 	}

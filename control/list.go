@@ -75,6 +75,9 @@ func WriteList(w io.Writer, st *Status, stats bool) {
 // WriteCounters prints the fast path's counters per interface, drops by
 // reason included (reasons with a zero count are left out).
 func WriteCounters(w io.Writer, st *Status) {
+	t := &st.Table
+	fmt.Fprintf(w, "table: %d of %d connections (%d unestablished); evicted %d refused %d; nodest expired %d; reused %d; source limited %d rated %d\n",
+		st.Connections, t.Max, t.Unestablished, t.Evicted, t.Refused, t.NodestExpired, t.Reused, t.SourceLimited, t.SourceRated)
 	for _, i := range st.Interfaces {
 		fmt.Fprintf(w, "%s: rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d\n",
 			i.Name, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns)

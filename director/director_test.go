@@ -14,9 +14,8 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/lvsd/lvsd/config"
-	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/lvs"
-	"github.com/lvsd/lvsd/stack"
 )
 
 // The whole director (netstack, fast path, schedulers, connection table) over
@@ -71,7 +70,7 @@ var (
 // frame for the test.
 type wire struct {
 	t   *testing.T
-	dev *stack.MemDevice
+	dev *device.Mem
 	out chan gopacket.Packet
 }
 
@@ -81,9 +80,9 @@ func startDirector(t *testing.T, conf string) *wire {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := stack.NewMemDevice(256)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) {
-		return []stack.Device{dev}, nil
+	dev := device.NewMem(256)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]device.Device, error) {
+		return []device.Device{dev}, nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -328,10 +327,10 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 
 func TestReloadKeepsServiceCounters(t *testing.T) {
 	d, cfg := memDirector(t, testConfig)
-	before := make(map[forward.ServiceKey]*lvs.Stats)
+	before := make(map[lvs.ServiceKey]*lvs.Stats)
 	d.mu.Lock()
 	for k, s := range d.services {
-		before[k] = s.Stats
+		before[k] = s.svc.Stats
 	}
 	d.mu.Unlock()
 	if err := d.Reload(cfg); err != nil {
@@ -340,7 +339,7 @@ func TestReloadKeepsServiceCounters(t *testing.T) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for k, s := range d.services {
-		if s.Stats == nil || s.Stats != before[k] {
+		if s.svc.Stats == nil || s.svc.Stats != before[k] {
 			t.Errorf("service %v: counters replaced by a reload; connections would count into the old ones", k)
 		}
 	}
@@ -371,8 +370,8 @@ func memDirector(t *testing.T, conf string) (*Director, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := stack.NewMemDevice(64)
-	d, err := New(cfg, Options{Devices: func(config.Interface) ([]stack.Device, error) { return []stack.Device{dev}, nil }})
+	dev := device.NewMem(64)
+	d, err := New(cfg, Options{Devices: func(config.Interface) ([]device.Device, error) { return []device.Device{dev}, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func (d *Director) Status() control.Status {
 	for _, ds := range ts.Dests {
 		destRates[ds.Dest] = rates(ds.Rates)
 	}
-	svcRates := make(map[conntrack.ServiceKey]control.Rates, len(ts.Services))
+	svcRates := make(map[lvs.ServiceKey]control.Rates, len(ts.Services))
 	for _, ss := range ts.Services {
 		svcRates[ss.Service] = rates(ss.Rates)
 	}
@@ -36,19 +36,23 @@ func (d *Director) Status() control.Status {
 	st := control.Status{
 		Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len(),
 		ConfigStale: reloadErr != "", LastReloadError: reloadErr, ReloadFailures: reloadFailures,
+		Table: control.Table{
+			Max: ts.Max, Unestablished: ts.Unestablished, Evicted: ts.Evicted, Refused: ts.Refused,
+			NodestExpired: ts.NodestExpired, Reused: ts.Reused, SourceLimited: ts.SourceLimited, SourceRated: ts.SourceRated,
+		},
 	}
 	for _, sc := range cfg.Services {
-		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 		s := control.Service{
 			Name:      sc.Name,
 			Protocol:  sc.Proto.String(),
 			Address:   netip.AddrPortFrom(sc.Addr, sc.Port).String(),
 			Scheduler: sc.Scheduler,
 			Flags:     sc.SchedFlags,
-			Rates:     svcRates[conntrack.ServiceKey{Addr: key.Addr, Port: key.Port, Proto: key.Proto}],
+			Rates:     svcRates[key],
 		}
-		if svc := svcs[key]; svc != nil && svc.Stats != nil {
-			s.Stats = stats(svc.Stats)
+		if rs := svcs[key]; rs != nil && rs.svc.Stats != nil {
+			s.Stats = stats(rs.svc.Stats)
 		}
 		for _, rc := range sc.Reals {
 			dst := dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}]

@@ -129,10 +129,11 @@ func (td *testDirector) connect(src string, sport uint16) string {
 // connections at once and leaves established ones where they are; the
 // destination object survives both reloads.
 func TestReloadQuiescentAndWeights(t *testing.T) {
-	td := newTestDirector(t, realsConf("", "192.0.2.21 1", "192.0.2.22 1"))
+	// Added .22 then .21: the kernel's list is .21, .22.
+	td := newTestDirector(t, realsConf("", "192.0.2.22 1", "192.0.2.21 1"))
 	a := td.dest(80, "192.0.2.21", 8080)
 	if got := td.connect("192.0.2.10", 1000); got != "192.0.2.21:8080" {
-		t.Fatalf("first connection to %s, want 192.0.2.21:8080 (wrr starts with the first)", got)
+		t.Fatalf("first connection to %s, want 192.0.2.21:8080 (wrr starts at the list head, the last added)", got)
 	}
 
 	td.reload(realsConf("", "192.0.2.21 0", "192.0.2.22 1"))
@@ -154,15 +155,17 @@ func TestReloadQuiescentAndWeights(t *testing.T) {
 		t.Errorf("the quiesced server counts %d connections, want its 1", a.InactiveConns.Load()+a.ActiveConns.Load())
 	}
 
-	// The new scheduler is built from the new weights: the kernel's wrr
-	// cycle for 3:1 from its start.
+	// The scheduler lives on and is told of the new weight, as the
+	// kernel's ip_vs_wrr_dest_changed: back to the list head with mw 3,
+	// and the current weight 1 kept, so the cycle goes on from weight 1
+	// (.21 .22), then starts again at 3 (.21), 2 (.21), 1 (.21 .22).
 	td.reload(realsConf("", "192.0.2.21 3", "192.0.2.22 1"))
 	var seq []string
 	for port := uint16(2000); port < 2008; port++ {
 		seq = append(seq, strings.TrimSuffix(strings.TrimPrefix(td.connect("192.0.2.10", port), "192.0.2."), ":8080"))
 	}
-	if got := strings.Join(seq, " "); got != "21 21 21 22 21 21 21 22" {
-		t.Errorf("after weights 3:1, eight new connections went to %s; want 21 21 21 22 twice", got)
+	if got := strings.Join(seq, " "); got != "21 22 21 21 21 22 21 21" {
+		t.Errorf("after weights 3:1, eight new connections went to %s; want 21 22 21 21 21 22 21 21", got)
 	}
 	if got := td.send("192.0.2.10", 1001, 80, false); got != "192.0.2.22:8080" {
 		t.Errorf("established connection after the weight change: %q, want still 192.0.2.22:8080", got)
@@ -208,7 +211,7 @@ func TestReloadSlowStart(t *testing.T) {
 // on by default).
 func TestReloadRemovedServer(t *testing.T) {
 	const p = `persistence_timeout = "300s"`
-	td := newTestDirector(t, realsConf(p, "192.0.2.21 1", "192.0.2.22 1"))
+	td := newTestDirector(t, realsConf(p, "192.0.2.22 1", "192.0.2.21 1")) // list .21, .22
 	a := td.dest(80, "192.0.2.21", 8080)
 	for port := uint16(1000); port < 1005; port++ {
 		if got := td.connect("192.0.2.10", port); got != "192.0.2.21:8080" {

@@ -1,6 +1,8 @@
 package forward
 
 import (
+	"encoding/binary"
+
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
 	"github.com/lvsd/lvsd/sched"
@@ -31,12 +33,14 @@ func (v Verdict) String() string {
 	return "verdict?"
 }
 
-// LinkType is the framing of a link.
-type LinkType uint8
+// Framing is what a link's frames start with: an Ethernet header or the IP
+// header. (config.LinkType is the kind of device; TAP and PACKET devices
+// have Ethernet framing, TUN devices IP framing.)
+type Framing uint8
 
 const (
 	// Ethernet links (TAP devices) carry Ethernet II frames.
-	Ethernet LinkType = iota
+	Ethernet Framing = iota
 	// IP links (TUN devices with IFF_NO_PI) carry bare IPv4 or IPv6 packets.
 	IP
 )
@@ -52,6 +56,29 @@ type VNetHdr struct {
 	GSOSize    uint16 // payload bytes per segment of a GSO frame
 	CsumStart  uint16 // offset where checksumming starts (the L4 header)
 	CsumOffset uint16 // offset of the checksum field from CsumStart
+}
+
+// Decode reads the header from b, which holds at least VNetHdrLen bytes in
+// the device's (little-endian) byte order.
+func (h *VNetHdr) Decode(b []byte) {
+	_ = b[VNetHdrLen-1]
+	h.Flags = b[0]
+	h.GSOType = b[1]
+	h.HdrLen = binary.LittleEndian.Uint16(b[2:])
+	h.GSOSize = binary.LittleEndian.Uint16(b[4:])
+	h.CsumStart = binary.LittleEndian.Uint16(b[6:])
+	h.CsumOffset = binary.LittleEndian.Uint16(b[8:])
+}
+
+// Encode writes the header into the first VNetHdrLen bytes of b.
+func (h *VNetHdr) Encode(b []byte) {
+	_ = b[VNetHdrLen-1]
+	b[0] = h.Flags
+	b[1] = h.GSOType
+	binary.LittleEndian.PutUint16(b[2:], h.HdrLen)
+	binary.LittleEndian.PutUint16(b[4:], h.GSOSize)
+	binary.LittleEndian.PutUint16(b[6:], h.CsumStart)
+	binary.LittleEndian.PutUint16(b[8:], h.CsumOffset)
 }
 
 // virtio-net header constants from linux/virtio_net.h.
@@ -123,6 +150,8 @@ const (
 	DropNoConn                   // TCP segment other than SYN to a virtual service, without a connection
 	DropNoConnRST                // RST to a virtual service without a connection (normal after expiry)
 	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
+	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
+	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
 	NumDropReasons
 )
 
@@ -143,6 +172,8 @@ var dropNames = [NumDropReasons]string{
 	DropNoConn:        "no-conn",
 	DropNoConnRST:     "no-conn-rst",
 	DropTooBig:        "too-big",
+	DropSourceLimit:   "source-limit",
+	DropSourceRate:    "source-rate",
 }
 
 func (r DropReason) String() string {
@@ -150,13 +181,6 @@ func (r DropReason) String() string {
 		return dropNames[r]
 	}
 	return "unknown"
-}
-
-// ServiceKey identifies a virtual service: protocol, virtual address, port.
-type ServiceKey struct {
-	Addr  lvs.Addr
-	Port  uint16
-	Proto lvs.Proto
 }
 
 // Service is a virtual service in a Config snapshot. Immutable once the
@@ -169,9 +193,9 @@ type ServiceKey struct {
 // finds the port-0 service of its address, if any. The destinations of such a
 // service have port 0: each connection keeps the port the client addressed.
 type Service struct {
-	Key   ServiceKey // Port is 0 for a service over several ports
+	Key   lvs.ServiceKey // Port is 0 for a service over several ports
 	Dests []*lvs.Dest
-	Sched sched.Scheduler
+	Sched sched.Picker
 	// Stats are the service's counters. The control plane passes the same
 	// object to every snapshot of the service, so that they survive reloads
 	// (connections keep counting into the object they started with); nil
@@ -206,5 +230,5 @@ type Service struct {
 // After SetConfig the snapshot, its map and its services must not be modified
 // (their atomic counters and destinations' atomics excepted).
 type Config struct {
-	Services map[ServiceKey]*Service
+	Services map[lvs.ServiceKey]*Service
 }

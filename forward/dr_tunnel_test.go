@@ -71,7 +71,7 @@ func TestDROnIPLink(t *testing.T) {
 func TestTUN(t *testing.T) {
 	tests := []struct {
 		name    string
-		link    forward.LinkType
+		link    forward.Framing
 		p       pkt
 		partial bool
 		// Expected outer header fields.

@@ -21,7 +21,7 @@ import (
 //	Logger  none: drops are counted, not logged
 type Options struct {
 	// Link is the framing of the link the frames come from and go back to.
-	Link LinkType
+	Link Framing
 	// MAC is the director's own MAC address on an Ethernet link: unicast
 	// frames to any other MAC are dropped (DropOtherHost) and forwarded
 	// frames leave with it as their source.
@@ -54,7 +54,7 @@ const neverLogged = math.MinInt64
 // one per reader goroutine; the Forwarder holds what they share: options,
 // the configuration snapshot and the list of workers for Counters.
 type Forwarder struct {
-	link  LinkType
+	link  Framing
 	mac   lvs.MAC
 	table *conntrack.Table
 	mtu   int
@@ -70,7 +70,7 @@ type Forwarder struct {
 
 // snapshot is a published Config with the indexes Process needs.
 type snapshot struct {
-	services map[ServiceKey]*Service
+	services map[lvs.ServiceKey]*Service
 	// vips holds the address of every service, to place fragments.
 	vips map[lvs.Addr]struct{}
 }

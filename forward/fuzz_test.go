@@ -11,7 +11,7 @@ import (
 
 // fuzzEnv has a service of every method and family; connections accumulate
 // across inputs (up to 256) so that replies can find them.
-func fuzzEnv(t testing.TB, link forward.LinkType) *env {
+func fuzzEnv(t testing.TB, link forward.Framing) *env {
 	return newEnv(t, envOpts{link: link, max: 256},
 		svcSpec{vip: vip4, port: 80, proto: lvs.TCP, dest: rs(rip4, 8080, lvs.NAT)},
 		svcSpec{vip: vip4, port: 53, proto: lvs.UDP, dest: rs(rip4, 5353, lvs.NAT)},
@@ -43,7 +43,7 @@ func FuzzProcess(f *testing.F) {
 		{src: ap(cli4, 40000), dst: ap(vip4, 53), proto: lvs.UDP, mf: true},
 	}
 	for _, s := range seeds {
-		for _, link := range []forward.LinkType{forward.Ethernet, forward.IP} {
+		for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {
 			s.link = link
 			frame := s.build(f)
 			f.Add(frame, link == forward.IP, uint8(0), uint8(0), uint16(0), uint16(0), uint16(0))
@@ -99,7 +99,7 @@ func FuzzProcess(f *testing.F) {
 // checkTransmitted checks that a frame Process wrote starts with a valid IP
 // header (IPv4 checksum included; an ICMP error's checksum too) and returns
 // its IP packet.
-func checkTransmitted(t *testing.T, link forward.LinkType, out []byte) []byte {
+func checkTransmitted(t *testing.T, link forward.Framing, out []byte) []byte {
 	ip := out
 	if link == forward.Ethernet {
 		if len(out) < 14 {
@@ -137,7 +137,7 @@ func checkTransmitted(t *testing.T, link forward.LinkType, out []byte) []byte {
 // fragments).
 type fuzzEmitter struct {
 	t    *testing.T
-	link forward.LinkType
+	link forward.Framing
 }
 
 func (f *fuzzEmitter) Emit(buf []byte, off, n int) error {
@@ -150,7 +150,7 @@ func (f *fuzzEmitter) Emit(buf []byte, off, n int) error {
 
 // validL4Sum reports whether frame is an unfragmented TCP or UDP packet
 // without extension headers whose L4 checksum is complete and valid.
-func validL4Sum(link forward.LinkType, frame []byte, vnet forward.VNetHdr) bool {
+func validL4Sum(link forward.Framing, frame []byte, vnet forward.VNetHdr) bool {
 	if vnet.Flags&forward.VirtioNetHdrFNeedsCsum != 0 {
 		return false
 	}

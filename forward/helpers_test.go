@@ -76,11 +76,11 @@ type env struct {
 	f    *forward.Forwarder
 	w    *forward.Worker
 	cfg  *forward.Config
-	link forward.LinkType
+	link forward.Framing
 }
 
 type envOpts struct {
-	link forward.LinkType
+	link forward.Framing
 	max  int
 	mtu  int
 }
@@ -91,9 +91,9 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 	clk.ns.Store(int64(time.Hour))
 	tab := conntrack.New(conntrack.Options{Max: o.max, Clock: clk.now})
 	f := forward.New(forward.Options{Link: o.link, MAC: dirMAC, Table: tab, MTU: o.mtu})
-	cfg := &forward.Config{Services: map[forward.ServiceKey]*forward.Service{}}
+	cfg := &forward.Config{Services: map[lvs.ServiceKey]*forward.Service{}}
 	for _, s := range specs {
-		k := forward.ServiceKey{Addr: lvs.AddrFromNetip(s.vip), Port: s.port, Proto: s.proto}
+		k := lvs.ServiceKey{Addr: lvs.AddrFromNetip(s.vip), Port: s.port, Proto: s.proto}
 		svc := &forward.Service{Key: k, Sched: fakeSched{s.dest}}
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
@@ -108,7 +108,7 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 }
 
 func (e *env) svc(vip netip.Addr, port uint16, proto lvs.Proto) *forward.Service {
-	return e.cfg.Services[forward.ServiceKey{Addr: lvs.AddrFromNetip(vip), Port: port, Proto: proto}]
+	return e.cfg.Services[lvs.ServiceKey{Addr: lvs.AddrFromNetip(vip), Port: port, Proto: proto}]
 }
 
 const headroom = 64
@@ -138,7 +138,7 @@ func (e *env) dropReason(before forward.Counters) forward.DropReason {
 
 // pkt describes a frame to build.
 type pkt struct {
-	link           forward.LinkType
+	link           forward.Framing
 	dstMAC, srcMAC lvs.MAC // default dirMAC, cliMAC
 	src, dst       netip.AddrPort
 	proto          lvs.Proto // default TCP
@@ -235,7 +235,7 @@ func (p pkt) build(tb testing.TB) []byte {
 }
 
 // ipOf returns the IP packet of a frame, Ethernet padding excluded.
-func ipOf(link forward.LinkType, frame []byte) []byte {
+func ipOf(link forward.Framing, frame []byte) []byte {
 	ip := frame
 	if link == forward.Ethernet {
 		ip = frame[14:]
@@ -322,7 +322,7 @@ func csumOffset(ip []byte) int {
 }
 
 // l3Off is the offset of the IP header in a frame.
-func l3Off(link forward.LinkType) int {
+func l3Off(link forward.Framing) int {
 	if link == forward.Ethernet {
 		return 14
 	}
@@ -332,7 +332,7 @@ func l3Off(link forward.LinkType) int {
 // makePartial turns the L4 checksum of frame into the partial checksum a
 // kernel hands over with VIRTIO_NET_HDR_F_NEEDS_CSUM (the pseudo-header sum,
 // not complemented) and returns the matching virtio header.
-func makePartial(link forward.LinkType, frame []byte) forward.VNetHdr {
+func makePartial(link forward.Framing, frame []byte) forward.VNetHdr {
 	ip := ipOf(link, frame)
 	l4 := l4Of(ip)
 	binary.BigEndian.PutUint16(l4[csumOffset(ip):], fold(pseudoSum(ip)))
@@ -346,7 +346,7 @@ func makePartial(link forward.LinkType, frame []byte) forward.VNetHdr {
 // completePartial does what the kernel does with a CHECKSUM_PARTIAL frame
 // (skb_checksum_help): sum from CsumStart to the end of the IP packet and
 // store the complement at CsumStart+CsumOffset (0 becomes 0xffff for UDP).
-func completePartial(link forward.LinkType, frame []byte, h forward.VNetHdr) {
+func completePartial(link forward.Framing, frame []byte, h forward.VNetHdr) {
 	ip := ipOf(link, frame)
 	seg := frame[h.CsumStart : l3Off(link)+len(ip)]
 	c := ^fold(onesSum(seg, 0))
@@ -367,7 +367,7 @@ type summary struct {
 	Payload        string
 }
 
-func summarize(tb testing.TB, link forward.LinkType, frame []byte) summary {
+func summarize(tb testing.TB, link forward.Framing, frame []byte) summary {
 	tb.Helper()
 	first := layers.LayerTypeEthernet
 	if link == forward.IP {

@@ -11,10 +11,6 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
-// icmpErr is parse's verdict for "an ICMP packet that may be an error about
-// a connection": Process hands it to icmpError.
-const icmpErr Verdict = 254
-
 // ICMP error messages lvsd forwards, as IPVS's ip_vs_in_icmp and
 // ip_vs_out_icmp: destination unreachable (with fragmentation needed),
 // source quench and time exceeded over IPv4; every error type (1 to 4,
@@ -99,18 +95,7 @@ func (w *Worker) icmpError(p *Packet, b []byte, s *snapshot) Verdict {
 	default:
 		r = DropUnsupported
 	}
-	if r != DropNone {
-		if r == DropTTLExceeded {
-			return w.drop(r)
-		}
-		return w.dropLog(r)
-	}
-	if reply {
-		w.c.fwdOut.inc()
-	} else {
-		w.c.fwdIn.inc()
-	}
-	return Transmit
+	return w.finish(r, reply)
 }
 
 // parseQuote parses the packet quoted in b[off:end] (an IP header and at

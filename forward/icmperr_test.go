@@ -24,7 +24,7 @@ var (
 // checksum (the MTU of fragmentation-needed / packet-too-big) and the
 // quoted packet.
 type icmpMsg struct {
-	link            forward.LinkType
+	link            forward.Framing
 	dstMAC, srcMAC  lvs.MAC
 	src, dst        netip.Addr
 	ttl             uint8
@@ -91,7 +91,7 @@ func TestICMPErrors(t *testing.T) {
 	d6 := rs(rip6, 8443, lvs.NAT)
 	u4 := rs(rip4, 5353, lvs.NAT)
 	dr := rs(rip4, 81, lvs.DR)
-	newE := func(t *testing.T, link forward.LinkType) *env {
+	newE := func(t *testing.T, link forward.Framing) *env {
 		return newEnv(t, envOpts{link: link},
 			svcSpec{vip: vip4, port: 80, proto: lvs.TCP, dest: d4},
 			svcSpec{vip: vip6, port: 443, proto: lvs.TCP, dest: d6},
@@ -107,7 +107,7 @@ func TestICMPErrors(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		link  forward.LinkType
+		link  forward.Framing
 		first pkt // opens the connection
 		in    icmpMsg
 		want  icmpMsg // zero: want the verdict only

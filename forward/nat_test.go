@@ -15,7 +15,7 @@ import (
 
 type natCase struct {
 	name         string
-	link         forward.LinkType
+	link         forward.Framing
 	proto        lvs.Proto
 	cli, vip     netip.Addr
 	rip          netip.Addr

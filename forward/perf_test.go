@@ -19,7 +19,7 @@ type flow struct {
 	in, reply []byte
 }
 
-func newFlow(tb testing.TB, m lvs.Method, link forward.LinkType, payload int) *flow {
+func newFlow(tb testing.TB, m lvs.Method, link forward.Framing, payload int) *flow {
 	tb.Helper()
 	e := newEnv(tb, envOpts{link: link}, svcSpec{vip: vip4, port: 80, proto: lvs.TCP, dest: rs(rip4, 8080, m), tunSrc: dip4})
 	body := string(make([]byte, payload))
@@ -93,7 +93,7 @@ func TestProcessAllocs(t *testing.T) {
 	}
 }
 
-func benchFlow(b *testing.B, m lvs.Method, link forward.LinkType, reply bool) {
+func benchFlow(b *testing.B, m lvs.Method, link forward.Framing, reply bool) {
 	f := newFlow(b, m, link, 64)
 	frame := f.in
 	if reply {

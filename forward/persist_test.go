@@ -50,13 +50,13 @@ func newPersistEnv(tb testing.TB, specs ...persistSpec) *persistEnv {
 	tb.Helper()
 	e := newEnv(tb, envOpts{})
 	pe := &persistEnv{env: e, ptab: persist.New(persist.Options{Clock: e.clk.now})}
-	cfg := &forward.Config{Services: map[forward.ServiceKey]*forward.Service{}}
+	cfg := &forward.Config{Services: map[lvs.ServiceKey]*forward.Service{}}
 	for _, sp := range specs {
 		s, err := sched.New("rr", sp.dests, sched.Options{})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		key := forward.ServiceKey{Addr: lvs.AddrFromNetip(vip4), Port: sp.ports[0], Proto: sp.proto}
+		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(vip4), Port: sp.ports[0], Proto: sp.proto}
 		svc := &forward.Service{Key: key, Dests: sp.dests, Sched: s, OnePacket: sp.onePacket}
 		if len(sp.ports) > 1 {
 			svc.Key.Port = 0

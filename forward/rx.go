@@ -12,7 +12,8 @@ import (
 
 // parsed is what Process learns about a frame. One lives in each Worker and
 // is overwritten by every call. Offsets are from the start of the frame.
-// Every field is valid once parse has returned cont.
+// Every field is valid once parse has returned parsedL4 (for parsedICMP:
+// all but the ports and flags, which are zero).
 type parsed struct {
 	t      lvs.Tuple
 	l3, l4 int     // offsets of the IP and TCP/UDP headers
@@ -23,8 +24,22 @@ type parsed struct {
 	srcMAC lvs.MAC // source MAC; zero on IP links
 }
 
-// cont is parse's verdict for "a TCP or UDP packet, go on".
-const cont Verdict = 255
+// parseResult is what parse learned about a frame: not a Verdict, but
+// which path of Process takes it.
+type parseResult uint8
+
+const (
+	// parsedDrop: a frame to drop, for the DropReason returned with it.
+	parsedDrop parseResult = iota
+	// parsedLocal: a frame for the netstack (ARP, the director's own
+	// traffic, protocols lvsd does not forward).
+	parsedLocal
+	// parsedL4: a TCP or UDP packet; w.pk describes it.
+	parsedL4
+	// parsedICMP: an ICMP packet that may be an error about a connection,
+	// for icmpError.
+	parsedICMP
+)
 
 // Process decides what to do with the frame p.Buf[p.Off:p.Off+p.Len], which
 // starts with an Ethernet header or an IP header as Options.Link says, and,
@@ -41,12 +56,12 @@ func (w *Worker) Process(p *Packet) Verdict {
 	}
 	b := p.Buf[p.Off : p.Off+p.Len]
 	s := w.f.snap.Load()
-	switch v, r := w.parse(b, s); v {
-	case Drop:
+	switch res, r := w.parse(b, s); res {
+	case parsedDrop:
 		return w.drop(r)
-	case ToStack:
+	case parsedLocal:
 		return w.toStack()
-	case icmpErr:
+	case parsedICMP:
 		return w.icmpError(p, b, s)
 	}
 
@@ -98,16 +113,22 @@ func (w *Worker) Process(p *Packet) Verdict {
 	default:
 		r = DropUnsupported
 	}
-	if r != DropNone {
-		switch r {
-		case DropTTLExceeded:
-			return w.drop(r)
-		case DropTooBig:
-			// The packet is dropped, and p now holds the ICMP error that
-			// tells its sender (see Worker.tooBig).
-			w.drop(r)
-			return Transmit
-		}
+	return w.finish(r, reply)
+}
+
+// finish turns the outcome r of forwarding a packet (reply: from a real
+// server to a client) into Process's verdict, and counts it.
+func (w *Worker) finish(r DropReason, reply bool) Verdict {
+	switch r {
+	case DropNone:
+	case DropTTLExceeded:
+		return w.drop(r)
+	case DropTooBig:
+		// The packet is dropped, and p now holds the ICMP error that
+		// tells its sender (see Worker.tooBig).
+		w.drop(r)
+		return Transmit
+	default:
 		return w.dropLog(r)
 	}
 	if reply {
@@ -119,24 +140,24 @@ func (w *Worker) Process(p *Packet) Verdict {
 }
 
 // parse validates the frame's headers up to TCP or UDP and fills w.pk. It
-// returns cont, or Drop with a reason, or ToStack.
-func (w *Worker) parse(b []byte, s *snapshot) (Verdict, DropReason) {
+// returns parsedDrop with the reason, or another result with DropNone.
+func (w *Worker) parse(b []byte, s *snapshot) (parseResult, DropReason) {
 	pk := &w.pk
 	l3 := 0
 	var version uint8
 	if w.f.link == Ethernet {
 		if len(b) < header.EthernetMinimumSize {
-			return Drop, DropTruncated
+			return parsedDrop, DropTruncated
 		}
 		// Unicast to another MAC: a TAP on a bridge sees flooded frames for
 		// other hosts, which must never be forwarded.
 		if b[0]&1 == 0 && lvs.MAC(b[0:6]) != w.f.mac {
-			return Drop, DropOtherHost
+			return parsedDrop, DropOtherHost
 		}
 		if b[0]&1 != 0 {
 			// Broadcast and multicast frames are never forwarded: IPVS
 			// handles only packets addressed to the host (PACKET_HOST).
-			return ToStack, DropNone
+			return parsedLocal, DropNone
 		}
 		pk.srcMAC = lvs.MAC(b[6:12])
 		switch binary.BigEndian.Uint16(b[12:14]) {
@@ -146,12 +167,12 @@ func (w *Worker) parse(b []byte, s *snapshot) (Verdict, DropReason) {
 			version = header.IPv6Version
 		default:
 			// ARP, VLAN-tagged frames, LLDP, ...: the netstack's business.
-			return ToStack, DropNone
+			return parsedLocal, DropNone
 		}
 		l3 = header.EthernetMinimumSize
 	} else {
 		if len(b) == 0 {
-			return Drop, DropTruncated
+			return parsedDrop, DropTruncated
 		}
 		pk.srcMAC = lvs.MAC{}
 		version = b[0] >> 4
@@ -163,25 +184,25 @@ func (w *Worker) parse(b []byte, s *snapshot) (Verdict, DropReason) {
 	case header.IPv6Version:
 		return w.parseIPv6(b)
 	}
-	return Drop, DropBadIPHeader
+	return parsedDrop, DropBadIPHeader
 }
 
-func (w *Worker) parseIPv4(b []byte, s *snapshot) (Verdict, DropReason) {
+func (w *Worker) parseIPv4(b []byte, s *snapshot) (parseResult, DropReason) {
 	pk := &w.pk
 	ip := header.IPv4(b[pk.l3:])
 	if !ip.IsValid(len(ip)) {
 		switch {
 		case len(ip) < header.IPv4MinimumSize:
-			return Drop, DropTruncated
+			return parsedDrop, DropTruncated
 		case header.IPVersion(ip) != header.IPv4Version,
 			ip.HeaderLength() < header.IPv4MinimumSize,
 			ip.TotalLength() < uint16(ip.HeaderLength()):
-			return Drop, DropBadIPHeader
+			return parsedDrop, DropBadIPHeader
 		}
-		return Drop, DropTruncated // total length beyond the frame
+		return parsedDrop, DropTruncated // total length beyond the frame
 	}
 	if !ip.IsChecksumValid() {
-		return Drop, DropBadIPChecksum
+		return parsedDrop, DropBadIPChecksum
 	}
 	pk.v6 = false
 	pk.l4 = pk.l3 + int(ip.HeaderLength())
@@ -192,9 +213,9 @@ func (w *Worker) parseIPv4(b []byte, s *snapshot) (Verdict, DropReason) {
 		// A later fragment has no ports: lvsd does not reassemble, so it
 		// cannot be placed on a connection (IPVS reassembles first).
 		if s.isVIP(pk.t.Dst) {
-			return Drop, DropFragment
+			return parsedDrop, DropFragment
 		}
-		return ToStack, DropNone
+		return parsedLocal, DropNone
 	}
 	pk.frag = ip.More()
 	return w.parseL4(b, ip.Protocol())
@@ -203,16 +224,16 @@ func (w *Worker) parseIPv4(b []byte, s *snapshot) (Verdict, DropReason) {
 // parseIPv6 handles only TCP and UDP directly after the fixed header. Any
 // extension header (hop-by-hop, routing, fragment, ...) sends the packet to
 // the netstack, so IPv6 fragments to a VIP are not forwarded.
-func (w *Worker) parseIPv6(b []byte) (Verdict, DropReason) {
+func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 	pk := &w.pk
 	ip := header.IPv6(b[pk.l3:])
 	switch {
 	case len(ip) < header.IPv6MinimumSize:
-		return Drop, DropTruncated
+		return parsedDrop, DropTruncated
 	case header.IPVersion(ip) != header.IPv6Version:
-		return Drop, DropBadIPHeader
+		return parsedDrop, DropBadIPHeader
 	case !ip.IsValid(len(ip)):
-		return Drop, DropTruncated // payload length beyond the frame
+		return parsedDrop, DropTruncated // payload length beyond the frame
 	}
 	pk.v6 = true
 	pk.frag = false
@@ -223,27 +244,27 @@ func (w *Worker) parseIPv6(b []byte) (Verdict, DropReason) {
 	return w.parseL4(b, ip.NextHeader())
 }
 
-func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
+func (w *Worker) parseL4(b []byte, proto uint8) (parseResult, DropReason) {
 	pk := &w.pk
 	l4 := b[pk.l4:pk.ipEnd]
 	switch proto {
 	case uint8(header.TCPProtocolNumber):
 		if len(l4) < header.TCPMinimumSize {
-			return Drop, DropTruncated
+			return parsedDrop, DropTruncated
 		}
 		tcp := header.TCP(l4)
 		if off := int(tcp.DataOffset()); off < header.TCPMinimumSize || off > len(l4) {
-			return Drop, DropBadL4Header
+			return parsedDrop, DropBadL4Header
 		}
 		pk.t.SPort, pk.t.DPort = tcp.SourcePort(), tcp.DestinationPort()
 		pk.flags = l4[header.TCPFlagsOffset]
 	case uint8(header.UDPProtocolNumber):
 		if len(l4) < header.UDPMinimumSize {
-			return Drop, DropTruncated
+			return parsedDrop, DropTruncated
 		}
 		udp := header.UDP(l4)
 		if n := int(udp.Length()); !pk.frag && (n < header.UDPMinimumSize || n > len(l4)) {
-			return Drop, DropBadL4Header
+			return parsedDrop, DropBadL4Header
 		}
 		pk.t.SPort, pk.t.DPort = udp.SourcePort(), udp.DestinationPort()
 		pk.flags = 0
@@ -251,17 +272,17 @@ func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
 		// An ICMP error about a connection is forwarded (icmperr.go); the
 		// rest of ICMP is the netstack's.
 		if (proto == uint8(header.ICMPv6ProtocolNumber)) != pk.v6 || pk.frag {
-			return ToStack, DropNone
+			return parsedLocal, DropNone
 		}
 		pk.t.SPort, pk.t.DPort, pk.flags = 0, 0, 0
 		pk.t.Proto = lvs.Proto(proto)
-		return icmpErr, DropNone
+		return parsedICMP, DropNone
 	default:
 		// SCTP, ...: the netstack's.
-		return ToStack, DropNone
+		return parsedLocal, DropNone
 	}
 	pk.t.Proto = lvs.Proto(proto)
-	return cont, DropNone
+	return parsedL4, DropNone
 }
 
 // newConn handles a packet without a connection: a packet to a virtual
@@ -278,7 +299,7 @@ func (w *Worker) parseL4(b []byte, proto uint8) (Verdict, DropReason) {
 // valid until the next call.
 func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, DropReason) {
 	pk := &w.pk
-	svc := s.service(ServiceKey{Addr: pk.t.Dst, Port: pk.t.DPort, Proto: pk.t.Proto})
+	svc := s.service(lvs.ServiceKey{Addr: pk.t.Dst, Port: pk.t.DPort, Proto: pk.t.Proto})
 	if svc == nil {
 		// The director's own traffic: health-check replies, its services.
 		return nil, ToStack, DropNone
@@ -296,6 +317,15 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	}
 	if svc.Sched == nil {
 		return nil, Drop, DropNoDest
+	}
+	// The per-source limits come before the scheduler, so that a client
+	// over them moves no scheduler state and takes no template.
+	switch err := w.f.table.Admit(&pk.t.Src, now); err {
+	case nil:
+	case conntrack.ErrSourceRate:
+		return nil, Drop, DropSourceRate
+	default:
+		return nil, Drop, DropSourceLimit
 	}
 	// IPVS answers "no destination" with an ICMP port unreachable
 	// (ip_vs_leave); lvsd only drops for now.
@@ -378,7 +408,7 @@ func (w *Worker) onePacket(d *lvs.Dest, svc *Service) *conntrack.Entry {
 
 // service returns the virtual service of packets to k: the service of k's
 // port, or else the address's all-ports service (port 0), if any.
-func (s *snapshot) service(k ServiceKey) *Service {
+func (s *snapshot) service(k lvs.ServiceKey) *Service {
 	if svc := s.services[k]; svc != nil {
 		return svc
 	}

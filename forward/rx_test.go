@@ -52,7 +52,7 @@ func TestVerdicts(t *testing.T) {
 	)
 	tests := []struct {
 		name   string
-		link   forward.LinkType
+		link   forward.Framing
 		max    int
 		setup  func(t testing.TB, e *env) // packets sent first
 		frame  func(t testing.TB) []byte
@@ -333,8 +333,8 @@ func TestDropLogRateLimited(t *testing.T) {
 	clk := &fakeClock{}
 	tab := conntrack.New(conntrack.Options{Clock: clk.now})
 	f := forward.New(forward.Options{MAC: dirMAC, Table: tab, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	k := forward.ServiceKey{Addr: lvs.AddrFromNetip(vip4), Port: 80, Proto: lvs.TCP}
-	f.SetConfig(&forward.Config{Services: map[forward.ServiceKey]*forward.Service{k: {Key: k, Sched: fakeSched{}}}})
+	k := lvs.ServiceKey{Addr: lvs.AddrFromNetip(vip4), Port: 80, Proto: lvs.TCP}
+	f.SetConfig(&forward.Config{Services: map[lvs.ServiceKey]*forward.Service{k: {Key: k, Sched: fakeSched{}}}})
 	w := f.NewWorker()
 	frame := pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn}.build(t)
 	send := func() {

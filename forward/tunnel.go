@@ -65,7 +65,7 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	}
 	// The outer source is the service's, looked up again so that a reload
 	// can change it; connections of a removed service lose their source.
-	svc := s.service(ServiceKey{Addr: e.In.Dst, Port: e.In.DPort, Proto: e.In.Proto})
+	svc := s.service(lvs.ServiceKey{Addr: e.In.Dst, Port: e.In.DPort, Proto: e.In.Proto})
 	if svc == nil {
 		return DropNoDest
 	}

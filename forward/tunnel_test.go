@@ -95,7 +95,7 @@ func cat(bs ...[]byte) []byte {
 func TestTUNBytes(t *testing.T) {
 	tests := []struct {
 		name  string
-		link  forward.LinkType
+		link  forward.Framing
 		p     pkt
 		proto uint8
 		df    bool
@@ -156,7 +156,7 @@ func TestTUNBytes(t *testing.T) {
 func TestTUNTooBig(t *testing.T) {
 	tests := []struct {
 		name    string
-		link    forward.LinkType
+		link    forward.Framing
 		p       pkt
 		mtu     int
 		wantMTU int
@@ -264,7 +264,7 @@ func TestTUNTooBig(t *testing.T) {
 // tunnel: it leaves as fragments of the outer packet, each a valid IPv4
 // fragment of at most the MTU, which reassemble into the inner packet.
 func TestTUNFragments(t *testing.T) {
-	for _, link := range []forward.LinkType{forward.Ethernet, forward.IP} {
+	for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {
 		e := newEnv(t, envOpts{link: link, mtu: 1500}, svcSpec{vip: vip4, port: 53, proto: lvs.UDP, dest: rs(rip4, 53, lvs.TUN), tunSrc: dip4})
 		in := pkt{link: link, proto: lvs.UDP, src: ap(cli4, 40000), dst: ap(vip4, 53), tos: 0x10, ttl: 30, payload: string(bytes.Repeat([]byte("0123456789"), 400))}.build(t)
 		inner := append([]byte(nil), ipOf(link, in)...)

@@ -109,6 +109,15 @@ func (t Tuple) String() string {
 		netip.AddrPortFrom(t.Src.Netip(), t.SPort), netip.AddrPortFrom(t.Dst.Netip(), t.DPort))
 }
 
+// ServiceKey identifies a virtual service: virtual address, port, protocol.
+// A connection belongs to the service of its client-side tuple's
+// destination (Tuple.Dst, DPort, Proto); port 0 is a service over all ports.
+type ServiceKey struct {
+	Addr  Addr
+	Port  uint16
+	Proto Proto
+}
+
 // MAC is an Ethernet address. The packet path never uses tcpip.LinkAddress,
 // which is a string.
 type MAC [6]byte

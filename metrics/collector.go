@@ -53,6 +53,7 @@ type collector struct {
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
 	entries, limit, evicted, refused          *prometheus.Desc
+	unestablished, removed, sourceRefused     *prometheus.Desc
 	reloadsTotal, reloadFailures, stale       *prometheus.Desc
 	buildInfo                                 *prometheus.Desc
 }
@@ -87,10 +88,13 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		frames:    desc("lvsd_device_frames_total", "Frames read (rx) and written (tx) per device queue.", "interface", "queue", "direction"),
 		devErrors: desc("lvsd_device_errors_total", "Device read (rx) and write (tx) errors.", "interface", "direction"),
 
-		entries: desc("lvsd_conntrack_entries", "Connections in the connection table."),
-		limit:   desc("lvsd_conntrack_limit", "Most connections the table holds ([connections] max)."),
-		evicted: desc("lvsd_conntrack_evictions_total", "Half-open or closed TCP connections evicted to make room for a new one."),
-		refused: desc("lvsd_conntrack_refused_total", "New connections refused because the table was full with nothing to evict."),
+		entries:       desc("lvsd_conntrack_entries", "Connections in the connection table."),
+		limit:         desc("lvsd_conntrack_limit", "Most connections the table holds ([connections] max)."),
+		evicted:       desc("lvsd_conntrack_evictions_total", "Half-open or closed TCP connections evicted to make room for a new one."),
+		refused:       desc("lvsd_conntrack_refused_total", "New connections refused because the table was full with nothing to evict."),
+		unestablished: desc("lvsd_conntrack_unestablished", "Connections that never established (UDP flows, TCP handshakes), which reserve_established bounds."),
+		removed:       desc("lvsd_conntrack_removed_total", "Connections removed early: their real server was removed (nodest_expired), or a new SYN reused a closed one's port (reused).", "reason"),
+		sourceRefused: desc("lvsd_conntrack_source_refused_total", "New connections refused by a per-source limit.", "limit"),
 
 		reloadsTotal:   desc("lvsd_reloads_total", "Reloads by result: applied, or refused (the running configuration stays).", "result"),
 		reloadFailures: desc("lvsd_reload_failures_total", "Reloads refused since start."),
@@ -105,7 +109,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
 		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors,
-		c.entries, c.limit, c.evicted, c.refused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
+		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
 		ch <- d
 	}
@@ -206,14 +210,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.devErrors, float64(ifc.TxErrors), ifc.Name, "tx")
 	}
 
-	if c.table != nil {
-		gauge(c.entries, float64(ts.Conns))
-		gauge(c.limit, float64(ts.Max))
-		counter(c.evicted, float64(ts.Evicted))
-		counter(c.refused, float64(ts.Refused))
-	} else {
-		gauge(c.entries, float64(st.Connections))
-	}
+	gauge(c.entries, float64(st.Connections))
+	gauge(c.limit, float64(st.Table.Max))
+	counter(c.evicted, float64(st.Table.Evicted))
+	counter(c.refused, float64(st.Table.Refused))
+	gauge(c.unestablished, float64(st.Table.Unestablished))
+	counter(c.removed, float64(st.Table.NodestExpired), "nodest_expired")
+	counter(c.removed, float64(st.Table.Reused), "reused")
+	counter(c.sourceRefused, float64(st.Table.SourceLimited), "per_source")
+	counter(c.sourceRefused, float64(st.Table.SourceRated), "per_source_rate")
 
 	if c.reloads != nil {
 		applied, refused := c.reloads.ReloadCounts()

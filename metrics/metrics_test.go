@@ -30,6 +30,7 @@ func (fakeReloads) ReloadCounts() (uint64, uint64) { return 4, 1 }
 func testStatus() control.Status {
 	return control.Status{
 		Version: "test", Connections: 7, ConfigStale: true, ReloadFailures: 1,
+		Table: control.Table{Max: 1000, Evicted: 3, Refused: 2, Unestablished: 4, Reused: 5, SourceLimited: 6},
 		Services: []control.Service{{
 			Protocol: "tcp", Address: "192.0.2.100:80", Scheduler: "wrr",
 			Stats: control.Stats{Conns: 10, InPkts: 100, OutPkts: 90, InBytes: 5000, OutBytes: 9000},
@@ -82,7 +83,7 @@ func scrape(t *testing.T, h http.Handler) map[string]*model.Sample {
 // labels under lvsd_, and lvsd's own series, with the status's values.
 func TestMetricNames(t *testing.T) {
 	src := &fakeSource{st: testStatus()}
-	tbl := &fakeTable{ts: conntrack.StatsSnapshot{Conns: 7, Max: 1000, Evicted: 3, Refused: 2,
+	tbl := &fakeTable{ts: conntrack.StatsSnapshot{
 		Total: conntrack.Counters{Conns: 12, InPkts: 110, OutPkts: 95, InBytes: 5500, OutBytes: 9100}}}
 	s := New(Options{Source: src, Table: tbl, Reloads: fakeReloads{}, Version: "v1.2.3"})
 	got := scrape(t, s.Handler())

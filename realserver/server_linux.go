@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lvsd/lvsd/stack"
+	"github.com/lvsd/lvsd/device"
 )
 
 // Options configure a Server. Defaults:
@@ -59,7 +59,7 @@ type Server struct {
 	log  *slog.Logger
 
 	socks []*os.File // raw sockets: protocol 4, then 41
-	tun   *stack.TunDevice
+	tun   device.Device
 
 	counts  [NumReasons]atomic.Uint64
 	lastLog atomic.Int64
@@ -112,14 +112,11 @@ func New(o Options) (*Server, error) {
 		// wakes a goroutine blocked in Read.
 		s.socks = append(s.socks, os.NewFile(uintptr(fd), fmt.Sprintf("raw-ip-proto-%d", proto)))
 	}
-	tuns, err := stack.OpenTun(stack.DeviceOptions{Name: o.TUN})
+	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("realserver: %w", err)
 	}
-	s.tun = tuns[0]
-	if err := stack.SetLinkUp(o.TUN, o.MTU); err != nil {
-		return nil, fmt.Errorf("realserver: %w", err)
-	}
+	s.tun = tun[0]
 	s.checkHost()
 	ok = true
 	return s, nil

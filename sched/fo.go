@@ -11,9 +11,9 @@ type failover struct {
 	dests []*lvs.Dest // immutable
 }
 
-var _ Scheduler = (*failover)(nil)
+var _ Picker = (*failover)(nil)
 
-func newFailover(dests []*lvs.Dest, _ *config) (Scheduler, error) {
+func newFailover(dests []*lvs.Dest, _ *config) (Picker, error) {
 	return &failover{dests: dests}, nil
 }
 
@@ -37,9 +37,9 @@ type overflow struct {
 	dests []*lvs.Dest // immutable
 }
 
-var _ Scheduler = (*overflow)(nil)
+var _ Picker = (*overflow)(nil)
 
-func newOverflow(dests []*lvs.Dest, _ *config) (Scheduler, error) {
+func newOverflow(dests []*lvs.Dest, _ *config) (Picker, error) {
 	return &overflow{dests: dests}, nil
 }
 

@@ -6,10 +6,16 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
-// goldenPrime is the multiplier of the kernel's address hashes (sh, dh, lblc,
-// lblcr): the prime nearest 2^32 divided by the golden ratio, Knuth's
-// multiplicative hash.
-const goldenPrime = 2654435761
+// goldenRatio32 is the kernel's GOLDEN_RATIO_32, the multiplier of hash_32,
+// which current kernels use for the address hashes of sh, dh, lblc and lblcr
+// (older ones multiplied by 2654435761 and masked the low bits).
+const goldenRatio32 = 0x61C88647
+
+// hash32 is the kernel's hash_32: the top bits of val times goldenRatio32.
+// bits is 1..32.
+func hash32(val uint32, bits uint) uint32 {
+	return (val * goldenRatio32) >> (32 - bits)
+}
 
 // addrFold reduces an address to the 32 bits the kernel hashes: an IPv4
 // address as a host-order integer, an IPv6 address as the XOR of its four
@@ -54,9 +60,9 @@ type sourceHash struct {
 	port     bool // sh-port (flag-2)
 }
 
-var _ Scheduler = (*sourceHash)(nil)
+var _ Picker = (*sourceHash)(nil)
 
-func newSourceHash(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newSourceHash(dests []*lvs.Dest, c *config) (Picker, error) {
 	s := &sourceHash{
 		fallback: c.flags&flagSched1 != 0,
 		port:     c.flags&flagSched2 != 0,
@@ -82,10 +88,10 @@ func (s *sourceHash) Schedule(t *lvs.Tuple) *lvs.Dest {
 	if s.port && hasPorts(t.Proto) {
 		port = t.SPort
 	}
-	// The kernel's key is (offset + (port + addr) * goldenPrime) & mask;
-	// the product does not depend on the offset.
-	base := (uint32(port) + addrFold(&t.Src)) * goldenPrime
-	first := base & hashTabMask
+	// The kernel's key is (offset + hash_32(port + addr)) & mask; the hash
+	// does not depend on the offset.
+	base := hash32(uint32(port)+addrFold(&t.Src), hashTabBits)
+	first := base
 	d := s.buckets[first]
 	if d == nil || d.Usable() {
 		return d
@@ -114,9 +120,9 @@ type destinationHash struct {
 	buckets [hashTabSize]*lvs.Dest
 }
 
-var _ Scheduler = (*destinationHash)(nil)
+var _ Picker = (*destinationHash)(nil)
 
-func newDestinationHash(dests []*lvs.Dest, _ *config) (Scheduler, error) {
+func newDestinationHash(dests []*lvs.Dest, _ *config) (Picker, error) {
 	s := &destinationHash{}
 	if len(dests) == 0 {
 		return s, nil
@@ -128,7 +134,7 @@ func newDestinationHash(dests []*lvs.Dest, _ *config) (Scheduler, error) {
 }
 
 func (s *destinationHash) Schedule(t *lvs.Tuple) *lvs.Dest {
-	d := s.buckets[(addrFold(&t.Dst)*goldenPrime)&hashTabMask]
+	d := s.buckets[hash32(addrFold(&t.Dst), hashTabBits)]
 	if d == nil || !d.Usable() {
 		return nil
 	}

@@ -24,11 +24,13 @@ func refFold(a netip.Addr) uint32 {
 	return f
 }
 
-// refBucket is ip_vs_sh_hashkey in the kernel's types: a 32-bit sum, then a
-// 64-bit (unsigned long) product.
+// refBucket is the current kernel's ip_vs_sh_hashkey (and dh's with port 0
+// and offset 0): hash_32 of the 32-bit sum to 8 bits (the top 8 bits of the
+// 32-bit product with GOLDEN_RATIO_32), plus the offset, masked.
 func refBucket(a netip.Addr, port uint16, offset uint32) int {
 	sum := uint32(port) + refFold(a)
-	return int((uint64(offset) + uint64(sum)*2654435761) & 255)
+	h := (sum * 0x61C88647) >> (32 - 8)
+	return int((offset + h) & 255)
 }
 
 // refSourceLayout is the kernel's sh bucket fill: destinations in list order,
@@ -82,7 +84,7 @@ func TestSourceHashTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ds := testDests(tt.weights...)
-			s := mustNew(t, "sh", ds, Options{}).(*sourceHash)
+			s := mustNew(t, "sh", ds, Options{}).(*rebuilt).inner().(*sourceHash)
 			var got []byte
 			for _, d := range s.buckets[:12] {
 				got = append(got, label(ds, d)...)
@@ -205,7 +207,7 @@ func TestDestinationHash(t *testing.T) {
 	ds := testDests(5, 1, 1) // weights do not matter
 	s := mustNew(t, "dh", ds, Options{})
 	var got []byte
-	for _, d := range s.(*destinationHash).buckets[:6] {
+	for _, d := range s.(*rebuilt).inner().(*destinationHash).buckets[:6] {
 		got = append(got, label(ds, d)...)
 	}
 	if diff := cmp.Diff("ABCABC", string(got)); diff != "" {

@@ -22,11 +22,21 @@ import (
 //
 // The kernel's "overloaded" test for a cached server d is its own, not
 // IP_VS_DEST_F_OVERLOAD: d has more active connections than its weight and
-// some available server m has fewer than half its weight in active
+// some server m of the list has fewer than half its weight in active
 // connections (m.active*2 < m.weight). The kernel applies only that test (and
-// weight > 0, available) to a cached lblc server; here a cached server is
-// also refused while its Overloaded flag (upper threshold) is set, since the
-// threshold is meant to stop new connections to it.
+// weight > 0, available) to a cached lblc server, so a cached lblc server
+// over its upper threshold (Overloaded) still takes the connections of its
+// addresses; lvsd does the same. lblcr's choice within a set skips an
+// Overloaded member, as the kernel's ip_vs_dest_set_min does.
+//
+// Neither has add_dest, del_dest or upd_dest callbacks in the kernel: a
+// change only replaces the list (the wlc choices and the overload test read
+// it); the tables keep their entries, and an entry whose server was deleted
+// holds it until it is chosen again or collected (a deleted server is not
+// available, so it is not used; re-added, it is the same lvs.Dest and serves
+// its addresses again, as the kernel's revived destination does). Entries
+// expire on the kernel's timer, which the control plane drives through Tick
+// every TickInterval; a connection never runs a collection.
 
 // localityOverloaded is the kernel's is_overloaded of lblc and lblcr.
 func localityOverloaded(d *lvs.Dest, dests []*lvs.Dest) bool {
@@ -34,8 +44,7 @@ func localityOverloaded(d *lvs.Dest, dests []*lvs.Dest) bool {
 		return false
 	}
 	for _, m := range dests {
-		// The kernel's list holds the available destinations only.
-		if m.Available.Load() && int64(m.ActiveConns.Load())*2 < int64(m.Weight.Load()) {
+		if int64(m.ActiveConns.Load())*2 < int64(m.Weight.Load()) {
 			return true
 		}
 	}
@@ -46,10 +55,11 @@ func localityOverloaded(d *lvs.Dest, dests []*lvs.Dest) bool {
 // keeps the server first chosen for it (by wlc) until that server is
 // unusable or overloaded, and then gets a new one.
 type lblc struct {
-	dests []*lvs.Dest  // immutable
 	clock func() int64 // immutable
 
 	mu sync.Mutex
+	// dests is the list; replaced whole by a change. Guarded by mu.
+	dests []*lvs.Dest
 	// tab maps a destination address to the server chosen for it last.
 	// Guarded by mu.
 	tab localityTable[*lvs.Dest]
@@ -57,9 +67,9 @@ type lblc struct {
 
 var _ Scheduler = (*lblc)(nil)
 
-func newLBLC(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newLBLC(dests []*lvs.Dest, c *config) (Picker, error) {
 	s := &lblc{dests: dests, clock: c.clock}
-	s.tab.init(c.clock(), c.lblcExpiration)
+	s.tab.init(c.lblcExpiration)
 	return s, nil
 }
 
@@ -67,11 +77,10 @@ func (s *lblc) Schedule(t *lvs.Tuple) *lvs.Dest {
 	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tab.expire(now)
 	en := s.tab.get(&t.Dst)
 	if en != nil {
 		en.lastuse = now
-		if d := en.v; d.Usable() && !localityOverloaded(d, s.dests) {
+		if d := en.v; d.Weight.Load() > 0 && d.Available.Load() && !localityOverloaded(d, s.dests) {
 			return d
 		}
 	}
@@ -92,10 +101,11 @@ func (s *lblc) Schedule(t *lvs.Tuple) *lvs.Dest {
 // the wlc choice joins the set and serves. A set of more than one member that
 // has not changed for the expiration loses its most loaded member.
 type lblcr struct {
-	dests []*lvs.Dest  // immutable
 	clock func() int64 // immutable
 
 	mu sync.Mutex
+	// dests is the list; replaced whole by a change. Guarded by mu.
+	dests []*lvs.Dest
 	// tab maps a destination address to its server set. Guarded by mu, and
 	// so are the sets in it.
 	tab localityTable[destSet]
@@ -111,9 +121,9 @@ type destSet struct {
 	lastmod int64 // when members last changed (ns)
 }
 
-func newLBLCR(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newLBLCR(dests []*lvs.Dest, c *config) (Picker, error) {
 	s := &lblcr{dests: dests, clock: c.clock}
-	s.tab.init(c.clock(), c.lblcrExpiration)
+	s.tab.init(c.lblcrExpiration)
 	return s, nil
 }
 
@@ -121,7 +131,6 @@ func (s *lblcr) Schedule(t *lvs.Tuple) *lvs.Dest {
 	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tab.expire(now)
 	en := s.tab.get(&t.Dst)
 	rc := rampClock{now: now, read: true}
 	if en == nil {
@@ -189,3 +198,94 @@ func (s *destSet) most() *lvs.Dest {
 	}
 	return most
 }
+
+// The list changes of lblc and lblcr: no kernel callback, the list only.
+
+func (s *lblc) AddDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, err := withHead(s.dests, d)
+	if err == nil {
+		s.dests = list
+	}
+	return err
+}
+
+func (s *lblc) DelDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, _, err := without(s.dests, d)
+	if err == nil {
+		s.dests = list
+	}
+	return err
+}
+
+func (s *lblc) UpdDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !contains(s.dests, d) {
+		return ErrDestNotFound
+	}
+	return nil
+}
+
+func (s *lblc) Dests() []*lvs.Dest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.dests)
+}
+
+// Tick is one run of the kernel's ip_vs_lblc_check_expire timer.
+func (s *lblc) Tick(now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tab.check(now)
+}
+
+func (s *lblcr) AddDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, err := withHead(s.dests, d)
+	if err == nil {
+		s.dests = list
+	}
+	return err
+}
+
+func (s *lblcr) DelDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, _, err := without(s.dests, d)
+	if err == nil {
+		s.dests = list
+	}
+	return err
+}
+
+func (s *lblcr) UpdDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !contains(s.dests, d) {
+		return ErrDestNotFound
+	}
+	return nil
+}
+
+func (s *lblcr) Dests() []*lvs.Dest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.dests)
+}
+
+// Tick is one run of the kernel's ip_vs_lblcr_check_expire timer.
+func (s *lblcr) Tick(now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tab.check(now)
+}
+
+var (
+	_ Ticker = (*lblc)(nil)
+	_ Ticker = (*lblcr)(nil)
+)

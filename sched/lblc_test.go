@@ -102,10 +102,13 @@ func TestLBLC(t *testing.T) {
 			},
 		},
 		{
-			name: "cached over threshold moves", weights: []int32{1, 1},
+			// The kernel's lblc does not test IP_VS_DEST_F_OVERLOAD for
+			// the cached server; the first choice (wlc) does.
+			name: "cached over threshold stays", weights: []int32{1, 1},
 			steps: []localityStep{
 				{want: "A"},
-				{do: func(ds []*lvs.Dest) { ds[0].Overloaded.Store(true) }, want: "B"},
+				{do: func(ds []*lvs.Dest) { ds[0].Overloaded.Store(true) }, want: "A"},
+				{dst: 1, want: "B"},
 			},
 		},
 		{
@@ -223,7 +226,8 @@ func TestLBLCRSetExpiry(t *testing.T) {
 }
 
 // TestLocalityFullCheck checks the kernel's full expiration: every 30th
-// check (30 minutes) drops the entries unused for the expiration.
+// tick of the check timer (30 minutes) drops the entries unused for the
+// expiration.
 func TestLocalityFullCheck(t *testing.T) {
 	for _, name := range []string{"lblc", "lblcr"} {
 		t.Run(name, func(t *testing.T) {
@@ -242,26 +246,29 @@ func TestLocalityFullCheck(t *testing.T) {
 				}
 				panic("not a locality scheduler")
 			}
+			tick := s.(Ticker).Tick
 			clk.advance(int64(time.Second))
 			s.Schedule(toOrigin(1)) // used once, at 1s
 			for k := 1; k < 30; k++ {
 				clk.ns.Store(int64(k) * int64(time.Minute))
 				s.Schedule(toOrigin(2)) // kept fresh
+				tick(clk.now())
 			}
 			if !has(1) || !has(2) {
-				t.Fatalf("before the 30th check: entries 1 %v, 2 %v; want both", has(1), has(2))
+				t.Fatalf("before the 30th tick: entries 1 %v, 2 %v; want both", has(1), has(2))
 			}
 			clk.ns.Store(30 * int64(time.Minute))
 			s.Schedule(toOrigin(2))
+			tick(clk.now())
 			if has(1) || !has(2) {
-				t.Errorf("after the 30th check: entries 1 %v, 2 %v; want only 2", has(1), has(2))
+				t.Errorf("after the 30th tick: entries 1 %v, 2 %v; want only 2", has(1), has(2))
 			}
 		})
 	}
 }
 
 // TestLocalityCollectOverMax checks the kernel's collection of a table over
-// 16384 entries: at a check, entries unused for 6 minutes go, about 4/3 of the
+// 16384 entries: at a tick, entries unused for 6 minutes go, about 4/3 of the
 // excess, whole buckets at a time.
 func TestLocalityCollectOverMax(t *testing.T) {
 	var clk fakeClock
@@ -276,6 +283,7 @@ func TestLocalityCollectOverMax(t *testing.T) {
 	for k := 1; k <= 6; k++ {
 		clk.ns.Store(int64(k) * int64(time.Minute))
 		s.Schedule(toOrigin(0)) // entry 0 stays fresh
+		s.Tick(clk.now())
 	}
 	if s.tab.entries != total {
 		t.Fatalf("before entries are 6 minutes old: %d entries, want %d", s.tab.entries, total)
@@ -285,6 +293,7 @@ func TestLocalityCollectOverMax(t *testing.T) {
 	}
 	clk.ns.Store(7 * int64(time.Minute))
 	s.Schedule(toOrigin(0))
+	s.Tick(clk.now())
 	goal := excess * 4 / 3
 	if n := total - s.tab.entries; n < goal || n > goal+50 {
 		t.Errorf("collected %d entries, want %d plus the rest of the last bucket", n, goal)
@@ -295,20 +304,41 @@ func TestLocalityCollectOverMax(t *testing.T) {
 	}
 }
 
-// TestLocalityMissedChecks checks that checks missed while no connection came
-// run at the next one, up to a full check.
-func TestLocalityMissedChecks(t *testing.T) {
-	var clk fakeClock
-	ds := testDests(1)
-	s := mustNew(t, "lblc", ds, Options{Clock: clk.now, LBLCExpiration: time.Hour}).(*lblc)
-	s.Schedule(toOrigin(1))
-	clk.ns.Store(int64(5 * time.Hour))
-	s.Schedule(toOrigin(2))
-	a := origin(1)
-	if s.tab.get(&a) != nil {
-		t.Errorf("entry unused for 5 hours survived")
-	}
-	if want := int64(5*time.Hour) + int64(time.Minute); s.tab.nextCheck != want {
-		t.Errorf("next check at %v, want %v", time.Duration(s.tab.nextCheck), time.Duration(want))
+// TestLocalityExpiresOnTimerOnly checks that, as in the kernel, entries
+// expire on the check timer and never on a connection: an entry unused for
+// hours survives new connections until the ticks reach a full check.
+func TestLocalityExpiresOnTimerOnly(t *testing.T) {
+	for _, name := range []string{"lblc", "lblcr"} {
+		t.Run(name, func(t *testing.T) {
+			var clk fakeClock
+			ds := testDests(1)
+			s := mustNew(t, name, ds, Options{Clock: clk.now, LBLCExpiration: time.Hour, LBLCRExpiration: time.Hour})
+			has := func(i int) bool {
+				a := origin(i)
+				switch s := s.(type) {
+				case *lblc:
+					return s.tab.get(&a) != nil
+				case *lblcr:
+					return s.tab.get(&a) != nil
+				}
+				panic("not a locality scheduler")
+			}
+			s.Schedule(toOrigin(1))
+			clk.ns.Store(int64(5 * time.Hour))
+			s.Schedule(toOrigin(2))
+			if !has(1) {
+				t.Fatalf("a connection expired an entry; only the timer may")
+			}
+			for range localityFullCheckTicks - 1 {
+				s.(Ticker).Tick(clk.now())
+			}
+			if !has(1) {
+				t.Fatalf("entry expired before the full check")
+			}
+			s.(Ticker).Tick(clk.now())
+			if has(1) || !has(2) {
+				t.Errorf("after the full check: entries 1 %v, 2 %v; want only 2", has(1), has(2))
+			}
+		})
 	}
 }

@@ -25,9 +25,9 @@ type leastConn struct {
 	clock func() int64 // immutable
 }
 
-var _ Scheduler = (*leastConn)(nil)
+var _ Picker = (*leastConn)(nil)
 
-func newLeastConn(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newLeastConn(dests []*lvs.Dest, c *config) (Picker, error) {
 	return &leastConn{dests: dests, clock: c.clock}, nil
 }
 
@@ -54,9 +54,9 @@ type weightedLeastConn struct {
 	clock func() int64 // immutable
 }
 
-var _ Scheduler = (*weightedLeastConn)(nil)
+var _ Picker = (*weightedLeastConn)(nil)
 
-func newWeightedLeastConn(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newWeightedLeastConn(dests []*lvs.Dest, c *config) (Picker, error) {
 	return &weightedLeastConn{dests: dests, clock: c.clock}, nil
 }
 
@@ -91,9 +91,9 @@ type shortestExpectedDelay struct {
 	clock func() int64 // immutable
 }
 
-var _ Scheduler = (*shortestExpectedDelay)(nil)
+var _ Picker = (*shortestExpectedDelay)(nil)
 
-func newShortestExpectedDelay(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newShortestExpectedDelay(dests []*lvs.Dest, c *config) (Picker, error) {
 	return &shortestExpectedDelay{dests: dests, clock: c.clock}, nil
 }
 
@@ -123,9 +123,9 @@ type neverQueue struct {
 	clock func() int64 // immutable
 }
 
-var _ Scheduler = (*neverQueue)(nil)
+var _ Picker = (*neverQueue)(nil)
 
-func newNeverQueue(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newNeverQueue(dests []*lvs.Dest, c *config) (Picker, error) {
 	return &neverQueue{dests: dests, clock: c.clock}, nil
 }
 

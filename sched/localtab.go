@@ -26,7 +26,7 @@ const (
 
 // localityTable maps a destination address (the flow's Dst) to a value, in
 // the kernel's layout: 1024 buckets of chains, a rover that the collection
-// resumes from, and the periodic check emulated by calls to expire.
+// resumes from, and the periodic check (check, from the owner's Tick).
 //
 // The table is not safe for concurrent use; its owner's mutex guards it.
 // Lookups do not allocate; add allocates one entry.
@@ -35,8 +35,6 @@ type localityTable[V any] struct {
 	entries int // entries in buckets
 	rover   int // bucket the last collection stopped at
 	counter int // checks since the last full check, from 1
-	// nextCheck is when the kernel's timer would fire next (ns).
-	nextCheck int64
 	// expiration is lblc_expiration or lblcr_expiration (ns).
 	expiration int64
 }
@@ -48,15 +46,15 @@ type localityEntry[V any] struct {
 	v       V
 }
 
-func (t *localityTable[V]) init(now, expiration int64) {
+func (t *localityTable[V]) init(expiration int64) {
 	t.counter = 1
-	t.nextCheck = now + localityCheckInterval
 	t.expiration = expiration
 }
 
-// bucket is the kernel's lblc and lblcr hash of an address.
+// localityBucket is the kernel's lblc and lblcr hash of an address:
+// hash_32 of the folded address to 10 bits.
 func localityBucket(a *lvs.Addr) int {
-	return int((addrFold(a) * goldenPrime) & localityTabMask)
+	return int(hash32(addrFold(a), localityTabBits))
 }
 
 // get returns the entry for a, or nil.
@@ -77,20 +75,6 @@ func (t *localityTable[V]) add(a *lvs.Addr, now int64) *localityEntry[V] {
 	t.buckets[h] = e
 	t.entries++
 	return e
-}
-
-// expire runs the checks the kernel's timer would have run by now. Checks
-// missed while no connection arrived all run now, at most
-// localityFullCheckTicks of them (enough to include a full check).
-func (t *localityTable[V]) expire(now int64) {
-	if now < t.nextCheck {
-		return
-	}
-	due := 1 + (now-t.nextCheck)/localityCheckInterval
-	t.nextCheck += due * localityCheckInterval
-	for range min(due, localityFullCheckTicks) {
-		t.check(now)
-	}
 }
 
 // check is one run of the kernel's periodic timer: a full check every 30th

@@ -51,9 +51,9 @@ type maglev struct {
 	table []uint32
 }
 
-var _ Scheduler = (*maglev)(nil)
+var _ Picker = (*maglev)(nil)
 
-func newMaglev(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newMaglev(dests []*lvs.Dest, c *config) (Picker, error) {
 	type backend struct {
 		d *lvs.Dest
 		w int64

@@ -45,9 +45,9 @@ type maglevIPVS struct {
 	port     bool // mh-port (flag-2)
 }
 
-var _ Scheduler = (*maglevIPVS)(nil)
+var _ Picker = (*maglevIPVS)(nil)
 
-func newMaglevIPVS(dests []*lvs.Dest, c *config) (Scheduler, error) {
+func newMaglevIPVS(dests []*lvs.Dest, c *config) (Picker, error) {
 	size := mhPrimes[c.mhTableIndex-minMHTableIndex]
 	if uint64(len(dests)) > uint64(size) {
 		return nil, fmt.Errorf("%d destinations do not fit %d mh slots (raise MHTableIndex)", len(dests), size)

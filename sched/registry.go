@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvsd/lvsd/lvs"
@@ -63,12 +64,17 @@ const (
 	defaultLocalityExpiration = 24 * time.Hour // DEFAULT_EXPIRATION of lblc and lblcr
 )
 
+// MaxMaglevSize is the largest Options.MaglevSize: 64 MiB of table, far
+// beyond any sane service. Package config checks maglev_table_size
+// against it.
+const MaxMaglevSize = 1 << 24
+
 // Limits on Options.
 const (
 	minMHTableIndex = 8
 	maxMHTableIndex = 17
 	minMaglevSize   = 7
-	maxMaglevSize   = 1 << 24 // 64 MiB of table; far beyond any sane service
+	maxMaglevSize   = MaxMaglevSize
 )
 
 // schedFlags are the service's scheduler flags (IP_VS_SVC_F_SCHED1..3).
@@ -88,11 +94,16 @@ type config struct {
 	lblcExpiration  int64 // ns
 	lblcrExpiration int64 // ns
 	clock           func() int64
+	// twosSeq is twos's draw counter, shared by the pickers that changes
+	// build, so that the draws go on across changes.
+	twosSeq *atomic.Uint64
 }
 
 // builder builds a scheduler for dests, which New has copied and checked for
-// nil entries.
-type builder func(dests []*lvs.Dest, c *config) (Scheduler, error)
+// nil entries. A builder returns either a full Scheduler (rr, wrr, lblc,
+// lblcr: they keep state across changes and handle them themselves) or a
+// Picker that New wraps in rebuilt.
+type builder func(dests []*lvs.Dest, c *config) (Picker, error)
 
 // registry maps each ipvsadm scheduler name to its builder. Read-only.
 var registry = map[string]builder{
@@ -128,10 +139,13 @@ func Known(name string) bool {
 }
 
 // New returns the scheduler called name (an ipvsadm name; "" is Default) for
-// the destinations dests, in the service's order, which decides ties as the
-// kernel's list order does. New copies the slice, not the destinations; the
-// destinations may not be nil. The scheduler is for this list only: the
-// control plane builds a new one when the list or a weight is reconfigured.
+// the destinations dests, in the kernel's list order (the head first), which
+// decides ties. New copies the slice, not the destinations; the destinations
+// may not be nil. This is the kernel's init_service over a list: a
+// configuration that adds real servers A, B, C (ipvsadm -a, in that order)
+// has the list C, B, A. Later changes go through the Scheduler's AddDest,
+// DelDest and UpdDest, so that its state (rr's and wrr's position, wrr's
+// current weight, the lblc and lblcr tables) lives on as in the kernel.
 func New(name string, dests []*lvs.Dest, opts Options) (Scheduler, error) {
 	if name == "" {
 		name = Default
@@ -150,9 +164,63 @@ func New(name string, dests []*lvs.Dest, opts Options) (Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new scheduler %q: %w", name, err)
 	}
-	s, err := build(slices.Clone(dests), c)
+	list := slices.Clone(dests)
+	for i, d := range list {
+		if slices.Index(list[:i], d) >= 0 {
+			return nil, fmt.Errorf("new scheduler %q: destination %s: %w", name, d, ErrDestExists)
+		}
+	}
+	p, err := build(list, c)
 	if err != nil {
 		return nil, fmt.Errorf("new scheduler %q: %w", name, err)
+	}
+	if s, ok := p.(Scheduler); ok {
+		return s, nil
+	}
+	r := &rebuilt{build: build, c: c}
+	r.cur.Store(&pickerState{p: p, list: list})
+	return r, nil
+}
+
+// NewFromAdds returns the scheduler a service has after `ipvsadm -A` and
+// one `ipvsadm -a` per destination of added, in that order: init_service
+// over an empty list, then add_dest for each, each linked at the head, so
+// that the list is added reversed. This is how a configuration file is
+// read (its real servers stand for those commands), and it differs from New
+// over the same list where a scheduler's state depends on the history: wrr
+// with weights 4, 3, 2 added as A, B, C starts at current weight 1 (the
+// weight A alone gave it) and so chooses C B A before its cycle
+// A B A C B A C B A.
+func NewFromAdds(name string, added []*lvs.Dest, opts Options) (Scheduler, error) {
+	s, err := New(name, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	if r, ok := s.(*rebuilt); ok {
+		// A Picker's state is a function of the list alone: build it
+		// once over the final list.
+		list := slices.Clone(added)
+		slices.Reverse(list)
+		for i, d := range list {
+			if d == nil {
+				return nil, fmt.Errorf("new scheduler %q: destination %d is nil", name, len(list)-1-i)
+			}
+			if slices.Index(list[:i], d) >= 0 {
+				return nil, fmt.Errorf("new scheduler %q: destination %s: %w", name, d, ErrDestExists)
+			}
+		}
+		if err := r.install(list); err != nil {
+			return nil, fmt.Errorf("new scheduler %q: %w", name, err)
+		}
+		return r, nil
+	}
+	for _, d := range added {
+		if d == nil {
+			return nil, fmt.Errorf("new scheduler %q: a destination is nil", name)
+		}
+		if err := s.AddDest(d); err != nil {
+			return nil, fmt.Errorf("new scheduler %q: destination %s: %w", name, d, err)
+		}
 	}
 	return s, nil
 }
@@ -165,6 +233,7 @@ func resolve(name string, opts *Options) (*config, error) {
 		lblcExpiration:  int64(defaultLocalityExpiration),
 		lblcrExpiration: int64(defaultLocalityExpiration),
 		clock:           opts.Clock,
+		twosSeq:         new(atomic.Uint64),
 	}
 	for _, f := range opts.Flags {
 		var owner string

@@ -60,7 +60,7 @@ func TestNames(t *testing.T) {
 
 func TestNewDefault(t *testing.T) {
 	s := mustNew(t, "", testDests(1), Options{})
-	if _, ok := s.(*weightedLeastConn); !ok {
+	if _, ok := s.(*rebuilt).inner().(*weightedLeastConn); !ok {
 		t.Errorf("New(\"\") built %T, want wlc", s)
 	}
 }
@@ -166,7 +166,13 @@ func TestNeverUnusable(t *testing.T) {
 			served := 0
 			for _, tp := range ts {
 				d := s.Schedule(tp)
-				if i := index(ds, d); i >= 0 && i < 3 {
+				i := index(ds, d)
+				if i == 2 && v.sched == "lblc" {
+					// The kernel's lblc keeps a cached server over its
+					// upper threshold (it tests no OVERLOAD flag there).
+					continue
+				}
+				if i >= 0 && i < 3 {
 					t.Fatalf("flow %v went to %s, which is %s", tp, d, []string{"quiescent", "unavailable", "overloaded"}[i])
 				}
 				if d != nil {
@@ -225,8 +231,8 @@ func TestHashingGolden(t *testing.T) {
 		opts  Options
 		want  string
 	}{
-		{name: "sh", sched: "sh", want: "CHFE"},
-		{name: "sh-port", sched: "sh", opts: Options{Flags: []string{"sh-port"}}, want: "CFFH"},
+		{name: "sh", sched: "sh", want: "GHAE"},
+		{name: "sh-port", sched: "sh", opts: Options{Flags: []string{"sh-port"}}, want: "HAEF"},
 		{name: "mh", sched: "mh", want: "DFAG"},
 		{name: "mh-port", sched: "mh", opts: Options{Flags: []string{"mh-port"}}, want: "GFCF"},
 		{name: "maglev", sched: "maglev", want: "FCAF"},

@@ -20,14 +20,15 @@ import (
 type twoChoices struct {
 	dests []*lvs.Dest  // immutable
 	clock func() int64 // immutable
-	// seq is the SplitMix64 counter; each call adds splitmixGamma.
-	seq atomic.Uint64
+	// seq is the SplitMix64 counter; each call adds splitmixGamma. It is
+	// the config's, shared with the pickers that later changes build.
+	seq *atomic.Uint64
 }
 
-var _ Scheduler = (*twoChoices)(nil)
+var _ Picker = (*twoChoices)(nil)
 
-func newTwoChoices(dests []*lvs.Dest, c *config) (Scheduler, error) {
-	return &twoChoices{dests: dests, clock: c.clock}, nil
+func newTwoChoices(dests []*lvs.Dest, c *config) (Picker, error) {
+	return &twoChoices{dests: dests, clock: c.clock, seq: c.twosSeq}, nil
 }
 
 func (s *twoChoices) Schedule(*lvs.Tuple) *lvs.Dest {

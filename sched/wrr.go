@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/lvsd/lvsd/lvs"
@@ -9,24 +10,22 @@ import (
 // weightedRoundRobin is ip_vs_wrr. It walks the list in passes: a pass takes
 // every destination whose weight is at least the current weight cw; after each
 // pass cw drops by di, the gcd of the weights, from mw down to at most di, and
-// then starts again at mw. With weights 4, 3, 2 (A, B, C) that gives A A B A B
-// C A B C, repeating.
+// then starts again at mw. Real servers A, B, C added in that order with
+// weights 4, 3, 2 make the list C, B, A, which gives A B A C B A C B A,
+// repeating.
 //
 // mw is the maximum weight less (di - 1), so that the last pass is for weight
 // 1 and still finds a destination whose weight fell below di while the cycle
 // ran; this is the kernel's guard for weights changed in parallel.
 //
-// The kernel recomputes di and mw when a destination is added, deleted or
-// edited. Here weights are atomics changed in place and there is no callback,
-// so the scheduler keeps the effective weight it last saw of each destination
-// and compares it with the current one whenever the walk visits that
-// destination: a difference replays the kernel's update (position back to
-// the list head, new di and mw, cw clamped) before the walk goes on. A change
-// is therefore seen within one walk of the list, without a per-call scan;
-// where the kernel applies it at once, calls until the walk reaches the
-// changed destination still follow the old cycle.
-// The effective weight of an unavailable destination is 0, which stands for
-// the kernel's removal of it from the list.
+// AddDest, DelDest and UpdDest are the kernel's ip_vs_wrr_dest_changed: the
+// position goes back to the list head, di and mw are computed again from
+// the list at once, and cw is kept where it is valid for them. Besides, the
+// scheduler keeps the effective weight it last saw of each destination and
+// compares it with the current one whenever the walk visits that
+// destination: a difference replays the same update before the walk goes
+// on. That catches what has no callback: a slow-start ramp stepping (below),
+// and a weight stored before its UpdDest arrives.
 //
 // Slow start: while some destination ramps, every effective weight is the
 // weight times its ramp (scale lvs.RampSteps); otherwise the weights are
@@ -35,10 +34,11 @@ import (
 // walk notices like any other change; a ramp has lvs.RampSteps steps, so a
 // destination's slow start restarts the cycle at most that many times.
 type weightedRoundRobin struct {
-	dests []*lvs.Dest  // immutable
 	clock func() int64 // immutable
 
 	mu sync.Mutex
+	// dests is the list; replaced whole by a change. Guarded by mu.
+	dests []*lvs.Dest
 	// scale is 1, or lvs.RampSteps while a destination ramps. Guarded by
 	// mu.
 	scale int32
@@ -55,8 +55,8 @@ type weightedRoundRobin struct {
 
 var _ Scheduler = (*weightedRoundRobin)(nil)
 
-func newWeightedRoundRobin(dests []*lvs.Dest, c *config) (Scheduler, error) {
-	s := &weightedRoundRobin{dests: dests, clock: c.clock, seen: make([]int32, len(dests)), pos: -1}
+func newWeightedRoundRobin(dests []*lvs.Dest, c *config) (Picker, error) {
+	s := &weightedRoundRobin{dests: dests, clock: c.clock, pos: -1}
 	s.recompute(&rampClock{clock: c.clock})
 	s.cw = s.mw
 	return s, nil
@@ -94,6 +94,9 @@ func (s *weightedRoundRobin) effectiveWeight(d *lvs.Dest, rc *rampClock) int32 {
 //
 // Preconditions: s.mu is held, or s is not yet shared.
 func (s *weightedRoundRobin) recompute(rc *rampClock) {
+	if len(s.seen) != len(s.dests) {
+		s.seen = make([]int32, len(s.dests)) // on a change only
+	}
 	s.scale = 1
 	for _, d := range s.dests {
 		if d.Available.Load() && d.Weight.Load() > 0 && rc.ramping(d) {
@@ -209,6 +212,46 @@ func (s *weightedRoundRobin) next(rc *rampClock) (d *lvs.Dest, stale bool) {
 			stop = last
 		}
 	}
+}
+
+func (s *weightedRoundRobin) AddDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, err := withHead(s.dests, d)
+	if err != nil {
+		return err
+	}
+	s.dests = list
+	s.changed(&rampClock{clock: s.clock})
+	return nil
+}
+
+func (s *weightedRoundRobin) DelDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, _, err := without(s.dests, d)
+	if err != nil {
+		return err
+	}
+	s.dests = list
+	s.changed(&rampClock{clock: s.clock})
+	return nil
+}
+
+func (s *weightedRoundRobin) UpdDest(d *lvs.Dest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !contains(s.dests, d) {
+		return ErrDestNotFound
+	}
+	s.changed(&rampClock{clock: s.clock})
+	return nil
+}
+
+func (s *weightedRoundRobin) Dests() []*lvs.Dest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.dests)
 }
 
 // gcd returns the greatest common divisor of a and b (b > 0; gcd(0, b) = b).

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 )
 
@@ -76,7 +78,7 @@ func (d *fakeBatchDev) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		d.changed.Wait()
 	}
 	if d.closed {
-		return 0, errMemClosed
+		return 0, os.ErrClosed
 	}
 	batch := d.in[0]
 	d.in = d.in[1:]
@@ -97,7 +99,7 @@ func (d *fakeBatchDev) WriteBatch(frames [][]byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return 0, errMemClosed
+		return 0, os.ErrClosed
 	}
 	op := writeOp{batch: true, offered: len(frames)}
 	n := len(frames)
@@ -126,7 +128,7 @@ func (d *fakeBatchDev) Write(b []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return 0, errMemClosed
+		return 0, os.ErrClosed
 	}
 	d.log = append(d.log, writeOp{offered: 1, frames: [][]byte{bytes.Clone(b)}})
 	d.changed.Broadcast()
@@ -187,7 +189,7 @@ type recDispatcher struct {
 	frames [][]byte
 }
 
-func (r *recDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+func (r *recDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *tcpipstack.PacketBuffer) {
 	v := pkt.ToView()
 	defer v.Release()
 	r.mu.Lock()
@@ -195,7 +197,7 @@ func (r *recDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt 
 	r.frames = append(r.frames, v.ToSlice())
 }
 
-func (r *recDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+func (r *recDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *tcpipstack.PacketBuffer) {}
 
 func (r *recDispatcher) delivered() [][]byte {
 	r.mu.Lock()
@@ -291,7 +293,7 @@ func testFrameN(mark byte, seq, n int) []byte {
 func startBatchLink(t *testing.T, dev *fakeBatchDev, vnet bool) (*Link, *recDispatcher) {
 	t.Helper()
 	l := NewLink(LinkOptions{
-		Devices: []Device{dev}, Ethernet: true, VNetHdr: vnet, MTU: 1500, MAC: [6]byte(dirMAC),
+		Devices: []device.Device{dev}, Ethernet: true, VNetHdr: vnet, MTU: 1500, MAC: [6]byte(dirMAC),
 		NewProcessor: func() Processor { return scriptProc{} },
 	})
 	disp := &recDispatcher{}

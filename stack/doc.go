@@ -1,10 +1,10 @@
 // Package stack attaches lvsd to its packet devices and owns the director's
 // host stack.
 //
-// It is the only package that imports gVisor's stack and link packages. It
-// opens TAP and TUN devices on /dev/net/tun (with the virtio-net header and
-// checksum/TSO offload), runs one reader goroutine per device queue in its
-// own link endpoint (Link), hands every inbound frame to the fast path
+// It is the only package that imports gVisor's stack and link packages. Over
+// the queues of a device (package device opens them), it runs one reader
+// goroutine per queue in its own link endpoint (Link), decodes the
+// virtio-net header, hands every inbound frame to the fast path
 // (package forward) and delivers what the fast path does not take to a
 // gVisor netstack. The netstack holds the director's addresses (DIPs and
 // VIPs), answers ARP, NDP and ICMP echo, resolves neighbours, and dials

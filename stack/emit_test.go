@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 )
 
@@ -35,10 +36,10 @@ func (emitProc) Process(p *forward.Packet) forward.Verdict {
 // order and before the Transmit verdict's own, each with an empty
 // virtio-net header, on a link that carries one.
 func TestLinkEmit(t *testing.T) {
-	dev := NewMemDevice(16)
+	dev := device.NewMem(16)
 	st := New(Options{})
 	link := NewLink(LinkOptions{
-		Devices: []Device{dev}, Ethernet: true, VNetHdr: true, MTU: 1500, MAC: [6]byte(dirMAC),
+		Devices: []device.Device{dev}, Ethernet: true, VNetHdr: true, MTU: 1500, MAC: [6]byte(dirMAC),
 		NewProcessor: func() Processor { return emitProc{} },
 	})
 	if _, err := st.AddNIC(NICOptions{Name: "lvt0", Link: link, Ethernet: true,

@@ -3,9 +3,7 @@ package stack
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,20 +12,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 )
-
-// Device is one queue of a packet device: a TAP or TUN queue (TunDevice) or
-// an in-memory device (MemDevice). Read returns one frame per call, Write
-// takes one frame per call; with a virtio-net header both start with it.
-// Close must wake a goroutine blocked in Read, which then returns an error.
-type Device interface {
-	Read(b []byte) (int, error)
-	Write(b []byte) (int, error)
-	Close() error
-}
 
 // Processor is the fast path that sees every inbound frame before the
 // netstack: package forward's Worker. Each reader goroutine has its own.
@@ -49,7 +38,7 @@ const maxFrame = 65535 + header.EthernetMinimumSize
 type LinkOptions struct {
 	// Devices are the queues of the device; one reader goroutine each. The
 	// Link owns them and closes them in Close.
-	Devices []Device
+	Devices []device.Device
 	// Ethernet is true for a TAP (frames start with an Ethernet header) and
 	// false for a TUN (frames are IP packets).
 	Ethernet bool
@@ -66,7 +55,7 @@ type LinkOptions struct {
 	Logger *slog.Logger
 }
 
-// Link is lvsd's own stack.LinkEndpoint over a packet device. Its readers
+// Link is lvsd's own tcpipstack.LinkEndpoint over a packet device. Its readers
 // hand every inbound frame to the fast path first, write back what the fast
 // path forwards, and copy the rest into the netstack.
 //
@@ -81,7 +70,7 @@ type Link struct {
 	mu sync.Mutex
 	// dispatcher is the netstack's entry point; guarded by mu for writes and
 	// read through disp on the packet path.
-	dispatcher stack.NetworkDispatcher
+	dispatcher tcpipstack.NetworkDispatcher
 	started    bool // guarded by mu
 	closed     bool // guarded by mu
 
@@ -94,7 +83,7 @@ type Link struct {
 	lastLog atomic.Int64
 }
 
-type dispatcherBox struct{ d stack.NetworkDispatcher }
+type dispatcherBox struct{ d tcpipstack.NetworkDispatcher }
 
 // linkStats are a link's counters of rare events, shared by its readers.
 type linkStats struct {
@@ -119,7 +108,7 @@ type LinkCounters struct {
 	StackDropped       uint64 // frames the netstack could not take
 }
 
-var _ stack.LinkEndpoint = (*Link)(nil)
+var _ tcpipstack.LinkEndpoint = (*Link)(nil)
 
 // NewLink returns a Link over the devices. Readers start when the netstack
 // attaches it (CreateNIC).
@@ -168,13 +157,13 @@ func (l *Link) QueueStats() []QueueCounters {
 	return qs
 }
 
-// MTU implements stack.LinkEndpoint.
+// MTU implements tcpipstack.LinkEndpoint.
 func (l *Link) MTU() uint32 { return l.mtu.Load() }
 
-// SetMTU implements stack.LinkEndpoint.
+// SetMTU implements tcpipstack.LinkEndpoint.
 func (l *Link) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
 
-// MaxHeaderLength implements stack.LinkEndpoint.
+// MaxHeaderLength implements tcpipstack.LinkEndpoint.
 func (l *Link) MaxHeaderLength() uint16 {
 	if l.opts.Ethernet {
 		return header.EthernetMinimumSize
@@ -182,7 +171,7 @@ func (l *Link) MaxHeaderLength() uint16 {
 	return 0
 }
 
-// LinkAddress implements stack.LinkEndpoint.
+// LinkAddress implements tcpipstack.LinkEndpoint.
 func (l *Link) LinkAddress() tcpip.LinkAddress {
 	if !l.opts.Ethernet {
 		return ""
@@ -190,19 +179,19 @@ func (l *Link) LinkAddress() tcpip.LinkAddress {
 	return tcpip.LinkAddress(l.opts.MAC[:])
 }
 
-// SetLinkAddress implements stack.LinkEndpoint. The MAC is fixed by
+// SetLinkAddress implements tcpipstack.LinkEndpoint. The MAC is fixed by
 // configuration; the netstack never changes it.
 func (l *Link) SetLinkAddress(tcpip.LinkAddress) {}
 
-// Capabilities implements stack.LinkEndpoint.
-func (l *Link) Capabilities() stack.LinkEndpointCapabilities {
+// Capabilities implements tcpipstack.LinkEndpoint.
+func (l *Link) Capabilities() tcpipstack.LinkEndpointCapabilities {
 	if l.opts.Ethernet {
-		return stack.CapabilityResolutionRequired
+		return tcpipstack.CapabilityResolutionRequired
 	}
 	return 0
 }
 
-// ARPHardwareType implements stack.LinkEndpoint.
+// ARPHardwareType implements tcpipstack.LinkEndpoint.
 func (l *Link) ARPHardwareType() header.ARPHardwareType {
 	if l.opts.Ethernet {
 		return header.ARPHardwareEther
@@ -210,8 +199,8 @@ func (l *Link) ARPHardwareType() header.ARPHardwareType {
 	return header.ARPHardwareNone
 }
 
-// AddHeader implements stack.LinkEndpoint.
-func (l *Link) AddHeader(pkt *stack.PacketBuffer) {
+// AddHeader implements tcpipstack.LinkEndpoint.
+func (l *Link) AddHeader(pkt *tcpipstack.PacketBuffer) {
 	if !l.opts.Ethernet {
 		return
 	}
@@ -227,8 +216,8 @@ func (l *Link) AddHeader(pkt *stack.PacketBuffer) {
 	})
 }
 
-// ParseHeader implements stack.LinkEndpoint.
-func (l *Link) ParseHeader(pkt *stack.PacketBuffer) bool {
+// ParseHeader implements tcpipstack.LinkEndpoint.
+func (l *Link) ParseHeader(pkt *tcpipstack.PacketBuffer) bool {
 	if !l.opts.Ethernet {
 		return true
 	}
@@ -236,13 +225,13 @@ func (l *Link) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return ok
 }
 
-// SetOnCloseAction implements stack.LinkEndpoint.
+// SetOnCloseAction implements tcpipstack.LinkEndpoint.
 func (l *Link) SetOnCloseAction(func()) {}
 
-// Attach implements stack.LinkEndpoint. The first attach starts one reader
+// Attach implements tcpipstack.LinkEndpoint. The first attach starts one reader
 // per device; a nil dispatcher detaches (frames for the netstack are then
 // dropped, forwarding goes on until Close).
-func (l *Link) Attach(d stack.NetworkDispatcher) {
+func (l *Link) Attach(d tcpipstack.NetworkDispatcher) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dispatcher = d
@@ -261,17 +250,17 @@ func (l *Link) Attach(d stack.NetworkDispatcher) {
 	}
 }
 
-// IsAttached implements stack.LinkEndpoint.
+// IsAttached implements tcpipstack.LinkEndpoint.
 func (l *Link) IsAttached() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.dispatcher != nil
 }
 
-// Wait implements stack.LinkEndpoint: it waits for the readers to stop.
+// Wait implements tcpipstack.LinkEndpoint: it waits for the readers to stop.
 func (l *Link) Wait() { l.wg.Wait() }
 
-// Close implements stack.LinkEndpoint: it closes the devices, which stops
+// Close implements tcpipstack.LinkEndpoint: it closes the devices, which stops
 // the readers. Safe to call more than once.
 func (l *Link) Close() {
 	l.mu.Lock()
@@ -286,25 +275,9 @@ func (l *Link) Close() {
 	}
 }
 
-// BatchDevice is a Device that moves several frames per system call: a
-// PacketDevice. A Link reads a batch, runs the fast path over each frame and
-// writes the frames it forwards in one batch.
-type BatchDevice interface {
-	Device
-	// BatchSize is the most frames one call moves.
-	BatchSize() int
-	// ReadBatch blocks until at least one frame arrives, reads up to
-	// len(bufs) frames, frame i into bufs[i], and sets sizes[i] to its
-	// length, or to -1 for a frame that did not fit. It returns the count.
-	ReadBatch(bufs [][]byte, sizes []int) (int, error)
-	// WriteBatch writes the frames in order and returns how many were sent;
-	// fewer than all with an error means frames[n] failed.
-	WriteBatch(frames [][]byte) (int, error)
-}
-
 // oneByOne is a plain Device seen as a BatchDevice of one frame per call:
 // a TAP or TUN queue, which moves one frame per read or write.
-type oneByOne struct{ Device }
+type oneByOne struct{ device.Device }
 
 func (o oneByOne) BatchSize() int { return 1 }
 
@@ -329,9 +302,9 @@ func (o oneByOne) WriteBatch(frames [][]byte) (int, error) {
 // reader is the receive loop of one device queue. It owns its buffers, one
 // per frame of a batch: a frame the fast path forwards stays in its buffer
 // until the batch is written, after the whole batch was processed.
-func (l *Link) reader(dev Device, qs *queueStats) {
+func (l *Link) reader(dev device.Device, qs *queueStats) {
 	defer l.wg.Done()
-	bd, ok := dev.(BatchDevice)
+	bd, ok := dev.(device.BatchDevice)
 	if !ok {
 		bd = oneByOne{dev}
 	}
@@ -359,11 +332,11 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 	for {
 		got, err := bd.ReadBatch(rd, sizes)
 		if err != nil {
-			if isClosed(err) {
+			if device.IsClosed(err) {
 				return
 			}
 			l.stats.RxErrors.Add(1)
-			if isFatal(err) {
+			if device.IsFatal(err) {
 				// The device is gone (deleted, or the queue detached):
 				// every later read would fail the same way.
 				l.log.Error("device failed; reader stopped", "err", err)
@@ -386,7 +359,7 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 			buf := bufs[i]
 			p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 			if l.vh != 0 {
-				decodeVNetHdr(&p.VNet, buf[Headroom-l.vh:Headroom])
+				p.VNet.Decode(buf[Headroom-l.vh : Headroom])
 			}
 			v := forward.ToStack
 			if proc != nil {
@@ -396,7 +369,7 @@ func (l *Link) reader(dev Device, qs *queueStats) {
 			case forward.Transmit:
 				start := p.Off - l.vh
 				if l.vh != 0 {
-					encodeVNetHdr(buf[start:p.Off], &p.VNet)
+					p.VNet.Encode(buf[start:p.Off])
 				}
 				tx.add(buf[start : p.Off+p.Len])
 			case forward.ToStack:
@@ -415,7 +388,7 @@ const emitArena = 128 << 10
 // Owned by one reader.
 type txBatch struct {
 	l      *Link
-	dev    BatchDevice
+	dev    device.BatchDevice
 	qs     *queueStats
 	frames [][]byte // views into the reader's buffers or arena, valid until flush
 	// arena holds copies of emitted frames until flush; nil on a device
@@ -465,7 +438,7 @@ func (t *txBatch) flush() {
 		if err == nil {
 			err = errWroteNothing
 		}
-		if isClosed(err) {
+		if device.IsClosed(err) {
 			break
 		}
 		t.l.stats.TxErrors.Add(1)
@@ -485,7 +458,7 @@ func (t *txBatch) flush() {
 // batch.
 type emitter struct {
 	l   *Link
-	dev Device
+	dev device.Device
 	qs  *queueStats
 	tx  *txBatch
 }
@@ -536,7 +509,7 @@ func (l *Link) deliver(p *forward.Packet) {
 		l.stats.StackDropped.Add(1)
 		return
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	pkt := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
 	defer pkt.DecRef()
 	var proto tcpip.NetworkProtocolNumber
 	if l.opts.Ethernet {
@@ -625,10 +598,10 @@ func ipEnd(hdrs []byte, ethernet bool) int {
 	return 0
 }
 
-// WritePackets implements stack.LinkWriter: the netstack's own packets (ARP,
+// WritePackets implements tcpipstack.LinkWriter: the netstack's own packets (ARP,
 // ICMP, health checks) go out on the first queue with an empty virtio-net
 // header. This path is not the forwarding fast path and may allocate.
-func (l *Link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+func (l *Link) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) {
 	if len(l.opts.Devices) == 0 {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
@@ -647,7 +620,7 @@ func (l *Link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		writeBufs.Put(bp)
 		if err != nil {
 			l.stats.TxErrors.Add(1)
-			if isClosed(err) {
+			if device.IsClosed(err) {
 				return n, &tcpip.ErrClosedForSend{}
 			}
 			l.logLimited("write failed", "err", err)
@@ -660,28 +633,6 @@ func (l *Link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 }
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, forward.VNetHdrLen+maxFrame); return &b }}
-
-func decodeVNetHdr(h *forward.VNetHdr, b []byte) {
-	h.Flags = b[0]
-	h.GSOType = b[1]
-	h.HdrLen = binary.LittleEndian.Uint16(b[2:])
-	h.GSOSize = binary.LittleEndian.Uint16(b[4:])
-	h.CsumStart = binary.LittleEndian.Uint16(b[6:])
-	h.CsumOffset = binary.LittleEndian.Uint16(b[8:])
-}
-
-func encodeVNetHdr(b []byte, h *forward.VNetHdr) {
-	b[0] = h.Flags
-	b[1] = h.GSOType
-	binary.LittleEndian.PutUint16(b[2:], h.HdrLen)
-	binary.LittleEndian.PutUint16(b[4:], h.GSOSize)
-	binary.LittleEndian.PutUint16(b[6:], h.CsumStart)
-	binary.LittleEndian.PutUint16(b[8:], h.CsumOffset)
-}
-
-func isClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, errMemClosed)
-}
 
 // logLimited logs at most one I/O error per second per link: a device that
 // fails fails for every packet.

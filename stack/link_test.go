@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -11,12 +12,13 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -28,14 +30,14 @@ var (
 	clientIP  = net.IP{192, 0, 2, 10}
 )
 
-// newTestStack returns a netstack with one Ethernet NIC over a MemDevice
+// newTestStack returns a netstack with one Ethernet NIC over a device.Mem
 // holding 192.0.2.1/24, and no fast path.
-func newTestStack(t *testing.T, proc func() Processor) *MemDevice {
+func newTestStack(t *testing.T, proc func() Processor) *device.Mem {
 	t.Helper()
-	dev := NewMemDevice(64)
+	dev := device.NewMem(64)
 	st := New(Options{})
 	link := NewLink(LinkOptions{
-		Devices: []Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC), NewProcessor: proc,
+		Devices: []device.Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC), NewProcessor: proc,
 	})
 	if _, err := st.AddNIC(NICOptions{
 		Name: "lvt0", Link: link, Ethernet: true,
@@ -68,7 +70,7 @@ func arpRequest(t *testing.T, target net.IP) []byte {
 
 // next returns the next frame the director wrote that decodes to a packet
 // with layer lt, skipping others (the netstack may send its own probes).
-func next(t *testing.T, dev *MemDevice, lt gopacket.LayerType) gopacket.Packet {
+func next(t *testing.T, dev *device.Mem, lt gopacket.LayerType) gopacket.Packet {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -202,20 +204,6 @@ func withNetwork(u *layers.UDP, src, dst net.IP) *layers.UDP {
 	return u
 }
 
-func TestVNetHdrRoundTrip(t *testing.T) {
-	want := forward.VNetHdr{Flags: 1, GSOType: 4, HdrLen: 66, GSOSize: 1448, CsumStart: 54, CsumOffset: 16}
-	var b [forward.VNetHdrLen]byte
-	encodeVNetHdr(b[:], &want)
-	var got forward.VNetHdr
-	decodeVNetHdr(&got, b[:])
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-	if b[6] != 54 || b[7] != 0 {
-		t.Errorf("csum_start not little-endian: % x", b)
-	}
-}
-
 // TestCompleteChecksumTUNv6 covers a TUN frame (no Ethernet header) whose
 // IPv6 source address holds bytes that look like an Ethertype followed by an
 // IPv4 version nibble: the frame's own link type, not a guess from its
@@ -260,7 +248,7 @@ type failingDevice struct {
 func (d *failingDevice) Read([]byte) (int, error) {
 	select {
 	case <-d.done:
-		return 0, errMemClosed
+		return 0, os.ErrClosed
 	default:
 	}
 	d.reads.Add(1)
@@ -272,7 +260,7 @@ func (d *failingDevice) Close() error                { d.once.Do(func() { close(
 func TestReaderErrors(t *testing.T) {
 	t.Run("repeated error backs off", func(t *testing.T) {
 		dev := &failingDevice{err: syscall.EAGAIN, done: make(chan struct{})}
-		l := NewLink(LinkOptions{Devices: []Device{dev}, MTU: 1500})
+		l := NewLink(LinkOptions{Devices: []device.Device{dev}, MTU: 1500})
 		l.Attach(nopDispatcher{})
 		time.Sleep(200 * time.Millisecond)
 		l.Close()
@@ -288,7 +276,7 @@ func TestReaderErrors(t *testing.T) {
 	})
 	t.Run("device gone stops the reader", func(t *testing.T) {
 		dev := &failingDevice{err: syscall.EBADFD, done: make(chan struct{})}
-		l := NewLink(LinkOptions{Devices: []Device{dev}, MTU: 1500})
+		l := NewLink(LinkOptions{Devices: []device.Device{dev}, MTU: 1500})
 		l.Attach(nopDispatcher{})
 		stopped := make(chan struct{})
 		go func() { l.Wait(); close(stopped) }()
@@ -306,13 +294,13 @@ func TestReaderErrors(t *testing.T) {
 
 type nopDispatcher struct{}
 
-func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
-func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer)    {}
+func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *tcpipstack.PacketBuffer) {}
+func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *tcpipstack.PacketBuffer)    {}
 
 func TestKeepNeighbors(t *testing.T) {
-	dev := NewMemDevice(64)
+	dev := device.NewMem(64)
 	st := New(Options{})
-	link := NewLink(LinkOptions{Devices: []Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
+	link := NewLink(LinkOptions{Devices: []device.Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
 	id, err := st.AddNIC(NICOptions{Name: "lvt0", Link: link, Ethernet: true,
 		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}})
 	if err != nil {

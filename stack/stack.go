@@ -14,7 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -40,7 +40,7 @@ type Options struct {
 // neighbours the fast path forwards to (real servers, gateways) into
 // lvs.Neighbor slots, which forwarders read per packet without a lock.
 type Stack struct {
-	s   *stack.Stack
+	s   *tcpipstack.Stack
 	log *slog.Logger
 	ri  time.Duration
 
@@ -79,9 +79,9 @@ func New(opts Options) *Stack {
 	if st.ri <= 0 {
 		st.ri = 2 * time.Second
 	}
-	st.s = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+	st.s = tcpipstack.New(tcpipstack.Options{
+		NetworkProtocols:   []tcpipstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []tcpipstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		NUDDisp:            (*nudDispatcher)(st),
 		HandleLocal:        true,
 	})
@@ -120,7 +120,7 @@ func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 	st.nics[id] = &nicInfo{name: o.Name, link: o.Link, ethernet: o.Ethernet, prefixes: o.Addresses}
 	st.mu.Unlock()
 
-	if err := st.s.CreateNICWithOptions(tcpip.NICID(id), o.Link, stack.NICOptions{Name: o.Name}); err != nil {
+	if err := st.s.CreateNICWithOptions(tcpip.NICID(id), o.Link, tcpipstack.NICOptions{Name: o.Name}); err != nil {
 		return 0, fmt.Errorf("create nic %q: %w", o.Name, convErr(err))
 	}
 	for _, p := range o.Addresses {
@@ -154,7 +154,7 @@ func (st *Stack) addAddress(id NICID, p netip.Prefix) error {
 		Protocol:          proto,
 		AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpipAddr(p.Addr()), PrefixLen: p.Bits()},
 	}
-	if err := st.s.AddProtocolAddress(tcpip.NICID(id), pa, stack.AddressProperties{}); err != nil {
+	if err := st.s.AddProtocolAddress(tcpip.NICID(id), pa, tcpipstack.AddressProperties{}); err != nil {
 		return fmt.Errorf("add address %s: %w", p, convErr(err))
 	}
 	return nil
@@ -232,7 +232,7 @@ func (st *Stack) nextHop(id NICID, addr netip.Addr) netip.Addr {
 // resolve asks the netstack to resolve k; the NUD dispatcher publishes the
 // answer into the slot.
 func (st *Stack) resolve(k neighKey) {
-	err := st.s.GetLinkAddress(tcpip.NICID(k.nic), tcpipAddr(k.addr), tcpip.Address{}, protoOf(k.addr), func(r stack.LinkResolutionResult) {
+	err := st.s.GetLinkAddress(tcpip.NICID(k.nic), tcpipAddr(k.addr), tcpip.Address{}, protoOf(k.addr), func(r tcpipstack.LinkResolutionResult) {
 		if r.Err == nil && len(r.LinkAddress) == 6 {
 			st.publish(k, r.LinkAddress)
 		}
@@ -289,15 +289,15 @@ func (st *Stack) Run(ctx context.Context) {
 // fast path's slots current.
 type nudDispatcher Stack
 
-func (d *nudDispatcher) OnNeighborAdded(id tcpip.NICID, e stack.NeighborEntry) {
+func (d *nudDispatcher) OnNeighborAdded(id tcpip.NICID, e tcpipstack.NeighborEntry) {
 	(*Stack)(d).onNeighbor(id, e)
 }
 
-func (d *nudDispatcher) OnNeighborChanged(id tcpip.NICID, e stack.NeighborEntry) {
+func (d *nudDispatcher) OnNeighborChanged(id tcpip.NICID, e tcpipstack.NeighborEntry) {
 	(*Stack)(d).onNeighbor(id, e)
 }
 
-func (d *nudDispatcher) OnNeighborRemoved(id tcpip.NICID, e stack.NeighborEntry) {
+func (d *nudDispatcher) OnNeighborRemoved(id tcpip.NICID, e tcpipstack.NeighborEntry) {
 	st := (*Stack)(d)
 	a, ok := netip.AddrFromSlice(e.Addr.AsSlice())
 	if !ok {
@@ -311,16 +311,16 @@ func (d *nudDispatcher) OnNeighborRemoved(id tcpip.NICID, e stack.NeighborEntry)
 	}
 }
 
-func (st *Stack) onNeighbor(id tcpip.NICID, e stack.NeighborEntry) {
+func (st *Stack) onNeighbor(id tcpip.NICID, e tcpipstack.NeighborEntry) {
 	a, ok := netip.AddrFromSlice(e.Addr.AsSlice())
 	if !ok {
 		return
 	}
 	k := neighKey{NICID(id), a}
 	switch e.State {
-	case stack.Reachable, stack.Stale, stack.Delay, stack.Probe, stack.Static:
+	case tcpipstack.Reachable, tcpipstack.Stale, tcpipstack.Delay, tcpipstack.Probe, tcpipstack.Static:
 		st.publish(k, e.LinkAddr)
-	case stack.Unreachable:
+	case tcpipstack.Unreachable:
 		st.mu.Lock()
 		n := st.neigh[k]
 		st.mu.Unlock()

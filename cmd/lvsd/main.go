@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -128,7 +127,7 @@ func run(args []string) int {
 			case <-hup:
 			}
 			notifyReloading()
-			reload(d, *path, log)
+			d.ReloadFile(*path) // logs and records its outcome itself
 			notifyReloaded()
 		}
 	})
@@ -148,26 +147,6 @@ func run(args []string) int {
 	}
 	log.Info("lvsd stopped")
 	return 0
-}
-
-// reload applies the file again; a bad file keeps the running configuration.
-func reload(d *director.Director, path string, log *slog.Logger) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		d.NoteReload(err)
-		log.Error("reload rejected; keeping the running configuration", "err", err)
-		return
-	}
-	err = d.Reload(cfg)
-	d.NoteReload(err)
-	switch {
-	case errors.Is(err, director.ErrRestartNeeded):
-		log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
-	case err != nil:
-		log.Error("reload failed; keeping the running configuration", "err", err)
-	default:
-		log.Info("reloaded", "config", path)
-	}
 }
 
 // serveControl serves the control socket; without one lvsd still runs.

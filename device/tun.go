@@ -1,7 +1,7 @@
-package stack
+package device
 
-// DeviceOptions says how to open a TAP or TUN device.
-type DeviceOptions struct {
+// TunOptions says how to open a TAP or TUN device.
+type TunOptions struct {
 	// Name of the device (at most 15 bytes).
 	Name string
 	// TAP selects a TAP (Ethernet frames); false selects a TUN (IP packets).

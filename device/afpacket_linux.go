@@ -1,22 +1,21 @@
-package stack
+package device
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// PacketBatch is how many frames one system call of a PacketDevice moves at
+// AFPacketBatch is how many frames one system call of an AFPacket moves at
 // most (recvmmsg, sendmmsg). 32 amortises the system call over a burst
 // without holding much memory: each slot is a full 64 KiB frame buffer in the
 // reader.
-const PacketBatch = 32
+const AFPacketBatch = 32
 
-// PacketDevice is a pair of AF_PACKET sockets bound to an existing Ethernet
+// AFPacket is a pair of AF_PACKET sockets bound to an existing Ethernet
 // interface: lvsd's attach mode for hosts where the interface already exists
 // (a veth, a physical NIC) and for small packets, where a TAP costs two
 // system calls per frame. It reads and writes whole Ethernet frames in
@@ -36,9 +35,9 @@ const PacketBatch = 32
 // nothing (protocol 0), is blocking and in no poll set, so that the frames
 // the kernel frees after sending them wake nobody.
 //
-// A PacketDevice is read by one goroutine (Read, ReadBatch); WriteBatch is
+// An AFPacket is read by one goroutine (Read, ReadBatch); WriteBatch is
 // called by that goroutine too; Write may be called from any goroutine.
-type PacketDevice struct {
+type AFPacket struct {
 	name string
 	vnet bool
 
@@ -53,8 +52,8 @@ type PacketDevice struct {
 	rpoll  [2]unix.PollFd
 }
 
-// PacketOptions say how to attach to an interface.
-type PacketOptions struct {
+// AFPacketOptions say how to attach to an interface.
+type AFPacketOptions struct {
 	// Name of an existing Ethernet interface.
 	Name string
 	// VNetHdr enables PACKET_VNET_HDR: checksum and GSO offload.
@@ -67,8 +66,8 @@ type PacketOptions struct {
 // mmsgBatch is the argument block of one recvmmsg or sendmmsg call and its
 // result; iov[i] points at the caller's buffer i for the duration of a call.
 type mmsgBatch struct {
-	hdrs [PacketBatch]mmsghdr
-	iov  [PacketBatch]unix.Iovec
+	hdrs [AFPacketBatch]mmsghdr
+	iov  [AFPacketBatch]unix.Iovec
 }
 
 // mmsghdr is struct mmsghdr of <sys/socket.h>; x/sys/unix does not have it.
@@ -101,10 +100,10 @@ var packetFilter = []unix.SockFilter{
 	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
 }
 
-// OpenPacket attaches to an existing interface with AF_PACKET sockets, one
+// OpenAFPacket attaches to an existing interface with AF_PACKET sockets, one
 // per queue. It needs CAP_NET_RAW. The interface must be up for traffic to
-// flow; OpenPacket does not change it.
-func OpenPacket(opts PacketOptions) ([]*PacketDevice, error) {
+// flow; OpenAFPacket does not change it.
+func OpenAFPacket(opts AFPacketOptions) ([]*AFPacket, error) {
 	if len(opts.Name) == 0 || len(opts.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("attach %q: name must be 1 to %d bytes", opts.Name, unix.IFNAMSIZ-1)
 	}
@@ -116,8 +115,8 @@ func OpenPacket(opts PacketOptions) ([]*PacketDevice, error) {
 		return nil, fmt.Errorf("attach %q: not an Ethernet interface (hardware address %q)", opts.Name, ifi.HardwareAddr)
 	}
 	queues := max(opts.Queues, 1)
-	devs := make([]*PacketDevice, 0, queues)
-	fail := func(err error) ([]*PacketDevice, error) {
+	devs := make([]*AFPacket, 0, queues)
+	fail := func(err error) ([]*AFPacket, error) {
 		for _, d := range devs {
 			d.Close()
 		}
@@ -125,7 +124,7 @@ func OpenPacket(opts PacketOptions) ([]*PacketDevice, error) {
 	}
 	fanout := 0 // the group id, once the first socket made one
 	for q := range queues {
-		d, err := openPacketDevice(ifi.Index, opts.Name, opts.VNetHdr)
+		d, err := openAFPacket(ifi.Index, opts.Name, opts.VNetHdr)
 		if err != nil {
 			return fail(err)
 		}
@@ -139,10 +138,10 @@ func OpenPacket(opts PacketOptions) ([]*PacketDevice, error) {
 	return devs, nil
 }
 
-// openPacketDevice opens the receive socket, the send socket and the
+// openAFPacket opens the receive socket, the send socket and the
 // eventfd of one device.
-func openPacketDevice(ifindex int, name string, vnet bool) (*PacketDevice, error) {
-	d := &PacketDevice{name: name, vnet: vnet, rxfd: -1, txfd: -1}
+func openAFPacket(ifindex int, name string, vnet bool) (*AFPacket, error) {
+	d := &AFPacket{name: name, vnet: vnet, rxfd: -1, txfd: -1}
 	var err error
 	if d.rxfd, err = openPacketSocket(ifindex, vnet, true); err != nil {
 		return nil, err
@@ -249,14 +248,14 @@ func joinFanout(fd int, first bool, id int) (int, error) {
 }
 
 // Name returns the interface name.
-func (d *PacketDevice) Name() string { return d.name }
+func (d *AFPacket) Name() string { return d.name }
 
 // BatchSize implements BatchDevice.
-func (d *PacketDevice) BatchSize() int { return PacketBatch }
+func (d *AFPacket) BatchSize() int { return AFPacketBatch }
 
 // Read reads one frame (after the virtio-net header when VNetHdr); it is
 // ReadBatch of one.
-func (d *PacketDevice) Read(b []byte) (int, error) {
+func (d *AFPacket) Read(b []byte) (int, error) {
 	var size [1]int
 	bufs := [1][]byte{b}
 	if _, err := d.ReadBatch(bufs[:], size[:]); err != nil {
@@ -272,7 +271,7 @@ var errTruncated = errors.New("frame larger than the buffer")
 
 // Write writes one frame (after the virtio-net header when VNetHdr) on the
 // interface. Any goroutine may call it.
-func (d *PacketDevice) Write(b []byte) (int, error) {
+func (d *AFPacket) Write(b []byte) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
@@ -291,7 +290,7 @@ func (d *PacketDevice) Write(b []byte) (int, error) {
 
 // Close wakes a reader sleeping in ReadBatch, waits for the system calls
 // under way, and closes the sockets. Later calls return os.ErrClosed.
-func (d *PacketDevice) Close() error {
+func (d *AFPacket) Close() error {
 	d.g.shut(&d.rxfd, &d.txfd)
 	return nil
 }
@@ -299,28 +298,28 @@ func (d *PacketDevice) Close() error {
 // ReadBatch implements BatchDevice with one recvmmsg per call once frames
 // are waiting. It blocks until at least one frame arrives or Close, and
 // then returns os.ErrClosed.
-func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+func (d *AFPacket) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
 	defer d.g.leave()
 	b := &d.rx
-	want := min(len(bufs), len(sizes), PacketBatch)
+	want := min(len(bufs), len(sizes), AFPacketBatch)
 	b.load(bufs[:want])
 	for {
 		// A raw system call: it never blocks (MSG_DONTWAIT), so the Go
 		// scheduler need not know, and no thread hand-off follows it.
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(d.rxfd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(want), unix.MSG_DONTWAIT, 0, 0)
+		n, errno := b.recvmmsg(d.rxfd, want)
 		switch errno {
 		case 0:
-			for i := range int(n) {
+			for i := range n {
 				sizes[i] = int(b.hdrs[i].len)
 				if b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
 					// Larger than a buffer: not a frame this link can carry.
 					sizes[i] = -1
 				}
 			}
-			return int(n), nil
+			return n, nil
 		case unix.EINTR:
 		case unix.EAGAIN:
 			// Empty: sleep until a frame or Close.
@@ -336,38 +335,28 @@ func (d *PacketDevice) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 // WriteBatch implements BatchDevice with sendmmsg. It returns how many of
 // the frames were sent and, if not all, the error of the first one that was
 // not; the caller decides whether to go on with the rest.
-func (d *PacketDevice) WriteBatch(frames [][]byte) (int, error) {
+func (d *AFPacket) WriteBatch(frames [][]byte) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
 	defer d.g.leave()
 	b := &d.tx
-	want := min(len(frames), PacketBatch)
+	want := min(len(frames), AFPacketBatch)
 	b.load(frames[:want])
 	for {
 		// First without blocking, as a raw system call (see ReadBatch);
 		// only a full send buffer makes it wait, in a call the scheduler
 		// knows about (bounded by SO_SNDTIMEO).
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(d.txfd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(want), unix.MSG_DONTWAIT, 0, 0)
+		n, errno := b.sendmmsg(d.txfd, want, false)
 		if errno == unix.EAGAIN {
-			n, _, errno = unix.Syscall6(unix.SYS_SENDMMSG, uintptr(d.txfd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(want), 0, 0, 0)
+			n, errno = b.sendmmsg(d.txfd, want, true)
 		}
 		switch errno {
 		case 0:
-			return int(n), nil
+			return n, nil
 		case unix.EINTR:
 		default:
 			return 0, os.NewSyscallError("sendmmsg", errno)
 		}
-	}
-}
-
-// load points the batch's messages at bufs. The pointers live in d, which
-// the caller keeps alive across the call; the buffers are the caller's.
-func (b *mmsgBatch) load(bufs [][]byte) {
-	for i, buf := range bufs {
-		b.iov[i].Base = unsafe.SliceData(buf)
-		b.iov[i].SetLen(len(buf))
-		b.hdrs[i] = mmsghdr{hdr: unix.Msghdr{Iov: &b.iov[i], Iovlen: 1}}
 	}
 }

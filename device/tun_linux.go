@@ -1,4 +1,4 @@
-package stack
+package device
 
 import (
 	"errors"
@@ -19,15 +19,15 @@ const (
 	tunFltAllMulti = 0x0001
 )
 
-// TunDevice is one queue of a Linux TAP or TUN device, opened on
+// Tun is one queue of a Linux TAP or TUN device, opened on
 // /dev/net/tun with IFF_NO_PI. With VNetHdr it was opened with IFF_VNET_HDR
 // and checksum/TSO offload, so every read and write carries a virtio-net
 // header first.
 //
 // The file descriptor is non-blocking and read without the Go runtime's
 // poller (see fdGuard, Linux): Close wakes a goroutine blocked in Read.
-// TunDevice owns the descriptor and closes it in Close.
-type TunDevice struct {
+// Tun owns the descriptor and closes it in Close.
+type Tun struct {
 	fd    int
 	g     fdGuard
 	rpoll [2]unix.PollFd // the reader's poll set
@@ -38,18 +38,18 @@ type TunDevice struct {
 }
 
 // OpenTun opens (and, with the privilege to do so, creates) a TAP or TUN
-// device and returns one TunDevice per queue.
+// device and returns one Tun per queue.
 //
 // A device that already exists and belongs to the calling user (made with
 // `ip tuntap add NAME mode tap user U`) opens without CAP_NET_ADMIN. A
 // device that does not exist is created, which needs CAP_NET_ADMIN; it is
 // not persistent and vanishes when lvsd closes it.
-func OpenTun(opts DeviceOptions) ([]*TunDevice, error) {
+func OpenTun(opts TunOptions) ([]*Tun, error) {
 	if len(opts.Name) == 0 || len(opts.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("open tun %q: name must be 1 to %d bytes", opts.Name, unix.IFNAMSIZ-1)
 	}
 	queues := max(opts.Queues, 1)
-	devs := make([]*TunDevice, 0, queues)
+	devs := make([]*Tun, 0, queues)
 	for range queues {
 		d, err := openQueue(opts, queues > 1)
 		if err != nil {
@@ -63,7 +63,7 @@ func OpenTun(opts DeviceOptions) ([]*TunDevice, error) {
 	return devs, nil
 }
 
-func openQueue(opts DeviceOptions, multi bool) (*TunDevice, error) {
+func openQueue(opts TunOptions, multi bool) (*Tun, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
@@ -105,7 +105,7 @@ func openQueue(opts DeviceOptions, multi bool) (*TunDevice, error) {
 			return nil, fmt.Errorf("set filter on %q (TUNSETTXFILTER): %w", opts.Name, err)
 		}
 	}
-	d := &TunDevice{fd: fd, name: opts.Name, vnet: opts.VNetHdr, l2: opts.TAP, multi: multi}
+	d := &Tun{fd: fd, name: opts.Name, vnet: opts.VNetHdr, l2: opts.TAP, multi: multi}
 	if err := d.g.init(); err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func explainTunErr(err error) error {
 // Read reads one frame (after the virtio-net header when VNetHdr) into b.
 // It blocks until a frame arrives or the device is closed. One goroutine
 // reads a queue.
-func (d *TunDevice) Read(b []byte) (int, error) {
+func (d *Tun) Read(b []byte) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
@@ -153,7 +153,7 @@ func (d *TunDevice) Read(b []byte) (int, error) {
 
 // Write writes one frame (after the virtio-net header when VNetHdr). Any
 // goroutine may call it.
-func (d *TunDevice) Write(b []byte) (int, error) {
+func (d *Tun) Write(b []byte) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
@@ -179,16 +179,16 @@ func (d *TunDevice) Write(b []byte) (int, error) {
 }
 
 // Close closes the queue, waking a blocked Read.
-func (d *TunDevice) Close() error {
+func (d *Tun) Close() error {
 	d.g.shut(&d.fd)
 	return nil
 }
 
 // Name returns the device name.
-func (d *TunDevice) Name() string { return d.name }
+func (d *Tun) Name() string { return d.name }
 
 // VNetHdr reports whether frames carry a virtio-net header.
-func (d *TunDevice) VNetHdr() bool { return d.vnet }
+func (d *Tun) VNetHdr() bool { return d.vnet }
 
 // SetLinkUp sets the device's MTU and brings it up, as `ip link set NAME mtu
 // MTU up` does. It needs CAP_NET_ADMIN; an unprivileged lvsd expects the

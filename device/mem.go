@@ -1,4 +1,4 @@
-package stack
+package device
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 
 var errMemClosed = errors.New("memory device closed")
 
-// MemDevice is an in-memory packet device: a Link over it behaves as over a
+// Mem is an in-memory packet device: a Link over it behaves as over a
 // TAP or TUN, but frames come from Inject and go to Outbound. It lets tests
 // (lvsd's and its users') drive the whole director, netstack included, with
 // exact frames and no privileges. Frames carry no virtio-net header.
 //
 // Inject copies the frame; frames read from Outbound belong to the caller.
-type MemDevice struct {
+type Mem struct {
 	in  chan []byte
 	out chan []byte
 
@@ -22,9 +22,9 @@ type MemDevice struct {
 	done      chan struct{}
 }
 
-// NewMemDevice returns a device that queues up to depth frames each way.
-func NewMemDevice(depth int) *MemDevice {
-	return &MemDevice{
+// NewMem returns a device that queues up to depth frames each way.
+func NewMem(depth int) *Mem {
+	return &Mem{
 		in:   make(chan []byte, depth),
 		out:  make(chan []byte, depth),
 		done: make(chan struct{}),
@@ -33,7 +33,7 @@ func NewMemDevice(depth int) *MemDevice {
 
 // Inject queues a frame as if it arrived from the wire. It returns false
 // when the device is closed.
-func (m *MemDevice) Inject(frame []byte) bool {
+func (m *Mem) Inject(frame []byte) bool {
 	b := append([]byte(nil), frame...)
 	select {
 	case m.in <- b:
@@ -44,10 +44,10 @@ func (m *MemDevice) Inject(frame []byte) bool {
 }
 
 // Outbound returns the channel of frames lvsd wrote to the wire.
-func (m *MemDevice) Outbound() <-chan []byte { return m.out }
+func (m *Mem) Outbound() <-chan []byte { return m.out }
 
 // Next returns the next frame lvsd wrote, or an error when ctx ends first.
-func (m *MemDevice) Next(ctx context.Context) ([]byte, error) {
+func (m *Mem) Next(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-m.out:
 		return b, nil
@@ -57,7 +57,7 @@ func (m *MemDevice) Next(ctx context.Context) ([]byte, error) {
 }
 
 // Read implements Device.
-func (m *MemDevice) Read(b []byte) (int, error) {
+func (m *Mem) Read(b []byte) (int, error) {
 	select {
 	case f := <-m.in:
 		return copy(b, f), nil
@@ -68,7 +68,7 @@ func (m *MemDevice) Read(b []byte) (int, error) {
 
 // Write implements Device. It blocks while Outbound is full, as a device
 // queue exerts back-pressure.
-func (m *MemDevice) Write(b []byte) (int, error) {
+func (m *Mem) Write(b []byte) (int, error) {
 	f := append([]byte(nil), b...)
 	select {
 	case m.out <- f:
@@ -79,7 +79,7 @@ func (m *MemDevice) Write(b []byte) (int, error) {
 }
 
 // Close implements Device.
-func (m *MemDevice) Close() error {
+func (m *Mem) Close() error {
 	m.closeOnce.Do(func() { close(m.done) })
 	return nil
 }

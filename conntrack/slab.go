@@ -1,0 +1,151 @@
+package conntrack
+
+// The slab: every shard keeps its entries in fixed-size chunks that never
+// move, indexed by a 24-bit number, with a free list. A location (loc) names
+// an entry table-wide as shard<<24 | index.
+
+import (
+	"sync/atomic"
+
+	"github.com/lvsd/lvsd/lvs"
+)
+
+const (
+	// Entries live in per-shard slabs of fixed-size chunks; a location is
+	// shard<<24 | index. Index 0 of each shard is never used, so that 0
+	// means "none" in slots and lists.
+	chunkLog  = 10
+	chunkSize = 1 << chunkLog
+	idxBits   = 24
+	maxIdx    = 1<<idxBits - 1
+)
+
+// rec is one connection as the table stores it: 76 bytes and no pointer, so
+// that ten million of them cost the garbage collector nothing to scan.
+//
+// in, mac and bind are written when the entry is allocated (under its
+// shard's mu, before any index slot refers to it) and read by anyone who
+// found it through a slot. word and last are atomics, written by the packet
+// path without a lock. due, next and prev belong to the timer wheel and the
+// free list, fnext and fprev to the eviction list: guarded by the home
+// shard's mu.
+type rec struct {
+	in   lvs.Tuple // client to VIP:vport, as received
+	mac  lvs.MAC   // the client's (or its router's) MAC
+	bind uint32    // the binding (real server) index
+	// word packs the state (bits 0-7), the word* flags and a
+	// generation (bits 13-31) that changes each time the rec is reused.
+	word atomic.Uint32
+	// last is the table time of the last packet, in milliseconds modulo
+	// 2^32.
+	last atomic.Uint32
+	due  uint32 // the wheel tick the entry is filed at
+	next uint32 // wheel or free list
+	prev uint32 // wheel
+	// fnext and fprev link the shard's eviction list; fprev has fifoIn set
+	// while the entry is on it.
+	fnext, fprev uint32
+}
+
+const (
+	wordStateMask = 0xff
+	wordNoOutput  = 1 << 8  // DR/TUN: the input-only table (IP_VS_CONN_F_NOOUTPUT)
+	wordWasEst    = 1 << 9  // has been ESTABLISHED
+	wordCtl       = 1 << 10 // has a controller (chunk.ctl), so that lookups read ctl only then
+	wordRef       = 1 << 11 // UDP: a packet came since eviction last looked (see victim)
+	wordSrc       = 1 << 12 // counted by the per-source limits (see sources)
+	wordGenShift  = 13
+)
+
+func stateOf(w uint32) State { return State(w & wordStateMask) }
+func genOf(w uint32) uint32  { return w >> wordGenShift }
+
+// chunk is a slab chunk. ctl, allocated on the first controlled entry of
+// the chunk, holds the entries' controllers (persistence templates); it is
+// the only pointer, and the first field, so that the collector scans one
+// word per chunk.
+type chunk struct {
+	ctl  atomic.Pointer[[chunkSize]Controller]
+	recs [chunkSize]rec
+}
+
+// rec returns the entry at a location. It takes no lock: chunks never move.
+func (t *Table) rec(loc uint32) *rec {
+	s := &t.shards[loc>>idxBits]
+	i := loc & maxIdx
+	return &(*s.chunks.Load())[i>>chunkLog].recs[i&(chunkSize-1)]
+}
+
+// controller returns the controller of the entry at loc, or nil. The
+// caller found the entry through a slot, under that slot's shard lock.
+func (t *Table) controller(loc uint32) Controller {
+	s := &t.shards[loc>>idxBits]
+	i := loc & maxIdx
+	c := (*s.chunks.Load())[i>>chunkLog]
+	if a := c.ctl.Load(); a != nil {
+		return a[i&(chunkSize-1)]
+	}
+	return nil
+}
+
+// rec returns the entry at index i of s.
+func (s *shard) rec(i uint32) *rec {
+	return &(*s.chunks.Load())[i>>chunkLog].recs[i&(chunkSize-1)]
+}
+
+func (s *shard) loc(i uint32) uint32 { return s.id<<idxBits | i }
+
+// alloc returns a free entry index, growing the slab by a chunk when the
+// free list is empty. It returns 0 when the shard has no index left.
+//
+// Preconditions: s.mu is held.
+func (s *shard) alloc() uint32 {
+	if i := s.free; i != 0 {
+		s.free = s.rec(i).next
+		return i
+	}
+	if s.used > maxIdx {
+		return 0
+	}
+	i := s.used
+	chunks := *s.chunks.Load()
+	if int(i>>chunkLog) == len(chunks) {
+		grown := append(chunks[:len(chunks):len(chunks)], new(chunk))
+		s.chunks.Store(&grown)
+	}
+	s.used++
+	return i
+}
+
+// release puts index i back on the free list and returns its controller,
+// which the caller releases once it holds no lock.
+//
+// Preconditions: s.mu is held; the entry is dead and no slot refers to it.
+func (s *shard) release(i uint32) Controller {
+	r := s.rec(i)
+	r.next = s.free
+	s.free = i
+	if r.word.Load()&wordCtl == 0 {
+		return nil
+	}
+	c := (*s.chunks.Load())[i>>chunkLog]
+	if a := c.ctl.Load(); a != nil {
+		ctl := a[i&(chunkSize-1)]
+		a[i&(chunkSize-1)] = nil
+		return ctl
+	}
+	return nil
+}
+
+// setController records the controller of entry i.
+//
+// Preconditions: s.mu is held; no slot refers to the entry yet.
+func (s *shard) setController(i uint32, ctl Controller) {
+	c := (*s.chunks.Load())[i>>chunkLog]
+	a := c.ctl.Load()
+	if a == nil {
+		a = new([chunkSize]Controller)
+		c.ctl.Store(a)
+	}
+	a[i&(chunkSize-1)] = ctl
+}
