@@ -160,6 +160,7 @@ func Serve(ctx context.Context, path string, src Source) error {
 		enc.SetIndent("", "  ")
 		enc.Encode(src.Status())
 	})
+	handleCapture(ctx, mux, src)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	defer close(done)

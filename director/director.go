@@ -72,7 +72,7 @@ type Director struct {
 	reloadErr string
 	// reloadFailures counts reloads that were refused. Guarded by mu.
 	reloadFailures uint64
-	reloads        reloadCounts // outcomes for metrics; atomic
+	obs            observe // reload outcomes and the capture in force; atomic
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
 	stopped bool
@@ -241,7 +241,7 @@ func (d *Director) Close() { d.st.Close() }
 // Status: a refused reload leaves the running configuration stale, which an
 // operator must be able to see, not only in the log.
 func (d *Director) NoteReload(err error) {
-	d.reloads.note(err)
+	d.obs.reloads.note(err)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err == nil {

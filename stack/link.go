@@ -75,6 +75,7 @@ type Link struct {
 	closed     bool // guarded by mu
 
 	disp atomic.Pointer[dispatcherBox]
+	tap  atomic.Pointer[tapBox] // a capture's, or nil; see SetTap
 	mtu  atomic.Uint32
 	wg   sync.WaitGroup
 
@@ -357,6 +358,8 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			}
 			qs.rx.Add(1)
 			buf := bufs[i]
+			tap := l.tap.Load()
+			tap.frame(false, buf[Headroom:Headroom+n-l.vh])
 			p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 			if l.vh != 0 {
 				p.VNet.Decode(buf[Headroom-l.vh : Headroom])
@@ -367,6 +370,7 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			}
 			switch v {
 			case forward.Transmit:
+				tap.frame(true, buf[p.Off:p.Off+p.Len])
 				start := p.Off - l.vh
 				if l.vh != 0 {
 					p.VNet.Encode(buf[start:p.Off])
@@ -477,6 +481,7 @@ func (e *emitter) Emit(buf []byte, off, n int) error {
 		e.l.stats.TxErrors.Add(1)
 		return errEmitHeadroom
 	}
+	e.l.tap.Load().frame(true, buf[off:off+n])
 	if e.tx != nil {
 		// After the frames forwarded before it, in the same batch when the
 		// device takes batches.

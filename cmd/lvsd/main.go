@@ -37,6 +37,7 @@ commands:
   realserver -tun NAME -vip ADDR[,...] [-director ADDR[,...]]
                      on a TUN-mode real server whose kernel has no ipip module:
                      decapsulate the director's IPIP into a local TUN device
+  capture  -w FILE [FILTER]   capture the frames lvsd reads and writes (pcapng), through the control socket
   version            print the version
 
 run, list and counters take -control PATH, the control socket (default ` + defaultControl + `).
@@ -57,6 +58,9 @@ func run(args []string) int {
 	cmd, args := args[0], args[1:]
 	if cmd == "realserver" {
 		return runRealserver(args)
+	}
+	if cmd == "capture" {
+		return runCapture(args)
 	}
 	fs := flag.NewFlagSet("lvsd "+cmd, flag.ContinueOnError)
 	path := fs.String("c", "/etc/lvsd/lvsd.toml", "configuration file")
