@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvsd/lvsd/capture"
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
 )
@@ -89,5 +90,93 @@ func TestLinkTap(t *testing.T) {
 	case <-tap.frames:
 		t.Errorf("a disarmed tap got a frame")
 	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// captureTap offers a link's frames to a capture (as the director's
+// adapter does).
+type captureTap struct{ c *capture.Capture }
+
+func (t captureTap) Frame(out bool, frame []byte) { t.c.Frame(0, out, frame) }
+
+// forwardLink is a link whose fast path transmits every IPv4 frame back,
+// over a device.Mem, with no netstack.
+func forwardLink(tb testing.TB) (*Link, *device.Mem) {
+	dev := device.NewMem(1024)
+	var n int
+	link := NewLink(LinkOptions{
+		Devices: []device.Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC),
+		NewProcessor: func() Processor { return countingProc{&n} },
+	})
+	st := New(Options{})
+	if _, err := st.AddNIC(NICOptions{Name: "lvt0", Link: link, Ethernet: true,
+		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(st.Close)
+	return link, dev
+}
+
+// pump injects n copies of frame and waits until the link wrote them all.
+func pump(tb testing.TB, dev *device.Mem, frame []byte, n int) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			for !dev.Inject(frame) {
+				time.Sleep(10 * time.Microsecond)
+			}
+		}
+	}()
+	for got := 0; got < n; {
+		select {
+		case <-dev.Outbound():
+			got++
+		case <-time.After(10 * time.Second):
+			tb.Fatalf("%d of %d frames forwarded", got, n)
+		}
+	}
+	<-done
+}
+
+var udpFrame = func() []byte {
+	f := append(append(append([]byte{}, dirMAC...), clientMAC...), 0x08, 0x00)
+	ip := []byte{0x45, 0, 0, 33, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 192, 0, 2, 1, 0x9c, 0x40, 0, 53, 0, 13, 0, 0, 'h', 'e', 'l', 'l', 'o'}
+	return append(f, ip...)
+}()
+
+// TestLinkCaptureSlowReader: a capture whose reader never reads forwards
+// every frame all the same; what the ring cannot hold is counted missed.
+func TestLinkCaptureSlowReader(t *testing.T) {
+	link, dev := forwardLink(t)
+	c := capture.New([]capture.Iface{{Name: "lvt0", Ethernet: true}}, capture.Options{Slots: 64})
+	link.SetTap(captureTap{c})
+	const n = 5000
+	pump(t, dev, udpFrame, n)
+	// Each frame is offered twice: as read and as written.
+	if got := c.Missed(); got != 2*n-64 {
+		t.Errorf("missed %d, want %d (every offer the 64-slot ring could not hold)", got, 2*n-64)
+	}
+}
+
+// BenchmarkLinkCapture is a link's forwarding cost per frame (device.Mem,
+// a fast path that transmits every frame): no capture, a capture whose
+// filter rejects every frame, and a capture of every frame whose reader
+// never reads (the ring full: every frame is missed).
+func BenchmarkLinkCapture(b *testing.B) {
+	for _, bc := range []struct{ name, filter string }{{"off", ""}, {"nomatch", "tcp"}, {"slowreader", "udp"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			link, dev := forwardLink(b)
+			if bc.name != "off" {
+				f, err := capture.ParseFilter(bc.filter)
+				if err != nil {
+					b.Fatal(err)
+				}
+				link.SetTap(captureTap{capture.New([]capture.Iface{{Name: "lvt0", Ethernet: true}}, capture.Options{Filter: f, Slots: 64})})
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			pump(b, dev, udpFrame, b.N)
+		})
 	}
 }
