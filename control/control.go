@@ -161,6 +161,7 @@ func Serve(ctx context.Context, path string, src Source) error {
 		enc.Encode(src.Status())
 	})
 	handleCapture(ctx, mux, src)
+	handleTrace(ctx, mux, src)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	defer close(done)

@@ -317,6 +317,7 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 		bufs[i] = make([]byte, Headroom+maxFrame)
 		rd[i] = bufs[i][Headroom-l.vh:]
 	}
+	traceHdr := make([]byte, TraceBytes) // a traced frame's headers before the rewrite
 	var proc Processor
 	if l.opts.NewProcessor != nil {
 		proc = l.opts.NewProcessor()
@@ -360,6 +361,7 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			buf := bufs[i]
 			tap := l.tap.Load()
 			tap.frame(false, buf[Headroom:Headroom+n-l.vh])
+			traced := tap.traced(buf[Headroom:Headroom+n-l.vh], traceHdr)
 			p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 			if l.vh != 0 {
 				p.VNet.Decode(buf[Headroom-l.vh : Headroom])
@@ -367,6 +369,9 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			v := forward.ToStack
 			if proc != nil {
 				v = proc.Process(&p)
+			}
+			if traced > 0 {
+				tap.processed(traceHdr[:traced], buf[p.Off:p.Off+p.Len], v, proc)
 			}
 			switch v {
 			case forward.Transmit:

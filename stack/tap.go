@@ -1,5 +1,7 @@
 package stack
 
+import "github.com/lvsd/lvsd/forward"
+
 // Tap receives a copy of the frames a Link reads and the frames its fast
 // path writes (package capture's Capture, through the director). Frame must
 // not block nor keep frame, which stays the reader's: it runs on the
@@ -11,7 +13,10 @@ type Tap interface {
 	Frame(out bool, frame []byte)
 }
 
-type tapBox struct{ t Tap }
+type tapBox struct {
+	t  Tap
+	tr Tracer // t as a Tracer, or nil
+}
 
 // frame hands a frame to the tap; a nil box (no tap armed) does nothing.
 func (b *tapBox) frame(out bool, frame []byte) {
@@ -30,5 +35,36 @@ func (l *Link) SetTap(t Tap) {
 		l.tap.Store(nil)
 		return
 	}
-	l.tap.Store(&tapBox{t: t})
+	tr, _ := t.(Tracer)
+	l.tap.Store(&tapBox{t: t, tr: tr})
+}
+
+// Tracer is an optional interface of a Tap: it explains chosen frames.
+// Both methods run on the reader goroutine and must not block.
+type Tracer interface {
+	// Trace reports whether the frame, as read, is to be traced; the link
+	// then keeps a copy of its first TraceBytes bytes.
+	Trace(frame []byte) bool
+	// Processed tells what the fast path did with a traced frame: before
+	// is the copy of its first bytes as read, after the frame as it is now
+	// (as written for Transmit), v the verdict, proc the reader's fast
+	// path (package forward's Worker). None may be kept.
+	Processed(before, after []byte, v forward.Verdict, proc Processor)
+}
+
+// TraceBytes is how much of a traced frame a reader keeps from before the
+// rewrite: the headers, with an encapsulation's.
+const TraceBytes = 256
+
+// traced copies the frame's first bytes into hdr when a tracer wants it,
+// and returns how many (0: not traced).
+func (b *tapBox) traced(frame, hdr []byte) int {
+	if b == nil || b.tr == nil || !b.tr.Trace(frame) {
+		return 0
+	}
+	return copy(hdr, frame)
+}
+
+func (b *tapBox) processed(before, after []byte, v forward.Verdict, proc Processor) {
+	b.tr.Processed(before, after, v, proc)
 }

@@ -37,6 +37,7 @@ commands:
   realserver -tun NAME -vip ADDR[,...] [-director ADDR[,...]]
                      on a TUN-mode real server whose kernel has no ipip module:
                      decapsulate the director's IPIP into a local TUN device
+  trace    [-n N] [FILTER]   explain what lvsd does with the next N packets matching FILTER
   capture  -w FILE [FILTER]   capture the frames lvsd reads and writes (pcapng), through the control socket
   version            print the version
 
@@ -61,6 +62,9 @@ func run(args []string) int {
 	}
 	if cmd == "capture" {
 		return runCapture(args)
+	}
+	if cmd == "trace" {
+		return runTrace(args)
 	}
 	fs := flag.NewFlagSet("lvsd "+cmd, flag.ContinueOnError)
 	path := fs.String("c", "/etc/lvsd/lvsd.toml", "configuration file")
