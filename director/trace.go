@@ -273,7 +273,13 @@ func (d *Director) explain(r *traceRec) string {
 	} else if rs != nil {
 		b.WriteString("  connection: none (one-packet scheduling, or dropped before one was made)\n")
 	}
-	if rs != nil && !reply {
+	// A TCP segment other than a SYN follows its connection: the
+	// scheduler is not asked.
+	scheduled := rs != nil && !reply && (in.proto != 6 || in.flags == " [S]")
+	if rs != nil && !reply && !scheduled && e != nil {
+		fmt.Fprintf(&b, "  scheduler:  not asked: the packet follows its connection\n")
+	}
+	if scheduled {
 		if p := rs.svc.Persist; p != nil {
 			k := p.Key(&tup)
 			found := false

@@ -159,12 +159,25 @@ func TestLinkCaptureSlowReader(t *testing.T) {
 	}
 }
 
+// traceTap is a capture tap that is also a Tracer whose filter matches
+// nothing, as an armed `lvsd trace` waiting for its packets.
+type traceTap struct {
+	captureTap
+	f capture.Filter
+}
+
+func (t traceTap) Trace(frame []byte) bool { return t.f.Match(frame, true) }
+func (t traceTap) Processed(before, after []byte, v forward.Verdict, proc Processor) {
+	panic("traced a frame the filter does not match")
+}
+
 // BenchmarkLinkCapture is a link's forwarding cost per frame (device.Mem,
 // a fast path that transmits every frame): no capture, a capture whose
-// filter rejects every frame, and a capture of every frame whose reader
-// never reads (the ring full: every frame is missed).
+// filter rejects every frame, a capture of every frame whose reader never
+// reads (the ring full: every frame is missed), and a capture and a trace
+// armed that match nothing.
 func BenchmarkLinkCapture(b *testing.B) {
-	for _, bc := range []struct{ name, filter string }{{"off", ""}, {"nomatch", "tcp"}, {"slowreader", "udp"}} {
+	for _, bc := range []struct{ name, filter string }{{"off", ""}, {"nomatch", "tcp"}, {"slowreader", "udp"}, {"trace-nomatch", "tcp"}} {
 		b.Run(bc.name, func(b *testing.B) {
 			link, dev := forwardLink(b)
 			if bc.name != "off" {
@@ -172,7 +185,12 @@ func BenchmarkLinkCapture(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				link.SetTap(captureTap{capture.New([]capture.Iface{{Name: "lvt0", Ethernet: true}}, capture.Options{Filter: f, Slots: 64})})
+				c := captureTap{capture.New([]capture.Iface{{Name: "lvt0", Ethernet: true}}, capture.Options{Filter: f, Slots: 64})}
+				if bc.name == "trace-nomatch" {
+					link.SetTap(traceTap{c, f})
+				} else {
+					link.SetTap(c)
+				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
