@@ -55,6 +55,7 @@ fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 30s ./capture/
 
 vet: ## go vet
 	$(GO) vet $(PKGS)
