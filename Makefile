@@ -5,7 +5,8 @@ BIN     ?= bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    := ./...
 # A static binary by default (no libc needed: lvsd uses no cgo); CGO_ENABLED=1
-# on the command line overrides it.
+# on the command line overrides it. The race detector needs cgo: test and
+# unit turn it back on.
 export CGO_ENABLED ?= 0
 
 .DEFAULT_GOAL := help
@@ -24,8 +25,9 @@ completion: build ## bin/lvsd.bash, bash (and zsh with bashcompinit) completion 
 
 dist: build man completion ## bin/: lvsd, its man page and completion; dist/lvsd.service is the systemd unit
 
-lab-deps: ## install what the lab tests use and the machine lacks (ping, chromium-headless-shell), when root with apt-get
+lab-deps: ## install what the lab tests use and the machine lacks (ip, ping, chromium-headless-shell), when root with apt-get; make test runs it
 	@need=""; \
+	command -v ip >/dev/null 2>&1 || need="$$need iproute2"; \
 	command -v ping >/dev/null 2>&1 || need="$$need iputils-ping"; \
 	command -v chromium-headless-shell >/dev/null 2>&1 || need="$$need chromium-headless-shell"; \
 	if [ -n "$$need" ]; then \
@@ -33,10 +35,10 @@ lab-deps: ## install what the lab tests use and the machine lacks (ping, chromiu
 			echo "installing$$need for the lab tests"; \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
-		else echo "missing:$$need: the lab tests that need them will skip"; fi; \
+		else echo "missing$$need: the lab tests that need them skip"; fi; \
 	fi
 
-test: fmt-check vet lab-deps ## run every test: unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
+test: fmt-check vet tidy-check lint lab-deps ## run every check and test: gofmt, vet, go mod tidy, staticcheck, unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 unit: ## run the tests that need no privileges (labs skip)
@@ -48,17 +50,24 @@ integration: ## run only the namespace lab tests (root)
 bench: ## benchmark suite (root): lvsd NAT/DR/TUN vs nftables DNAT, HAProxy and a direct path; writes docs/benchmarks.md
 	$(GO) run ./bench $(BENCHFLAGS)
 
-bench-go: ## Go benchmarks of the packet path, connection table, persistence templates and schedulers
+bench-go: ## Go benchmarks of the packet path, connection table, persistence templates, schedulers and AF_PACKET device
 	$(GO) test -run '^$$' -bench . -benchmem ./forward/ ./conntrack/ ./persist/ ./sched/ ./device/
 
 fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./adm/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 30s ./capture/
 
 vet: ## go vet
 	$(GO) vet $(PKGS)
+
+lint: ## staticcheck, the version pinned by go.mod's tool directive (built from the module cache; no separate install)
+	$(GO) tool staticcheck $(PKGS)
+
+tidy-check: ## fail if go mod tidy would change go.mod or go.sum
+	$(GO) mod tidy -diff
 
 fmt-check: ## fail if gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -76,4 +85,4 @@ clean-lab: ## remove namespaces left by an interrupted lab whose process is gone
 clean: ## remove build output
 	rm -rf $(BIN)
 
-.PHONY: help lab-deps build man completion dist test unit integration bench bench-go fuzz vet fmt-check demo clean-lab clean
+.PHONY: help lab-deps build man completion dist test unit integration bench bench-go fuzz vet lint tidy-check fmt-check demo clean-lab clean

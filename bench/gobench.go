@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lvsd/lvsd/internal/lab"
 )
 
 // The Go micro-benchmarks of the packet path, the connection table, the
@@ -208,26 +208,13 @@ func validBenchtime(s string) bool {
 	return err == nil && d > 0
 }
 
-// goTool finds the go command: on PATH, else in the GOROOT the bench was
-// built with (sudo may reset PATH).
-func goTool() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("the go command is not on PATH nor in %s", filepath.Join(runtime.GOROOT(), "bin"))
-}
-
 // runGoBenchmarks runs goBenchArgs(benchtime) at the module root and parses
 // its output. It never fails the suite: a missing go command, a build
 // failure or a failing benchmark is recorded in err, beside whatever did
 // run.
 func runGoBenchmarks(ctx context.Context, benchtime string) *goBenchRun {
 	run := &goBenchRun{cmd: goBenchCommand(benchtime)}
-	gocmd, err := goTool()
+	gocmd, err := lab.GoCommand()
 	if err != nil {
 		run.err = err.Error()
 		return run

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
 )
 
 // Config is a validated configuration. Parse returns a fresh value whose
@@ -80,6 +81,10 @@ type Connections struct {
 	// SourcePrefixV6 are the prefix lengths that count as one client.
 	PerSource, PerSourceRate       int
 	SourcePrefixV4, SourcePrefixV6 int
+	// CheckRST drops an RST of a NAT connection whose sequence number lies
+	// outside its receiver's window (RFC 5961-style), so that a blind
+	// reset cannot end it; false is IPVS's behaviour (any RST closes).
+	CheckRST bool
 }
 
 // MaxConnections is the largest [connections] max: the most the connection
@@ -175,6 +180,11 @@ type Service struct {
 	// client addressed (its real servers have Port 0) and, when persistent,
 	// shares a client's template across its ports.
 	Ports []uint16
+	// Mark is the firewall mark under which ipvsadm's command line and
+	// listings (lvsd adm) show a service over a list of ports: `fwmark`
+	// in the file, else the lowest mark no other service has, given in
+	// file order. 0 for every other service.
+	Mark uint32
 	// Scheduler is an ipvsadm scheduler name that package sched knows.
 	Scheduler string
 	// SchedFlags are ipvsadm -b flags, each known and matching Scheduler.
@@ -282,17 +292,21 @@ type Defaults struct {
 	// SourcePrefixV4 and SourcePrefixV6 are [connections]
 	// source_prefix_v4 and source_prefix_v6: one address, one /64.
 	SourcePrefixV4, SourcePrefixV6 int
+	// CheckRST is [connections] check_rst: on (lvsd's choice; IPVS has no
+	// such check).
+	CheckRST bool
 }
 
 // defaults is unexported so that nothing can change what Parse does behind
 // its back; DefaultValues hands out copies.
 var defaults = Defaults{
-	TCPTimeout:    900 * time.Second,
-	TCPFinTimeout: 120 * time.Second,
-	UDPTimeout:    300 * time.Second,
+	// The connection table's own defaults: one source.
+	TCPTimeout:    conntrack.DefaultTCPTimeout,
+	TCPFinTimeout: conntrack.DefaultTCPFinTimeout,
+	UDPTimeout:    conntrack.DefaultUDPTimeout,
 
-	TCPTimeWaitTimeout: 120 * time.Second,
-	TCPCloseTimeout:    10 * time.Second,
+	TCPTimeWaitTimeout: conntrack.TCPTimeWaitTimeout,
+	TCPCloseTimeout:    conntrack.TCPCloseTimeout,
 
 	LinkType: TAP,
 	Create:   true,
@@ -300,7 +314,7 @@ var defaults = Defaults{
 	Queues:   1,
 	Offload:  true,
 
-	Scheduler: "wlc",
+	Scheduler: sched.Default,
 	Method:    lvs.DR,
 	Weight:    1,
 
@@ -314,6 +328,7 @@ var defaults = Defaults{
 	ReserveEstablished:      10,
 	SourcePrefixV4:          32,
 	SourcePrefixV6:          64,
+	CheckRST:                true,
 }
 
 // DefaultValues returns the defaults Parse applies.

@@ -145,7 +145,7 @@ func TestParseValid(t *testing.T) {
 			// None of these files sets [connections] or these sysctls.
 			tt.want.Sysctl.ExpireNodestConn = defaults.ExpireNodestConn
 			tt.want.Connections = Connections{Max: defaults.MaxConnections, ReserveEstablished: defaults.ReserveEstablished,
-				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6}
+				SourcePrefixV4: defaults.SourcePrefixV4, SourcePrefixV6: defaults.SourcePrefixV6, CheckRST: defaults.CheckRST}
 			tt.want.Timeouts.TCPTimeWait = defaults.TCPTimeWaitTimeout
 			tt.want.Timeouts.TCPClose = defaults.TCPCloseTimeout
 			if diff := cmp.Diff(tt.want, got, cmpOpts...); diff != "" {
@@ -265,16 +265,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:5: timeouts.tcp: "15x" is not a duration`,
 				`t.toml:6: timeouts.tcp_fin: "1500ms" is not a whole number of seconds`,
-				`t.toml:7: timeouts.udp: 0 is out of range 1..2147483 (seconds)`,
+				`t.toml:7: timeouts.udp: 0 is out of range 1..2073600 (seconds)`,
 			},
 		},
 		{
 			name: "timeouts out of range",
 			data: withIface(`[timeouts]`, `tcp = "0s"`, `tcp_fin = -1`, `udp = "1000h"`),
 			want: []string{
-				`t.toml:5: timeouts.tcp: "0s" is out of range 1s..596h31m23s`,
-				`t.toml:6: timeouts.tcp_fin: -1 is out of range 1..2147483 (seconds)`,
-				`t.toml:7: timeouts.udp: "1000h" is out of range 1s..596h31m23s`,
+				`t.toml:5: timeouts.tcp: "0s" is out of range 1s..576h0m0s`,
+				`t.toml:6: timeouts.tcp_fin: -1 is out of range 1..2073600 (seconds)`,
+				`t.toml:7: timeouts.udp: "1000h" is out of range 1s..576h0m0s`,
 			},
 		},
 		{
@@ -695,5 +695,50 @@ func TestTestdataSeedsAreValid(t *testing.T) {
 	}
 	if _, err := os.Stat("testdata/errors.golden"); err != nil {
 		t.Errorf("errors.golden: %v", err)
+	}
+}
+
+func TestFwmark(t *testing.T) {
+	const head = `
+[[interface]]
+name = "lvt0"
+addresses = ["192.0.2.1/24"]
+`
+	svc := func(port, extra string) string {
+		return "[[virtual_server]]\nprotocol = \"tcp\"\naddress = \"192.0.2.100\"\n" + port + "\n" + extra + "\n"
+	}
+	tests := []struct {
+		name  string
+		body  string
+		marks []uint32
+		err   string
+	}{
+		{name: "auto in file order", body: svc("ports = [80, 443]", "") + svc("ports = [25, 587]", ""), marks: []uint32{1, 2}},
+		{name: "given marks are skipped", body: svc("ports = [80, 443]", "") + svc("ports = [25, 587]", "fwmark = 1"), marks: []uint32{2, 1}},
+		{name: "one port has none", body: svc("port = 80", ""), marks: []uint32{0}},
+		{name: "needs ports", body: svc("port = 80", "fwmark = 3"), err: "virtual_server[0].fwmark: applies to a service over a list of ports"},
+		{name: "unique", body: svc("ports = [80, 443]", "fwmark = 7") + svc("ports = [25, 587]", "fwmark = 7"), err: "virtual_server[1].fwmark: 7 is already the mark of virtual_server[0]"},
+		{name: "range", body: svc("ports = [80, 443]", "fwmark = 0"), err: "virtual_server[0].fwmark"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("t.toml", []byte(head+tt.body))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uint32
+			for _, s := range cfg.Services {
+				got = append(got, s.Mark)
+			}
+			if diff := cmp.Diff(tt.marks, got); diff != "" {
+				t.Errorf("marks (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

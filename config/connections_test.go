@@ -19,16 +19,16 @@ func TestConnectionKeys(t *testing.T) {
 	}{
 		{
 			name: "defaults", data: withIface(),
-			want: Connections{Max: 1 << 22, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64}, nodest: true,
+			want: Connections{Max: 1 << 22, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64, CheckRST: true}, nodest: true,
 		},
 		{
 			name: "set", data: withIface(`[connections]`, `max = 1000`, `[sysctl]`, `expire_nodest_conn = false`, `secure_tcp = true`),
-			want: Connections{Max: 1000, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64}, nodest: false, secure: true,
+			want: Connections{Max: 1000, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64, CheckRST: true}, nodest: false, secure: true,
 		},
 		{
 			name: "defence",
 			data: withIface(`[connections]`, `reserve_established = 0`, `per_source = 100`, `per_source_rate = 20`,
-				`source_prefix_v4 = 24`, `source_prefix_v6 = 48`),
+				`source_prefix_v4 = 24`, `source_prefix_v6 = 48`, `check_rst = false`),
 			want: Connections{Max: 1 << 22, PerSource: 100, PerSourceRate: 20, SourcePrefixV4: 24, SourcePrefixV6: 48}, nodest: true,
 		},
 		{

@@ -55,7 +55,7 @@ func Format(c *Config) []byte {
 			for i, p := range sc.Ports {
 				ps[i] = strconv.Itoa(int(p))
 			}
-			fmt.Fprintf(&b, "ports = [%s]\n", strings.Join(ps, ", "))
+			fmt.Fprintf(&b, "ports = [%s]\nfwmark = %d\n", strings.Join(ps, ", "), sc.Mark)
 		} else {
 			fmt.Fprintf(&b, "port = %d\n", sc.Port)
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/sched"
 )
@@ -48,7 +50,22 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		checkInvariants(t, cfg)
+		checkFormat(t, cfg)
 	})
+}
+
+// checkFormat fails t unless Format writes cfg as a file that Parse reads
+// back to an equal Config.
+func checkFormat(t *testing.T, cfg *Config) {
+	t.Helper()
+	out := Format(cfg)
+	back, err := Parse(cfg.File, out)
+	if err != nil {
+		t.Fatalf("Format's output does not parse: %v\n%s", err, out)
+	}
+	if diff := cmp.Diff(cfg, back, cmpOpts...); diff != "" {
+		t.Fatalf("Parse(Format(cfg)) (-cfg +back):\n%s\n%s", diff, out)
+	}
 }
 
 // checkInvariants fails t when cfg breaks a rule the Config type documents.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/lvsd/lvsd/conntrack"
 )
 
 // Load reads the file at path and parses it. An I/O error is returned
@@ -103,6 +105,7 @@ type rawConnections struct {
 	PerSourceRate      any `toml:"per_source_rate"`
 	SourcePrefixV4     any `toml:"source_prefix_v4"`
 	SourcePrefixV6     any `toml:"source_prefix_v6"`
+	CheckRST           any `toml:"check_rst"`
 }
 
 type rawTimeouts struct {
@@ -137,6 +140,7 @@ type rawService struct {
 	Address         any       `toml:"address"`
 	Port            any       `toml:"port"`
 	Ports           any       `toml:"ports"`
+	Fwmark          any       `toml:"fwmark"`
 	Scheduler       any       `toml:"scheduler"`
 	SchedulerFlags  any       `toml:"scheduler_flags"`
 	Method          any       `toml:"method"`
@@ -455,9 +459,11 @@ func (c *checker) integer(key string, v any, lo, hi int64) (int64, bool) {
 	return n, true
 }
 
-// maxTimeout is the largest timeout IPVS accepts, INT_MAX/HZ seconds at
-// HZ=1000 (ip_vs_ctl.c, set_timeout); lvsd keeps ipvsadm's limits.
-const maxTimeout = (1<<31 - 1) / 1000 * time.Second
+// maxTimeout is the longest timeout the connection table keeps (24 days),
+// a little below IPVS's own limit (INT_MAX/HZ seconds at HZ=1000, 596h):
+// a longer one would be clamped there without a word, so it is refused
+// here.
+const maxTimeout = conntrack.MaxTimeout
 
 // duration reads a timeout: a Go duration string or an integer of seconds,
 // a whole number of seconds in 1s..maxTimeout (IPVS counts in seconds).

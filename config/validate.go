@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -45,6 +47,10 @@ func (c *checker) build(raw *rawFile) *Config {
 	cfg.Connections.SourcePrefixV4 = defaults.SourcePrefixV4
 	if n, ok := c.integer("connections.source_prefix_v4", raw.Connections.SourcePrefixV4, 1, 32); ok {
 		cfg.Connections.SourcePrefixV4 = int(n)
+	}
+	cfg.Connections.CheckRST = defaults.CheckRST
+	if b, ok := c.boolean("connections.check_rst", raw.Connections.CheckRST); ok {
+		cfg.Connections.CheckRST = b
 	}
 	cfg.Connections.SourcePrefixV6 = defaults.SourcePrefixV6
 	if n, ok := c.integer("connections.source_prefix_v6", raw.Connections.SourcePrefixV6, 1, 128); ok {
@@ -106,7 +112,54 @@ func (c *checker) build(raw *rawFile) *Config {
 		}
 		cfg.Services = append(cfg.Services, svc)
 	}
+	c.marks(cfg, raw)
 	return cfg
+}
+
+// marks checks the fwmark keys and gives every service over a list of
+// ports that has none the lowest mark not taken, in file order.
+func (c *checker) marks(cfg *Config, raw *rawFile) {
+	used := make(map[uint32]string)
+	var keys []string // key of each service in cfg.Services
+	for i := range raw.VirtualServer {
+		key := fmt.Sprintf("virtual_server[%d]", i)
+		if raw.VirtualServer[i].Fwmark == nil {
+			continue
+		}
+		n, good := c.integer(key+".fwmark", raw.VirtualServer[i].Fwmark, 1, math.MaxUint32)
+		switch {
+		case !good:
+		case raw.VirtualServer[i].Ports == nil:
+			c.errorf(key+".fwmark", "applies to a service over a list of ports (ports = [...]) only")
+		case used[uint32(n)] != "":
+			c.errorf(key+".fwmark", "%d is already the mark of %s", n, used[uint32(n)])
+		default:
+			used[uint32(n)] = key
+		}
+	}
+	if len(c.errs) > 0 {
+		return
+	}
+	for i := range raw.VirtualServer {
+		keys = append(keys, fmt.Sprintf("virtual_server[%d]", i))
+	}
+	next := uint32(1)
+	for i := range cfg.Services {
+		svc := &cfg.Services[i]
+		if svc.Ports == nil {
+			continue
+		}
+		if v := raw.VirtualServer[i].Fwmark; v != nil {
+			n, _ := c.integer(keys[i]+".fwmark", v, 1, math.MaxUint32)
+			svc.Mark = uint32(n)
+			continue
+		}
+		for used[next] != "" {
+			next++
+		}
+		svc.Mark = next
+		used[next] = keys[i]
+	}
 }
 
 type svcKey struct {
@@ -195,6 +248,9 @@ func (c *checker) iface(key string, raw *rawInterface, names map[string]string, 
 	} else {
 		for i, s := range vals {
 			p, perr := parseHostPrefix(s)
+			if perr == "" {
+				perr = notHostOf(p.Addr(), p)
+			}
 			if perr != "" {
 				c.errorf(keys[i], "%q %s", s, perr)
 				continue
@@ -438,19 +494,10 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		ok = false
 	}
 
-	if raw.Address == nil {
-		c.missing(key + ".address")
-		ok = false
-	} else if s, good := c.str(key+".address", raw.Address); !good {
-		ok = false
-	} else if a, why := parseHost(s); why != "" {
-		c.errorf(key+".address", "%q %s", s, why)
-		ok = false
-	} else if prev, dip := dips[a]; dip {
-		c.errorf(key+".address", "%s is a director address (%s); the VIP must be an address of its own", a, prev)
-		ok = false
-	} else {
+	if a, good := c.hostAddr(key+".address", raw.Address, dips, "; the VIP must be an address of its own"); good {
 		svc.Addr = a
+	} else {
+		ok = false
 	}
 
 	// multiPort: the service spans several ports (a list, or all ports).
@@ -590,6 +637,10 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 	}
 	if ifc != nil {
 		svc.Interface = ifc.Name
+		if why := notHostOn(svc.Addr, ifc); why != "" {
+			c.errorf(key+".address", "%s %s", svc.Addr, why)
+			ok = false
+		}
 	}
 
 	reals := make(map[netip.AddrPort]string)
@@ -615,6 +666,64 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		svc.Reals = append(svc.Reals, r)
 	}
 	return svc, ok
+}
+
+// hostAddr reads the host address at key (a VIP or a real server), which
+// must not be one of the director's addresses (dips); notDIP ends the
+// message when it is one. It reports each problem and returns false.
+func (c *checker) hostAddr(key string, v any, dips map[netip.Addr]string, notDIP string) (netip.Addr, bool) {
+	if v == nil {
+		c.missing(key)
+		return netip.Addr{}, false
+	}
+	s, good := c.str(key, v)
+	if !good {
+		return netip.Addr{}, false
+	}
+	a, why := parseHost(s)
+	if why != "" {
+		c.errorf(key, "%q %s", s, why)
+		return netip.Addr{}, false
+	}
+	if prev, dip := dips[a]; dip {
+		c.errorf(key, "%s is a director address (%s)%s", a, prev, notDIP)
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// notHostOf says why a cannot be a host of the IPv4 subnet p: it is its
+// network or its broadcast address (subnets of /31 and /32 have neither,
+// RFC 3021); or returns "".
+func notHostOf(a netip.Addr, p netip.Prefix) string {
+	if !a.Is4() || !p.Addr().Is4() || p.Bits() > 30 || !p.Contains(a) {
+		return ""
+	}
+	first := p.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(first[:]) | (uint32(1)<<(32-p.Bits()) - 1)
+	var last [4]byte
+	binary.BigEndian.PutUint32(last[:], v)
+	switch a {
+	case netip.AddrFrom4(first):
+		return fmt.Sprintf("is the network address of %s, not a host address", p.Masked())
+	case netip.AddrFrom4(last):
+		return fmt.Sprintf("is the broadcast address of %s, not a host address", p.Masked())
+	}
+	return ""
+}
+
+// notHostOn says why a cannot be a host on interface ifc (nil: unknown),
+// or returns "" (see notHostOf).
+func notHostOn(a netip.Addr, ifc *Interface) string {
+	if ifc == nil {
+		return ""
+	}
+	for _, p := range ifc.Addresses {
+		if why := notHostOf(a, p); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 // parseHost parses a host address without prefix length or zone, returning
@@ -643,19 +752,13 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 	ok = true
 	r.Weight = defaults.Weight
 
-	if raw.Address == nil {
-		c.missing(key + ".address")
-		ok = false
-	} else if s, good := c.str(key+".address", raw.Address); !good {
-		ok = false
-	} else if a, why := parseHost(s); why != "" {
-		c.errorf(key+".address", "%q %s", s, why)
-		ok = false
-	} else if prev, dip := dips[a]; dip {
-		c.errorf(key+".address", "%s is a director address (%s), not a real server", a, prev)
+	if a, good := c.hostAddr(key+".address", raw.Address, dips, ", not a real server"); !good {
 		ok = false
 	} else if a == svc.Addr {
 		c.errorf(key+".address", "%s is the VIP of this service", a)
+		ok = false
+	} else if why := notHostOn(a, ifc); why != "" {
+		c.errorf(key+".address", "%s %s", a, why)
 		ok = false
 	} else {
 		r.Addr = a
@@ -707,6 +810,19 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 	if ifc != nil && ifc.Type == TUN && r.Method == lvs.DR {
 		c.errorf(methodKey, "%s needs an L2 link, but interface %s is type tun; use nat or tun", how, ifc.Name)
 		ok = false
+	} else if ifc != nil && r.Addr.IsValid() && svc.Addr.IsValid() && r.Addr.Is4() == svc.Addr.Is4() {
+		// Configurations that pass every other check and can never
+		// forward to this real server.
+		switch _, routed := ifc.Source(r.Addr); {
+		case r.Method == lvs.DR && !ifc.OnLink(r.Addr):
+			c.errorf(key+".address", "%s is on no subnet of interface %s (%s) and no on-link route: %s changes only the destination MAC, so the real server must be on the link; add its subnet to addresses, or use tun or nat",
+				r.Addr, ifc.Name, prefixList(ifc.Addresses), how)
+			ok = false
+		case !routed:
+			c.errorf(key+".address", "%s has no route through interface %s (%s): add its subnet to addresses, or an [[interface.route]] that holds it",
+				r.Addr, ifc.Name, prefixList(ifc.Addresses))
+			ok = false
+		}
 	}
 	if r.Addr.IsValid() && svc.Addr.IsValid() && r.Addr.Is4() != svc.Addr.Is4() {
 		if r.Method == lvs.TUN {

@@ -200,6 +200,9 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 	if ctl != nil {
 		s.setController(i, ctl)
 	}
+	if d.Method == lvs.NAT && in.Proto == lvs.TCP {
+		s.resetWin(i)
+	}
 	// Counted before the entry can be found, so that a racing Update never
 	// accounts a state change of an uncounted entry.
 	t.bindDest(bi, d)

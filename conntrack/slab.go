@@ -61,11 +61,13 @@ func stateOf(w uint32) State { return State(w & wordStateMask) }
 func genOf(w uint32) uint32  { return w >> wordGenShift }
 
 // chunk is a slab chunk. ctl, allocated on the first controlled entry of
-// the chunk, holds the entries' controllers (persistence templates); it is
-// the only pointer, and the first field, so that the collector scans one
-// word per chunk.
+// the chunk, holds the entries' controllers (persistence templates); win,
+// allocated on the first NAT TCP entry, their sequence windows (window.go).
+// They are the only pointers, and the first fields, so that the collector
+// scans two words per chunk.
 type chunk struct {
 	ctl  atomic.Pointer[[chunkSize]Controller]
+	win  atomic.Pointer[[chunkSize]seqWin]
 	recs [chunkSize]rec
 }
 

@@ -304,6 +304,8 @@ type StatsSnapshot struct {
 	// Admit: their source prefix held SourceLimits.Conns connections, or
 	// opened SourceLimits.NewPerSec in the second.
 	SourceLimited, SourceRated uint64
+	// RSTOutOfWindow counts RST segments Track refused.
+	RSTOutOfWindow uint64
 	// Dests has one element per real server the table has seen, in the
 	// order it first saw them; Services one per virtual service, by
 	// address, port and protocol.
@@ -327,7 +329,8 @@ func (t *Table) Stats() StatsSnapshot {
 		NodestExpired: t.nodest.Load(), Reused: t.reused.Load(),
 		Unestablished: int(t.soft.Load()),
 		SourceLimited: t.src.limited.Load(), SourceRated: t.src.rated.Load(),
-		Total: t.st.total.c, Rates: t.st.total.est.rates(),
+		RSTOutOfWindow: t.rstDropped.Load(),
+		Total:          t.st.total.c, Rates: t.st.total.est.rates(),
 	}
 	for _, b := range bs[1:] {
 		r.Dests = append(r.Dests, DestStats{

@@ -20,6 +20,7 @@ import (
 //	SecureTCP         false
 //	Reserve           0 (none; lvsd's configuration defaults to 0.1)
 //	Sources           no limit
+//	CheckRST          false (IPVS's behaviour; lvsd's configuration defaults to true)
 type Options struct {
 	// Max is the most connections the table holds. A new connection over it
 	// evicts a half-open TCP connection, an idle UDP flow or a closed TCP
@@ -33,6 +34,11 @@ type Options struct {
 	Reserve float64
 	// Sources are the per-source limits (see Admit).
 	Sources SourceLimits
+	// CheckRST drops an RST of a NAT TCP connection whose sequence number
+	// lies outside its receiver's window (RFC 5961-style; see Track).
+	// Off, any RST with the connection's addresses and ports closes it, as
+	// in IPVS.
+	CheckRST bool
 	// Clock returns the current time in nanoseconds. Only differences matter,
 	// so it must be monotonic, not wall-clock time. Tests inject a fake clock
 	// to drive timeouts without waiting.
@@ -130,6 +136,9 @@ type Table struct {
 	reserve atomic.Int64
 	src     sources
 
+	checkRST   atomic.Bool
+	rstDropped atomic.Uint64
+
 	evicted, refused, nodest, reused atomic.Uint64
 
 	bindMu sync.Mutex
@@ -165,6 +174,7 @@ func New(opts Options) *Table {
 	t.SetReserve(opts.Reserve)
 	t.src.seed = hashSeed{rand.Uint64(), rand.Uint64()}
 	t.SetSourceLimits(opts.Sources)
+	t.checkRST.Store(opts.CheckRST)
 	t.secure.Store(opts.SecureTCP)
 	t.expireNodest.Store(opts.ExpireNodestConn)
 	binds := []*binding{nil}

@@ -1,21 +1,29 @@
 // Package control is lvsd's control socket: a small HTTP/JSON API on a Unix
-// socket that `lvsd list` (ipvsadm -Ln's counterpart) and other tools read.
+// socket for `lvsd list`, `lvsd adm` (ipvsadm's command line) and other
+// tools.
 //
-// The server only reads: it asks its Source for a Status snapshot per
-// request and never touches the packet path. The socket file is created
-// with mode 0660 and removed when Serve returns.
+// Reading (the status, listings, the running table) is for anyone who may
+// open the socket: it is created 0660, owned by lvsd's user and a group the
+// operator chooses. Changing (ipvsadm's mutating commands, discarding
+// runtime changes) is for root and lvsd's own uid only, as the kernel reads
+// them from the connection (SO_PEERCRED). The server never touches the
+// packet path: it asks its Source and Admin, and the socket file is removed
+// when Serve returns.
+//
+// The server bounds what a client can hold: connections idle past a
+// timeout are closed, at most MaxConns are open (the longest idle is
+// closed to make room, so the status always answers), and requests larger
+// than MaxRequest are refused.
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"os"
-	"syscall"
-	"time"
 )
 
 // Status is a snapshot of a running director.
@@ -27,12 +35,19 @@ type Status struct {
 	Connections int         `json:"connections"`
 	// Table is the connection table's limit and defence counters.
 	Table Table `json:"table"`
+	// Neighbors counts the real servers' (and gateways') MACs the
+	// netstack reported unreachable.
+	Neighbors Neighbors `json:"neighbors"`
 	// ConfigStale is true while the last reload was refused: the file on
 	// disk is not what runs. LastReloadError says why.
 	ConfigStale     bool   `json:"config_stale"`
 	LastReloadError string `json:"last_reload_error,omitempty"`
 	// ReloadFailures counts refused reloads since start.
 	ReloadFailures uint64 `json:"reload_failures"`
+	// RestartNeeded says why the last reload, which applied the virtual
+	// servers, needs a restart for its interface changes; "" otherwise. Such
+	// a reload is not stale.
+	RestartNeeded string `json:"restart_needed,omitempty"`
 }
 
 // Table is the connection table's limit and what it did to stay under it.
@@ -55,6 +70,19 @@ type Table struct {
 	// per_source and per_source_rate.
 	SourceLimited uint64 `json:"source_limited"`
 	SourceRated   uint64 `json:"source_rated"`
+	// RSTOutOfWindow: RST segments dropped outside their receiver's window
+	// (check_rst).
+	RSTOutOfWindow uint64 `json:"rst_out_of_window"`
+}
+
+// Neighbors are the fast path's neighbour events: Lost counts neighbours
+// reported unreachable whose last MAC the fast path kept while resolving
+// them again; Failed those unreachable long enough to be cleared
+// (no-neighbor drops follow); Unconfirmed how many are lost now.
+type Neighbors struct {
+	Lost        uint64 `json:"lost"`
+	Failed      uint64 `json:"failed"`
+	Unconfirmed int    `json:"unconfirmed"`
 }
 
 // Service is a virtual service.
@@ -130,55 +158,10 @@ type Source interface {
 	Status() Status
 }
 
-// Serve answers requests on the Unix socket at path until ctx ends. A stale
-// socket file (left by a crashed lvsd) is replaced; a live one is an error.
+// Serve answers status requests on the Unix socket at path until ctx
+// ends: a read-only socket with the default limits (ServeOptions).
 func Serve(ctx context.Context, path string, src Source) error {
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("control socket %s: another lvsd is listening", path)
-	}
-	// Only a stale socket is replaced; any other file at the path stays.
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != os.ModeSocket {
-			return fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
-		}
-		os.Remove(path)
-	}
-	// Listen creates the socket with the process umask; 0o117 makes it
-	// 0660 from the start rather than after a window.
-	old := syscall.Umask(0o117)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	defer os.Remove(path)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(src.Status())
-	})
-	handleCapture(ctx, mux, src)
-	handleTrace(ctx, mux, src)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-done: // Serve failed: nothing left to shut down
-			return
-		}
-		shut, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	return nil
+	return ServeOptions(ctx, Options{Path: path, Source: src})
 }
 
 // Get reads the status from the lvsd listening at path.
@@ -206,4 +189,76 @@ func Get(ctx context.Context, path string) (*Status, error) {
 		return nil, fmt.Errorf("query lvsd at %s: decode: %w", path, err)
 	}
 	return &st, nil
+}
+
+// client returns an HTTP client for the socket at path.
+func client(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+}
+
+// Adm sends an ipvsadm command line to the lvsd at path.
+func Adm(ctx context.Context, path string, req AdmRequest) (*AdmResponse, error) {
+	body, err := json.Marshal(&req)
+	if err != nil {
+		return nil, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://lvsd/v1/adm", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client(path).Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("query lvsd at %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusForbidden {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("query lvsd at %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))
+	}
+	var out AdmResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("query lvsd at %s: decode: %w", path, err)
+	}
+	return &out, nil
+}
+
+// GetConfig reads the running table as TOML from the lvsd at path.
+func GetConfig(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://lvsd/v1/config", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client(path).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("query lvsd at %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("query lvsd at %s: %s %s", path, resp.Status, bytes.TrimSpace(data))
+	}
+	return data, nil
+}
+
+// Discard asks the lvsd at path to drop its runtime changes.
+func Discard(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://lvsd/v1/discard", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client(path).Do(req)
+	if err != nil {
+		return fmt.Errorf("query lvsd at %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("lvsd at %s: %s", path, bytes.TrimSpace(msg))
+	}
+	return nil
 }

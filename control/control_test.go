@@ -19,7 +19,8 @@ func (f *fixed) Status() Status { return Status(*f) }
 var sample = Status{
 	Version:     "test",
 	Connections: 3,
-	Table:       Table{Max: 100, Unestablished: 1, Evicted: 5, Refused: 6, NodestExpired: 7, Reused: 8, SourceLimited: 9, SourceRated: 10},
+	Table:       Table{Max: 100, Unestablished: 1, Evicted: 5, Refused: 6, NodestExpired: 7, Reused: 8, SourceLimited: 9, SourceRated: 10, RSTOutOfWindow: 11},
+	Neighbors:   Neighbors{Lost: 12, Failed: 13, Unconfirmed: 1},
 	Services: []Service{{
 		Protocol: "tcp", Address: "192.0.2.100:80", Scheduler: "wrr",
 		Stats: Stats{Conns: 3, InPkts: 30, OutPkts: 20, InBytes: 3000, OutBytes: 9000},
@@ -69,28 +70,14 @@ func TestServeAndGet(t *testing.T) {
 	}
 }
 
-func TestWriteList(t *testing.T) {
+func TestWriteCounters(t *testing.T) {
 	var b strings.Builder
-	WriteList(&b, &sample, false)
-	want := `lvsd test (connections=3)
-Prot LocalAddress:Port Scheduler Flags
-  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
-TCP  192.0.2.100:80 wrr
-  -> 192.0.2.21:8080              Masq    2      1          1
-  -> 192.0.2.22:80                Route   1      0          1 down
-`
-	if diff := cmp.Diff(want, b.String()); diff != "" {
-		t.Errorf("list (-want +got):\n%s", diff)
-	}
-	b.Reset()
-	WriteRates(&b, &sample)
-	if !strings.Contains(b.String(), "TCP  192.0.2.100:80                      7         70         60         7000         6000\n") {
-		t.Errorf("rates:\n%s", b.String())
-	}
-	b.Reset()
 	WriteCounters(&b, &sample)
-	if want := "table: 3 of 100 connections (1 unestablished); evicted 5 refused 6; nodest expired 7; reused 8; source limited 9 rated 10\n"; !strings.HasPrefix(b.String(), want) {
+	if want := "table: 3 of 100 connections (1 unestablished); evicted 5 refused 6; nodest expired 7; reused 8; source limited 9 rated 10; rst out of window 11\n"; !strings.HasPrefix(b.String(), want) {
 		t.Errorf("counters should start with the table's:\n%s\nwant %q", b.String(), want)
+	}
+	if !strings.Contains(b.String(), "\nneighbours: lost 12 (MAC kept while resolving), failed 13, unconfirmed now 1\n") {
+		t.Errorf("counters should show the neighbours':\n%s", b.String())
 	}
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())

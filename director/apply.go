@@ -52,11 +52,11 @@ type svcPlan struct {
 	key  lvs.ServiceKey
 	ifc  *iface
 	prev *runService // nil for a new service
-	// sched is the scheduler to publish; built here for a new service or a
-	// changed scheduler (built over the final list, so no events follow),
-	// else prev's, to be told del, upd and add.
+	// sched is the scheduler to publish: prev's, to be told del, upd and
+	// add; or, for a new service or a changed scheduler, the one build
+	// makes in publish (over the final list, so no events follow).
 	sched      sched.Scheduler
-	newSched   bool
+	build      func() (sched.Scheduler, error)
 	del        []*lvs.Dest // unlinked (ipvsadm -d)
 	upd        []*lvs.Dest // linked before and after, weight or thresholds changed
 	add        []*lvs.Dest // linked now, in the order of the configuration (ipvsadm -a)
@@ -109,7 +109,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 		}
 		// A service over a list of ports is known by its first port; its
 		// real servers have port 0.
-		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := serviceKey(sc)
 		sp := &svcPlan{sc: sc, key: key, ifc: ifc, prev: d.services[key]}
 		sp.schedOpts = sched.Options{Flags: sc.SchedFlags, Clock: d.table.Now, MaglevSize: sc.MaglevTableSize}
 		if sp.prev != nil {
@@ -143,7 +143,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 					rp.fresh = true
 				}
 			}
-			hs := health[RealKey{Service: key, Addr: rc.Addr, Port: rc.Port}]
+			hs := health[KeyOf(sc, rc)]
 			rp.linked = !hs.down || hs.inhibit
 			rp.weight = rc.Weight
 			if hs.dynamic {
@@ -177,15 +177,21 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 				}
 			}
 		}
+		// New and the changes below fail only on a bad name, option or
+		// size: check now, before anything is committed. The new
+		// schedulers are built in publish, once the weights they read
+		// are in place.
+		if err := sched.Check(sc.Scheduler, len(linkedNext), sp.schedOpts); err != nil {
+			return nil, fmt.Errorf("virtual server %s: %w", sc.Addr, err)
+		}
 		switch {
 		case sp.prev == nil:
 			// ipvsadm -A, then -a for each real server in the file's
 			// order.
-			s, err := sched.NewFromAdds(sc.Scheduler, sp.add, sp.schedOpts)
-			if err != nil {
-				return nil, fmt.Errorf("virtual server %s: %w", sc.Addr, err)
+			adds := sp.add
+			sp.build = func() (sched.Scheduler, error) {
+				return sched.NewFromAdds(sc.Scheduler, adds, sp.schedOpts)
 			}
-			sp.sched, sp.newSched = s, true
 			sp.add = nil
 		case !sameScheduler(sp.prev.conf, sc):
 			// ipvsadm -E with another scheduler: init_service over the
@@ -200,11 +206,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 					list = append(list, x)
 				}
 			}
-			s, err := sched.New(sc.Scheduler, list, sp.schedOpts)
-			if err != nil {
-				return nil, fmt.Errorf("virtual server %s: %w", sc.Addr, err)
-			}
-			sp.sched, sp.newSched = s, true
+			sp.build = func() (sched.Scheduler, error) { return sched.New(sc.Scheduler, list, sp.schedOpts) }
 			sp.unlinkOnly, sp.del, sp.upd, sp.add = sp.del, nil, nil, nil
 		default:
 			sp.sched = sp.prev.sched
@@ -265,6 +267,12 @@ func (d *Director) commitWeights(p *plan) {
 				dst.Neigh = d.st.Neighbor(sp.ifc.nic, rc.Addr)
 			}
 			dst.SlowStart.Store(int64(rc.SlowStart))
+			// As __ip_vs_update_dest: an upper threshold removed or
+			// raised ends the overload at once (the connection table
+			// sets it again at the next connection if still due).
+			if u := rc.UpperThreshold; u == 0 || u > dst.UpperThreshold.Load() {
+				dst.Overloaded.Store(false)
+			}
 			dst.UpperThreshold.Store(rc.UpperThreshold)
 			dst.LowerThreshold.Store(rc.LowerThreshold)
 			if !rp.linked {
@@ -291,11 +299,22 @@ func (d *Director) commitWeights(p *plan) {
 // Preconditions: d.mu is held.
 func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
-	for name := range d.ifaces {
-		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service)}
+	for name, ifc := range d.ifaces {
+		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service), Source: sourceFrom(ifc.cfg)}
 	}
 	services := make(map[lvs.ServiceKey]*runService, len(p.svcs))
 	for _, sp := range p.svcs {
+		if sp.build != nil {
+			s, err := sp.build()
+			if err != nil {
+				// sched.Check passed in buildServices: only a bug gets
+				// here. The service runs with an empty list rather
+				// than not at all.
+				d.log.Error("scheduler build failed", "vip", sp.sc.Addr, "err", err)
+				s, _ = sched.New("", nil, sched.Options{Clock: d.table.Now})
+			}
+			sp.sched = s
+		}
 		for _, x := range append(slices.Clone(sp.del), sp.unlinkOnly...) {
 			unlink(x)
 		}
@@ -309,7 +328,7 @@ func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 			d.tell(sp, "add_dest", x, sp.sched.AddDest(x))
 		}
 		sc := sp.sc
-		svc := &forward.Service{Key: sp.key, TunSrc: tunnelSource(sp.ifc.cfg), Ports: sc.Ports,
+		svc := &forward.Service{Key: sp.key, Ports: sc.Ports,
 			OnePacket: sc.OnePacket, Sched: sp.sched, Dests: sp.sched.Dests(), Stats: sp.stats, Persist: sp.persist}
 		services[sp.key] = &runService{conf: sc, svc: svc, sched: sp.sched}
 		if sc.Ports == nil {
@@ -414,6 +433,7 @@ func (d *Director) tableOptions(cfg *config.Config) {
 	d.table.SetMax(cfg.Connections.Max)
 	d.table.SetReserve(float64(cfg.Connections.ReserveEstablished) / 100)
 	d.table.SetSourceLimits(sourceLimits(&cfg.Connections))
+	d.table.SetCheckRST(cfg.Connections.CheckRST)
 	d.table.SetExpireNodestConn(cfg.Sysctl.ExpireNodestConn)
 	d.table.SetSecureTCP(cfg.Sysctl.SecureTCP)
 	d.persist.SetExpireQuiescent(cfg.Sysctl.ExpireQuiescentTemplate)

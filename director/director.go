@@ -1,13 +1,19 @@
 // Package director is lvsd's control plane: it turns a validated
 // configuration into running parts (devices, netstack NICs, forwarders,
-// schedulers, the connection table) and applies reloads.
+// schedulers, the connection table) and keeps the running table of virtual
+// services and real servers, which every change goes through: reloads
+// (Reload, ReloadFile), runtime changes (ApplyRunning) and health edges
+// (SetRealHealth, SetRealWeight). See running.go for the model and apply.go
+// for the steps of a change.
 //
 // It never touches packets. The only state it shares with the packet path
 // is published atomically: a forward.Config snapshot per interface, the
-// destinations' atomic weights, and the neighbour slots that package stack
-// keeps current. A reload builds new snapshots and swaps them whole;
-// destinations that survive a reload are the same objects, so connections
-// bound to them keep their counters.
+// schedulers (which hold their lists and are told of changes), the
+// destinations' atomic weights and flags, and the neighbour slots that
+// package stack keeps current. A change builds new snapshots and swaps them
+// whole; destinations that survive it are the same objects, so connections
+// bound to them keep their counters, and so are the schedulers, so their
+// state lives on as in the kernel.
 package director
 
 import (
@@ -15,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -72,6 +79,9 @@ type Director struct {
 	reloadErr string
 	// reloadFailures counts reloads that were refused. Guarded by mu.
 	reloadFailures uint64
+	// restartNeeded is why the last reload, which applied the services,
+	// needs a restart for interface changes; "" otherwise. Guarded by mu.
+	restartNeeded string
 	obs            observe // reload outcomes and the capture in force; atomic
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
@@ -201,6 +211,14 @@ func (d *Director) openDevices(ic config.Interface) ([]device.Device, [6]byte, b
 	case config.PACKET:
 		kind = device.Packet
 	}
+	if !ic.Create && kind != device.Packet {
+		// create = false: the device must exist (device.Open would make
+		// it otherwise). The key takes effect here only.
+		if _, err := net.InterfaceByName(ic.Name); err != nil {
+			return nil, ic.MAC, false, fmt.Errorf("interface %q does not exist and create = false (make it first, e.g. `ip tuntap add %s mode %s`): %w",
+				ic.Name, ic.Name, ic.Type, err)
+		}
+	}
 	devs, mac, err := device.Open(device.Spec{
 		Name: ic.Name, Kind: kind, MTU: ic.MTU, Queues: ic.Queues, VNetHdr: ic.Offload, MAC: ic.MAC,
 		Logger: d.log,
@@ -244,12 +262,14 @@ func (d *Director) NoteReload(err error) {
 	d.obs.reloads.note(err)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err == nil {
-		d.reloadErr = ""
-		return
-	}
-	d.reloadErr = err.Error()
-	if !errors.Is(err, ErrRestartNeeded) {
+	d.reloadErr, d.restartNeeded = "", ""
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrRestartNeeded):
+		// Applied: not stale, but the interfaces wait for a restart.
+		d.restartNeeded = err.Error()
+	default:
+		d.reloadErr = err.Error()
 		d.reloadFailures++
 	}
 }
@@ -292,15 +312,13 @@ func sameInterface(a, b config.Interface) bool {
 		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Routes, b.Routes)
 }
 
-// tunnelSource returns the outer source address of IPIP packets sent from an
-// interface: its first IPv4 DIP (zero when it has none).
-func tunnelSource(ic config.Interface) lvs.Addr {
-	for _, p := range ic.Addresses {
-		if p.Addr().Is4() {
-			return lvs.AddrFromNetip(p.Addr())
-		}
+// sourceFrom returns forward.Config.Source for an interface: the
+// interface's address toward a real server, by config.Interface.Source.
+func sourceFrom(ic config.Interface) func(netip.Addr) netip.Addr {
+	return func(dst netip.Addr) netip.Addr {
+		src, _ := ic.Source(dst)
+		return src
 	}
-	return lvs.Addr{}
 }
 
 // Forwarder returns the forwarder of an interface, for counters.

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/device"
@@ -58,8 +58,9 @@ var (
 	dirMAC    = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 1}
 	clientMAC = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 0x10}
 	rsMAC     = map[string]net.HardwareAddr{
-		"192.0.2.21": {0x02, 0, 0x5e, 0, 0, 0x21},
-		"192.0.2.22": {0x02, 0, 0x5e, 0, 0, 0x22},
+		"192.0.2.21":  {0x02, 0, 0x5e, 0, 0, 0x21},
+		"192.0.2.22":  {0x02, 0, 0x5e, 0, 0, 0x22},
+		"192.0.2.150": {0x02, 0, 0x5e, 0, 0, 0x50},
 	}
 	clientIP = net.IP{192, 0, 2, 10}
 	vip      = net.IP{192, 0, 2, 100}

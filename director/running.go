@@ -39,6 +39,18 @@ type RealKey struct {
 	Port    uint16
 }
 
+// KeyOf returns the RealKey of real server rc of virtual server sc (of a
+// configuration, e.g. one Running returned).
+func KeyOf(sc *config.Service, rc *config.Real) RealKey {
+	return RealKey{Service: serviceKey(sc), Addr: rc.Addr, Port: rc.Port}
+}
+
+// serviceKey is the key of a virtual server: a service over a list of
+// ports is known by its first port.
+func serviceKey(sc *config.Service) lvs.ServiceKey {
+	return lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+}
+
 func (k RealKey) String() string {
 	return fmt.Sprintf("%s %s -> %s", k.Service.Proto,
 		netip.AddrPortFrom(k.Service.Addr.Netip(), k.Service.Port), netip.AddrPortFrom(k.Addr, k.Port))
@@ -166,7 +178,7 @@ func (d *Director) Running() *config.Config {
 	c := deepCopy(d.cfg)
 	for i := range c.Services {
 		sc := &c.Services[i]
-		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
+		key := serviceKey(sc)
 		rs := d.services[key]
 		if rs == nil {
 			continue
@@ -218,7 +230,7 @@ func deepCopy(c *config.Config) *config.Config {
 func (d *Director) ApplyRunning(cfg *config.Config, origin string) error {
 	parsed, err := config.Parse(origin, config.Format(cfg))
 	if err != nil {
-		return fmt.Errorf("%s: %w", origin, err)
+		return err // a config.ErrorList: "ORIGIN:LINE: KEY: message"
 	}
 	if !slices.EqualFunc(d.running, parsed.Interfaces, sameInterface) {
 		return fmt.Errorf("%s: %w", origin, ErrRestartNeeded)

@@ -12,6 +12,7 @@ import (
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/sched"
 )
 
 // realKey names real server addr:8080 of the test service 192.0.2.100:80.
@@ -194,23 +195,26 @@ func TestReloadKeepsSchedulerState(t *testing.T) {
 			t.Errorf("rr across a reload: %s, want 23 22 | 21 23", got)
 		}
 	})
-	t.Run("lblc", func(t *testing.T) {
-		conf := strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1"),
-			`scheduler = "wrr"`, `scheduler = "lblc"`, 1)
-		td := newTestDirector(t, conf)
-		// The flows' destination is the VIP: its entry caches the wlc
-		// choice, .22 (the head, on a tie).
-		if got := td.connects(1000, 2); got != "22 22" {
-			t.Fatalf("lblc: %s, want 22 22", got)
-		}
-		// .22 now has connections and .21 and .23 none: wlc would
-		// choose another, a rebuilt lblc too. The kept entry wins.
-		td.reload(strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1"),
-			`scheduler = "wrr"`, `scheduler = "lblc"`, 1))
-		if got := td.connects(1100, 2); got != "22 22" {
-			t.Errorf("lblc after a reload: %s, want the cached 22 22", got)
-		}
-	})
+	for _, name := range []string{"lblc", "lblcr"} {
+		t.Run(name, func(t *testing.T) {
+			conf := func(reals ...string) string {
+				return strings.Replace(realsConf("", reals...), `scheduler = "wrr"`, `scheduler = "`+name+`"`, 1)
+			}
+			td := newTestDirector(t, conf("192.0.2.21 1", "192.0.2.22 1"))
+			// The flows' destination is the VIP: its entry caches the
+			// wlc choice, .22 (the head, on a tie).
+			if got := td.connects(1000, 2); got != "22 22" {
+				t.Fatalf("%s: %s, want 22 22", name, got)
+			}
+			// .22 now has connections and .21 and .23 none: wlc would
+			// choose another, a rebuilt scheduler too. The kept entry
+			// wins.
+			td.reload(conf("192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1"))
+			if got := td.connects(1100, 2); got != "22 22" {
+				t.Errorf("%s after a reload: %s, want the cached 22 22", name, got)
+			}
+		})
+	}
 }
 
 // TestReaddRevivesCounters: a real server removed by a reload and added
@@ -249,6 +253,9 @@ func TestApplyRunning(t *testing.T) {
 	run := d.Running()
 	if got := run.Services[0].Reals; got[0].Addr.String() != "192.0.2.21" {
 		t.Errorf("Running's order: %v first, want the first added", got[0].Addr)
+	}
+	if k := KeyOf(&run.Services[0], &run.Services[0].Reals[0]); k != realKey("192.0.2.21") {
+		t.Errorf("KeyOf: %v, want %v", k, realKey("192.0.2.21"))
 	}
 	run.Services[0].Reals[0].Weight = 7
 	if d.Running().Services[0].Reals[0].Weight == 7 {
@@ -290,4 +297,96 @@ func newMemDirectorOpts(t *testing.T, cfg *config.Config, opts Options) *Directo
 	mustOK(t, err)
 	t.Cleanup(d.Close)
 	return d
+}
+
+// countingTicker is a scheduler whose Tick calls are counted.
+type countingTicker struct {
+	sched.Scheduler
+	ticks int
+}
+
+func (c *countingTicker) Tick(int64) { c.ticks++ }
+
+// TestTickSchedulers: the director's periodic work runs the timers of the
+// schedulers that have one (lblc, lblcr), and only theirs.
+func TestTickSchedulers(t *testing.T) {
+	td := newTestDirector(t, strings.Replace(realsConf("", "192.0.2.21 1"), `scheduler = "wrr"`, `scheduler = "lblc"`, 1))
+	td.d.mu.Lock()
+	rs := td.d.services[realKey("192.0.2.21").Service]
+	if _, ok := rs.sched.(sched.Ticker); !ok {
+		t.Errorf("lblc's scheduler has no timer")
+	}
+	c := &countingTicker{Scheduler: rs.sched}
+	rs.sched = c
+	td.d.mu.Unlock()
+	td.d.tickSchedulers()
+	td.d.tickSchedulers()
+	if c.ticks != 2 {
+		t.Errorf("%d ticks, want 2", c.ticks)
+	}
+}
+
+// TestCreateFalseNeedsDevice: with create = false a missing TAP is an
+// error, not created.
+func TestCreateFalseNeedsDevice(t *testing.T) {
+	cfg, err := config.Parse("test.toml", []byte(`
+[[interface]]
+name = "lvtnone9"
+create = false
+addresses = ["192.0.2.1/24"]
+`))
+	mustOK(t, err)
+	d, err := New(cfg, Options{})
+	if err == nil {
+		d.Close()
+		t.Fatal("a missing device with create = false was accepted")
+	}
+	if !strings.Contains(err.Error(), "create = false") {
+		t.Errorf("error %q does not name create = false", err)
+	}
+}
+
+// TestThresholdRaiseEndsOverload: as __ip_vs_update_dest, removing or
+// raising the upper threshold clears the overload at once; lowering it
+// does not.
+func TestThresholdRaiseEndsOverload(t *testing.T) {
+	conf := func(upper int) string {
+		return strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1"),
+			"  weight = 1\n  port = 8080\n", fmt.Sprintf("  weight = 1\n  port = 8080\n  upper_threshold = %d\n", upper), 1)
+	}
+	td := newTestDirector(t, conf(5))
+	a := td.dest(80, "192.0.2.21", 8080)
+	if a.UpperThreshold.Load() != 5 {
+		t.Fatalf("threshold %d, want 5; the test's configuration is wrong", a.UpperThreshold.Load())
+	}
+	a.Overloaded.Store(true)
+	td.reload(conf(4))
+	if !a.Overloaded.Load() {
+		t.Errorf("lowering the threshold ended the overload")
+	}
+	td.reload(conf(10))
+	if a.Overloaded.Load() {
+		t.Errorf("raising the threshold kept the overload")
+	}
+	a.Overloaded.Store(true)
+	td.reload(conf(0))
+	if a.Overloaded.Load() {
+		t.Errorf("removing the threshold kept the overload")
+	}
+}
+
+// TestSchedulerChangeReadsNewWeights: a reload that changes the scheduler
+// and the weights at once builds the new scheduler from the new weights
+// (ipvsadm -e, then -E), here sh's buckets.
+func TestSchedulerChangeReadsNewWeights(t *testing.T) {
+	td := newTestDirector(t, strings.Replace(realsConf("", "192.0.2.21 1", "192.0.2.22 1"), `scheduler = "wrr"`, `scheduler = "rr"`, 1))
+	td.reload(strings.Replace(realsConf("", "192.0.2.21 255", "192.0.2.22 1"), `scheduler = "wrr"`, `scheduler = "sh"`, 1))
+	got := map[string]int{}
+	for i := range 60 {
+		got[td.connect(fmt.Sprintf("192.0.2.%d", 120+i), uint16(1000+i))]++
+	}
+	// .21 holds 255 of the 256 buckets; with the old weights, 128.
+	if got["192.0.2.21:8080"] < 55 {
+		t.Errorf("60 clients under sh with weights 255:1 went %v; want nearly all to .21", got)
+	}
 }

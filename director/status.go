@@ -7,6 +7,7 @@ import (
 	"github.com/lvsd/lvsd/control"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
+	"github.com/lvsd/lvsd/stack"
 )
 
 var _ control.Source = (*Director)(nil)
@@ -27,7 +28,7 @@ func (d *Director) Status() control.Status {
 		svcRates[ss.Service] = rates(ss.Rates)
 	}
 	d.mu.Lock()
-	reloadErr, reloadFailures := d.reloadErr, d.reloadFailures
+	reloadErr, reloadFailures, restartNeeded := d.reloadErr, d.reloadFailures, d.restartNeeded
 	cfg := d.cfg
 	dests := d.dests
 	svcs := d.services
@@ -36,10 +37,13 @@ func (d *Director) Status() control.Status {
 	st := control.Status{
 		Version: d.opts.Version, Config: cfg.File, Connections: d.table.Len(),
 		ConfigStale: reloadErr != "", LastReloadError: reloadErr, ReloadFailures: reloadFailures,
+		RestartNeeded: restartNeeded,
 		Table: control.Table{
 			Max: ts.Max, Unestablished: ts.Unestablished, Evicted: ts.Evicted, Refused: ts.Refused,
 			NodestExpired: ts.NodestExpired, Reused: ts.Reused, SourceLimited: ts.SourceLimited, SourceRated: ts.SourceRated,
+			RSTOutOfWindow: ts.RSTOutOfWindow,
 		},
+		Neighbors: neighbors(d.st.NeighborCounts()),
 	}
 	for _, sc := range cfg.Services {
 		key := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
@@ -116,4 +120,8 @@ func stats(s *lvs.Stats) control.Stats {
 		InBytes:  s.InBytes.Load(),
 		OutBytes: s.OutBytes.Load(),
 	}
+}
+
+func neighbors(c stack.NeighborCounts) control.Neighbors {
+	return control.Neighbors{Lost: c.Lost, Failed: c.Failed, Unconfirmed: c.Unconfirmed}
 }

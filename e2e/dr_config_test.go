@@ -86,7 +86,11 @@ func TestDRTUNConfigErrors(t *testing.T) {
 		path + `:47: virtual_server[2].real_server[1].method: dr needs an L2 link, but interface lvttun0 is type tun; use nat or tun`,
 	}
 	for _, cmd := range []string{"check", "run"} {
-		out, err := exec.Command(bin.Lvsd, cmd, "-c", path, "-control", "").CombinedOutput()
+		args := []string{cmd, "-c", path}
+		if cmd == "run" {
+			args = append(args, "-control", "none")
+		}
+		out, err := exec.Command(bin.Lvsd, args...).CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 			t.Errorf("lvsd %s: %v, want exit status 2\n%s", cmd, err, out)

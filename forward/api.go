@@ -2,6 +2,7 @@ package forward
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
@@ -144,14 +145,14 @@ const (
 	DropNoNeighbor               // real server's MAC not yet resolved (resolution under way)
 	DropTableFull                // connection table at its limit
 	DropBadVNetHdr               // virtio-net header inconsistent with the frame
-	DropTTLExceeded              // TTL/hop limit would reach zero
+	DropTTLExceeded              // TTL/hop limit would reach zero: answered with ICMP time exceeded (see timeExceeded)
 	DropUnsupported              // forwarding method or GSO type not supported for this frame
 	DropOtherHost                // unicast frame for another MAC (a TAP on a bridge sees flooded traffic)
-	DropNoConn                   // TCP segment other than SYN to a virtual service, without a connection
-	DropNoConnRST                // RST to a virtual service without a connection (normal after expiry)
 	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
 	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
 	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
+	DropV4Mapped                 // IPv6 packet with an IPv4-mapped source or destination (::ffff:a.b.c.d): never valid on the wire
+	DropRSTWindow                // RST of a NAT connection outside its receiver's window (a blind reset; [connections] check_rst)
 	NumDropReasons
 )
 
@@ -169,11 +170,11 @@ var dropNames = [NumDropReasons]string{
 	DropTTLExceeded:   "ttl-exceeded",
 	DropUnsupported:   "unsupported",
 	DropOtherHost:     "other-host",
-	DropNoConn:        "no-conn",
-	DropNoConnRST:     "no-conn-rst",
 	DropTooBig:        "too-big",
 	DropSourceLimit:   "source-limit",
 	DropSourceRate:    "source-rate",
+	DropV4Mapped:      "v4-mapped",
+	DropRSTWindow:     "rst-window",
 }
 
 func (r DropReason) String() string {
@@ -214,14 +215,6 @@ type Service struct {
 	// entry. It applies to DR and TUN destinations only: a NAT reply needs
 	// the entry to be translated back, so NAT destinations keep entries.
 	OnePacket bool
-
-	// TunSrc is the source address of the outer IPv4 header that TUN-mode
-	// destinations of this service receive: the director's address (DIP)
-	// toward the real servers, as IPVS takes the source of its route to the
-	// real server. It must be an IPv4 address when any destination uses
-	// lvs.TUN; packets of TUN connections are dropped (DropUnsupported)
-	// otherwise. Unused by NAT and DR.
-	TunSrc lvs.Addr
 }
 
 // Config is an immutable snapshot of the forwarding configuration. A reload
@@ -231,4 +224,12 @@ type Service struct {
 // (their atomic counters and destinations' atomics excepted).
 type Config struct {
 	Services map[lvs.ServiceKey]*Service
+	// Source returns the director's own address toward a real server (the
+	// preferred source of its route to it: config.Interface.Source), or the
+	// zero Addr when the interface has no address of its family. It is the
+	// outer source of TUN packets and the source of the ICMP errors lvsd
+	// sends toward real servers. Process calls it per such packet: it must
+	// be safe for concurrent use and not allocate. nil means no source: TUN
+	// packets are dropped (DropUnsupported).
+	Source func(dst netip.Addr) netip.Addr
 }

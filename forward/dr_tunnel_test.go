@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
@@ -42,9 +42,9 @@ func TestDR(t *testing.T) {
 				t.Fatalf("verdict %v (drop %v)", v, e.dropReason(forward.Counters{}))
 			}
 			out := p.Frame()
-			want := append(append(append([]byte(nil), rsMAC[:]...), dirMAC[:]...), in[12:]...)
+			want := append(append(append([]byte(nil), rsMAC[:]...), dirMAC[:]...), ttlDecremented(t, forward.Ethernet, in)[12:]...)
 			if diff := cmp.Diff(want, out); diff != "" {
-				t.Errorf("frame: only the MACs may change (-want +got):\n%s", diff)
+				t.Errorf("frame: only the MACs and the TTL may change (-want +got):\n%s", diff)
 			}
 			if p.VNet != vnet {
 				t.Errorf("virtio header %+v, want %+v", p.VNet, vnet)
@@ -74,22 +74,23 @@ func TestTUN(t *testing.T) {
 		link    forward.Framing
 		p       pkt
 		partial bool
-		// Expected outer header fields.
+		// Expected outer header fields: the TTL is the inner one after
+		// its decrement (decrement_ttl comes before the encapsulation).
 		tos, ttl uint8
 		df       bool
 		proto    layers.IPProtocol
 	}{
 		// IPVS copies the DS field whole, ECN CE included (ip_vs_tunnel_xmit).
 		{name: "tcp4 df ce", p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, ttl: 57, tos: 0xb8 | 3, df: true, payload: "hi"},
-			tos: 0xb8 | 3, ttl: 57, df: true, proto: layers.IPProtocolIPv4},
+			tos: 0xb8 | 3, ttl: 56, df: true, proto: layers.IPProtocolIPv4},
 		{name: "udp4 no df ect1", p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), proto: lvs.UDP, ttl: 9, tos: 0x01, payload: "hi", pad: 5},
-			tos: 0x01, ttl: 9, proto: layers.IPProtocolIPv4},
+			tos: 0x01, ttl: 8, proto: layers.IPProtocolIPv4},
 		{name: "tcp6 in ipv4", p: pkt{src: ap(cli6, 40000), dst: ap(vip6, 80), flags: syn, ttl: 33, tos: 0x20, payload: "hi"},
-			tos: 0x20, ttl: 33, proto: layers.IPProtocolIPv6},
+			tos: 0x20, ttl: 32, proto: layers.IPProtocolIPv6},
 		{name: "tcp4 ip link", link: forward.IP, p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, ttl: 64, df: true},
-			ttl: 64, df: true, proto: layers.IPProtocolIPv4},
+			ttl: 63, df: true, proto: layers.IPProtocolIPv4},
 		{name: "tcp4 partial checksum completed", partial: true, p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, ttl: 64, payload: "abc"},
-			ttl: 64, proto: layers.IPProtocolIPv4},
+			ttl: 63, proto: layers.IPProtocolIPv4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,7 +102,7 @@ func TestTUN(t *testing.T) {
 			d := rs(rip4, 80, lvs.TUN)
 			e := newEnv(t, envOpts{link: tc.link}, svcSpec{vip: tc.p.dst.Addr(), port: 80, proto: proto, dest: d, tunSrc: dip4})
 			in := tc.p.build(t)
-			orig := append([]byte(nil), ipOf(tc.link, in)...) // the inner packet, padding excluded
+			orig := ipOf(tc.link, ttlDecremented(t, tc.link, in)) // the inner packet, padding excluded
 			var vnet forward.VNetHdr
 			if tc.partial {
 				vnet = makePartial(tc.link, in)
@@ -200,7 +201,10 @@ func TestTUNUnsupported(t *testing.T) {
 			}
 			buf := make([]byte, tc.off+len(in))
 			copy(buf[tc.off:], in)
-			orig := append([]byte(nil), in...)
+			orig := in // refused before any change when the connection is created
+			if tc.tunSrc.IsValid() {
+				orig = ttlDecremented(t, forward.Ethernet, in) // decrement_ttl comes first, as in IPVS
+			}
 			p := &forward.Packet{Buf: buf, Off: tc.off, Len: len(in), VNet: vnet}
 			if v := e.w.Process(p); v != forward.Drop {
 				t.Fatalf("verdict %v, want drop", v)
@@ -209,7 +213,7 @@ func TestTUNUnsupported(t *testing.T) {
 				t.Errorf("reason %v, want unsupported", r)
 			}
 			if !bytes.Equal(p.Frame(), orig) {
-				t.Errorf("dropped frame was modified")
+				t.Errorf("dropped frame was modified beyond its TTL")
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,21 @@ type snapshot struct {
 	services map[lvs.ServiceKey]*Service
 	// vips holds the address of every service, to place fragments.
 	vips map[lvs.Addr]struct{}
+	// src is Config.Source; nil for none.
+	src func(netip.Addr) netip.Addr
+}
+
+// source returns the director's address toward a, with a's family, or false
+// when there is none.
+func (s *snapshot) source(a *lvs.Addr) (lvs.Addr, bool) {
+	if s.src == nil {
+		return lvs.Addr{}, false
+	}
+	src := s.src(a.Netip())
+	if !src.IsValid() || src.Is4() != isV4(a) {
+		return lvs.Addr{}, false
+	}
+	return lvs.AddrFromNetip(src), true
 }
 
 func (s *snapshot) isVIP(a lvs.Addr) bool {
@@ -109,6 +125,7 @@ func (f *Forwarder) SetConfig(c *Config) {
 	s := &snapshot{vips: make(map[lvs.Addr]struct{})}
 	if c != nil {
 		s.services = c.Services
+		s.src = c.Source
 		for k, svc := range c.Services {
 			s.vips[k.Addr] = struct{}{}
 			if svc.Stats == nil {
@@ -201,6 +218,9 @@ type Worker struct {
 	// ops is the scratch connection entry of a one-packet datagram, which
 	// has no entry in the table (see newConn).
 	ops conntrack.Entry
+	// seg is the TCP segment of a NAT packet, for the table's window checks
+	// (see segment).
+	seg conntrack.Segment
 
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte

@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -8,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
@@ -98,8 +100,8 @@ func newEnv(tb testing.TB, o envOpts, specs ...svcSpec) *env {
 		if s.dest != nil {
 			svc.Dests = []*lvs.Dest{s.dest}
 		}
-		if s.tunSrc.IsValid() {
-			svc.TunSrc = lvs.AddrFromNetip(s.tunSrc)
+		if src := s.tunSrc; src.IsValid() {
+			cfg.Source = func(netip.Addr) netip.Addr { return src }
 		}
 		cfg.Services[k] = svc
 	}
@@ -143,6 +145,7 @@ type pkt struct {
 	src, dst       netip.AddrPort
 	proto          lvs.Proto // default TCP
 	flags          uint8     // TCP flags
+	seq            uint32    // TCP sequence number; 0 means 1000
 	ttl            uint8     // default 64
 	tos            uint8
 	df             bool
@@ -212,7 +215,7 @@ func (p pkt) build(tb testing.TB) []byte {
 	switch p.proto {
 	case lvs.TCP:
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.src.Port()), DstPort: layers.TCPPort(p.dst.Port()),
-			Seq: 1000, Window: 65535,
+			Seq: cmp.Or(p.seq, 1000), Window: 65535,
 			FIN: p.flags&fin != 0, SYN: p.flags&syn != 0, RST: p.flags&rst != 0, ACK: p.flags&ack != 0}
 		if tcp.ACK {
 			tcp.Ack = 2000
@@ -427,3 +430,22 @@ func summarize(tb testing.TB, link forward.Framing, frame []byte) summary {
 func macStr(m lvs.MAC) string { return net.HardwareAddr(m[:]).String() }
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
+
+// ttlDecremented returns a copy of frame (of a link of framing link) with
+// its TTL or hop limit one lower and, for IPv4, the header checksum
+// computed from scratch: the plain reference of the fast path's
+// incremental update.
+func ttlDecremented(tb testing.TB, link forward.Framing, frame []byte) []byte {
+	tb.Helper()
+	out := append([]byte(nil), frame...)
+	ip := ipOf(link, out)
+	if ip[0]>>4 == 6 {
+		ip[7]--
+		return out
+	}
+	ip[8]--
+	ip[10], ip[11] = 0, 0
+	hl := int(ip[0]&0xf) * 4
+	binary.BigEndian.PutUint16(ip[10:12], ^checksum.Checksum(ip[:hl], 0))
+	return out
+}

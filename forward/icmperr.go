@@ -49,7 +49,11 @@ type quoted struct {
 //     own reply), so something on the client's side reports about it: to
 //     the real server, with, for NAT, the outer destination and the quote's
 //     source rewritten to RIP:rport; DR and TUN forward it as any packet of
-//     the connection.
+//     the connection. Toward a real server the TTL is decremented too, as
+//     IPVS's ip_vs_icmp_xmit routes it like the connection's packets.
+//
+// An ICMP error whose TTL would reach zero is dropped, without an error
+// about it.
 //
 // Rewrites keep every checksum right: the outer IPv4 header's, the quoted
 // IPv4 header's, the quoted TCP/UDP checksum when the quote holds it (for
@@ -153,20 +157,8 @@ func icmpChecksumValid(b []byte, pk *parsed) bool {
 // and quoted destination become VIP:vport.
 func (w *Worker) icmpToClient(p *Packet, b []byte, e *conntrack.Entry, q *quoted) DropReason {
 	pk := &w.pk
-	ttlOff := pk.l3 + 8
-	if pk.v6 {
-		ttlOff = pk.l3 + 7
-	}
-	if b[ttlOff] <= 1 {
-		return DropTTLExceeded
-	}
-	if pk.v6 {
-		b[ttlOff]--
-	} else {
-		ip := header.IPv4(b[pk.l3:])
-		old := uint16(b[ttlOff])<<8 | uint16(b[ttlOff+1])
-		b[ttlOff]--
-		ip.SetChecksum(^checksumUpdate(^ip.Checksum(), old, old-0x100))
+	if !decrementTTL(b, pk) {
+		return DropTTLExceeded // no ICMP error about an ICMP error
 	}
 	vip, vport := &e.In.Dst, e.In.DPort
 	setOuterAddr(b, pk, false, vip)
@@ -186,6 +178,9 @@ func (w *Worker) icmpToClient(p *Packet, b []byte, e *conntrack.Entry, q *quoted
 func (w *Worker) icmpToRealNAT(p *Packet, b []byte, e *conntrack.Entry, q *quoted) DropReason {
 	pk := &w.pk
 	d := e.Dest
+	if !decrementTTL(b, pk) {
+		return DropTTLExceeded // as for any packet to a real server
+	}
 	mac, rport, r := w.natTarget(e)
 	if r != DropNone {
 		return r
@@ -206,6 +201,9 @@ func (w *Worker) icmpToRealNAT(p *Packet, b []byte, e *conntrack.Entry, q *quote
 func (w *Worker) icmpToRealDR(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 	if w.f.link != Ethernet {
 		return DropUnsupported
+	}
+	if !decrementTTL(b, &w.pk) {
+		return DropTTLExceeded // as for any packet to a real server
 	}
 	mac, ok := neighbor(e.Dest)
 	if !ok {

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
@@ -154,7 +154,7 @@ func TestICMPErrors(t *testing.T) {
 			first: udp4,
 			in: icmpMsg{dstMAC: dirMAC, srcMAC: cliMAC, src: cli4, dst: vip4, typ: 3, code: 3,
 				quote: quoteOf(t, pkt{src: ap(vip4, 53), dst: ap(cli4, 40001), proto: lvs.UDP, ttl: 63, payload: "answer"}, 100)},
-			want: icmpMsg{dstMAC: rsMAC, srcMAC: dirMAC, src: cli4, dst: rip4, typ: 3, code: 3,
+			want: icmpMsg{dstMAC: rsMAC, srcMAC: dirMAC, src: cli4, dst: rip4, ttl: 63, typ: 3, code: 3,
 				quote: quoteOf(t, pkt{src: ap(rip4, 5353), dst: ap(cli4, 40001), proto: lvs.UDP, ttl: 63, payload: "answer"}, 100)},
 			v: forward.Transmit,
 		},
@@ -163,16 +163,16 @@ func TestICMPErrors(t *testing.T) {
 			first: udp4,
 			in: icmpMsg{dstMAC: dirMAC, srcMAC: cliMAC, src: crouter, dst: vip4, typ: 11,
 				quote: quoteOf(t, pkt{src: ap(vip4, 53), dst: ap(cli4, 40001), proto: lvs.UDP, zeroUDPCsum: true, payload: "answer"}, 100)},
-			want: icmpMsg{dstMAC: rsMAC, srcMAC: dirMAC, src: crouter, dst: rip4, typ: 11,
+			want: icmpMsg{dstMAC: rsMAC, srcMAC: dirMAC, src: crouter, dst: rip4, ttl: 63, typ: 11,
 				quote: quoteOf(t, pkt{src: ap(rip4, 5353), dst: ap(cli4, 40001), proto: lvs.UDP, zeroUDPCsum: true, payload: "answer"}, 100)},
 			v: forward.Transmit,
 		},
 		{
-			name:  "DR: fragmentation needed about a real server's reply goes to it unchanged",
+			name:  "DR: fragmentation needed about a real server's reply goes to it unchanged but for its TTL",
 			first: dr4,
 			in: icmpMsg{dstMAC: dirMAC, srcMAC: cliMAC, src: crouter, dst: vip4, typ: 3, code: 4, rest: 1400,
 				quote: quoteOf(t, pkt{src: ap(vip4, 81), dst: ap(cli4, 40002), flags: ack, df: true, payload: payload}, 548)},
-			want: icmpMsg{dstMAC: rsMAC, srcMAC: dirMAC, src: crouter, dst: vip4, typ: 3, code: 4, rest: 1400,
+			want: icmpMsg{dstMAC: rsMAC, srcMAC: dirMAC, src: crouter, dst: vip4, ttl: 63, typ: 3, code: 4, rest: 1400,
 				quote: quoteOf(t, pkt{src: ap(vip4, 81), dst: ap(cli4, 40002), flags: ack, df: true, payload: payload}, 548)},
 			v: forward.Transmit,
 		},
@@ -259,7 +259,8 @@ func TestICMPErrorTunnel(t *testing.T) {
 	}
 	out := p.Frame()
 	// Ethernet to the real server, an outer IPv4 header of protocol 4 from
-	// the DIP, then the ICMP packet as it came.
+	// the DIP, then the ICMP packet as it came but for its TTL, decremented
+	// as every packet toward a real server.
 	if got := lvs.MAC(out[0:6]); got != rsMAC {
 		t.Errorf("destination MAC %v, want %v", got, rsMAC)
 	}
@@ -267,7 +268,7 @@ func TestICMPErrorTunnel(t *testing.T) {
 	if outer[9] != 4 || netip.AddrFrom4([4]byte(outer[12:16])) != dip4 || netip.AddrFrom4([4]byte(outer[16:20])) != rip4 {
 		t.Errorf("outer header % x", outer)
 	}
-	if diff := cmp.Diff(in[14:], out[34:]); diff != "" {
+	if diff := cmp.Diff(ttlDecremented(t, forward.Ethernet, in)[14:], out[34:]); diff != "" {
 		t.Errorf("inner packet (-want +got):\n%s", diff)
 	}
 }

@@ -6,6 +6,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/lvsd/lvsd/lvs"
 )
 
 // ICMP errors that the fast path generates itself, built in place in the
@@ -42,28 +44,54 @@ const (
 // that tells its source so: ICMP destination-unreachable /
 // fragmentation-needed (type 3, code 4) with the next-hop MTU for IPv4, ICMPv6
 // packet-too-big (type 2) for IPv6. This is what IPVS sends from
-// ensure_mtu_is_adequate (icmp_send, icmpv6_send) for a tunnel:
+// ensure_mtu_is_adequate (icmp_send, icmpv6_send) for a tunnel, from the
+// packet's destination (the VIP: the packet was addressed to the director
+// itself, so the kernel answers from that address); see icmpReply.
 //
-//   - from the packet's destination (the VIP: the packet was addressed to
-//     the director itself, so the kernel answers from that address) to its
-//     source, and on Ethernet links to the MAC the frame came from (the
-//     client or its router), from the director's MAC;
+// No rate limit applies: the kernel exempts fragmentation-needed from its
+// ICMP rate limits, as path-MTU discovery needs an answer to each too-big
+// packet.
+//
+// It returns DropTooBig with p rewritten (p.Off, p.Len, an empty p.VNet) to
+// the frame to transmit, or DropUnsupported, leaving p unchanged, when no
+// error can be sent (see icmpReply).
+func (w *Worker) tooBig(p *Packet, b []byte, mtu int) DropReason {
+	if mtu > 0xffff {
+		return DropUnsupported
+	}
+	t4 := icmpType{uint8(header.ICMPv4DstUnreachable), uint8(header.ICMPv4FragmentationNeeded)}
+	t6 := icmpType{uint8(header.ICMPv6PacketTooBig), 0}
+	if !w.icmpReply(p, b, &w.pk.t.Dst, t4, t6, uint32(mtu)) {
+		return DropUnsupported
+	}
+	return DropTooBig
+}
+
+// icmpType is the type and code of an ICMP message.
+type icmpType struct{ typ, code uint8 }
+
+// icmpReply replaces the frame in p, whose IP packet is parsed into w.pk,
+// with an ICMP error about it from src (an address of the packet's family) to
+// the packet's source, of type t4 (IPv4) or t6 (IPv6), whose 32-bit field
+// after the checksum is info (the MTU of a too-big error, else 0), as the
+// kernel's icmp_send and icmpv6_send build them:
+//
+//   - on Ethernet links to the MAC the frame came from (the client, its
+//     router, or a real server), from the director's MAC;
 //   - IPv4: TTL 64, TOS (inner TOS & 0x1e) | 0xc0, DF clear, the worker's
 //     next identification; quoting the offending packet from its IP header
 //     on, up to 576 bytes in all;
 //   - IPv6: hop limit 64, traffic class 0, quoting up to 1280 bytes in all.
 //
-// The quoted packet is as received (a partial checksum stays partial; the
+// The quoted packet is as it is in b (a partial checksum stays partial; the
 // quote of a GSO super-frame shows its total length); receivers use only its
-// addresses and ports. No rate limit applies: the kernel exempts
-// fragmentation-needed from its ICMP rate limits, as path-MTU discovery
-// needs an answer to each too-big packet.
+// addresses and ports.
 //
-// It returns DropTooBig with p rewritten (p.Off, p.Len, an empty p.VNet) to
-// the frame to transmit, or DropUnsupported, leaving p unchanged, when the
-// headroom is too small or the source is no unicast address to answer (the
-// kernel would have dropped such a packet before IPVS saw it).
-func (w *Worker) tooBig(p *Packet, b []byte, mtu int) DropReason {
+// It reports false, leaving p unchanged, when the headroom is too small or
+// the source is no unicast address to answer (the kernel would have dropped
+// such a packet before IPVS saw it). Otherwise p.Off, p.Len and p.VNet (now
+// empty) describe the frame to transmit.
+func (w *Worker) icmpReply(p *Packet, b []byte, src *lvs.Addr, t4, t6 icmpType, info uint32) bool {
 	pk := &w.pk
 	inner := b[pk.l3:pk.ipEnd]
 	hdrLen := header.IPv4MinimumSize + header.ICMPv4MinimumSize
@@ -72,8 +100,8 @@ func (w *Worker) tooBig(p *Packet, b []byte, mtu int) DropReason {
 		hdrLen = header.IPv6MinimumSize + header.ICMPv6MinimumSize
 		limit = icmpv6MaxLen
 	}
-	if p.Off < hdrLen || mtu > 0xffff || !unicastSource(pk) {
-		return DropUnsupported
+	if p.Off < hdrLen || !unicastSource(pk) {
+		return false
 	}
 	quote := min(len(inner), limit-hdrLen)
 	at := p.Off + pk.l3 // the quoted packet stays here
@@ -85,12 +113,11 @@ func (w *Worker) tooBig(p *Packet, b []byte, mtu int) DropReason {
 		binary.BigEndian.PutUint16(ip[4:6], uint16(len(msg)))
 		ip[6] = uint8(header.ICMPv6ProtocolNumber)
 		ip[7] = icmpTTL
-		copy(ip[8:24], pk.t.Dst[:])
+		copy(ip[8:24], src[:])
 		copy(ip[24:40], pk.t.Src[:])
-		msg[0] = uint8(header.ICMPv6PacketTooBig)
-		msg[1] = 0
+		msg[0], msg[1] = t6.typ, t6.code
 		msg[2], msg[3] = 0, 0
-		binary.BigEndian.PutUint32(msg[4:8], uint32(mtu))
+		binary.BigEndian.PutUint32(msg[4:8], info)
 		sum := checksum.Checksum(ip[8:40], 0) // the pseudo-header's addresses
 		sum = checksum.Combine(sum, uint16(len(msg)))
 		sum = checksum.Combine(sum, uint16(header.ICMPv6ProtocolNumber))
@@ -106,14 +133,12 @@ func (w *Worker) tooBig(p *Packet, b []byte, mtu int) DropReason {
 		ip[8] = icmpTTL
 		ip[9] = uint8(header.ICMPv4ProtocolNumber)
 		ip[10], ip[11] = 0, 0
-		copy(ip[12:16], pk.t.Dst[12:16])
+		copy(ip[12:16], src[12:16])
 		copy(ip[16:20], pk.t.Src[12:16])
 		binary.BigEndian.PutUint16(ip[10:12], ^checksum.Checksum(ip[:header.IPv4MinimumSize], 0))
-		msg[0] = uint8(header.ICMPv4DstUnreachable)
-		msg[1] = uint8(header.ICMPv4FragmentationNeeded)
+		msg[0], msg[1] = t4.typ, t4.code
 		msg[2], msg[3] = 0, 0
-		msg[4], msg[5] = 0, 0 // unused
-		binary.BigEndian.PutUint16(msg[6:8], uint16(mtu))
+		binary.BigEndian.PutUint32(msg[4:8], info)
 		binary.BigEndian.PutUint16(msg[2:4], ^checksum.Checksum(msg, 0))
 	}
 	start := at - hdrLen
@@ -130,7 +155,7 @@ func (w *Worker) tooBig(p *Packet, b []byte, mtu int) DropReason {
 		binary.BigEndian.PutUint16(eth[12:14], uint16(et))
 	}
 	p.Off, p.Len, p.VNet = start, at+quote-start, VNetHdr{}
-	return DropTooBig
+	return true
 }
 
 // unicastSource reports whether the source of the parsed packet is an

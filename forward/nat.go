@@ -32,13 +32,17 @@ func (w *Worker) natTarget(e *conntrack.Entry) (mac lvs.MAC, rport uint16, r Dro
 }
 
 // natIn rewrites a client's packet for a NAT connection: destination
-// VIP:vport becomes RIP:rport. As IPVS (which forwards from LOCAL_IN), the
-// TTL is not decremented.
+// VIP:vport becomes RIP:rport, and the TTL is decremented as IPVS does
+// (decrement_ttl in __ip_vs_get_out_rt), with a time exceeded from the VIP
+// at TTL 1.
 func (w *Worker) natIn(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 	pk := &w.pk
 	d := e.Dest
 	if !w.checkVNet(&p.VNet) {
 		return DropBadVNetHdr
+	}
+	if !decrementTTL(b, pk) {
+		return w.timeExceeded(p, b, &pk.t.Dst)
 	}
 	mac, rport, r := w.natTarget(e)
 	if r != DropNone {
@@ -56,29 +60,21 @@ func (w *Worker) natIn(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 // natOut rewrites a real server's reply of a NAT connection: source RIP:rport
 // becomes VIP:vport, and the frame goes to the client's MAC. Replies are
 // routed through the director, which decrements their TTL (IPVS sees them
-// in the FORWARD hook, after ip_forward did).
-func (w *Worker) natOut(p *Packet, b []byte, e *conntrack.Entry) DropReason {
+// in the FORWARD hook, after ip_forward did); at TTL 1 ip_forward answers
+// the real server with a time exceeded from the director's address toward
+// it (the route's preferred source: Config.Source).
+func (w *Worker) natOut(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) DropReason {
 	pk := &w.pk
 	if !w.checkVNet(&p.VNet) {
 		return DropBadVNetHdr
 	}
-	ttlOff := pk.l3 + 8 // IPv4 TTL
-	if pk.v6 {
-		ttlOff = pk.l3 + 7 // IPv6 hop limit
-	}
-	if b[ttlOff] <= 1 {
-		// TODO: ICMP time exceeded to the real server.
+	if !decrementTTL(b, pk) {
+		if src, ok := s.source(&pk.t.Src); ok {
+			return w.timeExceeded(p, b, &src)
+		}
 		return DropTTLExceeded
 	}
 	// Checks done: from here on the frame is modified.
-	if pk.v6 {
-		b[ttlOff]--
-	} else {
-		ip := header.IPv4(b[pk.l3:])
-		old := uint16(b[ttlOff])<<8 | uint16(b[ttlOff+1])
-		b[ttlOff]--
-		ip.SetChecksum(^checksumUpdate(^ip.Checksum(), old, old-0x100))
-	}
 	rewrite(b, pk, false, &e.In.Dst, e.In.DPort, p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0)
 	if w.f.link == Ethernet {
 		setMACs(b, &e.ClientMAC, &w.f.mac)

@@ -22,6 +22,9 @@ type parsed struct {
 	frag   bool    // a first fragment (more follow): the L4 length spans several frames
 	flags  uint8   // TCP flags; zero for UDP
 	srcMAC lvs.MAC // source MAC; zero on IP links
+	// answered is set when the packet is dropped and p holds the ICMP
+	// error that answers it, to be transmitted instead (timeExceeded).
+	answered bool
 }
 
 // parseResult is what parse learned about a frame: not a Verdict, but
@@ -49,7 +52,8 @@ const (
 //
 // p.Buf stays the caller's: Process never retains it nor p. For packets of
 // known connections Process takes only one connection-table shard read lock
-// and allocates nothing; a new connection allocates its table entry.
+// and allocates nothing; a new connection allocates nothing either once the
+// table has grown to its working size (its entry reuses a freed slab slot).
 func (w *Worker) Process(p *Packet) Verdict {
 	if p.Off < 0 || p.Len < 0 || p.Off > len(p.Buf) || p.Len > len(p.Buf)-p.Off {
 		return w.drop(DropTruncated)
@@ -91,19 +95,23 @@ func (w *Worker) Process(p *Packet) Verdict {
 			if v == ToStack {
 				return w.toStack()
 			}
-			if r == DropNoConn || r == DropNoConnRST {
-				return w.drop(r)
-			}
 			return w.dropLog(r)
 		}
+		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP {
+			tab.Track(e, w.segment(b), true) // the client's SYN: its ISN and window scale
+		}
 	} else {
+		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP && !tab.Track(e, w.segment(b), !reply) {
+			// A blind RST: out of the window its receiver accepts.
+			return w.drop(DropRSTWindow)
+		}
 		tab.Update(e, pk.flags, !reply, now)
 	}
 
 	var r DropReason
 	switch {
 	case reply:
-		r = w.natOut(p, b, e)
+		r = w.natOut(p, b, e, s)
 	case e.Method == lvs.NAT:
 		r = w.natIn(p, b, e)
 	case e.Method == lvs.DR:
@@ -122,7 +130,11 @@ func (w *Worker) finish(r DropReason, reply bool) Verdict {
 	switch r {
 	case DropNone:
 	case DropTTLExceeded:
-		return w.drop(r)
+		w.drop(r)
+		if w.pk.answered {
+			return Transmit // the ICMP time exceeded in p
+		}
+		return Drop
 	case DropTooBig:
 		// The packet is dropped, and p now holds the ICMP error that
 		// tells its sender (see Worker.tooBig).
@@ -143,6 +155,7 @@ func (w *Worker) finish(r DropReason, reply bool) Verdict {
 // returns parsedDrop with the reason, or another result with DropNone.
 func (w *Worker) parse(b []byte, s *snapshot) (parseResult, DropReason) {
 	pk := &w.pk
+	pk.answered = false
 	l3 := 0
 	var version uint8
 	if w.f.link == Ethernet {
@@ -241,6 +254,14 @@ func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 	pk.ipEnd = pk.l4 + int(ip.PayloadLength())
 	pk.t.Src = lvs.AddrFrom16(ip[8:24])
 	pk.t.Dst = lvs.AddrFrom16(ip[24:40])
+	if isV4(&pk.t.Src) || isV4(&pk.t.Dst) {
+		// An lvs.Addr holds an IPv4 address as ::ffff:a.b.c.d, so such a
+		// packet would match the IPv4 services and connections of that
+		// address and be translated as theirs: a cross-family spoof.
+		// IPv4-mapped addresses never appear on the wire (RFC 4291
+		// 2.5.5.2; the kernel drops them as a source too).
+		return parsedDrop, DropV4Mapped
+	}
 	return w.parseL4(b, ip.NextHeader())
 }
 
@@ -304,16 +325,15 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		// The director's own traffic: health-check replies, its services.
 		return nil, ToStack, DropNone
 	}
-	if pk.t.Proto == lvs.TCP {
-		// As IPVS (tcp_conn_schedule without sloppy_tcp): only a SYN without
-		// RST opens a connection. IPVS would pass the others to the local
-		// stack; lvsd drops them.
-		if pk.flags&conntrack.FlagRST != 0 {
-			return nil, Drop, DropNoConnRST
-		}
-		if pk.flags&conntrack.FlagSYN == 0 {
-			return nil, Drop, DropNoConn
-		}
+	if pk.t.Proto == lvs.TCP && pk.flags&(conntrack.FlagSYN|conntrack.FlagRST) != conntrack.FlagSYN {
+		// As IPVS (tcp_conn_schedule, which lvsd's lack of sloppy_tcp
+		// matches): only a SYN without RST opens a connection, and the
+		// rest goes to the director's own stack, before any scheduling or
+		// persistence. The netstack holds the VIP and has no socket on it:
+		// it answers a stray ACK, FIN or data segment (after the connection
+		// expired, or lvsd restarted) with a RST, so that the client gives
+		// up at once instead of retransmitting; a RST it ignores.
+		return nil, ToStack, DropNone
 	}
 	if svc.Sched == nil {
 		return nil, Drop, DropNoDest
@@ -348,7 +368,7 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	} else if d = svc.Sched.Schedule(&pk.t); d == nil {
 		return nil, Drop, DropNoDest
 	}
-	if r := w.canForward(d, svc); r != DropNone {
+	if r := w.canForward(d, s); r != DropNone {
 		release(tp)
 		return nil, Drop, r
 	}
@@ -382,6 +402,28 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	}
 	w.f.table.Update(e, pk.flags, true, now)
 	return e, Transmit, DropNone
+}
+
+// segment fills the worker's Segment from the TCP header of the parsed
+// frame b, for the table's window checks (conntrack.Table.Track).
+func (w *Worker) segment(b []byte) *conntrack.Segment {
+	pk := &w.pk
+	tcp := header.TCP(b[pk.l4:pk.ipEnd])
+	off := int(tcp.DataOffset()) // parse checked it lies within the packet
+	sg := &w.seg
+	sg.Flags = pk.flags
+	sg.Seq = tcp.SequenceNumber()
+	sg.Win = tcp.WindowSize()
+	sg.Len = uint32(len(tcp) - off)
+	sg.WScale = -1
+	if pk.flags&conntrack.FlagSYN != 0 {
+		sg.Len++
+		sg.WScale = int8(header.ParseSynOptions(tcp[header.TCPMinimumSize:off], pk.flags&conntrack.FlagACK != 0).WS)
+	}
+	if pk.flags&conntrack.FlagFIN != 0 {
+		sg.Len++
+	}
+	return sg
 }
 
 // release ends a template's control of a connection that was not created.
@@ -418,7 +460,7 @@ func (s *snapshot) service(k lvs.ServiceKey) *Service {
 
 // canForward checks, before a connection is created, that packets of w.pk can
 // be forwarded to d at all.
-func (w *Worker) canForward(d *lvs.Dest, svc *Service) DropReason {
+func (w *Worker) canForward(d *lvs.Dest, s *snapshot) DropReason {
 	switch d.Method {
 	case lvs.NAT:
 		if isV4(&d.Addr) == w.pk.v6 {
@@ -429,8 +471,8 @@ func (w *Worker) canForward(d *lvs.Dest, svc *Service) DropReason {
 			return DropUnsupported // DR changes only MACs: impossible without them
 		}
 	case lvs.TUN:
-		if !isV4(&d.Addr) || !isV4(&svc.TunSrc) {
-			return DropUnsupported // IPv4 outer header only
+		if _, ok := s.source(&d.Addr); !ok || !isV4(&d.Addr) {
+			return DropUnsupported // IPv4 outer header only, from a DIP
 		}
 	default:
 		return DropUnsupported

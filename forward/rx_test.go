@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
@@ -111,6 +111,21 @@ func TestVerdicts(t *testing.T) {
 			return pkt{dstMAC: bcastMAC, src: ap(cli4, 68), dst: ap(dip4, 67), proto: lvs.UDP}.build(t)
 		}},
 
+		// Without a connection, a TCP segment other than a SYN is the
+		// netstack's, which answers RST (IPVS's tcp_conn_schedule).
+		{name: "ack without connection", want: forward.ToStack, frame: func(t testing.TB) []byte {
+			return tcp4(ack).build(t)
+		}},
+		{name: "fin without connection", want: forward.ToStack, frame: func(t testing.TB) []byte {
+			return tcp4(fin | ack).build(t)
+		}},
+		{name: "rst without connection", want: forward.ToStack, frame: func(t testing.TB) []byte {
+			return tcp4(rst).build(t)
+		}},
+		{name: "syn-rst without connection", want: forward.ToStack, frame: func(t testing.TB) []byte {
+			return tcp4(syn | rst).build(t)
+		}},
+
 		// Forwarded.
 		{name: "syn-ack opens a connection (as ipvs)", want: forward.Transmit, frame: func(t testing.TB) []byte {
 			return tcp4(syn | ack).build(t)
@@ -126,18 +141,6 @@ func TestVerdicts(t *testing.T) {
 		}},
 		{name: "later fragment to a vip", reason: forward.DropFragment, frame: func(t testing.TB) []byte {
 			return pkt{src: ap(cli4, 40000), dst: ap(vip4, 53), proto: lvs.UDP, fragOff: 100}.build(t)
-		}},
-		{name: "ack without connection", reason: forward.DropNoConn, frame: func(t testing.TB) []byte {
-			return tcp4(ack).build(t)
-		}},
-		{name: "fin without connection", reason: forward.DropNoConn, frame: func(t testing.TB) []byte {
-			return tcp4(fin | ack).build(t)
-		}},
-		{name: "rst without connection", reason: forward.DropNoConnRST, frame: func(t testing.TB) []byte {
-			return tcp4(rst).build(t)
-		}},
-		{name: "syn-rst without connection", reason: forward.DropNoConnRST, frame: func(t testing.TB) []byte {
-			return tcp4(syn | rst).build(t)
 		}},
 		{name: "no destination", reason: forward.DropNoDest, frame: func(t testing.TB) []byte {
 			return pkt{src: ap(cli4, 40000), dst: ap(vip4, 90), flags: syn}.build(t)

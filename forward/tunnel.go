@@ -34,16 +34,16 @@ type outer struct {
 
 // tunnel forwards a client's packet of a TUN connection: the IP packet
 // (Ethernet padding removed) is encapsulated in an outer IPv4 header from the
-// service's TunSrc to the real server, written into the headroom, with a new
+// director's address toward the real server (Config.Source) to it, written into the headroom, with a new
 // Ethernet header in front on Ethernet links. p.Off moves back by
 // TunnelHeadroom.
 //
 // The outer header is IPVS's (ip_vs_tunnel_xmit with the default
 // pmtu_disc=1): protocol 4 (41 for IPv6 inside), TOS the inner DS field as
-// it is (ECN bits included), TTL the inner TTL or hop limit, DF copied from
-// the inner IPv4 header (clear for IPv6 inside), identification 0 when DF is
-// set and a per-worker counter otherwise. The inner packet is not changed
-// (lvsd, like its NAT path, does not decrement the TTL; see docs/modes.md).
+// it is (ECN bits included), TTL the inner TTL or hop limit after its
+// decrement, DF copied from the inner IPv4 header (clear for IPv6 inside),
+// identification 0 when DF is set and a per-worker counter otherwise. The
+// inner packet's only change is its TTL, decremented as in every method.
 //
 // The inner packet may be at most MTU-20 bytes (the tunnel's overhead):
 //   - a bigger IPv4 packet with DF, or any bigger IPv6 packet, is answered
@@ -63,20 +63,25 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	if !w.checkVNet(&p.VNet) {
 		return DropBadVNetHdr
 	}
-	// The outer source is the service's, looked up again so that a reload
-	// can change it; connections of a removed service lose their source.
-	svc := s.service(lvs.ServiceKey{Addr: e.In.Dst, Port: e.In.DPort, Proto: e.In.Proto})
-	if svc == nil {
-		return DropNoDest
-	}
-	if !isV4(&d.Addr) || !isV4(&svc.TunSrc) {
+	// The outer source is the director's address toward the real server
+	// (IPVS's IP_VS_RT_MODE_CONNECT: the preferred source of the route),
+	// from the current snapshot.
+	src, ok := s.source(&d.Addr)
+	if !ok || !isV4(&d.Addr) {
 		return DropUnsupported
 	}
 	mtu := w.f.mtu - header.IPv4MinimumSize // the largest inner packet
 	if mtu < 68 {
 		return DropUnsupported
 	}
-	o := outer{src: [4]byte(svc.TunSrc[12:16]), dst: [4]byte(d.Addr[12:16])}
+	// As __ip_vs_get_out_rt: the inner TTL is decremented (with a time
+	// exceeded from the VIP at TTL 1) before the MTU check and the
+	// encapsulation, so the outer header and a too-big error's quote see it
+	// decremented.
+	if !decrementTTL(b, pk) {
+		return w.timeExceeded(p, b, &pk.t.Dst)
+	}
+	o := outer{src: [4]byte(src[12:16]), dst: [4]byte(d.Addr[12:16])}
 	if w.f.link == Ethernet {
 		var ok bool
 		if o.mac, ok = neighbor(d); !ok {

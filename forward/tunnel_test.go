@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/forward"
@@ -91,7 +91,7 @@ func cat(bs ...[]byte) []byte {
 // plain reference: Ethernet to the real server's MAC from the director's,
 // outer IPv4 from the DIP to the RIP (protocol 4 or 41, TOS and TTL of the
 // inner packet, DF copied, identification 0 with DF, a counter without),
-// the inner packet unchanged.
+// the inner packet unchanged but for its TTL, decremented first.
 func TestTUNBytes(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -114,7 +114,7 @@ func TestTUNBytes(t *testing.T) {
 			}
 			e := newEnv(t, envOpts{link: tc.link}, svcSpec{vip: tc.p.dst.Addr(), port: 80, proto: proto, dest: rs(rip4, 80, lvs.TUN), tunSrc: dip4})
 			in := tc.p.build(t)
-			inner := append([]byte(nil), ipOf(tc.link, in)...)
+			inner := ipOf(tc.link, ttlDecremented(t, tc.link, in))
 			var prevID uint16
 			for i := range 2 { // two packets: the identification of the second
 				v, frames := e.processAll(in, forward.VNetHdr{})
@@ -137,7 +137,7 @@ func TestTUNBytes(t *testing.T) {
 				if ttl == 0 {
 					ttl = 64
 				}
-				want := refIPv4(dip4, rip4, tos, ttl, tc.proto, id, flags, len(inner))
+				want := refIPv4(dip4, rip4, tos, ttl-1, tc.proto, id, flags, len(inner))
 				if tc.link == forward.Ethernet {
 					want = cat(ethHdr(rsMAC, dirMAC, 0x0800), want)
 				}
@@ -187,7 +187,9 @@ func TestTUNTooBig(t *testing.T) {
 				}
 			}
 			in := tc.p.build(t)
-			ip := append([]byte(nil), ipOf(tc.link, in)...)
+			// The quote shows the TTL decremented: IPVS's decrement_ttl
+			// comes before its MTU check.
+			ip := ipOf(tc.link, ttlDecremented(t, tc.link, in))
 			before := e.f.Counters()
 			e.tab.Stats() // folds the workers' packet counters into lvs.Stats
 			inPkts := d.Stats.InPkts.Load()
@@ -267,7 +269,7 @@ func TestTUNFragments(t *testing.T) {
 	for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {
 		e := newEnv(t, envOpts{link: link, mtu: 1500}, svcSpec{vip: vip4, port: 53, proto: lvs.UDP, dest: rs(rip4, 53, lvs.TUN), tunSrc: dip4})
 		in := pkt{link: link, proto: lvs.UDP, src: ap(cli4, 40000), dst: ap(vip4, 53), tos: 0x10, ttl: 30, payload: string(bytes.Repeat([]byte("0123456789"), 400))}.build(t)
-		inner := append([]byte(nil), ipOf(link, in)...)
+		inner := ipOf(link, ttlDecremented(t, link, in))
 		v, frames := e.processAll(in, forward.VNetHdr{})
 		if v != forward.Transmit || len(frames) != 3 {
 			t.Fatalf("verdict %v, %d frames; want 3 fragments", v, len(frames))
@@ -287,7 +289,7 @@ func TestTUNFragments(t *testing.T) {
 					t.Errorf("fragment %d: %d bytes, not a multiple of 8", i, len(payload))
 				}
 			}
-			want := refIPv4(dip4, rip4, 0x10, 30, 4, id, flags, len(payload))
+			want := refIPv4(dip4, rip4, 0x10, 29, 4, id, flags, len(payload))
 			if link == forward.Ethernet {
 				want = cat(ethHdr(rsMAC, dirMAC, 0x0800), want)
 			}
@@ -421,7 +423,9 @@ func TestTUNGSO(t *testing.T) {
 				if g.v6 {
 					id = binary.BigEndian.Uint16(f[14+4:])
 				}
-				wantFrame := cat(ethHdr(rsMAC, dirMAC, 0x0800), refIPv4(dip4, rip4, 0, 64, proto, id, outerDF, len(want[i])), want[i])
+				// Every segment has the super-frame's TTL, decremented.
+				seg := ttlDecremented(t, forward.IP, want[i])
+				wantFrame := cat(ethHdr(rsMAC, dirMAC, 0x0800), refIPv4(dip4, rip4, 0, 63, proto, id, outerDF, len(seg)), seg)
 				if diff := cmp.Diff(wantFrame, f); diff != "" {
 					t.Fatalf("segment %d of %d (-want +got):\n%s", i, len(want), diff)
 				}

@@ -171,12 +171,14 @@ type Dest struct {
 	Addr   Addr
 	Port   uint16 // real port (host order); equals the virtual port in DR and TUN; 0: see above
 	Method Method
-	// Removed is set by the control plane when a reload drops the
-	// destination from its service (IPVS unlinks the ip_vs_dest and clears
-	// IP_VS_DEST_F_AVAILABLE). Its connections then end as the connection
-	// table's expire_nodest_conn says; a quiescent destination (weight 0)
-	// is not removed and its connections go on. (It sits here, in the
-	// padding before Neigh, to keep the Dest within 128 bytes.)
+	// Removed is set by the control plane while the destination is out of
+	// its service's list: dropped by a reload or a runtime change, or taken
+	// out by a health check without inhibit (IPVS unlinks the ip_vs_dest
+	// and clears IP_VS_DEST_F_AVAILABLE); cleared when it is linked again.
+	// Its connections then end as the connection table's
+	// expire_nodest_conn says; a quiescent destination (weight 0) is not
+	// removed and its connections go on. (It sits here, in the padding
+	// before Neigh, to keep the Dest within 128 bytes.)
 	Removed atomic.Bool
 
 	// Neigh is the neighbour slot of Addr (or of the gateway toward it) on the
@@ -198,8 +200,11 @@ type Dest struct {
 	// Overloaded is set while the destination is over its upper threshold
 	// (IP_VS_DEST_F_OVERLOAD) and cleared below the lower one.
 	Overloaded atomic.Bool
-	// Available is false while health checks consider the server down; such a
-	// destination receives no new connections.
+	// Available is IP_VS_DEST_F_AVAILABLE: false while the destination is
+	// out of its service's list (see Removed); such a destination receives
+	// no new connections, and its persistence templates are dropped at
+	// their next use. The director keeps it (director.SetRealHealth is how
+	// a health check takes a server out).
 	Available atomic.Bool
 
 	// ActiveConns and InactiveConns count connections as IPVS does: a TCP

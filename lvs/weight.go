@@ -34,9 +34,10 @@ func (d *Dest) SetWeight(w int32, now int64) {
 	}
 }
 
-// SetAvailable records a health-check verdict. A destination coming back
-// (false to true) starts slow start at now. Health checkers use it rather
-// than storing Available directly.
+// SetAvailable sets Available; a destination coming back (false to true)
+// starts slow start at now. The director alone changes a destination's
+// membership: health checks report to director.SetRealHealth, which unlinks
+// or re-adds the destination as ipvsadm would.
 func (d *Dest) SetAvailable(up bool, now int64) {
 	if old := d.Available.Swap(up); up && !old {
 		d.StartRamp(now)

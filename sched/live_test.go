@@ -86,33 +86,27 @@ func (k *krr) del(d *lvs.Dest) {
 func (k *krr) upd(*lvs.Dest) {}
 func (k *krr) schedule(*lvs.Tuple) *lvs.Dest {
 	last := k.cur
-	for pass := 0; pass < 2; pass++ {
-		for n := k.cur.next; ; n = n.next {
-			if n == &k.l.head {
-				break
-			}
-			if n.d.Usable() {
-				k.cur = n
-				return n.d
-			}
-			if n == last {
-				return nil
-			}
+	for n := k.cur.next; n != &k.l.head; n = n.next {
+		if n.d.Usable() {
+			k.cur = n
+			return n.d
 		}
-		if k.cur == &k.l.head {
-			break
+		if n == last {
+			return nil
 		}
-		// Second pass from the head.
-		for n := k.l.head.next; n != &k.l.head; n = n.next {
-			if n.d.Usable() {
-				k.cur = n
-				return n.d
-			}
-			if n == last {
-				return nil
-			}
-		}
+	}
+	if k.cur == &k.l.head {
 		return nil
+	}
+	// Second pass from the head.
+	for n := k.l.head.next; n != &k.l.head; n = n.next {
+		if n.d.Usable() {
+			k.cur = n
+			return n.d
+		}
+		if n == last {
+			return nil
+		}
 	}
 	return nil
 }

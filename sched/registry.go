@@ -182,6 +182,39 @@ func New(name string, dests []*lvs.Dest, opts Options) (Scheduler, error) {
 	return r, nil
 }
 
+// Check reports the error New would return for the scheduler name with
+// opts over n destinations, without building anything: an unknown name, a
+// bad option, or more destinations than an mh or maglev table holds (for
+// maglev, n counts every destination, also those of weight 0 that New
+// leaves out). The control plane checks a change with it before it
+// commits the weights that New then reads.
+func Check(name string, n int, opts Options) error {
+	if name == "" {
+		name = Default
+	}
+	if _, ok := registry[name]; !ok {
+		return fmt.Errorf("new scheduler %q: %w (valid: %s)",
+			name, ErrUnknownScheduler, strings.Join(names, ", "))
+	}
+	c, err := resolve(name, &opts)
+	if err != nil {
+		return fmt.Errorf("new scheduler %q: %w", name, err)
+	}
+	switch size := uint64(0); name {
+	case "mh":
+		size = uint64(mhPrimes[c.mhTableIndex-minMHTableIndex])
+		if uint64(n) > size {
+			return fmt.Errorf("new scheduler %q: %d destinations do not fit %d mh slots (raise MHTableIndex)", name, n, size)
+		}
+	case "maglev":
+		size = uint64(c.maglevSize)
+		if uint64(n) > size {
+			return fmt.Errorf("new scheduler %q: %d destinations do not fit %d maglev slots (raise MaglevSize)", name, n, size)
+		}
+	}
+	return nil
+}
+
 // NewFromAdds returns the scheduler a service has after `ipvsadm -A` and
 // one `ipvsadm -a` per destination of added, in that order: init_service
 // over an empty list, then add_dest for each, each linked at the head, so

@@ -99,7 +99,24 @@ func TestNewErrors(t *testing.T) {
 			if tt.is != nil && !errors.Is(err, tt.is) {
 				t.Errorf("New: error %q is not %v", err, tt.is)
 			}
+			// Check reports the same without building, except for what
+			// only the destinations themselves show (a nil one).
+			if tt.name == "nil destination" {
+				return
+			}
+			cerr := Check(tt.sched, len(tt.dests), tt.opts)
+			if cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Check: %v, want New's %q", cerr, err)
+			}
 		})
+	}
+	for _, name := range Names() {
+		if err := Check(name, 2, Options{}); err != nil {
+			t.Errorf("Check(%q, 2): %v", name, err)
+		}
+	}
+	if err := Check("mh", 252, Options{MHTableIndex: 8}); err == nil {
+		t.Errorf("Check: 252 destinations fit 251 mh slots")
 	}
 }
 

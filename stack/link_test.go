@@ -15,8 +15,8 @@ import (
 	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
@@ -46,6 +46,9 @@ func newTestStack(t *testing.T, proc func() Processor) *device.Mem {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
+	// The gratuitous ARP for 192.0.2.1 comes first (TestAnnounce checks
+	// it); the tests here start after it.
+	next(t, dev, layers.LayerTypeARP)
 	return dev
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -30,8 +31,18 @@ type Options struct {
 	// Logger receives control-plane events (neighbours, addresses).
 	Logger *slog.Logger
 	// ResolveInterval is how often the neighbours that the fast path needs
-	// are resolved again (default 2 s while unknown, 10x that once known).
+	// are resolved again (default 2 s while unknown or lost, 10x that once
+	// known).
 	ResolveInterval time.Duration
+	// NeighborFailAfter is how long a neighbour the netstack reports
+	// unreachable keeps its last MAC in the fast path's slot while it is
+	// resolved again (default 10x ResolveInterval): a probe lost in a
+	// full queue must not stop the forwarding to a real server that
+	// answers. Only a neighbour unreachable for that long is cleared.
+	NeighborFailAfter time.Duration
+	// Now is the clock of NeighborFailAfter (default time.Now); tests
+	// inject one.
+	Now func() time.Time
 }
 
 // Stack is the director's own host stack: a gVisor netstack that holds the
@@ -51,6 +62,17 @@ type Stack struct {
 	// nics holds the NICs created so far. Guarded by mu.
 	nics    map[NICID]*nicInfo
 	nextNIC NICID
+	// lost holds the slots whose neighbour the netstack reported
+	// unreachable (or forgot) since it was last resolved, and when that
+	// began. Such a slot keeps its MAC until NeighborFailAfter. Guarded
+	// by mu.
+	lost map[neighKey]time.Time
+
+	failAfter time.Duration
+	now       func() time.Time
+	// lostN counts neighbours reported unreachable while the fast path
+	// kept their MAC; failedN those cleared after NeighborFailAfter.
+	lostN, failedN atomic.Uint64
 }
 
 type neighKey struct {
@@ -72,12 +94,21 @@ func New(opts Options) *Stack {
 		ri:    opts.ResolveInterval,
 		neigh: make(map[neighKey]*lvs.Neighbor),
 		nics:  make(map[NICID]*nicInfo),
+		lost:  make(map[neighKey]time.Time),
+		now:   opts.Now,
+	}
+	if st.now == nil {
+		st.now = time.Now
 	}
 	if st.log == nil {
 		st.log = slog.New(slog.DiscardHandler)
 	}
 	if st.ri <= 0 {
 		st.ri = 2 * time.Second
+	}
+	st.failAfter = opts.NeighborFailAfter
+	if st.failAfter <= 0 {
+		st.failAfter = 10 * st.ri
 	}
 	st.s = tcpipstack.New(tcpipstack.Options{
 		NetworkProtocols:   []tcpipstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
@@ -111,8 +142,8 @@ type Route struct {
 	Gateway     netip.Addr // invalid: on-link
 }
 
-// AddNIC creates a NIC over link, assigns its addresses and routes, and
-// starts the link's readers.
+// AddNIC creates a NIC over link, assigns its addresses and routes, starts
+// the link's readers, and announces the addresses (see announce).
 func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 	st.mu.Lock()
 	st.nextNIC++
@@ -142,6 +173,9 @@ func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 		st.s.AddRoute(tcpip.Route{Destination: subnet(netip.MustParsePrefix("0.0.0.0/0")), NIC: tcpip.NICID(id)})
 		st.s.AddRoute(tcpip.Route{Destination: subnet(netip.MustParsePrefix("::/0")), NIC: tcpip.NICID(id)})
 	}
+	for _, p := range o.Addresses {
+		st.announceAll(id, p.Addr())
+	}
 	return id, nil
 }
 
@@ -161,12 +195,15 @@ func (st *Stack) addAddress(id NICID, p netip.Prefix) error {
 }
 
 // AddVIP adds a virtual address to a NIC: the netstack answers ARP/NDP and
-// ping for it. A VIP is a host address (/32 or /128) and adds no route.
+// ping for it, and announces it (gratuitous ARP or unsolicited neighbour
+// advertisement: see announce). A VIP is a host address (/32 or /128) and
+// adds no route.
 func (st *Stack) AddVIP(id NICID, a netip.Addr) error {
 	err := st.addAddress(id, netip.PrefixFrom(a, a.BitLen()))
 	if err != nil {
 		return fmt.Errorf("add vip: %w", err)
 	}
+	st.announceAll(id, a)
 	return nil
 }
 
@@ -210,6 +247,7 @@ func (st *Stack) KeepNeighbors(keep map[*lvs.Neighbor]bool) {
 	for k, n := range st.neigh {
 		if !keep[n] {
 			delete(st.neigh, k)
+			delete(st.lost, k)
 		}
 	}
 }
@@ -245,10 +283,16 @@ func (st *Stack) resolve(k neighKey) {
 }
 
 func (st *Stack) publish(k neighKey, la tcpip.LinkAddress) {
+	if len(la) != 6 {
+		return
+	}
 	st.mu.Lock()
 	n := st.neigh[k]
+	if n != nil {
+		delete(st.lost, k)
+	}
 	st.mu.Unlock()
-	if n == nil || len(la) != 6 {
+	if n == nil {
 		return
 	}
 	var m lvs.MAC
@@ -259,9 +303,10 @@ func (st *Stack) publish(k neighKey, la tcpip.LinkAddress) {
 	}
 }
 
-// Run keeps the fast path's neighbours resolved until ctx ends: unknown ones
-// every ResolveInterval, known ones ten times less often (a resolution of a
-// known neighbour refreshes its NUD state).
+// Run keeps the fast path's neighbours resolved until ctx ends: unknown and
+// lost ones every ResolveInterval, known ones ten times less often (a
+// resolution of a known neighbour refreshes its NUD state), and clears the
+// slots of neighbours lost for NeighborFailAfter.
 func (st *Stack) Run(ctx context.Context) {
 	t := time.NewTicker(st.ri)
 	defer t.Stop()
@@ -271,18 +316,75 @@ func (st *Stack) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		st.mu.Lock()
-		var todo []neighKey
-		for k, n := range st.neigh {
-			if _, ok := n.Load(); !ok || tick%10 == 0 {
-				todo = append(todo, k)
-			}
-		}
-		st.mu.Unlock()
-		for _, k := range todo {
+		for _, k := range st.sweep(tick) {
 			st.resolve(k)
 		}
 	}
+}
+
+// sweep clears the slots of neighbours lost for NeighborFailAfter and
+// returns the neighbours to resolve at this tick.
+func (st *Stack) sweep(tick int) []neighKey {
+	now := st.now()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for k, since := range st.lost {
+		if now.Sub(since) >= st.failAfter {
+			if n := st.neigh[k]; n != nil {
+				n.Clear()
+			}
+			delete(st.lost, k)
+			st.failedN.Add(1)
+			st.log.Warn("neighbour failed", "addr", k.addr, "unreachable_for", now.Sub(since).String())
+		}
+	}
+	var todo []neighKey
+	for k, n := range st.neigh {
+		_, lost := st.lost[k]
+		if _, ok := n.Load(); !ok || lost || tick%10 == 0 {
+			todo = append(todo, k)
+		}
+	}
+	return todo
+}
+
+// lose notes that the netstack reported the neighbour k unreachable or
+// forgot it. The slot keeps its MAC: the kernel's neighbours in STALE,
+// DELAY and PROBE forward too while they are confirmed, and a probe lost
+// in a full queue (a flood) says nothing about the real server. Run
+// resolves it again every ResolveInterval and clears it only after
+// NeighborFailAfter.
+func (st *Stack) lose(k neighKey) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := st.neigh[k]
+	if n == nil {
+		return
+	}
+	if _, ok := n.Load(); !ok {
+		return // nothing to keep: resolution goes on as for any unknown one
+	}
+	if _, ok := st.lost[k]; !ok {
+		st.lost[k] = st.now()
+		st.lostN.Add(1)
+		st.log.Info("neighbour unreachable, keeping its last MAC", "addr", k.addr)
+	}
+}
+
+// NeighborCounts are the fast path's neighbour events since New.
+type NeighborCounts struct {
+	// Lost counts neighbours reported unreachable whose last MAC the fast
+	// path kept; Failed those cleared after NeighborFailAfter; Unconfirmed
+	// is how many are lost now.
+	Lost, Failed uint64
+	Unconfirmed  int
+}
+
+// NeighborCounts returns the neighbour counters.
+func (st *Stack) NeighborCounts() NeighborCounts {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return NeighborCounts{Lost: st.lostN.Load(), Failed: st.failedN.Load(), Unconfirmed: len(st.lost)}
 }
 
 // nudDispatcher receives the netstack's neighbour events and keeps the
@@ -303,12 +405,7 @@ func (d *nudDispatcher) OnNeighborRemoved(id tcpip.NICID, e tcpipstack.NeighborE
 	if !ok {
 		return
 	}
-	st.mu.Lock()
-	n := st.neigh[neighKey{NICID(id), a}]
-	st.mu.Unlock()
-	if n != nil {
-		n.Clear()
-	}
+	st.lose(neighKey{NICID(id), a})
 }
 
 func (st *Stack) onNeighbor(id tcpip.NICID, e tcpipstack.NeighborEntry) {
@@ -321,12 +418,7 @@ func (st *Stack) onNeighbor(id tcpip.NICID, e tcpipstack.NeighborEntry) {
 	case tcpipstack.Reachable, tcpipstack.Stale, tcpipstack.Delay, tcpipstack.Probe, tcpipstack.Static:
 		st.publish(k, e.LinkAddr)
 	case tcpipstack.Unreachable:
-		st.mu.Lock()
-		n := st.neigh[k]
-		st.mu.Unlock()
-		if n != nil {
-			n.Clear()
-		}
+		st.lose(k)
 	}
 }
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/lvsd/lvsd/capture"
 	"github.com/lvsd/lvsd/control"
@@ -39,7 +39,7 @@ func runCapture(args []string) int {
 	format := fs.String("format", "pcapng", "file format: pcapng or pcap")
 	dur := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	snap := fs.Int("snaplen", 0, "bytes kept per frame (0: lvsd's default, 2048)")
-	ctl := fs.String("control", defaultControl, "control socket of the lvsd to capture on")
+	ctl := fs.String("control", "", "control socket of the lvsd to capture on")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -65,7 +65,7 @@ func runCapture(args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := control.Capture(ctx, *ctl, control.CaptureParams{Filter: filter, Duration: *dur, SnapLen: *snap})
+	s, err := control.Capture(ctx, controlFlag(*ctl), control.CaptureParams{Filter: filter, Duration: *dur, SnapLen: *snap})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lvsd capture: %v\n", err)
 		var bad *control.BadRequestError

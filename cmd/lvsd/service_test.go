@@ -52,8 +52,8 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
-	if defaultControl != "/run/lvsd/lvsd.sock" {
-		t.Errorf("the default control socket %s is not in the unit's RuntimeDirectory", defaultControl)
+	if systemControl != "/run/lvsd/lvsd.sock" {
+		t.Errorf("the default control socket %s is not in the unit's RuntimeDirectory", systemControl)
 	}
 	// The commands the unit runs are lvsd's: check of the example works.
 	if code := run([]string{"check", "-c", "../../lvsd.toml.example"}); code != 0 {

@@ -34,7 +34,7 @@ func runTrace(args []string) int {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), traceUsage); fs.PrintDefaults() }
 	n := fs.Int("n", 1, "packets to explain (1..1000)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-	ctl := fs.String("control", defaultControl, "control socket of the lvsd to trace")
+	ctl := fs.String("control", "", "control socket of the lvsd to trace")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,7 +49,7 @@ func runTrace(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := control.Trace(ctx, *ctl, filter, *n, *timeout, os.Stdout); err != nil {
+	if err := control.Trace(ctx, controlFlag(*ctl), filter, *n, *timeout, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "lvsd trace: %v\n", err)
 		var bad *control.BadRequestError
 		if errors.As(err, &bad) {

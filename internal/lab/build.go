@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -56,12 +55,6 @@ func BuildBinaries(t T) Binaries {
 	return Binaries{Lvsd: lvsd, Labserver: build(t, "./internal/lab/labserver", "labserver")}
 }
 
-// BuildLabserver builds only the lab server (for labs without lvsd).
-func BuildLabserver(t T) Binaries {
-	t.Helper()
-	return Binaries{Labserver: build(t, "./internal/lab/labserver", "labserver")}
-}
-
 // RemoveBinaries deletes the build directory; call it from TestMain after
 // m.Run, or from a program's teardown. A directory left by a killed process
 // is removed by a later RemoveStale.
@@ -107,7 +100,10 @@ func build(t T, pkg, name string) string {
 
 // goBuild runs `go build -o out pkg` at the module root.
 func goBuild(out, pkg string) error {
-	gocmd := goCommand()
+	gocmd, err := GoCommand()
+	if err != nil {
+		return fmt.Errorf("build %s: %w", pkg, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, gocmd, "env", "GOMOD").Output()
@@ -127,15 +123,24 @@ func goBuild(out, pkg string) error {
 	return nil
 }
 
-// goCommand finds the go command: on PATH, else in the GOROOT this binary
-// was built with.
-func goCommand() string {
+// GoCommand finds the go command: on PATH, else in $GOROOT/bin, else in
+// /usr/local/go/bin, where the official distribution installs it (sudo may
+// reset PATH). The lab builds lvsd with it, and the bench runs the Go
+// benchmarks with it.
+func GoCommand() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {
-		return p
+		return p, nil
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p
+	var tried []string
+	for _, root := range []string{os.Getenv("GOROOT"), "/usr/local/go"} {
+		if root == "" {
+			continue
+		}
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
 	}
-	return "go"
+	return "", fmt.Errorf("the go command is not on PATH nor at %s", strings.Join(tried, ", "))
 }

@@ -100,9 +100,6 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
-// Done is closed when the process has exited.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
 // WaitOutput waits until the process's output contains substr. It fails if
 // the process exits first or timeout passes; the error holds the output.
 func (p *Proc) WaitOutput(substr string, timeout time.Duration) error {
@@ -119,18 +116,6 @@ func (p *Proc) WaitOutput(substr string, timeout time.Duration) error {
 			return fmt.Errorf("%s did not print %q within %v; output:\n%s", p.Name, substr, timeout, tail(out, 8<<10))
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Wait waits for the process to exit by itself, for at most timeout.
-func (p *Proc) Wait(timeout time.Duration) error {
-	tm := time.NewTimer(timeout)
-	defer tm.Stop()
-	select {
-	case <-p.done:
-		return p.err
-	case <-tm.C:
-		return fmt.Errorf("%s still running after %v", p.Name, timeout)
 	}
 }
 

@@ -74,6 +74,3 @@ func (tp *Topology) AddRoutedReal(name string, farMTU int) Real {
 	l.WaitBridgePort(tp.Director, routerLink)
 	return r
 }
-
-// RouterNS returns the namespace of the router AddRoutedReal made.
-func (l *Lab) RouterNS() NS { return NS(l.prefix + RouterName) }

@@ -322,12 +322,3 @@ func (l *Lab) noIPv6(ns NS) {
 	l.Sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
 	l.Sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
 }
-
-// RealAddrs returns the real servers' IPv4 addresses.
-func (tp *Topology) RealAddrs() []netip.Addr {
-	var a []netip.Addr
-	for _, r := range tp.Reals {
-		a = append(a, r.Addr)
-	}
-	return a
-}

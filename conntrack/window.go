@@ -1,0 +1,150 @@
+package conntrack
+
+// Sequence windows of NAT TCP connections, for RFC 5961-style checks of
+// RST segments: the director sees both directions of a NAT connection, so
+// it knows how far each side has sent and how much the other accepts, and
+// drops an RST whose sequence number lies outside that window (a blind
+// reset needs to guess it, one chance in 2^32/window instead of one in
+// one). IPVS has no such check: any RST with the connection's addresses
+// and ports moves it to CLOSE, and it expires 10 s later.
+//
+// The windows live beside the entries, in an array per chunk allocated on
+// the chunk's first NAT TCP entry (16 bytes per entry), so that rec keeps
+// its size and DR, TUN and UDP entries pay nothing. They are written by the
+// packet path without a lock: a lost update under a race only makes the
+// window a little stale, and the check leaves a window's width of slack.
+
+import (
+	"sync/atomic"
+
+	"github.com/lvsd/lvsd/lvs"
+)
+
+// seqWin is one connection's windows, indexed by direction (0: from the
+// client, 1: from the real server). nxt is the sequence number after the
+// highest one the side sent (SYN and FIN count one); win packs the side's
+// window scale (bits 28-31, from its SYN; 15: not known yet) and the
+// largest window it advertised, scaled (bits 0-27, clamped). Zero means
+// nothing seen from that side.
+type seqWin struct {
+	nxt [2]atomic.Uint32
+	win [2]atomic.Uint32
+}
+
+const (
+	winScaleShift = 28
+	winMax        = 1<<winScaleShift - 1
+	winNoScale    = 15
+)
+
+// Segment is what the window checks read of a TCP segment.
+type Segment struct {
+	// Flags are the TCP flags (FlagSYN, ...).
+	Flags uint8
+	// Seq is the sequence number; Len the segment's length in sequence
+	// space (payload, plus one for SYN and one for FIN).
+	Seq, Len uint32
+	// Win is the window field; WScale the window scale option of a SYN
+	// (0 to 14), or -1 when the segment carries none.
+	Win    uint16
+	WScale int8
+}
+
+// Track checks a segment of the NAT TCP connection e (fromClient false: a
+// reply) against its windows and records it. It returns false for an RST
+// whose sequence number lies outside the window its receiver accepts: the
+// caller drops the segment, which changes nothing (no state change, no
+// timer refresh). With Options.CheckRST off, on connections that are not
+// NAT TCP, or before the other side was seen, it accepts everything. It
+// takes no lock and does not allocate.
+//
+// A SYN on an established connection is accepted: IPVS's tables keep the
+// connection ESTABLISHED, and the real server answers it with a challenge
+// ACK (RFC 5961 section 4), which a client that restarted needs to reset
+// the old connection.
+func (t *Table) Track(e *Entry, s *Segment, fromClient bool) bool {
+	if !t.checkRST.Load() || e.loc == 0 || e.t != t || e.In.Proto != lvs.TCP || e.Method != lvs.NAT {
+		return true
+	}
+	sw := t.seqWin(e.loc)
+	if sw == nil {
+		return true
+	}
+	if r := t.rec(e.loc); genOf(r.word.Load()) != e.gen {
+		return true
+	}
+	d := 1
+	if fromClient {
+		d = 0
+	}
+	if s.Flags&FlagRST != 0 {
+		nxt := sw.nxt[d].Load()
+		rw := sw.win[1-d].Load()
+		if nxt == 0 && sw.win[d].Load() == 0 || rw == 0 {
+			return true // a side not seen yet: nothing to check against
+		}
+		w := int64(max(rw&winMax, 1))
+		if diff := int64(int32(s.Seq - nxt)); diff < -w || diff > w {
+			t.rstDropped.Add(1)
+			return false
+		}
+		return true
+	}
+	end := s.Seq + s.Len
+	if cur := sw.nxt[d].Load(); cur == 0 && sw.win[d].Load() == 0 || int32(end-cur) > 0 {
+		sw.nxt[d].Store(end)
+	}
+	cur := sw.win[d].Load()
+	scale := cur >> winScaleShift
+	if cur == 0 {
+		scale = winNoScale
+	}
+	if s.Flags&FlagSYN != 0 {
+		scale = 0
+		if s.WScale >= 0 {
+			scale = uint32(min(s.WScale, 14))
+		}
+	}
+	shift := scale
+	if shift == winNoScale || s.Flags&FlagSYN != 0 {
+		shift = 0 // a SYN's window is never scaled (RFC 7323)
+	}
+	win := min(uint32(s.Win)<<shift, winMax)
+	if nw := scale<<winScaleShift | max(win, cur&winMax); nw != cur {
+		sw.win[d].Store(nw)
+	}
+	return true
+}
+
+// seqWin returns the windows of the entry at loc, or nil when its chunk
+// has none (no NAT TCP entry yet).
+func (t *Table) seqWin(loc uint32) *seqWin {
+	s := &t.shards[loc>>idxBits]
+	i := loc & maxIdx
+	a := (*s.chunks.Load())[i>>chunkLog].win.Load()
+	if a == nil {
+		return nil
+	}
+	return &a[i&(chunkSize-1)]
+}
+
+// resetWin clears the windows of entry i of s, allocating its chunk's
+// array if needed: called for a new NAT TCP entry.
+//
+// Preconditions: s.mu is held; no slot refers to the entry yet.
+func (s *shard) resetWin(i uint32) {
+	c := (*s.chunks.Load())[i>>chunkLog]
+	a := c.win.Load()
+	if a == nil {
+		a = new([chunkSize]seqWin)
+		c.win.Store(a)
+	}
+	w := &a[i&(chunkSize-1)]
+	for d := range 2 {
+		w.nxt[d].Store(0)
+		w.win[d].Store(0)
+	}
+}
+
+// SetCheckRST changes Options.CheckRST.
+func (t *Table) SetCheckRST(on bool) { t.checkRST.Store(on) }

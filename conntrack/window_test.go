@@ -1,0 +1,97 @@
+package conntrack
+
+import (
+	"testing"
+
+	"github.com/lvsd/lvsd/lvs"
+)
+
+// TestTrackRST checks the RFC 5961-style window check of RST segments on a
+// NAT TCP connection: an RST near the sequence number its sender reached
+// (within the receiver's largest window) is accepted, a blind one is not
+// and is counted; with the check off, or on a DR connection, every RST is.
+func TestTrackRST(t *testing.T) {
+	clk := &fakeClock{}
+	tab := New(Options{Clock: clk.now, CheckRST: true})
+	d := dest("192.0.2.21", 8080, lvs.NAT)
+	in := tuple(lvs.TCP, "192.0.2.10", 40000, "192.0.2.100", 80)
+	e, _, err := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sISN = 5000
+	var cISN uint32 = 0xfffff000 // the client's wraps around 2^32
+	for _, s := range []struct {
+		seg        Segment
+		fromClient bool
+	}{
+		{Segment{Flags: FlagSYN, Seq: cISN, Len: 1, Win: 65535, WScale: 7}, true},
+		{Segment{Flags: FlagSYN | FlagACK, Seq: sISN, Len: 1, Win: 65535, WScale: 7}, false},
+		{Segment{Flags: FlagACK, Seq: cISN + 1, Win: 512, WScale: -1}, true},
+		{Segment{Flags: FlagACK, Seq: cISN + 1, Len: 8000, Win: 512, WScale: -1}, true},
+		{Segment{Flags: FlagACK, Seq: sISN + 1, Len: 100, Win: 1000, WScale: -1}, false}, // 128,000 bytes
+	} {
+		if !tab.Track(e, &s.seg, s.fromClient) {
+			t.Fatalf("segment %+v refused", s.seg)
+		}
+	}
+	cNxt := cISN + 1 + 8000
+	for _, tt := range []struct {
+		name       string
+		seq        uint32
+		fromClient bool
+		want       bool
+	}{
+		{"client's RST at its next sequence number", cNxt, true, true},
+		{"client's RST within the server's window", cNxt + 100_000, true, true},
+		{"client's RST before its data, within the window", cNxt - 8000, true, true},
+		{"blind RST past the server's window", cNxt + 200_000, true, false},
+		{"blind RST far away", cNxt + 1<<31, true, false},
+		{"blind RST behind the window", cNxt - 200_000, true, false},
+		{"server's RST at its next sequence number", sISN + 101, false, true},
+		{"server's RST within the client's window", sISN + 101 + 60_000, false, true},
+		{"blind RST past the client's window (512 << 7)", sISN + 101 + 70_000, false, false},
+	} {
+		if got := tab.Track(e, &Segment{Flags: FlagRST, Seq: tt.seq, WScale: -1}, tt.fromClient); got != tt.want {
+			t.Errorf("%s: Track = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if n := tab.Stats().RSTOutOfWindow; n != 4 {
+		t.Errorf("RSTOutOfWindow = %d, want 4", n)
+	}
+	tab.SetCheckRST(false)
+	if !tab.Track(e, &Segment{Flags: FlagRST, Seq: cNxt + 1<<31, WScale: -1}, true) {
+		t.Error("with the check off (IPVS), a blind RST was refused")
+	}
+	tab.SetCheckRST(true)
+
+	// A DR connection: the director sees one side only, nothing to check.
+	dr := dest("192.0.2.22", 80, lvs.DR)
+	in2 := tuple(lvs.TCP, "192.0.2.10", 40001, "192.0.2.100", 80)
+	e2, _, _ := tab.Insert(&in2, dr, nil, lvs.MAC{}, clk.now())
+	tab.Track(e2, &Segment{Flags: FlagSYN, Seq: 1, Len: 1, Win: 100, WScale: -1}, true)
+	if !tab.Track(e2, &Segment{Flags: FlagRST, Seq: 1 << 31, WScale: -1}, true) {
+		t.Error("DR connection: RST refused")
+	}
+
+	// A recycled entry starts with empty windows: an RST before the real
+	// server answered is not checked.
+	tab.Remove(e)
+	e3, _, _ := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now())
+	if e3.loc != e.loc {
+		t.Fatalf("entry not recycled (%x, %x)", e3.loc, e.loc)
+	}
+	tab.Track(e3, &Segment{Flags: FlagSYN, Seq: 77, Len: 1, Win: 100, WScale: -1}, true)
+	if !tab.Track(e3, &Segment{Flags: FlagRST, Seq: 1 << 31, WScale: -1}, true) {
+		t.Error("recycled entry kept its old windows")
+	}
+	// The stale Entry of the old connection reaches nothing.
+	if !tab.Track(e, &Segment{Flags: FlagRST, Seq: 1 << 31, WScale: -1}, true) {
+		t.Error("stale entry checked against the new connection")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		tab.Track(e3, &Segment{Flags: FlagACK, Seq: 78, Len: 10, Win: 100, WScale: -1}, true)
+	}); n != 0 {
+		t.Errorf("Track allocates %v times", n)
+	}
+}
