@@ -82,7 +82,7 @@ type Director struct {
 	// restartNeeded is why the last reload, which applied the services,
 	// needs a restart for interface changes; "" otherwise. Guarded by mu.
 	restartNeeded string
-	obs            observe // reload outcomes and the capture in force; atomic
+	obs           observe // reload outcomes and the capture in force; atomic
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
 	stopped bool

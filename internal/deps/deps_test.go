@@ -139,6 +139,7 @@ func TestDaemonLinksNoTestCode(t *testing.T) {
 	p := listPackages(t)[module+"/cmd/lvsd"]
 	allowed := map[string]bool{
 		"github.com/gopacket/gopacket":        true,
+		"github.com/gopacket/gopacket/endian": true,
 		"github.com/gopacket/gopacket/layers": true,
 		"github.com/gopacket/gopacket/pcapgo": true,
 	}
