@@ -44,7 +44,7 @@ func TestSystemdNotify(t *testing.T) {
 
 	cfg := l.WriteFile("notify.toml", tp.Config(lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr"}))
 	p := l.StartWith(tp.Director, "lvsd", lab.ProcOptions{Env: []string{"NOTIFY_SOCKET=" + sock, "JOURNAL_STREAM=8:1234"}},
-		bin.Lvsd, "run", "-c", cfg, "-control", "", "-log-format", "json")
+		bin.Lvsd, "run", "-c", cfg, "-control", "none", "-log-format", "json")
 	if got := next(30 * time.Second); got != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", got)
 	}
