@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lvsd/lvsd/internal/lab"
@@ -33,7 +34,9 @@ func TestTrace(t *testing.T) {
 	}
 
 	cmd := exec.Command(bin.Lvsd, "trace", "-control", dt.Control, "-n", "150", "-timeout", "8s", "tcp", "and", "host", lab.ClientIP.String())
-	var stdout, stderr strings.Builder
+	// The command's output is written by exec's goroutine while the test
+	// reads it: lockedBuffer serialises the two.
+	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,6 +93,24 @@ func TestTrace(t *testing.T) {
 	if b := find(vip+":80 [S]", "(dr)\n"); b != "" && !strings.Contains(afterLine(b), "> "+vip+":80") {
 		t.Errorf("DR rewrite changed the destination address:\n%s", b)
 	}
+}
+
+// lockedBuffer is a strings.Builder safe for one writer and one reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // splitBlocks splits a trace into one explanation per packet: a line that
