@@ -70,26 +70,38 @@ func findReal(s *config.Service, d netip.AddrPort) int {
 // return cfg's copy.
 func Apply(cfg *config.Config, c *Command) (*config.Config, error) {
 	out := Clone(cfg)
+	if err := applyTo(out, c); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// applyTo is Apply on out itself; on error out may be half changed.
+func applyTo(out *config.Config, c *Command) error {
 	si := -1
 	if c.Has(optService) {
 		si = findService(out, c.Svc)
 	}
+	if c.Has(optPE) {
+		// lvsd has no persistence engine (IPVS's sip).
+		return refuse("Scheduler or persistence engine not found")
+	}
 	switch c.Cmd {
 	case CmdAdd:
 		if si >= 0 {
-			return nil, refuse("Service already exists")
+			return refuse("Service already exists")
 		}
 		if !sched.Known(c.Sched) {
-			return nil, refuse("Scheduler or persistence engine not found")
+			return refuse("Scheduler or persistence engine not found")
 		}
 		s := config.Service{Proto: c.Svc.Proto, Addr: c.Svc.Addr, Port: c.Svc.Port}
 		if c.Svc.Mark != 0 {
 			if c.Ports == nil {
-				return nil, fail("lvsd: -f %d: a firewall-mark service in lvsd is a service over a list of ports; give its VIP and ports with --ports PROTO:VIP:PORT,PORT...", c.Svc.Mark)
+				return fail("lvsd: -f %d: a firewall-mark service in lvsd is a service over a list of ports; give its VIP and ports with --ports PROTO:VIP:PORT,PORT...", c.Svc.Mark)
 			}
 			for i := range out.Services {
 				if out.Services[i].Mark == c.Svc.Mark {
-					return nil, refuse("Service already exists")
+					return refuse("Service already exists")
 				}
 			}
 			s.Mark, s.Ports, s.Port = c.Svc.Mark, c.Ports, c.Ports[0]
@@ -100,16 +112,16 @@ func Apply(cfg *config.Config, c *Command) (*config.Config, error) {
 		case len(out.Interfaces) == 1:
 			s.Interface = out.Interfaces[0].Name
 		default:
-			return nil, fail("lvsd: --interface NAME is needed: this director has %d interfaces", len(out.Interfaces))
+			return fail("lvsd: --interface NAME is needed: this director has %d interfaces", len(out.Interfaces))
 		}
 		setService(&s, c)
 		out.Services = append(out.Services, s)
 	case CmdEdit:
 		if si < 0 {
-			return nil, refuse("No such service")
+			return refuse("No such service")
 		}
 		if !sched.Known(c.Sched) {
-			return nil, refuse("Scheduler or persistence engine not found")
+			return refuse("Scheduler or persistence engine not found")
 		}
 		s := &out.Services[si]
 		if c.Ports != nil {
@@ -121,43 +133,43 @@ func Apply(cfg *config.Config, c *Command) (*config.Config, error) {
 		setService(s, c)
 	case CmdDel:
 		if si < 0 {
-			return nil, refuse("No such service")
+			return refuse("No such service")
 		}
 		out.Services = slices.Delete(out.Services, si, si+1)
 	case CmdFlush:
 		out.Services = nil
 	case CmdZero:
 		if c.Has(optService) && si < 0 {
-			return nil, refuse("No such service")
+			return refuse("No such service")
 		}
 	case CmdAddDest, CmdEditDest, CmdDelDest:
 		if si < 0 {
-			return nil, refuse("Service not defined")
+			return refuse("Service not defined")
 		}
 		s := &out.Services[si]
 		ri := findReal(s, c.Dest)
 		switch c.Cmd {
 		case CmdAddDest:
 			if ri >= 0 {
-				return nil, refuse("Destination already exists")
+				return refuse("Destination already exists")
 			}
 			if c.LThresh > c.UThresh {
-				return nil, refuse("Numerical result out of range")
+				return refuse("Numerical result out of range")
 			}
 			r := config.Real{Addr: c.Dest.Addr(), Port: c.Dest.Port(), SlowStart: s.SlowStart}
 			setReal(&r, c)
 			s.Reals = append(s.Reals, r)
 		case CmdEditDest:
 			if ri < 0 {
-				return nil, refuse("No such destination")
+				return refuse("No such destination")
 			}
 			if c.LThresh > c.UThresh {
-				return nil, refuse("Numerical result out of range")
+				return refuse("Numerical result out of range")
 			}
 			setReal(&s.Reals[ri], c)
 		case CmdDelDest:
 			if ri < 0 {
-				return nil, refuse("No such destination")
+				return refuse("No such destination")
 			}
 			s.Reals = slices.Delete(s.Reals, ri, ri+1)
 		}
@@ -172,9 +184,9 @@ func Apply(cfg *config.Config, c *Command) (*config.Config, error) {
 			}
 		}
 	case CmdStartDaemon, CmdStopDaemon:
-		return nil, refuse("lvsd: connection synchronisation (the sync daemon) is not supported")
+		return refuse("lvsd: connection synchronisation (the sync daemon) is not supported")
 	}
-	return out, nil
+	return nil
 }
 
 // setService sets what -A and -E set: as the kernel's ip_vs_edit_service,

@@ -43,7 +43,12 @@ type Env struct {
 func (e *Env) Run(cfg *config.Config, args []string, stdin []string) Result {
 	var out, errb bytes.Buffer
 	res := Result{}
-	cur, changed := cfg, false
+	// Commands apply to one private copy, in place.
+	var cur *config.Config
+	if cfg != nil {
+		cur = Clone(cfg)
+	}
+	changed := false
 	code := e.run(&cur, &changed, &res, args, stdin, &out, &errb, false)
 	res.Stdout, res.Stderr, res.Code = out.String(), errb.String(), code
 	if code == 0 && changed {
@@ -109,8 +114,7 @@ func (e *Env) run(cur **config.Config, changed *bool, res *Result, args []string
 		}
 		return 0
 	}
-	next, err := Apply(*cur, c)
-	if err != nil {
+	if err := applyTo(*cur, c); err != nil {
 		fmt.Fprintf(errb, "%s\n", err.(*Error).Msg)
 		return err.(*Error).Code
 	}
@@ -122,7 +126,7 @@ func (e *Env) run(cur **config.Config, changed *bool, res *Result, args []string
 		}
 		return 0
 	}
-	*cur, *changed = next, true
+	*changed = true
 	return 0
 }
 

@@ -221,6 +221,9 @@ type PortNames func(name string, proto lvs.Proto) (uint16, bool)
 // Parser parses ipvsadm command lines.
 type Parser struct {
 	Ports PortNames
+	// Hosts resolves an IPv4 host name (ipvsadm's host_to_addr); nil
+	// accepts addresses only.
+	Hosts func(name string) (netip.Addr, bool)
 }
 
 // option kinds of the option table.
@@ -889,8 +892,7 @@ func parseMask4(s string) (int, bool) {
 }
 
 // parseService is ipvsadm's parse_service: ADDR[:PORT], [V6ADDR]:PORT, or
-// a bare IPv6 address (port 0). Addresses are numeric (ipvsadm would also
-// look up host names).
+// a bare IPv6 address (port 0); an IPv4 host name through p.Hosts.
 func (p *Parser) parseService(s string, proto lvs.Proto) (a netip.Addr, port uint16, hasPort, ok bool) {
 	if s == "" || allDigits(s) {
 		return a, 0, false, false
@@ -913,7 +915,14 @@ func (p *Parser) parseService(s string, proto lvs.Proto) (a netip.Addr, port uin
 			}
 		}
 		v4, err := netip.ParseAddr(host)
-		if err != nil || !v4.Is4() {
+		switch {
+		case err == nil && v4.Is4():
+		case err != nil && p.Hosts != nil:
+			var ok bool
+			if v4, ok = p.Hosts(host); !ok {
+				return a, 0, false, false
+			}
+		default:
 			return a, 0, false, false
 		}
 		a = v4
@@ -968,4 +977,53 @@ func parsePorts(s string) (lvs.Proto, netip.Addr, []uint16, bool) {
 		ports = append(ports, uint16(n))
 	}
 	return proto, vip, ports, true
+}
+
+// CommandOf is the command a line names (its first option), whether or not
+// the rest of the line is good: what a permission check needs. A line
+// without a command is a listing (ipvsadm without arguments) or is
+// refused, and changes nothing.
+func CommandOf(args []string) Cmd {
+	if len(args) == 0 {
+		return CmdList
+	}
+	toks, _, _ := scan(args)
+	if len(toks) == 0 {
+		return CmdNone
+	}
+	switch toks[0].def.tag {
+	case "A":
+		return CmdAdd
+	case "E":
+		return CmdEdit
+	case "D":
+		return CmdDel
+	case "a":
+		return CmdAddDest
+	case "e":
+		return CmdEditDest
+	case "d":
+		return CmdDelDest
+	case "C":
+		return CmdFlush
+	case "L":
+		return CmdList
+	case "Z":
+		return CmdZero
+	case "set":
+		return CmdTimeout
+	case "R":
+		return CmdRestore
+	case "S":
+		return CmdSave
+	case "start-daemon":
+		return CmdStartDaemon
+	case "stop-daemon":
+		return CmdStopDaemon
+	case "h":
+		return CmdHelp
+	case "v":
+		return CmdVersion
+	}
+	return CmdNone
 }

@@ -51,6 +51,28 @@ func TestParse(t *testing.T) {
 		{"-Lnc --persistent-conn", Command{Cmd: CmdList, Format: FmtNumeric | FmtPersistentConn, Weight: 1, Netmask: 32}},
 		{"-L --timeout", Command{Cmd: CmdList, Weight: 1, Netmask: 32}},
 		{"-L --lvsd", Command{Cmd: CmdList, Format: FmtLvsd, Weight: 1, Netmask: 32}},
+		{"-L --tun-info -X", Command{Cmd: CmdList, Format: FmtTunInfo | FmtExact, Weight: 1, Netmask: 32}},
+		{"-L --daemon", Command{Cmd: CmdList, Weight: 1, Netmask: 32}},
+		{"-L -f 3 -6 --stats", Command{Cmd: CmdList, Svc: ServiceID{Proto: lvs.TCP, Mark: 3, IPv6: true}, Format: FmtStats, Weight: 1, Netmask: 128}},
+		{"--start-daemon master --syncid 5 --mcast-interface lvt0 --mcast-port 8848 --mcast-ttl 2 --sync-maxlen 1472 --mcast-group 224.0.0.81",
+			Command{Cmd: CmdStartDaemon, Weight: 1, Netmask: 32}},
+		{"--stop-daemon backup", Command{Cmd: CmdStopDaemon, Weight: 1, Netmask: 32}},
+		{"-A -t 192.0.2.100:80 --name web --interface lvt0 --slow-start 10 --maglev-size 251 -s maglev",
+			Command{Cmd: CmdAdd, Svc: v4, Sched: "maglev", Name: "web", Interface: "lvt0", SlowStart: 10 * time.Second, SvcSlowStart: 10 * time.Second, MaglevSize: 251, Netmask: 32}},
+		{"-A -t 192.0.2.100:80 --pe sip", Command{Cmd: CmdAdd, Svc: v4, Sched: "wlc", Netmask: 32}},
+		{"-A -u 192.0.2.100:53 --ops", Command{Cmd: CmdAdd, Svc: ServiceID{Proto: lvs.UDP, Addr: ip("192.0.2.100"), Port: 53}, Sched: "wlc", OnePacket: true, Netmask: 32}},
+		{"-a -t 192.0.2.100:80 --real-server=192.0.2.21 --masquerading --weight=4 --u-threshold 9 --l-threshold 3",
+			Command{Cmd: CmdAddDest, Svc: v4, Dest: ap("192.0.2.21:80"), Method: lvs.NAT, Weight: 4, UThresh: 9, LThresh: 3, Netmask: 32}},
+		{"-a -t 192.0.2.100:80 -r 192.0.2.21 --gatewaying", Command{Cmd: CmdAddDest, Svc: v4, Dest: ap("192.0.2.21:80"), Weight: 1, Netmask: 32}},
+		{"-a -t 192.0.2.100:80 -r 192.0.2.21 --ipip", Command{Cmd: CmdAddDest, Svc: v4, Dest: ap("192.0.2.21:80"), Method: lvs.TUN, Weight: 1, Netmask: 32}},
+		{"--clear", Command{Cmd: CmdFlush, Weight: 1, Netmask: 32}},
+		{"--zero --udp-service 192.0.2.100:53", Command{Cmd: CmdZero, Svc: ServiceID{Proto: lvs.UDP, Addr: ip("192.0.2.100"), Port: 53}, Weight: 1, Netmask: 32}},
+		{"--save --numeric", Command{Cmd: CmdSave, Format: FmtNumeric | FmtRule, Weight: 1, Netmask: 32}},
+		{"--restore", Command{Cmd: CmdRestore, Weight: 1, Netmask: 32}},
+		{"--list --numeric --connection", Command{Cmd: CmdList, Format: FmtNumeric, Weight: 1, Netmask: 32}},
+		{"--delete-server -t 192.0.2.100:80 -r 192.0.2.21", Command{Cmd: CmdDelDest, Svc: v4, Dest: ap("192.0.2.21:80"), Weight: 1, Netmask: 32}},
+		{"--edit-service -t 192.0.2.100:80 --scheduler rr --persistent 20 --netmask 255.255.0.0",
+			Command{Cmd: CmdEdit, Svc: v4, Sched: "rr", Persistent: true, Timeout: 20, Netmask: 16}},
 		{"-S -n", Command{Cmd: CmdSave, Format: FmtNumeric | FmtRule, Weight: 1, Netmask: 32}},
 		{"-R", Command{Cmd: CmdRestore, Weight: 1, Netmask: 32}},
 		{"-Z", Command{Cmd: CmdZero, Weight: 1, Netmask: 32}},
@@ -189,4 +211,15 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q): no command", line)
 		}
 	})
+}
+
+func TestCommandOf(t *testing.T) {
+	for line, want := range map[string]Cmd{
+		"": CmdList, "-Ln": CmdList, "-a -t nowhere -r x": CmdAddDest, "--restore": CmdRestore, "-e": CmdEditDest,
+		"-n -L": CmdNone, "foo": CmdNone, "-Z -t x": CmdZero, "--set 1 2": CmdTimeout, "-S": CmdSave,
+	} {
+		if got := CommandOf(strings.Fields(line)); got != want {
+			t.Errorf("CommandOf(%q) = %v, want %v", line, got, want)
+		}
+	}
 }

@@ -129,7 +129,7 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 	base := baseConfig(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	valid := 0
-	for n := range 300 {
+	for n := range 150 {
 		cfg := Clone(base)
 		used := map[string]bool{}
 		for i := range 1 + r.IntN(6) {
@@ -154,12 +154,12 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 		sortReals := cmpopts.SortSlices(func(a, b config.Real) bool {
 			return netip.AddrPortFrom(a.Addr, a.Port).String() < netip.AddrPortFrom(b.Addr, b.Port).String()
 		})
-		if diff := cmp.Diff(want.Services, got.Services, sortOpt, sortReals, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		if diff := cmp.Diff(want.Services, got.Services, sortOpt, sortReals, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
 			t.Fatalf("table %d: -S | -R changed the table (-saved +restored):\n%s\n-S printed:\n%s", n, diff, b.String())
 		}
 	}
-	if valid < 100 {
-		t.Fatalf("only %d of 300 random tables were valid", valid)
+	if valid < 50 {
+		t.Fatalf("only %d of 150 random tables were valid", valid)
 	}
 }
 

@@ -150,7 +150,40 @@ type Interface struct {
 	Queues int
 	// Offload enables the virtio-net header with checksum and TSO offload.
 	Offload bool
+	// Persist makes a TAP or TUN that lvsd creates persistent: it stays
+	// (with its bridge membership) after lvsd exits. False for PACKET.
+	Persist bool
+	// Bridge is the bridge a TAP must be a port of: lvsd adds the device
+	// when it creates or opens it, so that a device it creates again
+	// (after a restart, or after it was deleted) is where it was. "" for
+	// none; always "" on TUN and PACKET.
+	Bridge string
+	// OnLoss is what lvsd does when the device disappears at run time.
+	OnLoss OnLoss
 }
+
+// OnLoss is what lvsd does when an interface's device is lost at run time.
+type OnLoss uint8
+
+const (
+	// Reattach: forwarding stops on the interface and lvsd opens the device
+	// again as soon as it can (it exists again; with create = true lvsd
+	// creates it at once), every 200 ms; the rest of lvsd goes on.
+	Reattach OnLoss = iota
+	// Exit: lvsd stops and exits with status 1, for a supervisor to
+	// restart it.
+	Exit
+)
+
+func (o OnLoss) String() string {
+	if o == Exit {
+		return "exit"
+	}
+	return "reattach"
+}
+
+// MarshalText makes the policy readable in JSON dumps of a Config.
+func (o OnLoss) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 
 // Route is a static route of the netstack.
 type Route struct {
@@ -206,6 +239,8 @@ type Service struct {
 	MaglevTableSize uint32
 	// Reals are the real servers, with unique (Addr, Port).
 	Reals []Real
+	// Health holds sorry_server and quorum (config/health.go).
+	Health Health
 }
 
 // Persistence is the persistence of a virtual service (ipvsadm -p, -M).
@@ -241,6 +276,9 @@ type Real struct {
 	// service, comes back from a failed health check or from weight 0, its
 	// effective weight ramps up over this time.
 	SlowStart time.Duration
+	// Check is the real server's health check; nil: not checked (always
+	// up), as without a keepalived checker.
+	Check *Check
 }
 
 // Defaults is the table of every value Parse uses for a key the file leaves
@@ -259,6 +297,7 @@ type Defaults struct {
 	MTU      int      // [[interface]] mtu
 	Queues   int      // [[interface]] queues
 	Offload  bool     // [[interface]] offload
+	OnLoss   OnLoss   // [[interface]] on_loss
 	// The MAC of a TAP defaults to DefaultMAC(name), which is not a constant.
 
 	Scheduler string     // [[virtual_server]] scheduler: IPVS's default
@@ -313,6 +352,7 @@ var defaults = Defaults{
 	MTU:      1500,
 	Queues:   1,
 	Offload:  true,
+	OnLoss:   Reattach,
 
 	Scheduler: sched.Default,
 	Method:    lvs.DR,

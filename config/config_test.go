@@ -19,6 +19,7 @@ import (
 var cmpOpts = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
 }
 
 // lines joins its arguments as the lines of a document, so that a test's
@@ -196,7 +197,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key lists the valid ones",
 			data: withIface(`colour = "blue"`),
-			want: []string{"t.toml:4: interface[0].colour: unknown key; valid keys here: addresses, create, mac, mtu, name, offload, queues, route, type"},
+			want: []string{"t.toml:4: interface[0].colour: unknown key; valid keys here: addresses, bridge, create, mac, mtu, name, offload, on_loss, persist, queues, route, type"},
 		},
 		{
 			name: "keys are case-sensitive",

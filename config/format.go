@@ -19,14 +19,20 @@ func Format(c *Config) []byte {
 		dur(c.Timeouts.TCP), dur(c.Timeouts.TCPFin), dur(c.Timeouts.UDP), dur(c.Timeouts.TCPTimeWait), dur(c.Timeouts.TCPClose))
 	fmt.Fprintf(&b, "[sysctl]\nexpire_quiescent_template = %t\nexpire_nodest_conn = %t\nsecure_tcp = %t\n\n",
 		c.Sysctl.ExpireQuiescentTemplate, c.Sysctl.ExpireNodestConn, c.Sysctl.SecureTCP)
-	if c.Connections.Max > 0 {
-		fmt.Fprintf(&b, "[connections]\nmax = %d\n\n", c.Connections.Max)
+	if cn := &c.Connections; cn.Max > 0 {
+		fmt.Fprintf(&b, "[connections]\nmax = %d\nreserve_established = %d\nper_source = %d\nper_source_rate = %d\n",
+			cn.Max, cn.ReserveEstablished, cn.PerSource, cn.PerSourceRate)
+		fmt.Fprintf(&b, "source_prefix_v4 = %d\nsource_prefix_v6 = %d\ncheck_rst = %t\n\n", cn.SourcePrefixV4, cn.SourcePrefixV6, cn.CheckRST)
 	}
 	for _, ic := range c.Interfaces {
 		fmt.Fprintf(&b, "[[interface]]\nname = %s\ntype = %s\nmtu = %d\nqueues = %d\noffload = %t\n",
 			q(ic.Name), q(ic.Type.String()), ic.MTU, ic.Queues, ic.Offload)
+		fmt.Fprintf(&b, "on_loss = %s\n", q(ic.OnLoss.String()))
 		if ic.Type != PACKET {
-			fmt.Fprintf(&b, "create = %t\n", ic.Create)
+			fmt.Fprintf(&b, "create = %t\npersist = %t\n", ic.Create, ic.Persist)
+		}
+		if ic.Bridge != "" {
+			fmt.Fprintf(&b, "bridge = %s\n", q(ic.Bridge))
 		}
 		if ic.Type == TAP {
 			fmt.Fprintf(&b, "mac = %s\n", q(net.HardwareAddr(ic.MAC[:]).String()))
@@ -75,6 +81,7 @@ func Format(c *Config) []byte {
 		if sc.MaglevTableSize != 0 {
 			fmt.Fprintf(&b, "maglev_table_size = %d\n", sc.MaglevTableSize)
 		}
+		formatHealth(&b, &sc.Health)
 		multiPort := sc.Ports != nil || sc.Port == 0
 		for _, r := range sc.Reals {
 			fmt.Fprintf(&b, "  [[virtual_server.real_server]]\n  address = %s\n", q(r.Addr.String()))
@@ -85,6 +92,9 @@ func Format(c *Config) []byte {
 				r.Weight, q(r.Method.String()), r.UpperThreshold, r.LowerThreshold)
 			if r.SlowStart != sc.SlowStart {
 				fmt.Fprintf(&b, "  slow_start = %s\n", dur(r.SlowStart))
+			}
+			if r.Check != nil {
+				formatCheck(&b, r.Check)
 			}
 		}
 		b.WriteString("\n")

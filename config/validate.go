@@ -235,6 +235,28 @@ func (c *checker) iface(key string, raw *rawInterface, names map[string]string, 
 	if b, good := c.boolean(key+".offload", raw.Offload); good {
 		ifc.Offload = b
 	}
+	ifc.OnLoss = defaults.OnLoss
+	if s, good := c.choice(key+".on_loss", raw.OnLoss, "policy", []string{"reattach", "exit"},
+		"reattach (open the device again when it returns), exit (exit 1 for a supervisor)"); good && s == "exit" {
+		ifc.OnLoss = Exit
+	}
+	if b, good := c.boolean(key+".persist", raw.Persist); good {
+		if b && ifc.Type == PACKET {
+			c.errorf(key+".persist", "true: lvsd creates no packet interface; remove persist")
+		} else {
+			ifc.Persist = b
+		}
+	}
+	if s, good := c.str(key+".bridge", raw.Bridge); good && s != "" {
+		switch why := badIfName(s); {
+		case ifc.Type != TAP:
+			c.errorf(key+".bridge", "only a tap device joins a bridge")
+		case why != "":
+			c.errorf(key+".bridge", "%q is not a valid interface name: %s", s, why)
+		default:
+			ifc.Bridge = s
+		}
+	}
 	if n, good := c.integer(key+".queues", raw.Queues, 1, maxQueues); good {
 		ifc.Queues = int(n)
 	}
@@ -663,8 +685,15 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 			}
 			reals[ap] = rkey
 		}
+		r.Check = c.check(key, raw.Check, rkey, raw.RealServer[i].Check, &svc, &r)
 		svc.Reals = append(svc.Reals, r)
 	}
+	if raw.Check != nil {
+		// The service's own check, judged once whatever its real servers
+		// override (a pseudo server with a port of its own).
+		c.check(key, raw.Check, key, nil, &svc, &Real{Port: 1})
+	}
+	svc.Health = c.health(key, raw, &svc)
 	return svc, ok
 }
 

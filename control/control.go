@@ -104,10 +104,15 @@ type Real struct {
 	Weight     int32  `json:"weight"`
 	ActiveConn int32  `json:"active_conns"`
 	InactConn  int32  `json:"inactive_conns"`
-	Available  bool   `json:"available"`
-	Overloaded bool   `json:"overloaded"`
-	Stats      Stats  `json:"stats"`
-	Rates      Rates  `json:"rates"`
+	// PersistConns counts the persistence templates bound to the server.
+	PersistConns int32 `json:"persist_conns"`
+	Available    bool  `json:"available"`
+	Overloaded   bool  `json:"overloaded"`
+	Stats        Stats `json:"stats"`
+	Rates        Rates `json:"rates"`
+	// Health is the state of the real server's health check; nil when it
+	// is not checked.
+	Health *Health `json:"health,omitempty"`
 }
 
 // Rates are IPVS-style rate estimates (2-second samples, moving average):
@@ -129,10 +134,15 @@ type Stats struct {
 	OutBytes uint64 `json:"out_bytes"`
 }
 
-// Interface holds one interface's fast-path and device counters.
+// Interface holds one interface's state, fast-path and device counters.
 type Interface struct {
-	Name         string            `json:"name"`
-	Type         string            `json:"type"` // tap, tun or packet`
+	Name string `json:"name"`
+	Type string `json:"type"` // tap, tun or packet`
+	// State is "up", or "lost" while the device is gone (on_loss =
+	// reattach: until it is opened again); Reattached counts the times it
+	// was.
+	State        string            `json:"state"`
+	Reattached   uint64            `json:"reattached,omitempty"`
 	ForwardedIn  uint64            `json:"forwarded_in"`
 	ForwardedOut uint64            `json:"forwarded_out"`
 	ToStack      uint64            `json:"to_stack"`

@@ -31,8 +31,8 @@ var sample = Status{
 		},
 	}},
 	Interfaces: []Interface{
-		{Name: "lvt0", ForwardedIn: 30, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}, Queues: []Queue{{RxFrames: 9}}},
-		{Name: "lvt1", Type: "packet", RxFrames: 12, TxFrames: 10, Queues: []Queue{{RxFrames: 5, TxFrames: 4}, {RxFrames: 7, TxFrames: 6}}},
+		{Name: "lvt0", State: "lost", Reattached: 2, ForwardedIn: 30, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}, Queues: []Queue{{RxFrames: 9}}},
+		{Name: "lvt1", Type: "packet", State: "up", RxFrames: 12, TxFrames: 10, Queues: []Queue{{RxFrames: 5, TxFrames: 4}, {RxFrames: 7, TxFrames: 6}}},
 	},
 }
 
@@ -83,7 +83,8 @@ func TestWriteCounters(t *testing.T) {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
 	}
 	// Queues are listed when there are several, each with its own counts.
-	if !strings.Contains(b.String(), "lvt1: rx 12 tx 10 ") || !strings.Contains(b.String(), "  queue 0: rx 5 tx 4\n  queue 1: rx 7 tx 6\n") ||
+	if !strings.Contains(b.String(), "lvt1: rx 12 tx 10 ") || !strings.Contains(b.String(), "; device up, re-attached 0\n") ||
+		!strings.Contains(b.String(), "; device lost, re-attached 2\n") || !strings.Contains(b.String(), "  queue 0: rx 5 tx 4\n  queue 1: rx 7 tx 6\n") ||
 		strings.Contains(b.String(), "queue 0: rx 9") {
 		t.Errorf("counters should list the queues of a multi-queue interface only:\n%s", b.String())
 	}

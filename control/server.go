@@ -238,7 +238,9 @@ func (h *handler) adm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := peer(r)
-	if c, err := (&adm.Parser{}).Parse(req.Args); err == nil && c.Cmd.Mutates() && !p.mayChange() {
+	// Judged by the command alone: a line the parser would refuse must
+	// not slip through a check that parsed it differently.
+	if cmd := adm.CommandOf(req.Args); (cmd.Mutates() || cmd == adm.CmdStartDaemon || cmd == adm.CmdStopDaemon) && !p.mayChange() {
 		h.o.Logger.Warn("control request refused", "client", p.String(), "path", r.URL.Path, "reason", "not root or lvsd's user", "args", req.Args)
 		writeJSON(w, http.StatusForbidden, AdmResponse{Stderr: "Permission denied (you must be root)\n", Code: adm.ExitFailed})
 		return

@@ -41,15 +41,16 @@ type AFPacket struct {
 	name string
 	vnet bool
 
-	g    fdGuard // Close, and the reader's sleep in poll(2)
-	rxfd int     // AF_PACKET, ETH_P_ALL, non-blocking, filtered
-	txfd int     // AF_PACKET, protocol 0, blocking
+	g     fdGuard // Close, and the reader's sleep in poll(2)
+	rxfd  int     // AF_PACKET, ETH_P_ALL, non-blocking, filtered: all but SYNs
+	synfd int     // as rxfd, for TCP segments with SYN set (afpacket_syn_linux.go)
+	txfd  int     // AF_PACKET, protocol 0, blocking
 
 	// rx and tx are the argument blocks of recvmmsg and sendmmsg, and
 	// rpoll the reader's poll set, reused for every call so that none
 	// allocates; owned by the reading goroutine.
-	rx, tx mmsgBatch
-	rpoll  [2]unix.PollFd
+	rx, srx, tx mmsgBatch
+	rpoll       [3]unix.PollFd
 }
 
 // AFPacketOptions say how to attach to an interface.
@@ -89,17 +90,6 @@ const (
 	skfAdPktType = 4
 )
 
-// packetFilter is a classic BPF program that drops frames the kernel marked
-// for another host (PACKET_OTHERHOST) or sent by this host (PACKET_OUTGOING,
-// for kernels before PACKET_IGNORE_OUTGOING), and passes the rest whole.
-var packetFilter = []unix.SockFilter{
-	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: skfAdOff + skfAdPktType},
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 2, K: unix.PACKET_OTHERHOST},
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, K: unix.PACKET_OUTGOING},
-	{Code: unix.BPF_RET | unix.BPF_K, K: 0x40000},
-	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
-}
-
 // OpenAFPacket attaches to an existing interface with AF_PACKET sockets, one
 // per queue. It needs CAP_NET_RAW. The interface must be up for traffic to
 // flow; OpenAFPacket does not change it.
@@ -122,7 +112,8 @@ func OpenAFPacket(opts AFPacketOptions) ([]*AFPacket, error) {
 		}
 		return nil, fmt.Errorf("attach %q: %w", opts.Name, err)
 	}
-	fanout := 0 // the group id, once the first socket made one
+	fanout := 0    // the group id, once the first socket made one
+	synFanout := 0 // the SYN sockets' group
 	for q := range queues {
 		d, err := openAFPacket(ifi.Index, opts.Name, opts.VNetHdr)
 		if err != nil {
@@ -133,6 +124,9 @@ func OpenAFPacket(opts AFPacketOptions) ([]*AFPacket, error) {
 			if fanout, err = joinFanout(d.rxfd, q == 0, fanout); err != nil {
 				return fail(err)
 			}
+			if synFanout, err = joinFanout(d.synfd, q == 0, synFanout); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	return devs, nil
@@ -141,30 +135,38 @@ func OpenAFPacket(opts AFPacketOptions) ([]*AFPacket, error) {
 // openAFPacket opens the receive socket, the send socket and the
 // eventfd of one device.
 func openAFPacket(ifindex int, name string, vnet bool) (*AFPacket, error) {
-	d := &AFPacket{name: name, vnet: vnet, rxfd: -1, txfd: -1}
+	d := &AFPacket{name: name, vnet: vnet, rxfd: -1, synfd: -1, txfd: -1}
 	var err error
-	if d.rxfd, err = openPacketSocket(ifindex, vnet, true); err != nil {
+	if d.rxfd, err = openPacketSocket(ifindex, vnet, otherFilter); err != nil {
 		return nil, err
 	}
-	if d.txfd, err = openPacketSocket(ifindex, vnet, false); err != nil {
+	if d.synfd, err = openPacketSocket(ifindex, vnet, synFilter); err != nil {
 		unix.Close(d.rxfd)
+		return nil, err
+	}
+	if d.txfd, err = openPacketSocket(ifindex, vnet, nil); err != nil {
+		unix.Close(d.rxfd)
+		unix.Close(d.synfd)
 		return nil, err
 	}
 	if err := d.g.init(); err != nil {
 		unix.Close(d.rxfd)
+		unix.Close(d.synfd)
 		unix.Close(d.txfd)
 		return nil, err
 	}
-	d.rpoll = d.g.pollSet(d.rxfd, unix.POLLIN)
+	set := d.g.pollSet(d.rxfd, unix.POLLIN)
+	d.rpoll = [3]unix.PollFd{set[0], set[1], {Fd: int32(d.synfd), Events: unix.POLLIN}}
 	return d, nil
 }
 
 // openPacketSocket returns an AF_PACKET socket bound to the interface: for
-// receiving (rx), non-blocking, filtered and bound to ETH_P_ALL; for
+// receiving (a filter), non-blocking, filtered and bound to ETH_P_ALL; for
 // sending, blocking and bound with protocol 0, which receives nothing. A
 // receive socket is made with protocol 0 too and bound to ETH_P_ALL only
 // once its options and filter are set, so no frame reaches it unfiltered.
-func openPacketSocket(ifindex int, vnet, rx bool) (int, error) {
+func openPacketSocket(ifindex int, vnet bool, filter []unix.SockFilter) (int, error) {
+	rx := filter != nil
 	typ := unix.SOCK_RAW | unix.SOCK_CLOEXEC
 	if rx {
 		typ |= unix.SOCK_NONBLOCK
@@ -200,7 +202,7 @@ func openPacketSocket(ifindex int, vnet, rx bool) (int, error) {
 	if rx {
 		// Our own output is not input (Linux 4.20+; the filter covers older).
 		_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-		prog := unix.SockFprog{Len: uint16(len(packetFilter)), Filter: &packetFilter[0]}
+		prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 			return -1, fmt.Errorf("SO_ATTACH_FILTER: %w", err)
 		}
@@ -291,43 +293,29 @@ func (d *AFPacket) Write(b []byte) (int, error) {
 // Close wakes a reader sleeping in ReadBatch, waits for the system calls
 // under way, and closes the sockets. Later calls return os.ErrClosed.
 func (d *AFPacket) Close() error {
-	d.g.shut(&d.rxfd, &d.txfd)
+	d.g.shut(&d.rxfd, &d.synfd, &d.txfd)
 	return nil
 }
 
-// ReadBatch implements BatchDevice with one recvmmsg per call once frames
-// are waiting. It blocks until at least one frame arrives or Close, and
+// ReadBatch implements BatchDevice with a recvmmsg on each receive socket
+// (established queue first, then SYNs: see readSteered). It blocks until at least one frame arrives or Close, and
 // then returns os.ErrClosed.
 func (d *AFPacket) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
 	defer d.g.leave()
-	b := &d.rx
 	want := min(len(bufs), len(sizes), AFPacketBatch)
-	b.load(bufs[:want])
 	for {
-		// A raw system call: it never blocks (MSG_DONTWAIT), so the Go
-		// scheduler need not know, and no thread hand-off follows it.
-		n, errno := b.recvmmsg(d.rxfd, want)
-		switch errno {
-		case 0:
-			for i := range n {
-				sizes[i] = int(b.hdrs[i].len)
-				if b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
-					// Larger than a buffer: not a frame this link can carry.
-					sizes[i] = -1
-				}
-			}
-			return n, nil
-		case unix.EINTR:
-		case unix.EAGAIN:
-			// Empty: sleep until a frame or Close.
-			if err := d.g.wait(d.rpoll[:]); err != nil {
-				return 0, err
-			}
-		default:
-			return 0, os.NewSyscallError("recvmmsg", errno)
+		// Raw system calls: they never block (MSG_DONTWAIT), so the Go
+		// scheduler need not know, and no thread hand-off follows them.
+		n, err := d.readSteered(bufs[:want], sizes[:want])
+		if n > 0 || err != nil {
+			return n, err
+		}
+		// Both queues empty: sleep until a frame or Close.
+		if err := d.g.wait(d.rpoll[:]); err != nil {
+			return 0, err
 		}
 	}
 }

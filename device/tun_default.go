@@ -35,3 +35,8 @@ func (d *Tun) Close() error                { return errNotLinux }
 
 // IsFatal: no device errors exist off Linux.
 func IsFatal(err error) bool { return errors.Is(err, errNotLinux) }
+
+func (d *Tun) setPersist() error       { return errNotLinux }
+func linkExists(name string) bool      { return false }
+func linkIndex(name string) string     { return "" }
+func joinBridge(name, br string) error { return errNotLinux }

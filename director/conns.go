@@ -2,15 +2,18 @@ package director
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/lvsd/lvsd/adm"
 	"github.com/lvsd/lvsd/conntrack"
+	"github.com/lvsd/lvsd/persist"
 )
 
 // Conns lists the connection table for ipvsadm -Lc: each connection with
-// its state and the time it has left. It walks the table without stopping
-// the packet path (conntrack.Table.Range). Persistence templates are not
-// listed.
+// its state and the time it has left, then each persistence template as
+// IPVS lists its templates (client port 0, state NONE). It walks the tables
+// without stopping the packet path (conntrack.Table.Range,
+// persist.Table.Range).
 func (d *Director) Conns() []adm.Conn {
 	now := d.table.Now()
 	var out []adm.Conn
@@ -26,6 +29,17 @@ func (d *Director) Conns() []adm.Conn {
 			Dest:    netip.AddrPortFrom(e.Dest.Addr.Netip(), dport),
 			State:   e.State().String(),
 			Expires: e.Expires(now),
+		})
+		return true
+	})
+	d.persist.Range(func(in persist.Info) bool {
+		out = append(out, adm.Conn{
+			Proto:   in.Proto,
+			Client:  netip.AddrPortFrom(in.Client, 0),
+			Virtual: netip.AddrPortFrom(in.VAddr, in.VPort),
+			Dest:    netip.AddrPortFrom(in.Dest.Addr.Netip(), in.Dest.Port),
+			State:   "NONE",
+			Expires: time.Duration(in.Expires),
 		})
 		return true
 	})

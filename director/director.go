@@ -25,12 +25,14 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/health"
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
 	"github.com/lvsd/lvsd/stack"
@@ -74,6 +76,9 @@ type Director struct {
 	// health is the health overlay of the running table, by real server.
 	// Guarded by mu.
 	health map[RealKey]realState
+	// checks runs the health checks (health.go); set at the first change.
+	// Guarded by mu.
+	checks *health.Manager[RealKey]
 	// reloadErr is the error of the last reload, "" after a good one; the
 	// running configuration is stale while it is set. Guarded by mu.
 	reloadErr string
@@ -90,6 +95,11 @@ type Director struct {
 	running []config.Interface
 	// services are the services in force by key. Guarded by mu.
 	services map[lvs.ServiceKey]*runService
+	// lostCh carries the names of interfaces whose device was lost to
+	// Run's re-attach loop; failed carries the error that ends Run when an
+	// interface's on_loss is exit (see devices.go).
+	lostCh chan string
+	failed chan error
 }
 
 type iface struct {
@@ -98,6 +108,9 @@ type iface struct {
 	link *stack.Link
 	fw   *forward.Forwarder
 	vips map[netip.Addr]bool
+	// reattached counts the times the device was opened again after it
+	// was lost (link.Lost; see devices.go).
+	reattached atomic.Uint64
 }
 
 type destKey struct {
@@ -117,6 +130,8 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 		dests:  make(map[destKey]*lvs.Dest),
 		trash:  make(map[destKey]*trashed),
 		health: make(map[RealKey]realState),
+		lostCh: make(chan string, 16),
+		failed: make(chan error, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -176,6 +191,7 @@ func (d *Director) addInterface(ic config.Interface) error {
 		MAC:          mac,
 		NewProcessor: func() stack.Processor { return fw.NewWorker() },
 		Logger:       d.log.With("interface", ic.Name),
+		OnLost:       func(err error) { d.deviceLost(ic, err) },
 	})
 	routes := make([]stack.Route, 0, len(ic.Routes))
 	for _, r := range ic.Routes {
@@ -221,19 +237,26 @@ func (d *Director) openDevices(ic config.Interface) ([]device.Device, [6]byte, b
 	}
 	devs, mac, err := device.Open(device.Spec{
 		Name: ic.Name, Kind: kind, MTU: ic.MTU, Queues: ic.Queues, VNetHdr: ic.Offload, MAC: ic.MAC,
-		Logger: d.log,
+		Create: ic.Create, Persist: ic.Persist, Bridge: ic.Bridge, Logger: d.log,
 	})
 	return devs, mac, ic.Offload, err
 }
 
 // Run keeps the director's background work going (neighbour resolution,
-// connection expiry) until ctx ends, then closes everything and waits for
-// every goroutine it started.
-func (d *Director) Run(ctx context.Context) error {
+// connection expiry, re-attaching lost devices) until parent ends, then
+// closes everything and waits for every goroutine it started. It returns
+// nil, or the error of an interface whose device was lost with on_loss =
+// exit.
+func (d *Director) Run(parent context.Context) error {
+	// ctx also ends when an interface whose on_loss is exit loses its
+	// device: Run then returns that error.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { d.st.Run(ctx) })
 	wg.Go(func() { d.table.Run(ctx) })
 	wg.Go(func() { d.persist.Run(ctx) })
+	wg.Go(func() { d.runChecks(ctx) })
 	wg.Go(func() {
 		t := time.NewTicker(schedTickInterval)
 		defer t.Stop()
@@ -246,10 +269,16 @@ func (d *Director) Run(ctx context.Context) error {
 			}
 		}
 	})
-	<-ctx.Done()
+	wg.Go(func() { d.reattachLoop(ctx) })
+	var err error
+	select {
+	case <-parent.Done():
+	case err = <-d.failed:
+		cancel()
+	}
 	wg.Wait()
 	d.st.Close()
-	return nil
+	return err
 }
 
 // Close releases the devices of a Director that was never Run.
@@ -309,6 +338,7 @@ func (d *Director) reload(cfg *config.Config) error {
 func sameInterface(a, b config.Interface) bool {
 	return a.Name == b.Name && a.Type == b.Type && a.MTU == b.MTU && a.MAC == b.MAC &&
 		a.Queues == b.Queues && a.Offload == b.Offload && a.Create == b.Create &&
+		a.Persist == b.Persist && a.Bridge == b.Bridge && a.OnLoss == b.OnLoss &&
 		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Routes, b.Routes)
 }
 

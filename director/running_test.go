@@ -96,6 +96,14 @@ func TestHealthRemoveAndReadd(t *testing.T) {
 	if b.Stats.Conns.Load() != conns {
 		t.Errorf("counters: %d connections, want the %d before the failure", b.Stats.Conns.Load(), conns)
 	}
+	// Running lists the ipvsadm -a commands that rebuild the list.
+	var order []string
+	for _, rc := range td.d.Running().Services[0].Reals {
+		order = append(order, rc.Addr.String())
+	}
+	if got := strings.Join(order, " "); got != "192.0.2.21 192.0.2.23 192.0.2.22" {
+		t.Errorf("Running's real servers: %s, want .21 .23 .22 (the list 22 23 21 reversed)", got)
+	}
 	// The cursor is on .21, the tail: the head (.22) is next.
 	if got := td.connects(1200, 3); got != "22 23 21" {
 		t.Errorf("rr after the return: %s, want 22 23 21", got)

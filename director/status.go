@@ -64,15 +64,17 @@ func (d *Director) Status() control.Status {
 				continue
 			}
 			s.Reals = append(s.Reals, control.Real{
-				Address:    netip.AddrPortFrom(rc.Addr, rc.Port).String(),
-				Method:     rc.Method.String(),
-				Weight:     dst.Weight.Load(),
-				ActiveConn: dst.ActiveConns.Load(),
-				InactConn:  dst.InactiveConns.Load(),
-				Available:  dst.Available.Load(),
-				Overloaded: dst.Overloaded.Load(),
-				Stats:      stats(&dst.Stats),
-				Rates:      destRates[dst],
+				Address:      netip.AddrPortFrom(rc.Addr, rc.Port).String(),
+				Method:       rc.Method.String(),
+				Weight:       dst.Weight.Load(),
+				ActiveConn:   dst.ActiveConns.Load(),
+				InactConn:    dst.InactiveConns.Load(),
+				PersistConns: dst.PersistConns.Load(),
+				Available:    dst.Available.Load(),
+				Overloaded:   dst.Overloaded.Load(),
+				Stats:        stats(&dst.Stats),
+				Rates:        destRates[dst],
+				Health:       d.checkStatus(RealKey{Service: key, Addr: rc.Addr, Port: rc.Port}),
 			})
 		}
 		st.Services = append(st.Services, s)
@@ -87,6 +89,8 @@ func (d *Director) Status() control.Status {
 		i := control.Interface{
 			Name:         ic.Name,
 			Type:         ic.Type.String(),
+			State:        map[bool]string{false: "up", true: "lost"}[ifc.link.Lost()],
+			Reattached:   ifc.reattached.Load(),
 			ForwardedIn:  c.ForwardedIn,
 			ForwardedOut: c.ForwardedOut,
 			ToStack:      c.ToStack,

@@ -71,6 +71,24 @@ func TestAdmRuntimeChanges(t *testing.T) {
 		t.Fatalf("lvsd adm -Ln:\n%s", list)
 	}
 
+	// lvsd run under the name ipvsadm is ipvsadm, and finds its socket
+	// through $LVSD_CONTROL.
+	link := filepath.Join(l.Dir(), "ipvsadm")
+	if err := os.Symlink(bin.Lvsd, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "-L", "-n")
+	cmd.Env = append(os.Environ(), "LVSD_CONTROL="+tp.Control)
+	// (The first four lines: the connection counts may move meanwhile.)
+	first4 := func(s string) string { return strings.Join(strings.SplitN(s, "\n", 5)[:4], "\n") }
+	if out, err := cmd.Output(); err != nil || first4(string(out)) != first4(list) {
+		t.Errorf("ipvsadm -L -n through the symlink (%v):\n%s\nwant\n%s", err, out, list)
+	}
+	cmd = exec.Command(link, "-n", "-L")
+	if out, err := cmd.CombinedOutput(); !strings.Contains(string(out), "Try `ipvsadm -h' or 'ipvsadm --help' for more information.") {
+		t.Errorf("ipvsadm -n -L: %v\n%s", err, out)
+	}
+
 	// Drain rs1: the others share the new connections 2:1.
 	adm(t, bin, tp, "", "-e", "-t", "198.18.1.100:80", "-r", "198.18.2.11:8080", "-m", "-w", "0")
 	drained := map[string]int{"rs2": 40, "rs3": 20}
@@ -156,7 +174,10 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second)
 	defer cancel()
-	var ok, failed atomic.Int64
+	// failed counts per client kind: [0] one connection per request, [1]
+	// keep-alive.
+	var ok atomic.Int64
+	var failed [2]atomic.Int64
 	var errMu sync.Mutex
 	var errs []string
 	client := func(keepAlive bool) {
@@ -172,7 +193,11 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 				}
 			}
 			if err != nil && ctx.Err() == nil {
-				failed.Add(1)
+				if keepAlive {
+					failed[1].Add(1)
+				} else {
+					failed[0].Add(1)
+				}
 				errMu.Lock()
 				if len(errs) < 10 {
 					errs = append(errs, err.Error())
@@ -199,29 +224,98 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 		append(slices.Clone([]string{"-a"}), append(vs, "-r", "198.18.2.13:8080", "-m", "-w", "1")...),
 	}
 	var lat []time.Duration
+	deletes := 0
+	// Phase one (the first half): weights and drains only, which must fail
+	// nothing. Phase two adds deletes and adds.
+	half := time.Now().Add(time.Duration(secs) * time.Second / 2)
+	var failedPhase1 [2]int64
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for i := 0; ctx.Err() == nil; i++ {
+	phase1 := true
+	k := 0 // the step within the phase
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
+			if phase1 && time.Now().After(half) && k%4 == 0 {
+				phase1, k = false, 0
+				failedPhase1 = [2]int64{failed[0].Load(), failed[1].Load()}
+			}
+			step := steps[k%len(steps)]
+			if phase1 {
+				step = steps[k%4]
+			}
+			k++
 			start := time.Now()
-			res, err := control.Adm(context.Background(), tp.Control, control.AdmRequest{Args: steps[i%len(steps)]})
+			res, err := control.Adm(context.Background(), tp.Control, control.AdmRequest{Args: step})
 			if err != nil || res.Code != 0 {
-				t.Fatalf("change %v: %v %+v", steps[i%len(steps)], err, res)
+				t.Fatalf("change %v: %v %+v", step, err, res)
 			}
 			lat = append(lat, time.Since(start))
+			if step[0] == "-d" {
+				deletes++
+			}
 		}
 	}
 	wg.Wait()
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
-	t.Logf("%d s: %d requests ok, %d failed; %d changes, time to apply one: p50 %v p99 %v max %v",
-		secs, ok.Load(), failed.Load(), len(lat), p(0.5), p(0.99), lat[len(lat)-1])
-	if failed.Load() > 0 {
-		t.Errorf("%d requests failed under changes; first errors:\n%s", failed.Load(), strings.Join(errs, "\n"))
+	t.Logf("%d s: %d requests ok; weights and drains: %d failed; with deletes and adds: %d failed (%d one-connection, %d keep-alive) over %d deletes; %d changes, time to apply one: p50 %v p99 %v max %v",
+		secs, ok.Load(), failedPhase1[0]+failedPhase1[1], failed[0].Load()+failed[1].Load()-failedPhase1[0]-failedPhase1[1],
+		failed[0].Load()-failedPhase1[0], failed[1].Load()-failedPhase1[1], deletes, len(lat), p(0.5), p(0.99), lat[len(lat)-1])
+	// Weights and drains fail no request. A delete ends the connections of
+	// its real server, as in IPVS: a request in flight on it fails, at most
+	// one per client and delete.
+	if failedPhase1[0]+failedPhase1[1] > 0 || failed[0].Load()+failed[1].Load() > int64(4*deletes) {
+		t.Errorf("requests failed under changes; first errors:\n%s", strings.Join(errs, "\n"))
 	}
 	if ok.Load() == 0 || len(lat) < secs*5 {
 		t.Errorf("too little happened: %d requests, %d changes", ok.Load(), len(lat))
+	}
+}
+
+// TestAdmUnprivilegedXDG runs lvsd as an unprivileged user without
+// -control: it serves its socket in $XDG_RUNTIME_DIR, and that user's
+// lvsd list and lvsd adm find it without flags; as the socket's owner the
+// user may change the table.
+func TestAdmUnprivilegedXDG(t *testing.T) {
+	lab.Skip(t)
+	lab.NeedTools(t, "setpriv")
+	const nobody = 65534
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	xdg, err := os.MkdirTemp("", "lvt-xdg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(xdg) })
+	if err := os.Chown(xdg, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(xdg, 0o700)
+	tp := l.NATLab(lab.Options{Owner: nobody})
+	tp.StartHTTP(bin, 8080)
+	env := []string{"XDG_RUNTIME_DIR=" + xdg, "LVSD_CONTROL="}
+	tp.StartLvsd(bin, lab.LvsdOptions{UID: nobody, DefaultControl: true, Env: env}, wrrHTTP)
+	if _, err := os.Stat(filepath.Join(xdg, "lvsd.sock")); err != nil {
+		t.Fatalf("no socket in $XDG_RUNTIME_DIR: %v", err)
+	}
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid", "65534", "--regid", "65534", "--clear-groups", "--", bin.Lvsd}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asNobody("list"); err != nil || !strings.Contains(out, "TCP  198.18.1.100:80 wrr\n") {
+		t.Fatalf("lvsd list as the same user, no flags: %v\n%s", err, out)
+	}
+	if out, err := asNobody("adm", "-e", "-t", "198.18.1.100:80", "-r", "198.18.2.11:8080", "-m", "-w", "0"); err != nil {
+		t.Fatalf("lvsd adm -e as the socket's owner: %v\n%s", err, out)
+	}
+	if out, _ := asNobody("adm", "-Ln"); !strings.Contains(out, fmt.Sprintf("  -> %-28s %-7s %-6d ", "198.18.2.11:8080", "Masq", 0)) {
+		t.Errorf("the drain is not listed:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(xdg, "lvsd.state")); err != nil {
+		t.Errorf("no state file beside the socket: %v", err)
 	}
 }

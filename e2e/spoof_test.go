@@ -107,7 +107,7 @@ func TestSpoofs(t *testing.T) {
 
 	send(false)
 	send(true)
-	time.Sleep(3 * time.Second) // past the 2 s CLOSE timeout
+	time.Sleep(4500 * time.Millisecond) // past the 2 s CLOSE timeout and the next expiry run (1 s ticks)
 	if c, err := get(); err != nil || c != client {
 		t.Fatalf("keep-alive connection after the spoofs: %q, %v; want %s", c, err, client)
 	}
@@ -125,7 +125,7 @@ func TestSpoofs(t *testing.T) {
 		t.Fatalf("keep-alive connection after the reload: %v", err)
 	}
 	send(false)
-	time.Sleep(3 * time.Second)
+	time.Sleep(4500 * time.Millisecond)
 	// The entry is gone, so the client's next segment on the old
 	// connection reaches the VIP's stack and is reset; its retry comes
 	// from a new port. Answered from the old port means it survived.

@@ -98,7 +98,12 @@ func TestProcessAllocs(t *testing.T) {
 }
 
 func benchFlow(b *testing.B, m lvs.Method, link forward.Framing, reply bool) {
+	benchFlowCheck(b, m, link, reply, false)
+}
+
+func benchFlowCheck(b *testing.B, m lvs.Method, link forward.Framing, reply, checkRST bool) {
 	f := newFlow(b, m, link, 64)
+	f.e.tab.SetCheckRST(checkRST)
 	frame := f.in
 	if reply {
 		frame = f.reply
@@ -118,6 +123,12 @@ func BenchmarkNATIn(b *testing.B) { benchFlow(b, lvs.NAT, forward.Ethernet, fals
 
 // BenchmarkNATOut is the reply direction of BenchmarkNATIn.
 func BenchmarkNATOut(b *testing.B) { benchFlow(b, lvs.NAT, forward.Ethernet, true) }
+
+// BenchmarkNATInCheckRST and BenchmarkNATOutCheckRST are BenchmarkNATIn
+// and BenchmarkNATOut with the table's RST window check on (lvsd's
+// default): each segment also updates its direction's window.
+func BenchmarkNATInCheckRST(b *testing.B)  { benchFlowCheck(b, lvs.NAT, forward.Ethernet, false, true) }
+func BenchmarkNATOutCheckRST(b *testing.B) { benchFlowCheck(b, lvs.NAT, forward.Ethernet, true, true) }
 
 func BenchmarkDR(b *testing.B)  { benchFlow(b, lvs.DR, forward.Ethernet, false) }
 func BenchmarkTUN(b *testing.B) { benchFlow(b, lvs.TUN, forward.Ethernet, false) }

@@ -54,6 +54,9 @@ type Options struct {
 	// Program names the program in messages ("ipvsadm"); the client's
 	// name is used when a request gives one.
 	Program string
+	// Names, when set, gives listings without -n names and lets commands
+	// name ports (ipvsadm's name lookups).
+	Names *adm.FileNames
 }
 
 // Start returns the table to start with: the file merged with the runtime
@@ -94,6 +97,9 @@ func New(d Director, file *config.Config, opts Options) *Runtime {
 		rt.log = slog.New(slog.DiscardHandler)
 	}
 	rt.env = adm.Env{Program: opts.Program, Version: opts.Version, Table: rt.table, Conns: d.Conns}
+	if opts.Names != nil {
+		rt.env.Printer.Names, rt.env.Parser.Ports, rt.env.Parser.Hosts = opts.Names, opts.Names.Port, opts.Names.Addr
+	}
 	if rt.env.Program == "" {
 		rt.env.Program = "ipvsadm"
 	}
@@ -277,6 +283,8 @@ func (rt *Runtime) tableFrom(cfg *config.Config, st *control.Status, zeroed bool
 			rk := netip.AddrPortFrom(r.Addr, r.Port).String()
 			if sr := reals[rk]; sr != nil {
 				d.ActiveConns, d.InactConns = uint32(max(sr.ActiveConn, 0)), uint32(max(sr.InactConn, 0))
+				d.PersistConns = uint32(max(sr.PersistConns, 0))
+				d.Down, d.Overloaded = !sr.Available, sr.Overloaded
 				d.Stats, d.Rates = counters(sr.Stats), rates(sr.Rates)
 			}
 			if zeroed {

@@ -3,7 +3,9 @@ package stack
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +55,10 @@ type LinkOptions struct {
 	NewProcessor func() Processor
 	// Logger receives rate-limited read and write errors.
 	Logger *slog.Logger
+	// OnLost, if set, is called once (from a reader goroutine) when a
+	// reader finds the device gone (deleted, or its queue detached): the
+	// owner re-attaches it with Replace, or stops. It must not block.
+	OnLost func(err error)
 }
 
 // Link is lvsd's own tcpipstack.LinkEndpoint over a packet device. Its readers
@@ -78,6 +84,11 @@ type Link struct {
 	tap  atomic.Pointer[tapBox] // a capture's, or nil; see SetTap
 	mtu  atomic.Uint32
 	wg   sync.WaitGroup
+	// devs are the device's queues now (Options.Devices until Replace);
+	// written under mu, read without it. lost is set when a reader found
+	// them gone, and cleared by Replace.
+	devs atomic.Pointer[[]device.Device]
+	lost atomic.Bool
 
 	stats   linkStats
 	queues  []queueStats // one per device, by index; fixed at NewLink
@@ -123,8 +134,49 @@ func NewLink(opts LinkOptions) *Link {
 	}
 	l.mtu.Store(opts.MTU)
 	l.queues = make([]queueStats, len(opts.Devices))
+	devs := opts.Devices
+	l.devs.Store(&devs)
 	return l
 }
+
+// errLinkClosed is Replace's error on a closed Link.
+var errLinkClosed = errors.New("link closed")
+
+// Replace swaps the link's devices for devs (the same device opened again
+// after it was lost, with at most as many queues as before): it closes the
+// old queues, and starts a reader on each new one if the link is attached.
+// The Link owns devs from then on, also when it fails (closed Link).
+func (l *Link) Replace(devs []device.Device) error {
+	l.mu.Lock()
+	if l.closed || len(devs) > len(l.queues) {
+		l.mu.Unlock()
+		for _, d := range devs {
+			d.Close()
+		}
+		if l.closed {
+			return errLinkClosed
+		}
+		return fmt.Errorf("replace: %d queues, the link has %d", len(devs), len(l.queues))
+	}
+	old := *l.devs.Load()
+	l.devs.Store(&devs)
+	l.lost.Store(false)
+	if l.started {
+		for i, dev := range devs {
+			l.wg.Add(1)
+			go l.reader(dev, &l.queues[i])
+		}
+	}
+	l.mu.Unlock()
+	for _, d := range old {
+		d.Close()
+	}
+	return nil
+}
+
+// Lost reports whether a reader found the devices gone since they were
+// last placed.
+func (l *Link) Lost() bool { return l.lost.Load() }
 
 // Stats returns a snapshot of the link's counters.
 func (l *Link) Stats() LinkCounters {
@@ -245,7 +297,7 @@ func (l *Link) Attach(d tcpipstack.NetworkDispatcher) {
 		return
 	}
 	l.started = true
-	for i, dev := range l.opts.Devices {
+	for i, dev := range *l.devs.Load() {
 		l.wg.Add(1)
 		go l.reader(dev, &l.queues[i])
 	}
@@ -271,7 +323,7 @@ func (l *Link) Close() {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	for _, d := range l.opts.Devices {
+	for _, d := range *l.devs.Load() {
 		d.Close()
 	}
 }
@@ -342,6 +394,11 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 				// The device is gone (deleted, or the queue detached):
 				// every later read would fail the same way.
 				l.log.Error("device failed; reader stopped", "err", err)
+				// Only the current queues report: a queue that Replace
+				// already swapped out fails too, on its way out.
+				if slices.Contains(*l.devs.Load(), dev) && l.lost.CompareAndSwap(false, true) && l.opts.OnLost != nil {
+					l.opts.OnLost(err)
+				}
 				return
 			}
 			l.logLimited("read failed", "err", err)
@@ -612,10 +669,11 @@ func ipEnd(hdrs []byte, ethernet bool) int {
 // ICMP, health checks) go out on the first queue with an empty virtio-net
 // header. This path is not the forwarding fast path and may allocate.
 func (l *Link) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) {
-	if len(l.opts.Devices) == 0 {
+	devs := *l.devs.Load()
+	if len(devs) == 0 {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
-	dev := l.opts.Devices[0]
+	dev := devs[0]
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
 		size := pkt.Size()

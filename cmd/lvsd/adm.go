@@ -34,7 +34,7 @@ func runAdm(args []string, program string) int {
 		}
 		break
 	}
-	c, err := (&adm.Parser{}).Parse(args)
+	c, err := newParser().Parse(args)
 	if err != nil {
 		e := err.(*adm.Error)
 		if e.TryHelp {
@@ -56,7 +56,7 @@ func runAdm(args []string, program string) int {
 
 // admAt runs args at the lvsd listening on path and prints what it says.
 func admAt(path string, args []string, program string) int {
-	c, _ := (&adm.Parser{}).Parse(args)
+	c, _ := newParser().Parse(args)
 	var stdin []string
 	if c != nil && c.Cmd == adm.CmdRestore {
 		sc := bufio.NewScanner(os.Stdin)
@@ -87,4 +87,13 @@ func admAt(path string, args []string, program string) int {
 		}
 	}
 	return res.Code
+}
+
+// systemNames resolves ports and addresses from /etc/services and
+// /etc/hosts, as ipvsadm does without -n (never through DNS).
+func systemNames() *adm.FileNames { return adm.LoadNames("/etc/services", "/etc/hosts") }
+
+func newParser() *adm.Parser {
+	n := systemNames()
+	return &adm.Parser{Ports: n.Port, Hosts: n.Addr}
 }

@@ -85,7 +85,7 @@ func runDaemon(args []string) int {
 		return 1
 	}
 	runstate.RestartNeeded = director.ErrRestartNeeded
-	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: buildVersion()})
+	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: buildVersion(), Names: systemNames()})
 	rt.Persist()
 
 	// The reload loop and the control socket stop with ctx; lvsd exits only
@@ -128,6 +128,7 @@ func runDaemon(args []string) int {
 	log.Info("lvsd running", "version", buildVersion(), "config", *path, "control", control, "state", statePath)
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
+		stop() // ends the reload loop and the control socket, which wg waits for
 		return 1
 	}
 	log.Info("lvsd stopped")

@@ -24,6 +24,12 @@ type LvsdOptions struct {
 	UID int
 	// Args are added after `run -c FILE`, e.g. "-log-level", "debug".
 	Args []string
+	// Env is added to lvsd's environment.
+	Env []string
+	// DefaultControl runs lvsd without -control: it picks its socket
+	// itself (/run/lvsd, or $XDG_RUNTIME_DIR when unprivileged), and
+	// Topology.Control stays empty.
+	DefaultControl bool
 	// ReadyTimeout bounds the wait for the VIP to answer; 0 means 30 s.
 	ReadyTimeout time.Duration
 	// Ready, when set, is the readiness probe: one attempt, nil when lvsd
@@ -57,12 +63,18 @@ func (tp *Topology) StartLvsd(bin Binaries, o LvsdOptions, services ...Service) 
 	// Each lvsd gets a control socket of its own in the scratch directory,
 	// for `lvsd list` and Topology.Status.
 	ctl := filepath.Join(l.dir, fmt.Sprintf("lvsd-%02d.sock", n))
-	tp.Control = ctl
-	argv := append([]string{bin.Lvsd, "run", "-c", cfg, "-control", ctl}, o.Args...)
+	argv := []string{bin.Lvsd, "run", "-c", cfg}
+	if o.DefaultControl {
+		tp.Control = ""
+	} else {
+		tp.Control = ctl
+		argv = append(argv, "-control", ctl)
+	}
+	argv = append(argv, o.Args...)
 	if o.UID != 0 {
 		argv = tp.Lab.asUser(o.UID, argv)
 	}
-	p := l.Start(tp.Director, "lvsd", argv...)
+	p := l.StartWith(tp.Director, "lvsd", ProcOptions{Env: o.Env}, argv...)
 	if o.NoWait {
 		return p
 	}
