@@ -50,6 +50,7 @@ type collector struct {
 	beConns, beInPkts, beOutPkts              *prometheus.Desc
 	beInBytes, beOutBytes                     *prometheus.Desc
 	beAvailable, beOverloaded                 *prometheus.Desc
+	healthUp, healthChecks, healthChange      *prometheus.Desc
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
 	entries, limit, evicted, refused          *prometheus.Desc
@@ -81,6 +82,10 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		beAvailable:  desc("lvsd_ipvs_backend_available", "1 when a real server may receive new connections (in the table, health up), else 0.", backendLabels...),
 		beOverloaded: desc("lvsd_ipvs_backend_overloaded", "1 while a real server is over its upper connection threshold, else 0.", backendLabels...),
 
+		healthUp:     desc("lvsd_ipvs_backend_health_up", "1 while a real server's health check says up, 0 down; only real servers with a check.", backendLabels...),
+		healthChecks: desc("lvsd_ipvs_backend_health_checks_total", "Health probes of a real server since its check (re)started.", backendLabels...),
+		healthChange: desc("lvsd_ipvs_backend_health_last_change_timestamp_seconds", "Time of a real server's last health transition (or of its check's start), Unix seconds.", backendLabels...),
+
 		drops:     desc("lvsd_drops_total", "Frames the fast path dropped, by interface and reason.", "interface", "reason"),
 		forwarded: desc("lvsd_forwarded_packets_total", "Frames the fast path forwarded, by interface and direction (in: client to real server, out: real server to client).", "interface", "direction"),
 		toStack:   desc("lvsd_to_stack_packets_total", "Frames handed to lvsd's netstack (ARP, ICMP, health checks, other traffic).", "interface"),
@@ -108,6 +113,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
+		c.healthUp, c.healthChecks, c.healthChange,
 		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors,
 		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
@@ -123,6 +129,7 @@ type backendSum struct {
 	active, inactive, weight                float64
 	conns, inPkts, outPkts, inBytes, outByt float64
 	available, overloaded                   float64
+	health                                  *control.Health // nil: no check
 }
 
 // Collect implements prometheus.Collector.
@@ -165,6 +172,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			b.outByt += float64(r.Stats.OutBytes)
 			b.available += b2f(r.Available)
 			b.overloaded += b2f(r.Overloaded)
+			if h := r.Health; h != nil {
+				b.health = h
+			}
 		}
 	}
 	var ts conntrack.StatsSnapshot
@@ -191,6 +201,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.beOutBytes, b.outByt, b.labels...)
 		gauge(c.beAvailable, b.available, b.labels...)
 		gauge(c.beOverloaded, b.overloaded, b.labels...)
+		if h := b.health; h != nil {
+			gauge(c.healthUp, b2f(h.State == "up"), b.labels...)
+			counter(c.healthChecks, float64(h.Checks), b.labels...)
+			gauge(c.healthChange, float64(h.LastChange.UnixNano())/1e9, b.labels...)
+		}
 	}
 
 	for _, ifc := range st.Interfaces {
