@@ -17,6 +17,7 @@ func WriteCounters(w io.Writer, st *Status) {
 	for _, i := range st.Interfaces {
 		fmt.Fprintf(w, "%s: rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d; device %s, re-attached %d\n",
 			i.Name, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns, i.State, i.Reattached)
+		fmt.Fprintf(w, "  fragments: held %d, datagrams reassembled %d\n", i.FragsHeld, i.Reassembled)
 		if len(i.Queues) > 1 {
 			for q, c := range i.Queues {
 				fmt.Fprintf(w, "  queue %d: rx %d tx %d\n", q, c.RxFrames, c.TxFrames)
