@@ -95,6 +95,8 @@ func (d *Director) Status() control.Status {
 			ForwardedOut: c.ForwardedOut,
 			ToStack:      c.ToStack,
 			NewConns:     c.NewConns,
+			FragsHeld:    c.FragsHeld,
+			Reassembled:  c.Reassembled,
 			Drops:        make(map[string]uint64),
 			RxFrames:     ls.RxFrames,
 			TxFrames:     ls.TxFrames,
