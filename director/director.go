@@ -275,6 +275,12 @@ func (d *Director) Run(parent context.Context) error {
 	case err = <-d.failed:
 		cancel()
 	}
+	// From here on the devices and the stack go away: a runtime change or
+	// reload that arrives now is refused (change checks stopped) instead of
+	// publishing a table nothing will serve.
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
 	wg.Wait()
 	d.st.Close()
 	return err

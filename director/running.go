@@ -65,6 +65,10 @@ type realState struct {
 	weight  int32 // valid iff dynamic
 }
 
+// ErrStopping is returned for a change (reload, runtime change, health
+// edge) that arrives after Run began to close the devices.
+var ErrStopping = errors.New("lvsd is stopping")
+
 // ErrUnknownReal is returned for a RealKey that names no configured real
 // server; the caller should drop its state for that key (a reload removed it).
 var ErrUnknownReal = errors.New("no such real server")
@@ -274,7 +278,7 @@ func (d *Director) ReloadFile(path string) error {
 // Preconditions: d.mu is held.
 func (d *Director) change(cfg *config.Config, health map[RealKey]realState, origin string) error {
 	if d.stopped {
-		return errors.New("lvsd is stopping")
+		return ErrStopping
 	}
 	health = d.checkOverlay(cfg, health)
 	p, err := d.buildServices(cfg, health)
