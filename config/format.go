@@ -71,13 +71,11 @@ func Format(c *Config) []byte {
 		}
 		fmt.Fprintf(&b, "scheduler = %s\nscheduler_flags = [%s]\ninterface = %s\none_packet = %t\n",
 			q(sc.Scheduler), strings.Join(flags, ", "), q(sc.Interface), sc.OnePacket)
+		fmt.Fprintf(&b, "persistence_timeout = %s\n", dur(sc.Persistence.Timeout))
 		if sc.Persistence.Timeout > 0 {
-			fmt.Fprintf(&b, "persistence_timeout = %s\npersistence_netmask = %d\n",
-				dur(sc.Persistence.Timeout), sc.Persistence.Netmask)
+			fmt.Fprintf(&b, "persistence_netmask = %d\n", sc.Persistence.Netmask)
 		}
-		if sc.SlowStart > 0 {
-			fmt.Fprintf(&b, "slow_start = %s\n", dur(sc.SlowStart))
-		}
+		fmt.Fprintf(&b, "slow_start = %s\n", dur(sc.SlowStart))
 		if sc.MaglevTableSize != 0 {
 			fmt.Fprintf(&b, "maglev_table_size = %d\n", sc.MaglevTableSize)
 		}
