@@ -17,10 +17,10 @@ import (
 type Director interface {
 	// Running returns a copy of the running table.
 	Running() *config.Config
-	// ApplyRunning validates and applies cfg atomically, keeping
-	// established connections as a reload does; origin names the change
-	// in logs.
-	ApplyRunning(cfg *config.Config, origin string) error
+	// ApplyValidated applies cfg, a table adm.Validate returned,
+	// atomically without validating it again, keeping established
+	// connections as a reload does; origin names the change in logs.
+	ApplyValidated(cfg *config.Config, origin string) error
 	// Reload applies a whole configuration, interfaces included (which
 	// may need a restart: director.ErrRestartNeeded).
 	Reload(cfg *config.Config) error
@@ -131,7 +131,7 @@ func (rt *Runtime) Adm(program string, args, stdin []string, who string) adm.Res
 		return res
 	}
 	res.Changed.File = cur.File
-	if err := rt.d.ApplyRunning(res.Changed, "control socket: "+who); err != nil {
+	if err := rt.d.ApplyValidated(res.Changed, "control socket: "+who); err != nil {
 		res.Stderr, res.Code, res.Changed = "lvsd: "+err.Error()+"\n", adm.ExitFailed, nil
 		rt.log.Error("runtime change refused", "client", who, "args", strings.Join(args, " "), "err", err)
 		return res

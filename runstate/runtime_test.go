@@ -19,7 +19,7 @@ type fakeDirector struct {
 }
 
 func (f *fakeDirector) Running() *config.Config { return adm.Clone(f.cfg) }
-func (f *fakeDirector) ApplyRunning(cfg *config.Config, _ string) error {
+func (f *fakeDirector) ApplyValidated(cfg *config.Config, _ string) error {
 	f.cfg, f.applies = cfg, f.applies+1
 	return nil
 }
