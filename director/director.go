@@ -2,7 +2,7 @@
 // configuration into running parts (devices, netstack NICs, forwarders,
 // schedulers, the connection table) and keeps the running table of virtual
 // services and real servers, which every change goes through: reloads
-// (Reload, ReloadFile), runtime changes (ApplyRunning) and health edges
+// (Reload), runtime changes (ApplyRunning) and health edges
 // (SetRealHealth, SetRealWeight). See running.go for the model and apply.go
 // for the steps of a change.
 //

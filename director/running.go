@@ -255,31 +255,6 @@ func (d *Director) ApplyValidated(cfg *config.Config, origin string) error {
 	return d.change(cfg, d.health, origin)
 }
 
-// ReloadFile reads path and applies it as a reload (SIGHUP): the reload
-// policy of lvsd. A file that does not parse or validate, or a change that
-// fails, keeps the running table; a file that changes interfaces applies
-// its virtual services and returns ErrRestartNeeded. The outcome is logged
-// and recorded for Status.
-func (d *Director) ReloadFile(path string) error {
-	cfg, err := config.Load(path)
-	if err != nil {
-		d.NoteReload(err)
-		d.log.Error("reload rejected; keeping the running configuration", "err", err)
-		return err
-	}
-	err = d.Reload(cfg)
-	d.NoteReload(err)
-	switch {
-	case errors.Is(err, ErrRestartNeeded):
-		d.log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
-	case err != nil:
-		d.log.Error("reload failed; keeping the running configuration", "err", err)
-	default:
-		d.log.Info("reloaded", "config", path)
-	}
-	return err
-}
-
 // change is the one function that applies a change of the running table
 // (start, reload, runtime change, health edge): cfg is the new
 // administrative layer, health the new overlay. It publishes one new

@@ -24,6 +24,8 @@ type Director interface {
 	// Reload applies a whole configuration, interfaces included (which
 	// may need a restart: director.ErrRestartNeeded).
 	Reload(cfg *config.Config) error
+	// NoteReload records the outcome of a reload for the status.
+	NoteReload(err error)
 	// Status gives the counters.
 	Status() control.Status
 	// Conns lists the connections, for ipvsadm -Lc.
@@ -164,6 +166,31 @@ func (rt *Runtime) save(running *config.Config) {
 	if err != nil {
 		rt.log.Error("runtime state not saved; changes last until lvsd stops", "err", err)
 	}
+}
+
+// ReloadFile is the reload policy of lvsd (SIGHUP): it loads path and
+// reloads it (Reload). A file that does not load or validate, or a reload
+// that fails, keeps what runs; a file that changes interfaces applies its
+// virtual services and returns the director's restart-needed error. The
+// outcome is logged and recorded in the director's status.
+func (rt *Runtime) ReloadFile(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		rt.d.NoteReload(err)
+		rt.log.Error("reload rejected; keeping the running configuration", "err", err)
+		return err
+	}
+	err = rt.Reload(cfg)
+	rt.d.NoteReload(err)
+	switch {
+	case isRestartNeeded(err):
+		rt.log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
+	case err != nil:
+		rt.log.Error("reload failed; keeping the running configuration", "err", err)
+	default:
+		rt.log.Info("reloaded", "config", path)
+	}
+	return err
 }
 
 // Reload loads the file again, keeping the runtime changes of objects the
