@@ -76,6 +76,8 @@ type snapshot struct {
 	vips map[lvs.Addr]struct{}
 	// src is Config.Source; nil for none.
 	src func(netip.Addr) netip.Addr
+	// sloppyTCP is Config.SloppyTCP.
+	sloppyTCP bool
 }
 
 // source returns the director's address toward a, with a's family, or false
@@ -126,6 +128,7 @@ func (f *Forwarder) SetConfig(c *Config) {
 	if c != nil {
 		s.services = c.Services
 		s.src = c.Source
+		s.sloppyTCP = c.SloppyTCP
 		for k, svc := range c.Services {
 			s.vips[k.Addr] = struct{}{}
 			if svc.Stats == nil {
