@@ -42,9 +42,12 @@ bench-go: ## Go benchmarks of the packet path, connection table, persistence tem
 
 fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
+	$(GO) test -run '^$$' -fuzz '^FuzzReassembly$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./adm/
+	$(GO) test -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime 30s ./health/
+	$(GO) test -run '^$$' -fuzz '^FuzzDNSCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime 30s ./keepalived/
 
 vet: ## go vet

@@ -46,3 +46,20 @@ func TestFileNames(t *testing.T) {
 		t.Errorf("a missing file resolved a name")
 	}
 }
+
+// TestLvsdListing: --lvsd adds lvsd's own fields under the lines, which
+// stay ipvsadm's.
+func TestLvsdListing(t *testing.T) {
+	s := mark(svc(lvs.TCP, "192.0.2.100", 80, "rr", dest("192.0.2.21", 0, lvs.DR, 1, 0, 0), dest("192.0.2.22", 0, lvs.DR, 1, 0, 0)), 4, 80, 443)
+	s.Name = "web"
+	s.Dests[0].Down = true
+	s.Dests[1].Overloaded = true
+	var b bytes.Buffer
+	(&Printer{}).WriteList(&b, &Table{Services: []Service{s}}, FmtNumeric|FmtLvsd)
+	want := "FWM  4 rr\n  # name web, TCP 192.0.2.100:80,443, interface lvt0\n" +
+		"  -> 192.0.2.21:0                 Route   1      0          0         \n     # down\n" +
+		"  -> 192.0.2.22:0                 Route   1      0          0         \n     # overloaded\n"
+	if !strings.HasSuffix(b.String(), want) {
+		t.Errorf("--lvsd:\n%s\nwant the end:\n%s", b.String(), want)
+	}
+}

@@ -312,6 +312,13 @@ func (p *Printer) writeService(b *buf, s *Service, f Format) {
 		default:
 			b.printf("  -> %-28s %-7s %-6d %-10d %-10d\n", dname, fwdName(d.Method), d.Weight, d.ActiveConns, d.InactConns)
 		}
+		if f&FmtLvsd != 0 && f&FmtRule == 0 && (d.Down || d.Overloaded) {
+			state := "down"
+			if !d.Down {
+				state = "overloaded"
+			}
+			b.printf("     # %s\n", state)
+		}
 	}
 }
 

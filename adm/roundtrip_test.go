@@ -154,7 +154,7 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 		sortReals := cmpopts.SortSlices(func(a, b config.Real) bool {
 			return netip.AddrPortFrom(a.Addr, a.Port).String() < netip.AddrPortFrom(b.Addr, b.Port).String()
 		})
-		if diff := cmp.Diff(want.Services, got.Services, sortOpt, sortReals, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		if diff := cmp.Diff(want.Services, got.Services, sortOpt, sortReals, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
 			t.Fatalf("table %d: -S | -R changed the table (-saved +restored):\n%s\n-S printed:\n%s", n, diff, b.String())
 		}
 	}

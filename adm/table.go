@@ -37,6 +37,9 @@ type Dest struct {
 	config.Real
 	ActiveConns, InactConns, PersistConns uint32
 	Stats, Rates                          Counters
+	// Down: out of scheduling (a failed health check); Overloaded: over
+	// its upper threshold. Shown only with FmtLvsd.
+	Down, Overloaded bool
 }
 
 // Counters are IPVS's five counters (ip_vs_stats_user).

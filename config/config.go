@@ -244,6 +244,8 @@ type Service struct {
 	MaglevTableSize uint32
 	// Reals are the real servers, with unique (Addr, Port).
 	Reals []Real
+	// Health holds sorry_server and quorum (config/health.go).
+	Health Health
 }
 
 // Persistence is the persistence of a virtual service (ipvsadm -p, -M).
@@ -279,6 +281,9 @@ type Real struct {
 	// service, comes back from a failed health check or from weight 0, its
 	// effective weight ramps up over this time.
 	SlowStart time.Duration
+	// Check is the real server's health check; nil: not checked (always
+	// up), as without a keepalived checker.
+	Check *Check
 }
 
 // Defaults is the table of every value Parse uses for a key the file leaves

@@ -19,6 +19,7 @@ import (
 var cmpOpts = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
 }
 
 // lines joins its arguments as the lines of a document, so that a test's

@@ -81,6 +81,7 @@ func Format(c *Config) []byte {
 		if sc.MaglevTableSize != 0 {
 			fmt.Fprintf(&b, "maglev_table_size = %d\n", sc.MaglevTableSize)
 		}
+		formatHealth(&b, &sc.Health)
 		multiPort := sc.Ports != nil || sc.Port == 0
 		for _, r := range sc.Reals {
 			fmt.Fprintf(&b, "  [[virtual_server.real_server]]\n  address = %s\n", q(r.Addr.String()))
@@ -91,6 +92,9 @@ func Format(c *Config) []byte {
 				r.Weight, q(r.Method.String()), r.UpperThreshold, r.LowerThreshold)
 			if r.SlowStart != sc.SlowStart {
 				fmt.Fprintf(&b, "  slow_start = %s\n", dur(r.SlowStart))
+			}
+			if r.Check != nil {
+				formatCheck(&b, r.Check)
 			}
 		}
 		b.WriteString("\n")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -139,6 +140,18 @@ func checkInvariants(t *testing.T, cfg *Config) {
 				t.Errorf("bad or duplicate service port %v", pk)
 			}
 			svcs[pk] = true
+		}
+		for _, r := range s.Reals {
+			if c := r.Check; c != nil && (c.Rise < 1 || c.Fall < 1 || c.Interval < 10*time.Millisecond ||
+				c.Timeout < 10*time.Millisecond || c.Warmup <= 0 || c.Type == "none" || c.Type == "" ||
+				c.Type != "exec" && c.Type != "ping" && r.Port == 0 && c.Port == 0 ||
+				c.Type == "exec" && c.Command == "") {
+				t.Errorf("service %v, real %s: check %+v", k, r.Addr, c)
+			}
+		}
+		if h := s.Health; h.SorryServer.IsValid() && (h.SorryServer.Port() == 0 || h.SorryServer.Addr().Is4() != s.Addr.Is4()) ||
+			h.Quorum > 0 && h.Hysteresis >= h.Quorum {
+			t.Errorf("service %v: health %+v", k, h)
 		}
 		if (s.Proto != lvs.TCP && s.Proto != lvs.UDP) || !s.Addr.IsValid() || dips[s.Addr] {
 			t.Errorf("bad service %v", k)

@@ -153,17 +153,24 @@ type rawService struct {
 	OnePacket       any       `toml:"one_packet"`
 	SlowStart       any       `toml:"slow_start"`
 	MaglevTableSize any       `toml:"maglev_table_size"`
+	SorryServer     any       `toml:"sorry_server"`
+	Quorum          any       `toml:"quorum"`
+	Hysteresis      any       `toml:"hysteresis"`
+	QuorumUp        any       `toml:"quorum_up"`
+	QuorumDown      any       `toml:"quorum_down"`
+	Check           *rawCheck `toml:"check"`
 	RealServer      []rawReal `toml:"real_server"`
 }
 
 type rawReal struct {
-	Address        any `toml:"address"`
-	Port           any `toml:"port"`
-	Weight         any `toml:"weight"`
-	Method         any `toml:"method"`
-	UpperThreshold any `toml:"upper_threshold"`
-	LowerThreshold any `toml:"lower_threshold"`
-	SlowStart      any `toml:"slow_start"`
+	Address        any       `toml:"address"`
+	Port           any       `toml:"port"`
+	Weight         any       `toml:"weight"`
+	Method         any       `toml:"method"`
+	UpperThreshold any       `toml:"upper_threshold"`
+	LowerThreshold any       `toml:"lower_threshold"`
+	SlowStart      any       `toml:"slow_start"`
+	Check          *rawCheck `toml:"check"`
 }
 
 // schemaKind is what the schema expects at a key.
@@ -188,9 +195,13 @@ func schemaOf(t reflect.Type, kind schemaKind) *schemaNode {
 	n := &schemaNode{kind: kind, children: make(map[string]*schemaNode)}
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
 		switch {
-		case f.Type.Kind() == reflect.Struct:
-			n.children[name] = schemaOf(f.Type, schemaTable)
+		case ft.Kind() == reflect.Struct:
+			n.children[name] = schemaOf(ft, schemaTable)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
 			n.children[name] = schemaOf(f.Type.Elem(), schemaArrayTables)
 		default:

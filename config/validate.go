@@ -688,8 +688,15 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 			}
 			reals[ap] = rkey
 		}
+		r.Check = c.check(key, raw.Check, rkey, raw.RealServer[i].Check, &svc, &r)
 		svc.Reals = append(svc.Reals, r)
 	}
+	if raw.Check != nil {
+		// The service's own check, judged once whatever its real servers
+		// override (a pseudo server with a port of its own).
+		c.check(key, raw.Check, key, nil, &svc, &Real{Port: 1})
+	}
+	svc.Health = c.health(key, raw, &svc)
 	return svc, ok
 }
 

@@ -110,6 +110,9 @@ type Real struct {
 	Overloaded   bool  `json:"overloaded"`
 	Stats        Stats `json:"stats"`
 	Rates        Rates `json:"rates"`
+	// Health is the state of the real server's health check; nil when it
+	// is not checked.
+	Health *Health `json:"health,omitempty"`
 }
 
 // Rates are IPVS-style rate estimates (2-second samples, moving average):

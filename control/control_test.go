@@ -83,7 +83,8 @@ func TestWriteCounters(t *testing.T) {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
 	}
 	// Queues are listed when there are several, each with its own counts.
-	if !strings.Contains(b.String(), "lvt1 (up, re-attached 0): rx 12 tx 10 ") || !strings.Contains(b.String(), "lvt0 (lost, re-attached 2): ") || !strings.Contains(b.String(), "  queue 0: rx 5 tx 4\n  queue 1: rx 7 tx 6\n") ||
+	if !strings.Contains(b.String(), "lvt1: rx 12 tx 10 ") || !strings.Contains(b.String(), "; device up, re-attached 0\n") ||
+		!strings.Contains(b.String(), "; device lost, re-attached 2\n") || !strings.Contains(b.String(), "  queue 0: rx 5 tx 4\n  queue 1: rx 7 tx 6\n") ||
 		strings.Contains(b.String(), "queue 0: rx 9") {
 		t.Errorf("counters should list the queues of a multi-queue interface only:\n%s", b.String())
 	}

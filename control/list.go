@@ -15,8 +15,8 @@ func WriteCounters(w io.Writer, st *Status) {
 	fmt.Fprintf(w, "neighbours: lost %d (MAC kept while resolving), failed %d, unconfirmed now %d\n",
 		st.Neighbors.Lost, st.Neighbors.Failed, st.Neighbors.Unconfirmed)
 	for _, i := range st.Interfaces {
-		fmt.Fprintf(w, "%s (%s, re-attached %d): rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d\n",
-			i.Name, i.State, i.Reattached, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns)
+		fmt.Fprintf(w, "%s: rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d; device %s, re-attached %d\n",
+			i.Name, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns, i.State, i.Reattached)
 		if len(i.Queues) > 1 {
 			for q, c := range i.Queues {
 				fmt.Fprintf(w, "  queue %d: rx %d tx %d\n", q, c.RxFrames, c.TxFrames)

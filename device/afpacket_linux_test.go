@@ -4,7 +4,6 @@ package device_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/device/devicetest"
+	"github.com/lvsd/lvsd/internal/pkttest"
 )
 
 func newBufs(n, size int) ([][]byte, []int) {
@@ -224,7 +224,7 @@ func TestPacketFanout(t *testing.T) {
 	// address in the namespace is theirs: the kernel drops them silently.
 	var frames [][]byte
 	for i := range flows {
-		frames = append(frames, udpFrame(devicetest.LoMAC, 1000+i))
+		frames = append(frames, udpFrame(t, devicetest.LoMAC, 1000+i))
 	}
 	type rx struct {
 		q     int
@@ -291,32 +291,13 @@ wait:
 	}
 }
 
-// udpFrame returns an IPv4/UDP frame from 192.0.2.2 to 198.51.100.1 with the
-// source port sport.
-func udpFrame(dst net.HardwareAddr, sport int) []byte {
-	f := make([]byte, 14+20+8+4)
-	copy(f, dst)
-	copy(f[6:], devicetest.PeerMAC)
-	f[12], f[13] = 0x08, 0x00
-	ip := f[14:34]
-	ip[0], ip[8], ip[9] = 0x45, 64, 17
-	binary.BigEndian.PutUint16(ip[2:], uint16(len(f)-14))
-	copy(ip[12:], []byte{192, 0, 2, 2})
-	copy(ip[16:], []byte{198, 51, 100, 1})
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
-	udp := f[34:]
-	binary.BigEndian.PutUint16(udp[0:], uint16(sport))
-	binary.BigEndian.PutUint16(udp[2:], 9)
-	binary.BigEndian.PutUint16(udp[4:], 12)
-	copy(udp[8:], "lvt!")
-	return f
+// udpFrame returns an IPv4/UDP frame to dst from the kit's client to its
+// VIP, with the source port sport.
+func udpFrame(tb testing.TB, dst net.HardwareAddr, sport int) []byte {
+	return pkttest.Frame{
+		DstMAC: [6]byte(dst), SrcMAC: [6]byte(devicetest.PeerMAC), Proto: pkttest.UDP,
+		Src: pkttest.AP(pkttest.Cli4, uint16(sport)), Dst: pkttest.AP(pkttest.VIP4, 9), Payload: "lvt!",
+	}.Build(tb)
 }
 
 // TestPacketNoAllocs: a WriteBatch and a ReadBatch allocate nothing.

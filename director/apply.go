@@ -170,6 +170,8 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 			p.dests[dk] = rp.dst
 			sp.reals = append(sp.reals, rp)
 		}
+		// keepalived's sorry_server, while no real server is up.
+		d.planSorry(p, sp, health, linkedNow, linkedNext)
 		if sp.prev != nil {
 			for _, x := range sp.prev.sched.Dests() {
 				if !linkedNext[x] {

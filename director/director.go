@@ -32,6 +32,7 @@ import (
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/health"
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
 	"github.com/lvsd/lvsd/stack"
@@ -75,6 +76,9 @@ type Director struct {
 	// health is the health overlay of the running table, by real server.
 	// Guarded by mu.
 	health map[RealKey]realState
+	// checks runs the health checks (health.go); set at the first change.
+	// Guarded by mu.
+	checks *health.Manager[RealKey]
 	// reloadErr is the error of the last reload, "" after a good one; the
 	// running configuration is stale while it is set. Guarded by mu.
 	reloadErr string
@@ -251,6 +255,7 @@ func (d *Director) Run(parent context.Context) error {
 	wg.Go(func() { d.st.Run(ctx) })
 	wg.Go(func() { d.table.Run(ctx) })
 	wg.Go(func() { d.persist.Run(ctx) })
+	wg.Go(func() { d.runChecks(ctx) })
 	wg.Go(func() {
 		t := time.NewTicker(schedTickInterval)
 		defer t.Stop()

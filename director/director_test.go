@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/device"
+	"github.com/lvsd/lvsd/internal/leakcheck"
+	"github.com/lvsd/lvsd/internal/pkttest"
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -54,16 +57,17 @@ method = "nat"
   port = 5353
 `
 
+// The packet kit's hosts; two real servers with MACs of their own.
 var (
-	dirMAC    = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 1}
-	clientMAC = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 0x10}
+	dirMAC    = pkttest.HW(pkttest.DirMAC)
+	clientMAC = pkttest.HW(pkttest.CliMAC)
 	rsMAC     = map[string]net.HardwareAddr{
 		"192.0.2.21":  {0x02, 0, 0x5e, 0, 0, 0x21},
 		"192.0.2.22":  {0x02, 0, 0x5e, 0, 0, 0x22},
 		"192.0.2.150": {0x02, 0, 0x5e, 0, 0, 0x50},
 	}
-	clientIP = net.IP{192, 0, 2, 10}
-	vip      = net.IP{192, 0, 2, 100}
+	clientIP = net.IP(pkttest.Cli4.AsSlice())
+	vip      = net.IP(pkttest.VIP4.AsSlice())
 )
 
 // wire is the test's side of the in-memory device. It answers the
@@ -81,6 +85,7 @@ func startDirector(t *testing.T, conf string) *wire {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leakcheck.Check(t) // every goroutine of New and Run stops with Run's context
 	dev := device.NewMem(256)
 	d, err := New(cfg, Options{Devices: func(config.Interface) ([]device.Device, error) {
 		return []device.Device{dev}, nil
@@ -113,13 +118,9 @@ func (w *wire) pump(ctx context.Context) {
 		p := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
 		if a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP); ok && a.Operation == layers.ARPRequest {
 			if mac, ok := rsMAC[net.IP(a.DstProtAddress).String()]; ok {
-				w.dev.Inject(w.frame(
-					&layers.Ethernet{SrcMAC: mac, DstMAC: dirMAC, EthernetType: layers.EthernetTypeARP},
-					&layers.ARP{
-						AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-						Operation: layers.ARPReply, SourceHwAddress: mac, SourceProtAddress: a.DstProtAddress,
-						DstHwAddress: dirMAC, DstProtAddress: a.SourceProtAddress,
-					}))
+				ip, _ := netip.AddrFromSlice(a.DstProtAddress)
+				to, _ := netip.AddrFromSlice(a.SourceProtAddress)
+				w.dev.Inject(pkttest.ARPReply(w.t, [6]byte(mac), ip, [6]byte(dirMAC), to))
 				continue
 			}
 		}
@@ -133,11 +134,7 @@ func (w *wire) pump(ctx context.Context) {
 
 func (w *wire) frame(ls ...gopacket.SerializableLayer) []byte {
 	w.t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		w.t.Fatal(err)
-	}
-	return buf.Bytes()
+	return pkttest.Serialize(w.t, ls...)
 }
 
 // next returns the next frame matching keep.
@@ -159,39 +156,26 @@ func (w *wire) next(what string, keep func(gopacket.Packet) bool) gopacket.Packe
 
 func isTCP(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeTCP) != nil }
 
-// tcpFrame builds a TCP segment with correct checksums.
+// tcpFrame builds a TCP segment (DF set) with the packet kit.
 func (w *wire) tcpFrame(srcMAC, dstMAC net.HardwareAddr, src, dst net.IP, sport, dport uint16, syn, ack bool) []byte {
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst, Flags: layers.IPv4DontFragment}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: syn, ACK: ack, Seq: 1000, Window: 65535}
-	tcp.SetNetworkLayerForChecksum(ip)
-	return w.frame(&layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}, ip, tcp)
+	w.t.Helper()
+	f := pkttest.Frame{SrcMAC: [6]byte(srcMAC), DstMAC: [6]byte(dstMAC), DF: true}
+	f.Src = pkttest.AP(netip.AddrFrom4([4]byte(src.To4())), sport)
+	f.Dst = pkttest.AP(netip.AddrFrom4([4]byte(dst.To4())), dport)
+	if syn {
+		f.Flags |= pkttest.SYN
+	}
+	if ack {
+		f.Flags |= pkttest.ACK
+	}
+	return f.Build(w.t)
 }
 
-// checksumsValid re-serialises the decoded packet with fresh checksums and
-// compares: a plain reference check of the fast path's incremental updates.
+// checksumsValid checks the forwarded frame's checksums against the kit's
+// plain reference sums: the fast path updates them incrementally.
 func checksumsValid(t *testing.T, p gopacket.Packet) {
 	t.Helper()
-	ip := *p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	var ls []gopacket.SerializableLayer
-	eth := *p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-	ls = append(ls, &eth, &ip)
-	switch l4 := p.TransportLayer().(type) {
-	case *layers.TCP:
-		c := *l4
-		c.SetNetworkLayerForChecksum(&ip)
-		ls = append(ls, &c, gopacket.Payload(c.Payload))
-	case *layers.UDP:
-		c := *l4
-		c.SetNetworkLayerForChecksum(&ip)
-		ls = append(ls, &c, gopacket.Payload(c.Payload))
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(buf.Bytes(), p.Data()[:len(buf.Bytes())]); diff != "" {
-		t.Errorf("checksums of forwarded frame are wrong (-recomputed +got):\n%s", diff)
-	}
+	pkttest.CheckSums(t, pkttest.IPOf(false, p.Data()))
 }
 
 type seen struct {
@@ -371,6 +355,7 @@ func memDirector(t *testing.T, conf string) (*Director, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leakcheck.Check(t) // Close stops every goroutine New started
 	dev := device.NewMem(64)
 	d, err := New(cfg, Options{Devices: func(config.Interface) ([]device.Device, error) { return []device.Device{dev}, nil }})
 	if err != nil {

@@ -276,6 +276,7 @@ func (d *Director) change(cfg *config.Config, health map[RealKey]realState, orig
 	if d.stopped {
 		return errors.New("lvsd is stopping")
 	}
+	health = d.checkOverlay(cfg, health)
 	p, err := d.buildServices(cfg, health)
 	if err != nil {
 		return err
@@ -294,6 +295,7 @@ func (d *Director) change(cfg *config.Config, health map[RealKey]realState, orig
 			delete(d.health, k)
 		}
 	}
+	d.syncChecks(cfg)
 	linked := 0
 	for _, rs := range services {
 		linked += len(rs.svc.Dests)

@@ -74,6 +74,7 @@ func (d *Director) Status() control.Status {
 				Overloaded:   dst.Overloaded.Load(),
 				Stats:        stats(&dst.Stats),
 				Rates:        destRates[dst],
+				Health:       d.checkStatus(RealKey{Service: key, Addr: rc.Addr, Port: rc.Port}),
 			})
 		}
 		st.Services = append(st.Services, s)

@@ -132,9 +132,12 @@ func TestUDPFlood(t *testing.T) {
 		}
 	})
 
-	// Let the flood fill the table, then open new connections through it.
-	time.Sleep(time.Second)
+	// Let the flood fill the table (it evicts), then open new connections
+	// through it.
 	before := tp.Status()
+	for deadline := time.Now().Add(15 * time.Second); before.Table.Evicted == 0 && time.Now().Before(deadline); before = tp.Status() {
+		time.Sleep(100 * time.Millisecond)
+	}
 	res := tp.Get(bin, vipURL, 200, "-timeout", "800ms")
 	after := tp.Status()
 	stop()

@@ -20,6 +20,10 @@ const (
 	// Transmit: write Buf[Off:Off+Len], with VNet, back to the link (after
 	// the frames Process may have written through Packet.Emit).
 	Transmit
+	// Held: nothing to write or deliver. The frame was a fragment, whose
+	// bytes lvsd copied to reassemble its datagram, or it completed one
+	// whose frames all went out through Packet.Emit (see frag.go).
+	Held
 )
 
 func (v Verdict) String() string {
@@ -30,6 +34,8 @@ func (v Verdict) String() string {
 		return "to-stack"
 	case Transmit:
 		return "transmit"
+	case Held:
+		return "held"
 	}
 	return "verdict?"
 }
@@ -140,7 +146,7 @@ const (
 	DropBadIPHeader              // bad version, IHL or total length
 	DropBadIPChecksum            // IPv4 header checksum wrong
 	DropBadL4Header              // bad TCP data offset, UDP length, ...
-	DropFragment                 // non-first fragment of a flow lvsd cannot place
+	DropFragment                 // fragment that cannot be reassembled: bad length, datagram over 64 KiB, ECN mix
 	DropNoDest                   // no usable real server for a new connection
 	DropNoNeighbor               // real server's MAC not yet resolved (resolution under way)
 	DropTableFull                // connection table at its limit
@@ -153,6 +159,10 @@ const (
 	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
 	DropV4Mapped                 // IPv6 packet with an IPv4-mapped source or destination (::ffff:a.b.c.d): never valid on the wire
 	DropRSTWindow                // RST of a NAT connection outside its receiver's window (a blind reset; [connections] check_rst)
+	DropFragTimeout              // fragment of a datagram not complete within the reassembly timeout
+	DropFragOverlap              // fragment of a datagram discarded for overlapping fragments
+	DropFragDup                  // fragment whose bytes were all received already (the datagram goes on)
+	DropFragLimit                // fragment beyond the reassembly memory, queue or per-datagram fragment limit
 	NumDropReasons
 )
 
@@ -175,6 +185,10 @@ var dropNames = [NumDropReasons]string{
 	DropSourceRate:    "source-rate",
 	DropV4Mapped:      "v4-mapped",
 	DropRSTWindow:     "rst-window",
+	DropFragTimeout:   "frag-timeout",
+	DropFragOverlap:   "frag-overlap",
+	DropFragDup:       "frag-dup",
+	DropFragLimit:     "frag-limit",
 }
 
 func (r DropReason) String() string {

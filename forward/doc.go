@@ -28,15 +28,23 @@
 //
 // What goes where:
 //   - ARP, VLAN-tagged frames, broadcast and multicast frames, ICMP (but
-//     errors about connections), IPv6 with extension headers, TCP/UDP not
-//     addressed to a virtual service, and TCP segments to one other than a
-//     SYN without a connection (the netstack answers them with a RST, as
-//     the kernel's stack does behind IPVS): to the netstack.
-//   - Unicast frames for another MAC, malformed headers, later fragments to
-//     a VIP: dropped and counted by DropReason.
+//     errors about connections), IPv6 with ESP or no next header, TCP/UDP
+//     not addressed to a virtual service, and TCP segments to one other than
+//     a SYN without a connection (the netstack answers them with a RST, as
+//     the kernel's stack does behind IPVS): to the netstack. IPv6 extension
+//     headers before TCP/UDP are skipped as IPVS skips them (ipv6ext.go).
+//   - IPv4 and IPv6 fragments addressed to the director: held (verdict
+//     Held) until their datagram is complete, which is then processed as
+//     any packet and, forwarded, re-fragmented (frag.go). The fragments wait
+//     in one reassembler per Forwarder, locked by fragments only, in memory
+//     allocated at New (Options.FragMemory).
+//   - Unicast frames for another MAC, malformed headers, fragments that
+//     make no datagram: dropped and counted by DropReason.
 //   - Packets of virtual services and NAT replies: forwarded, their TTL
 //     decremented (ttl.go); at TTL 1 answered with ICMP time exceeded built
-//     in place instead (icmpgen.go). A packet too
+//     in place instead (icmpgen.go). TUN-mode packets go inside an outer
+//     IPv4 header to an IPv4 real server (tunnel.go), an outer IPv6 one to
+//     an IPv6 real server (tunnel6.go). A packet too
 //     big for a TUN-mode tunnel is answered with ICMP fragmentation-needed
 //     (packet-too-big) built in place (icmpgen.go), or leaves as fragments of
 //     the outer packet; a TCP super-frame for a TUN-mode real server is
@@ -49,5 +57,5 @@
 //
 // Not implemented yet (the frames are dropped and counted, see each
 // function): ICMP port unreachable for a packet without a destination,
-// reassembly of fragments, IPv6 outer headers for TUN, SCTP.
+// SCTP.
 package forward

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/lvsd/lvsd/conntrack"
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -20,6 +22,9 @@ import (
 //	Table   none (required)
 //	MTU     DefaultMTU (1500)
 //	Logger  none: drops are counted, not logged
+//	FragMemory    DefaultFragMemory (4 MiB)
+//	FragTimeout4  DefaultFragTimeout4 (30 s)
+//	FragTimeout6  DefaultFragTimeout6 (60 s)
 type Options struct {
 	// Link is the framing of the link the frames come from and go back to.
 	Link Framing
@@ -35,6 +40,14 @@ type Options struct {
 	// Logger receives rate-limited reports of unusual drops (no real server,
 	// table full, neighbour unknown, unsupported, bad virtio header).
 	Logger *slog.Logger
+	// FragMemory bounds the bytes of fragments waiting for the rest of
+	// their datagram (the kernel's ipfrag_high_thresh); it is allocated
+	// once, in New (see frag.go).
+	FragMemory int
+	// FragTimeout4 and FragTimeout6 are how long an incomplete IPv4 or
+	// IPv6 datagram waits for its fragments (ipfrag_time,
+	// nf_conntrack_frag6_timeout).
+	FragTimeout4, FragTimeout6 time.Duration
 }
 
 // DefaultMTU is the default Options.MTU.
@@ -61,6 +74,11 @@ type Forwarder struct {
 	mtu   int
 	log   *slog.Logger
 
+	// reasm holds the fragments of incomplete datagrams (frag.go).
+	reasm *reassembler
+	// fragID is the last identification of IPv6 fragments lvsd sent.
+	fragID atomic.Uint32
+
 	snap    atomic.Pointer[snapshot]
 	lastLog atomic.Int64 // table clock time of the last drop report; neverLogged before
 
@@ -72,8 +90,6 @@ type Forwarder struct {
 // snapshot is a published Config with the indexes Process needs.
 type snapshot struct {
 	services map[lvs.ServiceKey]*Service
-	// vips holds the address of every service, to place fragments.
-	vips map[lvs.Addr]struct{}
 	// src is Config.Source; nil for none.
 	src func(netip.Addr) netip.Addr
 	// sloppyTCP is Config.SloppyTCP.
@@ -93,11 +109,6 @@ func (s *snapshot) source(a *lvs.Addr) (lvs.Addr, bool) {
 	return lvs.AddrFromNetip(src), true
 }
 
-func (s *snapshot) isVIP(a lvs.Addr) bool {
-	_, ok := s.vips[a]
-	return ok
-}
-
 // New returns a Forwarder with an empty configuration: until SetConfig, every
 // IP packet goes to the netstack. It panics if opts.Table is nil.
 func New(opts Options) *Forwarder {
@@ -114,6 +125,17 @@ func New(opts Options) *Forwarder {
 	if f.mtu <= 0 {
 		f.mtu = DefaultMTU
 	}
+	if opts.FragMemory <= 0 {
+		opts.FragMemory = DefaultFragMemory
+	}
+	if opts.FragTimeout4 <= 0 {
+		opts.FragTimeout4 = DefaultFragTimeout4
+	}
+	if opts.FragTimeout6 <= 0 {
+		opts.FragTimeout6 = DefaultFragTimeout6
+	}
+	f.reasm = newReassembler(opts.FragMemory, opts.FragTimeout4, opts.FragTimeout6)
+	f.fragID.Store(rand.Uint32())
 	f.lastLog.Store(neverLogged)
 	f.SetConfig(nil)
 	return f
@@ -124,13 +146,12 @@ func New(opts Options) *Forwarder {
 // removes every service. Connections already in the table keep their real
 // server, as in IPVS.
 func (f *Forwarder) SetConfig(c *Config) {
-	s := &snapshot{vips: make(map[lvs.Addr]struct{})}
+	s := &snapshot{}
 	if c != nil {
 		s.services = c.Services
 		s.src = c.Source
 		s.sloppyTCP = c.SloppyTCP
-		for k, svc := range c.Services {
-			s.vips[k.Addr] = struct{}{}
+		for _, svc := range c.Services {
 			if svc.Stats == nil {
 				svc.Stats = new(lvs.Stats)
 			}
@@ -143,7 +164,7 @@ func (f *Forwarder) SetConfig(c *Config) {
 // released: the Forwarder keeps them to sum their counters, so create one
 // per reader, not per batch.
 func (f *Forwarder) NewWorker() *Worker {
-	w := &Worker{f: f, ipID: uint16(rand.Uint32()), ent: f.table.NewEntry()}
+	w := &Worker{f: f, ipID: uint16(rand.Uint32()), ent: f.table.NewEntry(), rbuf: make([]byte, rbufSize)}
 	f.mu.Lock()
 	f.workers = append(f.workers, w)
 	f.mu.Unlock()
@@ -161,6 +182,20 @@ type Counters struct {
 	ToStack uint64
 	// NewConns counts connections created in the table.
 	NewConns uint64
+	// FragsHeld counts fragments kept to reassemble their datagram;
+	// Reassembled counts the datagrams completed (each then counted as
+	// one packet: forwarded, to the netstack or dropped).
+	FragsHeld, Reassembled uint64
+}
+
+// FragMemory returns the bytes the Forwarder set aside for reassembly (the
+// fragments' blocks and the table of datagrams), allocated in New, and the
+// bytes of fragments held now.
+func (f *Forwarder) FragMemory() (reserved, held int) {
+	r := f.reasm
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.size(), (len(r.freeBlk) - r.nfree) * fragBlock
 }
 
 // Dropped returns the total of Drops.
@@ -187,6 +222,8 @@ func (f *Forwarder) Counters() Counters {
 		c.ForwardedOut += w.c.fwdOut.Load()
 		c.ToStack += w.c.toStack.Load()
 		c.NewConns += w.c.newConns.Load()
+		c.FragsHeld += w.c.fragsHeld.Load()
+		c.Reassembled += w.c.reassembled.Load()
 	}
 	return c
 }
@@ -196,11 +233,13 @@ func (f *Forwarder) Counters() Counters {
 type counter struct{ v atomic.Uint64 }
 
 func (c *counter) inc()         { c.v.Store(c.v.Load() + 1) }
+func (c *counter) add(n uint64) { c.v.Store(c.v.Load() + n) }
 func (c *counter) Load() uint64 { return c.v.Load() }
 
 type workerCounters struct {
 	drops                            [NumDropReasons]counter
 	fwdIn, fwdOut, toStack, newConns counter
+	fragsHeld, reassembled           counter
 }
 
 // Worker processes the frames of one reader goroutine. It is not safe for
@@ -222,6 +261,16 @@ type Worker struct {
 	// seg is the TCP segment of a NAT packet, for the table's window checks
 	// (see segment).
 	seg conntrack.Segment
+
+	// rbuf holds the datagram the worker reassembled last while Process
+	// handles it (frag.go); rp is its Packet, ri what refragment needs,
+	// ftmpl the headers refragment copies in front of each fragment.
+	// fragMax is ri.fragMax while the datagram is processed, 0 otherwise.
+	rbuf    []byte
+	rp      Packet
+	ri      reasmInfo
+	ftmpl   [header.EthernetMinimumSize + fragHdrMax]byte
+	fragMax int
 
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte

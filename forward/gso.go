@@ -62,7 +62,7 @@ func (w *Worker) tunnelGSO(p *Packet, b []byte, e *conntrack.Entry, o *outer, mt
 		return DropUnsupported
 	}
 	nseg := max(1, (plen+mss-1)/mss)
-	need := TunnelHeadroom
+	need := o.headroom()
 	if nseg > 1 {
 		if p.Emit == nil {
 			return DropUnsupported

@@ -19,12 +19,14 @@ type parsed struct {
 	l3, l4 int     // offsets of the IP and TCP/UDP headers
 	ipEnd  int     // end of the IP packet: Ethernet padding lies beyond
 	v6     bool    // IPv6 (else IPv4)
-	frag   bool    // a first fragment (more follow): the L4 length spans several frames
 	flags  uint8   // TCP flags; zero for UDP
 	srcMAC lvs.MAC // source MAC; zero on IP links
 	// answered is set when the packet is dropped and p holds the ICMP
 	// error that answers it, to be transmitted instead (timeExceeded).
 	answered bool
+	// fh and nh are, for an IPv6 fragment (parse returned parsedFrag), the
+	// offsets of its fragment header and of the next-header byte naming it.
+	fh, nh int
 }
 
 // parseResult is what parse learned about a frame: not a Verdict, but
@@ -42,6 +44,9 @@ const (
 	// parsedICMP: an ICMP packet that may be an error about a connection,
 	// for icmpError.
 	parsedICMP
+	// parsedFrag: an IPv4 or IPv6 fragment, for reassembly (frag.go);
+	// w.pk has its addresses, protocol and offsets (fh and nh for IPv6).
+	parsedFrag
 )
 
 // Process decides what to do with the frame p.Buf[p.Off:p.Off+p.Len], which
@@ -67,6 +72,8 @@ func (w *Worker) Process(p *Packet) Verdict {
 		return w.toStack()
 	case parsedICMP:
 		return w.icmpError(p, b, s)
+	case parsedFrag:
+		return w.fragment(p, b)
 	}
 
 	pk := &w.pk
@@ -222,21 +229,16 @@ func (w *Worker) parseIPv4(b []byte, s *snapshot) (parseResult, DropReason) {
 	pk.ipEnd = pk.l3 + int(ip.TotalLength())
 	pk.t.Src = lvs.AddrFrom4(ip[12:16])
 	pk.t.Dst = lvs.AddrFrom4(ip[16:20])
-	if ip.FragmentOffset() != 0 {
-		// A later fragment has no ports: lvsd does not reassemble, so it
-		// cannot be placed on a connection (IPVS reassembles first).
-		if s.isVIP(pk.t.Dst) {
-			return parsedDrop, DropFragment
-		}
-		return parsedLocal, DropNone
+	if ip.FragmentOffset() != 0 || ip.More() {
+		// Reassembled first, as the kernel does before IPVS (frag.go).
+		pk.t.Proto = lvs.Proto(ip.Protocol())
+		return parsedFrag, DropNone
 	}
-	pk.frag = ip.More()
 	return w.parseL4(b, ip.Protocol())
 }
 
-// parseIPv6 handles only TCP and UDP directly after the fixed header. Any
-// extension header (hop-by-hop, routing, fragment, ...) sends the packet to
-// the netstack, so IPv6 fragments to a VIP are not forwarded.
+// parseIPv6 skips the packet's extension headers as IPVS does (walkIPv6);
+// a fragment is handed to reassembly.
 func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 	pk := &w.pk
 	ip := header.IPv6(b[pk.l3:])
@@ -249,9 +251,7 @@ func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 		return parsedDrop, DropTruncated // payload length beyond the frame
 	}
 	pk.v6 = true
-	pk.frag = false
-	pk.l4 = pk.l3 + header.IPv6MinimumSize
-	pk.ipEnd = pk.l4 + int(ip.PayloadLength())
+	pk.ipEnd = pk.l3 + header.IPv6MinimumSize + int(ip.PayloadLength())
 	pk.t.Src = lvs.AddrFrom16(ip[8:24])
 	pk.t.Dst = lvs.AddrFrom16(ip[24:40])
 	if isV4(&pk.t.Src) || isV4(&pk.t.Dst) {
@@ -262,7 +262,17 @@ func (w *Worker) parseIPv6(b []byte) (parseResult, DropReason) {
 		// 2.5.5.2; the kernel drops them as a source too).
 		return parsedDrop, DropV4Mapped
 	}
-	return w.parseL4(b, ip.NextHeader())
+	var h ipv6Headers
+	if !walkIPv6(b[pk.l3:pk.ipEnd], &h) {
+		return parsedDrop, DropTruncated
+	}
+	pk.l4 = pk.l3 + h.l4
+	if h.fh != 0 {
+		pk.fh, pk.nh = pk.l3+h.fh, pk.l3+h.nh
+		pk.t.Proto = lvs.Proto(h.proto)
+		return parsedFrag, DropNone
+	}
+	return w.parseL4(b, h.proto)
 }
 
 func (w *Worker) parseL4(b []byte, proto uint8) (parseResult, DropReason) {
@@ -284,7 +294,7 @@ func (w *Worker) parseL4(b []byte, proto uint8) (parseResult, DropReason) {
 			return parsedDrop, DropTruncated
 		}
 		udp := header.UDP(l4)
-		if n := int(udp.Length()); !pk.frag && (n < header.UDPMinimumSize || n > len(l4)) {
+		if n := int(udp.Length()); n < header.UDPMinimumSize || n > len(l4) {
 			return parsedDrop, DropBadL4Header
 		}
 		pk.t.SPort, pk.t.DPort = udp.SourcePort(), udp.DestinationPort()
@@ -292,7 +302,7 @@ func (w *Worker) parseL4(b []byte, proto uint8) (parseResult, DropReason) {
 	case uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber):
 		// An ICMP error about a connection is forwarded (icmperr.go); the
 		// rest of ICMP is the netstack's.
-		if (proto == uint8(header.ICMPv6ProtocolNumber)) != pk.v6 || pk.frag {
+		if (proto == uint8(header.ICMPv6ProtocolNumber)) != pk.v6 {
 			return parsedLocal, DropNone
 		}
 		pk.t.SPort, pk.t.DPort, pk.flags = 0, 0, 0
@@ -481,8 +491,8 @@ func (w *Worker) canForward(d *lvs.Dest, s *snapshot) DropReason {
 			return DropUnsupported // DR changes only MACs: impossible without them
 		}
 	case lvs.TUN:
-		if _, ok := s.source(&d.Addr); !ok || !isV4(&d.Addr) {
-			return DropUnsupported // IPv4 outer header only, from a DIP
+		if _, ok := s.source(&d.Addr); !ok {
+			return DropUnsupported // no DIP of the real server's family for the outer header
 		}
 	default:
 		return DropUnsupported

@@ -84,7 +84,7 @@ func TestVerdicts(t *testing.T) {
 				&layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: cli6.AsSlice(), DstIP: net.ParseIP("ff02::1:ff00:100")},
 				gopacket.Payload(make([]byte, 24)))
 		}},
-		{name: "ipv6 extension header", want: forward.ToStack, frame: func(t testing.TB) []byte {
+		{name: "ipv6 hop-by-hop header, then a bad tcp header", reason: forward.DropBadL4Header, frame: func(t testing.TB) []byte {
 			return serialize(t, &layers.Ethernet{DstMAC: hw(dirMAC), SrcMAC: hw(cliMAC), EthernetType: layers.EthernetTypeIPv6},
 				&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6HopByHop, SrcIP: cli6.AsSlice(), DstIP: vip6.AsSlice()},
 				gopacket.Payload(append([]byte{6, 0, 1, 4, 0, 0, 0, 0}, make([]byte, 20)...)))
@@ -98,7 +98,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "udp to a tcp service port", want: forward.ToStack, frame: func(t testing.TB) []byte {
 			return pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), proto: lvs.UDP}.build(t)
 		}},
-		{name: "later fragment to another host", want: forward.ToStack, frame: func(t testing.TB) []byte {
+		{name: "later fragment to another host", want: forward.Held, frame: func(t testing.TB) []byte {
 			return pkt{src: ap(cli4, 40000), dst: ap(dip4, 53), proto: lvs.UDP, fragOff: 100}.build(t)
 		}},
 		{name: "broadcast frame to a vip", want: forward.ToStack, frame: func(t testing.TB) []byte {
@@ -130,7 +130,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "syn-ack opens a connection (as ipvs)", want: forward.Transmit, frame: func(t testing.TB) []byte {
 			return tcp4(syn | ack).build(t)
 		}},
-		{name: "first fragment", want: forward.Transmit, frame: func(t testing.TB) []byte {
+		{name: "first fragment", want: forward.Held, frame: func(t testing.TB) []byte {
 			return edit(pkt{src: ap(cli4, 40000), dst: ap(vip4, 53), proto: lvs.UDP, mf: true, payload: "12345678"}.build(t),
 				func(b []byte) { binary.BigEndian.PutUint16(b[l4+4:], 3000) }) // UDP length of the whole datagram
 		}},
@@ -139,7 +139,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "unicast to another host", reason: forward.DropOtherHost, frame: func(t testing.TB) []byte {
 			return pkt{dstMAC: otherMAC, src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn}.build(t)
 		}},
-		{name: "later fragment to a vip", reason: forward.DropFragment, frame: func(t testing.TB) []byte {
+		{name: "later fragment to a vip", want: forward.Held, frame: func(t testing.TB) []byte {
 			return pkt{src: ap(cli4, 40000), dst: ap(vip4, 53), proto: lvs.UDP, fragOff: 100}.build(t)
 		}},
 		{name: "no destination", reason: forward.DropNoDest, frame: func(t testing.TB) []byte {

@@ -30,11 +30,24 @@ type outer struct {
 	tos, ttl uint8   // copied from the inner header
 	proto    uint8   // protoIPIP or protoIPv6
 	df       bool    // copied from the inner IPv4 header; false for IPv6 inside
+	// v6: an outer IPv6 header from src6 to dst6 (tunnel6) instead of
+	// IPv4 from src to dst.
+	v6         bool
+	src6, dst6 lvs.Addr
+}
+
+// headroom returns the bytes of the outer IP header.
+func (o *outer) headroom() int {
+	if o.v6 {
+		return TunnelHeadroom6
+	}
+	return TunnelHeadroom
 }
 
 // tunnel forwards a client's packet of a TUN connection: the IP packet
 // (Ethernet padding removed) is encapsulated in an outer IPv4 header from the
-// director's address toward the real server (Config.Source) to it, written into the headroom, with a new
+// director's address toward the real server (Config.Source) to it (an IPv6
+// real server: tunnel6), written into the headroom, with a new
 // Ethernet header in front on Ethernet links. p.Off moves back by
 // TunnelHeadroom.
 //
@@ -67,8 +80,11 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	// (IPVS's IP_VS_RT_MODE_CONNECT: the preferred source of the route),
 	// from the current snapshot.
 	src, ok := s.source(&d.Addr)
-	if !ok || !isV4(&d.Addr) {
+	if !ok {
 		return DropUnsupported
+	}
+	if !isV4(&d.Addr) {
+		return w.tunnel6(p, b, e, src)
 	}
 	mtu := w.f.mtu - header.IPv4MinimumSize // the largest inner packet
 	if mtu < 68 {
@@ -102,7 +118,10 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		return w.tunnelGSO(p, b, e, &o, mtu)
 	}
 	if len(inner) > mtu {
-		if o.df || pk.v6 {
+		// An IPv6 packet is too big unless it was reassembled from
+		// fragments that each fit (IPVS's __mtu_check_toobig_v6 with
+		// frag_max_size): then the outer packet is fragmented.
+		if o.df || pk.v6 && (w.fragMax == 0 || w.fragMax > mtu) {
 			return w.tooBig(p, b, mtu)
 		}
 		return w.tunnelFragments(p, b, e, &o, mtu)
@@ -166,7 +185,7 @@ func (w *Worker) tunnelFragments(p *Packet, b []byte, e *conntrack.Entry, o *out
 // fragment: 0 with DF (an atomic datagram, RFC 6864; the kernel's
 // ip_select_ident does the same without a socket), else the worker's next.
 func (w *Worker) outerID(o *outer) uint16 {
-	if o.df {
+	if o.df || o.v6 {
 		return 0
 	}
 	id := w.ipID
@@ -179,6 +198,9 @@ func (w *Worker) outerID(o *outer) uint16 {
 // Ethernet header, and returns the offset of the frame's first byte. flags
 // holds MF and the fragment offset (in 8-byte units); DF comes from o.
 func (w *Worker) putOuter(buf []byte, at, n int, o *outer, id, flags uint16) int {
+	if o.v6 {
+		return w.putOuter6(buf, at, n, o, nil) // not a fragment: no ID, no flags
+	}
 	ip := buf[at-header.IPv4MinimumSize : at]
 	if o.df {
 		flags |= ipv4DF

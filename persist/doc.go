@@ -18,8 +18,8 @@
 //     connection table (Template.Release, IPVS's n_control). When the
 //     timer runs out while the template still controls connections, it is
 //     restarted; the template expires at the first timeout without any.
-//   - A template whose real server is unavailable (health check down, or
-//     removed from the configuration) is invalidated when it is next looked
+//   - A template whose real server is unavailable (out of its service's
+//     list: removed, or taken out by a health edge) is invalidated when it is next looked
 //     up, and the client is scheduled again. A template whose real server is
 //     quiescent (weight 0) stays valid, so that persistent clients keep
 //     their server while it drains, unless expire_quiescent_template is set

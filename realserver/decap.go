@@ -69,10 +69,10 @@ func (f *filter) fromDirector(a netip.Addr) bool {
 }
 
 // decap validates an outer IPv4 packet carrying IPv4 (protocol 4) or IPv6
-// (protocol 41), as a raw socket returns it (whole, reassembled, IP header
-// first), and returns the inner packet (without trailing bytes beyond its
-// own length) to write into the TUN, or the reason to drop it. It does not
-// allocate.
+// (protocol 41), as a raw IPv4 socket returns it (whole, reassembled, IP
+// header first), and returns the inner packet (without trailing bytes
+// beyond its own length) to write into the TUN, or the reason to drop it. It
+// does not allocate.
 func (f *filter) decap(b []byte) ([]byte, Reason) {
 	if len(b) < 20 || b[0]>>4 != 4 {
 		return nil, Malformed
@@ -85,12 +85,21 @@ func (f *filter) decap(b []byte) ([]byte, Reason) {
 	if binary.BigEndian.Uint16(b[6:8])&0x3fff != 0 {
 		return nil, Malformed // a fragment: the kernel reassembles before raw delivery
 	}
-	if !f.fromDirector(netip.AddrFrom4([4]byte(b[12:16]))) {
+	return f.decapInner(b[ihl:tot], b[9], netip.AddrFrom4([4]byte(b[12:16])))
+}
+
+// decapInner validates the inner packet b of an outer packet of protocol
+// proto (4: IPv4 inside, 41: IPv6 inside) from src, the payload of an outer
+// IPv4 packet (decap) or what a raw IPv6 socket returns (the payload after
+// the outer IPv6 header and its extension headers, reassembled; the source
+// comes with it), and returns it (without trailing bytes beyond its own
+// length) or the reason to drop it. It does not allocate.
+func (f *filter) decapInner(inner []byte, proto uint8, src netip.Addr) ([]byte, Reason) {
+	if !f.fromDirector(src.Unmap()) {
 		return nil, NotDirector
 	}
-	inner := b[ihl:tot]
 	var dst netip.Addr
-	switch b[9] {
+	switch proto {
 	case protoIPIP:
 		if len(inner) < 20 || inner[0]>>4 != 4 {
 			return nil, Malformed

@@ -8,25 +8,23 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/lvsd/lvsd/internal/pkttest"
 )
 
-// Addresses: documentation ranges only.
+// The packet kit's addresses.
 var (
-	dip  = netip.MustParseAddr("192.0.2.1")
-	rip  = netip.MustParseAddr("192.0.2.21")
-	cli  = netip.MustParseAddr("192.0.2.10")
-	vip  = netip.MustParseAddr("192.0.2.100")
-	cli6 = netip.MustParseAddr("2001:db8::10")
-	vip6 = netip.MustParseAddr("2001:db8::100")
+	dip  = pkttest.DIP4
+	rip  = pkttest.RIP4
+	cli  = pkttest.Cli4
+	vip  = pkttest.VIP4
+	cli6 = pkttest.Cli6
+	vip6 = pkttest.VIP6
 )
 
 func serialize(tb testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	tb.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		tb.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
+	return pkttest.Serialize(tb, ls...)
 }
 
 // inner4 and inner6 are TCP packets from a client to a VIP.
@@ -93,6 +91,42 @@ func TestDecap(t *testing.T) {
 	}
 }
 
+// TestDecapInner: what an IPv6 raw socket returns (the payload of an outer
+// IPv6 packet, with its source) is checked as the payload of an IPv4 one.
+func TestDecapInner(t *testing.T) {
+	dip6 := netip.MustParseAddr("2001:db8:1::1")
+	f := &filter{vips: []netip.Addr{vip, vip6}, directors: []netip.Addr{dip6}}
+	in4, in6 := inner4(t, vip), inner6(t, vip6)
+	tests := []struct {
+		name   string
+		pkt    []byte
+		proto  uint8
+		src    netip.Addr
+		want   []byte
+		reason Reason
+	}{
+		{"ipv6 in ipv6", in6, protoIPv6, dip6, in6, Injected},
+		{"ipv4 in ipv6", in4, protoIPIP, dip6, in4, Injected},
+		{"trailing bytes cut", append(append([]byte(nil), in6...), 1, 2), protoIPv6, dip6, in6, Injected},
+		{"not from the director", in6, protoIPv6, cli6, nil, NotDirector},
+		{"not a vip", inner6(t, cli6), protoIPv6, dip6, nil, NotVIP},
+		{"ipv4 inside protocol 41", in4, protoIPv6, dip6, nil, Malformed},
+		{"truncated", in6[:39], protoIPv6, dip6, nil, Malformed},
+		{"other protocol", in6, 47, dip6, nil, Malformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, r := f.decapInner(tc.pkt, tc.proto, tc.src)
+			if r != tc.reason || !bytes.Equal(got, tc.want) {
+				t.Errorf("decapInner = %x, %v; want %x, %v", got, r, tc.want, tc.reason)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() { f.decapInner(in6, protoIPv6, dip6) }); n != 0 {
+		t.Errorf("%v allocations per packet", n)
+	}
+}
+
 func TestDecapAllocs(t *testing.T) {
 	f := &filter{vips: []netip.Addr{vip6, vip}, directors: []netip.Addr{dip}}
 	b := outer(t, dip, layers.IPProtocolIPv4, inner4(t, vip))
@@ -109,6 +143,12 @@ func FuzzDecap(f *testing.F) {
 	f.Add(outer(f, cli, layers.IPProtocolIPv4, inner4(f, vip)))
 	flt := &filter{vips: []netip.Addr{vip, vip6}, directors: []netip.Addr{dip}}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The same bytes as an IPv6 raw socket's payload, both protocols.
+		for _, proto := range []uint8{protoIPIP, protoIPv6} {
+			if inner, r := flt.decapInner(b, proto, dip); r == Injected && (len(inner) < 20 || !bytes.HasPrefix(b, inner)) {
+				t.Fatalf("inner packet of %d bytes not a prefix of the payload", len(inner))
+			}
+		}
 		inner, r := flt.decap(b)
 		if r != Injected {
 			if inner != nil {

@@ -2,9 +2,12 @@
 // (ipvsadm -i) for hosts whose kernel has no ipip module, so that it cannot
 // decapsulate IPIP itself.
 //
-// A Server receives the IPIP packets that the director sends to this host
-// through raw IPv4 sockets of protocol 4 (IPv4 in IPv4) and 41 (IPv6 in
-// IPv4), strips the outer header, and writes the inner packet, addressed to
+// A Server receives the tunnelled packets that the director sends to this
+// host through raw IPv4 and IPv6 sockets of protocol 4 (IPv4 inside) and 41
+// (IPv6 inside): IPv4 outer headers (ip_vs_tunnel_xmit) and IPv6 ones
+// (ip_vs_tunnel_xmit_v6, next header 41 or 4, as the kernel's ip6tnl
+// decapsulates them). It strips the outer header, and writes the inner
+// packet, addressed to
 // a virtual address (VIP), into a local TUN device (IFF_TUN, IFF_NO_PI). The
 // host's own kernel takes it as received on that device: it must hold the
 // VIP (on lo or on the TUN) and accept a client address arriving there

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,11 +59,30 @@ type Server struct {
 	f    filter
 	log  *slog.Logger
 
-	socks []*os.File // raw sockets: protocol 4, then 41
+	socks []rawSocket // see rawSockets
 	tun   device.Device
 
 	counts  [NumReasons]atomic.Uint64
 	lastLog atomic.Int64
+	// closing is set before the sockets close: a read through a raw
+	// connection then fails with the poller's own "use of closed file",
+	// which is no os.ErrClosed.
+	closing atomic.Bool
+}
+
+// rawSockets are the raw sockets a Server reads: IPv4 and IPv6 outer
+// packets (ip_vs_tunnel_xmit, ip_vs_tunnel_xmit_v6), each with IPv4 (4) or
+// IPv6 (41) inside.
+var rawSockets = []struct {
+	family int
+	proto  uint8
+}{{unix.AF_INET, protoIPIP}, {unix.AF_INET, protoIPv6}, {unix.AF_INET6, protoIPIP}, {unix.AF_INET6, protoIPv6}}
+
+// rawSocket is one open raw socket.
+type rawSocket struct {
+	*os.File
+	v6    bool  // AF_INET6: a read returns the outer packet's payload, recvfrom its source
+	proto uint8 // the outer packet's next header
 }
 
 // recvBuf is the raw sockets' receive buffer: a burst of full-size packets
@@ -88,11 +108,7 @@ func New(o Options) (*Server, error) {
 		s.f.vips = append(s.f.vips, a.Unmap())
 	}
 	for _, a := range o.Directors {
-		a = a.Unmap()
-		if !a.Is4() {
-			return nil, fmt.Errorf("realserver: director %s: IPIP comes from IPv4 addresses only", a)
-		}
-		s.f.directors = append(s.f.directors, a)
+		s.f.directors = append(s.f.directors, a.Unmap())
 	}
 	ok := false
 	defer func() {
@@ -100,17 +116,25 @@ func New(o Options) (*Server, error) {
 			s.close()
 		}
 	}()
-	for _, proto := range []int{protoIPIP, protoIPv6} {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+	for _, sk := range rawSockets {
+		fd, err := unix.Socket(sk.family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(sk.proto))
 		if err != nil {
-			return nil, fmt.Errorf("realserver: raw socket for IP protocol %d: %w", proto, err)
+			if sk.family == unix.AF_INET6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				s.log.Warn("no IPv6 on this host: only IPv4 outer packets are received")
+				continue
+			}
+			return nil, fmt.Errorf("realserver: raw socket for IP protocol %d: %w", sk.proto, err)
 		}
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, recvBuf) != nil {
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, recvBuf) // capped by rmem_max
 		}
 		// Non-blocking and registered with the runtime's poller: Close
 		// wakes a goroutine blocked in Read.
-		s.socks = append(s.socks, os.NewFile(uintptr(fd), fmt.Sprintf("raw-ip-proto-%d", proto)))
+		name := fmt.Sprintf("raw-ip-proto-%d", sk.proto)
+		if sk.family == unix.AF_INET6 {
+			name = fmt.Sprintf("raw-ipv6-proto-%d", sk.proto)
+		}
+		s.socks = append(s.socks, rawSocket{File: os.NewFile(uintptr(fd), name), v6: sk.family == unix.AF_INET6, proto: sk.proto})
 	}
 	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Create: true, Logger: s.log})
 	if err != nil {
@@ -200,12 +224,28 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // receive reads one raw socket until it is closed.
-func (s *Server) receive(sock *os.File) error {
+func (s *Server) receive(sock rawSocket) error {
 	buf := make([]byte, 1<<16)
+	var rc syscall.RawConn
+	if sock.v6 {
+		var err error
+		if rc, err = sock.SyscallConn(); err != nil {
+			return fmt.Errorf("realserver: %s: %w", sock.Name(), err)
+		}
+	}
 	for {
-		n, err := sock.Read(buf)
+		var (
+			n    int
+			from netip.Addr
+			err  error
+		)
+		if sock.v6 {
+			n, from, err = recvFrom6(rc, buf)
+		} else {
+			n, err = sock.Read(buf)
+		}
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) || s.closing.Load() {
 				return nil
 			}
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOBUFS) {
@@ -213,7 +253,17 @@ func (s *Server) receive(sock *os.File) error {
 			}
 			return fmt.Errorf("realserver: read %s: %w", sock.Name(), err)
 		}
-		inner, r := s.f.decap(buf[:n])
+		var (
+			inner []byte
+			r     Reason
+		)
+		if sock.v6 {
+			// An IPv6 raw socket returns the payload after the outer
+			// header and its extension headers, reassembled.
+			inner, r = s.f.decapInner(buf[:n], sock.proto, from)
+		} else {
+			inner, r = s.f.decap(buf[:n])
+		}
 		if r == Injected {
 			if _, err := s.tun.Write(inner); err != nil {
 				if errors.Is(err, os.ErrClosed) {
@@ -227,6 +277,31 @@ func (s *Server) receive(sock *os.File) error {
 			s.logDrop(r)
 		}
 	}
+}
+
+// recvFrom6 reads one packet from a non-blocking IPv6 raw socket through
+// the runtime's poller, with its source address.
+func recvFrom6(rc syscall.RawConn, buf []byte) (int, netip.Addr, error) {
+	var (
+		n    int
+		from unix.Sockaddr
+		rerr error
+	)
+	err := rc.Read(func(fd uintptr) bool {
+		n, from, rerr = unix.Recvfrom(int(fd), buf, 0)
+		return rerr != unix.EAGAIN
+	})
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	if rerr != nil {
+		return 0, netip.Addr{}, rerr
+	}
+	var src netip.Addr
+	if sa, ok := from.(*unix.SockaddrInet6); ok {
+		src = netip.AddrFrom16(sa.Addr)
+	}
+	return n, src, nil
 }
 
 // drain reads and discards what the kernel routes into the TUN: nothing,
@@ -267,6 +342,7 @@ func (s *Server) Counters() Counters {
 
 // close closes the sockets and the TUN; blocked reads return.
 func (s *Server) close() {
+	s.closing.Store(true)
 	for _, sock := range s.socks {
 		sock.Close()
 	}

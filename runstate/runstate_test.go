@@ -50,7 +50,7 @@ port = 53
 address = "192.0.2.31"
 `
 
-var eq = cmp.Options{cmpopts.IgnoreFields(config.Config{}, "File"), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})}
+var eq = cmp.Options{cmpopts.IgnoreFields(config.Config{}, "File"), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{})}
 
 func weights(cfg *config.Config) map[string]int32 {
 	m := map[string]int32{}

@@ -284,6 +284,7 @@ func (rt *Runtime) tableFrom(cfg *config.Config, st *control.Status, zeroed bool
 			if sr := reals[rk]; sr != nil {
 				d.ActiveConns, d.InactConns = uint32(max(sr.ActiveConn, 0)), uint32(max(sr.InactConn, 0))
 				d.PersistConns = uint32(max(sr.PersistConns, 0))
+				d.Down, d.Overloaded = !sr.Available, sr.Overloaded
 				d.Stats, d.Rates = counters(sr.Stats), rates(sr.Rates)
 			}
 			if zeroed {

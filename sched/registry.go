@@ -51,9 +51,9 @@ type Options struct {
 	// Clock returns monotonic nanoseconds; lblc and lblcr read it for their
 	// expiry, and the weighted schedulers for slow start (only while some
 	// destination has lvs.Dest.SlowStart set), which needs the clock the
-	// control plane passes to lvs.Dest's StartRamp, SetWeight and
-	// SetAvailable. It must be safe for concurrent use and must not
-	// allocate. Default: the monotonic time since New.
+	// control plane passes to lvs.Dest's StartRamp and SetWeight. It must
+	// be safe for concurrent use and must not allocate. Default: the
+	// monotonic time since New.
 	Clock func() int64
 }
 

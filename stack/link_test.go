@@ -21,14 +21,16 @@ import (
 
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/forward"
+	"github.com/lvsd/lvsd/internal/pkttest"
 	"github.com/lvsd/lvsd/lvs"
 )
 
+// The packet kit's hosts.
 var (
-	dirMAC    = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 1}
-	clientMAC = net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 2}
-	dirIP     = net.IP{192, 0, 2, 1}
-	clientIP  = net.IP{192, 0, 2, 10}
+	dirMAC    = pkttest.HW(pkttest.DirMAC)
+	clientMAC = pkttest.HW(pkttest.CliMAC)
+	dirIP     = net.IP(pkttest.DIP4.AsSlice())
+	clientIP  = net.IP(pkttest.Cli4.AsSlice())
 )
 
 // newTestStack returns a netstack with one Ethernet NIC over a device.Mem
@@ -55,21 +57,11 @@ func newTestStack(t *testing.T, proc func() Processor) *device.Mem {
 
 func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return pkttest.Serialize(t, ls...)
 }
 
-func arpRequest(t *testing.T, target net.IP) []byte {
-	return serialize(t,
-		&layers.Ethernet{SrcMAC: clientMAC, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
-		&layers.ARP{
-			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-			Operation: layers.ARPRequest, SourceHwAddress: clientMAC, SourceProtAddress: clientIP,
-			DstHwAddress: make(net.HardwareAddr, 6), DstProtAddress: target,
-		})
+func arpRequest(t *testing.T, target netip.Addr) []byte {
+	return pkttest.ARPRequest(t, pkttest.CliMAC, pkttest.Cli4, target)
 }
 
 // next returns the next frame the director wrote that decodes to a packet
@@ -93,7 +85,7 @@ func next(t *testing.T, dev *device.Mem, lt gopacket.LayerType) gopacket.Packet 
 func TestLinkAnswersARPAndPing(t *testing.T) {
 	dev := newTestStack(t, nil)
 
-	dev.Inject(arpRequest(t, dirIP))
+	dev.Inject(arpRequest(t, pkttest.DIP4))
 	p := next(t, dev, layers.LayerTypeARP)
 	arp := p.Layer(layers.LayerTypeARP).(*layers.ARP)
 	got := struct {
@@ -176,16 +168,8 @@ func TestCompleteChecksum(t *testing.T) {
 	)
 	partial := append([]byte(nil), full...)
 	const start, off = 14 + 20, 6
-	// Pseudo-header sum: addresses, protocol, UDP length.
-	udpLen := len(full) - start
-	ph := []byte{192, 0, 2, 10, 192, 0, 2, 1, 0, 17, byte(udpLen >> 8), byte(udpLen)}
-	sum := uint32(0)
-	for i := 0; i < len(ph); i += 2 {
-		sum += uint32(ph[i])<<8 | uint32(ph[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
+	// The pseudo-header sum, uncomplemented, in the checksum field.
+	sum := pkttest.Fold(pkttest.PseudoSum(pkttest.IPOf(false, full)))
 	partial[start+off], partial[start+off+1] = byte(sum>>8), byte(sum)
 	h := forward.VNetHdr{Flags: forward.VirtioNetHdrFNeedsCsum, CsumStart: start, CsumOffset: off}
 	if !completeChecksum(partial, &h, true) {
@@ -220,17 +204,8 @@ func TestCompleteChecksumTUNv6(t *testing.T) {
 	full := serialize(t, ip, udp, gopacket.Payload("partial checksum over IPv6 on a TUN"))
 	const start, off = 40, 6
 	partial := append([]byte(nil), full...)
-	// Pseudo-header sum: addresses, UDP length, next header.
-	udpLen := len(full) - start
-	sum := uint32(udpLen) + 17
-	for _, a := range [][]byte{src.To16(), dst.To16()} {
-		for i := 0; i < 16; i += 2 {
-			sum += uint32(a[i])<<8 | uint32(a[i+1])
-		}
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
+	// The pseudo-header sum, uncomplemented, in the checksum field.
+	sum := pkttest.Fold(pkttest.PseudoSum(pkttest.IPOf(true, full)))
 	partial[start+off], partial[start+off+1] = byte(sum>>8), byte(sum)
 	h := forward.VNetHdr{Flags: forward.VirtioNetHdrFNeedsCsum, CsumStart: start, CsumOffset: off}
 	if !completeChecksum(partial, &h, false) {

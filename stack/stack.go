@@ -423,7 +423,8 @@ func (st *Stack) onNeighbor(id tcpip.NICID, e tcpipstack.NeighborEntry) {
 }
 
 // DialTCP opens a TCP connection from the netstack (source: the director's
-// address on the route), for health checks.
+// address on the route). Health checks use DialTCPReset, which closes with
+// a RST.
 func (st *Stack) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	fa := tcpip.FullAddress{Addr: tcpipAddr(dst.Addr()), Port: dst.Port()}
 	c, err := gonet.DialContextTCP(ctx, st.s, fa, protoOf(dst.Addr()))

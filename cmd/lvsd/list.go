@@ -20,8 +20,19 @@ func runList(args []string) int {
 	rates := fs.Bool("rate", false, "rate estimates, as ipvsadm -Ln --rate")
 	exact := fs.Bool("exact", false, "numbers in full, as ipvsadm --exact")
 	asJSON := fs.Bool("json", false, "print the raw status as JSON")
+	health := fs.Bool("health", false, "each real server's health check (lvsd's own listing; ipvsadm has none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *health && !*asJSON {
+		st, err := getStatus(controlFlag(*ctl))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lvsd: %v\n", err)
+			return 1
+		}
+		warnStale(st)
+		control.WriteHealth(os.Stdout, st, time.Now())
+		return 0
 	}
 	if *stats && *rates {
 		fmt.Fprintln(os.Stderr, "lvsd list: -stats and -rate are two listings; ask for one")

@@ -32,8 +32,9 @@ commands:
   run      [-c FILE] [-control PATH] [-control-group GROUP] [-state PATH] [-log-level L]
                      run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
   check    [FILE]    validate FILE (default /etc/lvsd/lvsd.toml) and exit
-  list     [-stats|-rate] [-json] [-control PATH]
-                     the virtual services of a running lvsd, as ipvsadm -Ln [--stats|--rate]
+  list     [-stats|-rate|-health] [-json] [-control PATH]
+                     the virtual services of a running lvsd, as ipvsadm -Ln [--stats|--rate];
+                     -health: each real server's health check (lvsd's own)
   counters [-control PATH]   a running lvsd's fast-path counters, drops by reason
   adm      [--control PATH] IPVSADM-ARGS...
                      ipvsadm's command line against a running lvsd (lvsd adm -h);

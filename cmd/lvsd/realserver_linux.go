@@ -18,8 +18,9 @@ import (
 const realserverUsage = `usage: lvsd realserver -tun NAME -vip ADDR[,ADDR...] [-director ADDR[,ADDR...]] [-mtu N] [-log-level L]
 
 Runs on a TUN-mode (ipvsadm -i) real server whose kernel has no ipip module:
-receives the IPIP packets the director sends to this host (raw sockets of IP
-protocols 4 and 41), strips the outer header and writes the inner packet,
+receives the tunnelled packets the director sends to this host (raw IPv4 and
+IPv6 sockets of IP protocols 4 and 41: IPv4 or IPv6 inside an IPv4 or IPv6
+outer header), strips the outer header and writes the inner packet,
 when it is addressed to a VIP, into the TUN device NAME, so that this host's
 kernel answers the client directly. The host must hold each VIP (ip addr add
 VIP/32 dev lo) and accept clients' addresses on the TUN (rp_filter 0 or 2);
@@ -38,7 +39,7 @@ func runRealserver(args []string) int {
 	}
 	tun := fs.String("tun", "", "TUN device to write the inner packets to (created if missing, brought up)")
 	vips := fs.String("vip", "", "virtual addresses this server answers for, comma-separated; only packets to them are accepted")
-	directors := fs.String("director", "", "accept IPIP only from these director addresses (DIPs), comma-separated; default: any")
+	directors := fs.String("director", "", "accept tunnelled packets only from these director addresses (DIPs, IPv4 or IPv6), comma-separated; default: any")
 	mtu := fs.Int("mtu", 0, "MTU to set on the TUN device; 0 leaves it")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -53,12 +53,40 @@ type GetResult struct {
 	Clients map[string]int `json:"clients"`
 	// Errors holds the first errors, in order.
 	Errors []string `json:"errors,omitempty"`
+	// Events, with -events, has every request's start (seconds since the
+	// first) and answering server ("" when it failed), in order.
+	Events []GetEvent `json:"events,omitempty"`
 
 	// Output is everything the command printed: one line per request, then
 	// the summary.
 	Output string `json:"-"`
 	// Err is the command's error (nil when every request succeeded).
 	Err error `json:"-"`
+}
+
+// GetEvent is one request of a `labserver get -events` run.
+type GetEvent struct {
+	T      float64 `json:"t"`
+	Server string  `json:"s"`
+}
+
+// ParseGetResult reads the summary that `labserver get -json` prints last
+// in out.
+func ParseGetResult(out string) (GetResult, error) {
+	var res GetResult
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := ""
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], `{"requests":`) {
+			last = lines[i]
+			break
+		}
+	}
+	if err := json.Unmarshal([]byte(last), &res); err != nil || res.Requests == 0 {
+		return res, fmt.Errorf("no summary in the output (%v)", err)
+	}
+	res.Output = out
+	return res, nil
 }
 
 // Get runs `labserver get -url URL -n N -json args...` in ns: N sequential

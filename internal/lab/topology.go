@@ -18,6 +18,7 @@ var (
 	// the real servers' default gateway (lvsd's in a TAP lab, the director
 	// kernel's in a TUN lab).
 	DIP          = netip.MustParseAddr("198.18.1.1")
+	DIP6         = netip.MustParseAddr("2001:2:0:1::1")
 	RealGateway  = netip.MustParseAddr("198.18.2.1")
 	RealGateway6 = netip.MustParseAddr("2001:2:0:2::1")
 	// TUNAddr is lvsd's netstack address on the TUN link of a TUN lab.

@@ -87,6 +87,24 @@ func KernelIPIP() bool {
 // it.
 func (l *Lab) DirectLab(methods ...RealMethod) *DirectTopology {
 	l.t.Helper()
+	return l.directLab(false, methods)
+}
+
+// DirectLab6 builds a DirectLab with IPv6 as well: the client has
+// 2001:2:0:1::10/64 (default via 2001:2:0:1::1, a DIP), a DR or TUN real
+// server 2001:2:0:1::<20+i>/64 with VIP6 on its lo (an address on lo
+// answers no neighbour solicitation on lvteth0: IPv6's strict neighbour
+// discovery does what arp_ignore does for IPv4), a NAT one
+// 2001:2:0:2::<10+i>/64 via 2001:2:0:2::1; lvsd holds 2001:2:0:1::1/64 and
+// 2001:2:0:2::1/64 too. A tun-lvsd real server's `lvsd realserver` then
+// also takes VIP6 and the IPv6 DIP (StartRealservers).
+func (l *Lab) DirectLab6(methods ...RealMethod) *DirectTopology {
+	l.t.Helper()
+	return l.directLab(true, methods)
+}
+
+func (l *Lab) directLab(v6 bool, methods []RealMethod) *DirectTopology {
+	l.t.Helper()
 	if len(methods) < 1 || len(methods) > 9 {
 		l.t.Fatalf("lab: DirectLab: %d real servers, want 1 to 9", len(methods))
 	}
@@ -98,9 +116,12 @@ func (l *Lab) DirectLab(methods ...RealMethod) *DirectTopology {
 			l.t.Fatalf("lab: the kernel's ipip module is not loaded")
 		}
 	}
-	o := Options{Reals: len(methods), MAC: DefaultMAC}
+	o := Options{Reals: len(methods), MAC: DefaultMAC, IPv6: v6}
 	tp := &Topology{Lab: l, Type: "tap", Device: TAPName, MAC: o.MAC, Options: o,
 		Addresses: []string{DIP.String() + "/24", RealGateway.String() + "/24"}}
+	if v6 {
+		tp.Addresses = append(tp.Addresses, DIP6.String()+"/64", RealGateway6.String()+"/64")
+	}
 	dt := &DirectTopology{Topology: tp, Methods: methods}
 
 	tp.Director = l.Namespace("dir")
@@ -109,21 +130,30 @@ func (l *Lab) DirectLab(methods ...RealMethod) *DirectTopology {
 	l.TunTap(tp.Director, TAPName, "tap", o.Owner, false)
 	l.Enslave(tp.Director, TAPName, BridgeName)
 
-	tp.Client = l.guest("cli", ClientLink, tp.Director, false)
+	tp.Client = l.guest("cli", ClientLink, tp.Director, v6)
 	l.Enslave(tp.Director, ClientLink, BridgeName)
 	l.Addr(tp.Client, GuestLink, ClientIP.String()+"/24")
 	l.Route(tp.Client, "default", "via", DIP.String())
+	if v6 {
+		l.Addr(tp.Client, GuestLink, ClientIP6.String()+"/64")
+		l.Route(tp.Client, "default", "via", DIP6.String())
+	}
 
 	for i, m := range methods {
 		n := i + 1
 		r := Real{Name: fmt.Sprintf("rs%d", n)}
-		r.NS = l.guest(r.Name, fmt.Sprintf("lvtrs%d", n), tp.Director, false)
+		r.NS = l.guest(r.Name, fmt.Sprintf("lvtrs%d", n), tp.Director, v6)
 		l.Enslave(tp.Director, fmt.Sprintf("lvtrs%d", n), BridgeName)
 		switch m {
 		case RealNAT:
 			r.Addr = netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + n)})
 			l.Addr(r.NS, GuestLink, r.Addr.String()+"/24")
 			l.Route(r.NS, "default", "via", RealGateway.String())
+			if v6 {
+				r.Addr6 = netip.MustParseAddr(fmt.Sprintf("2001:2:0:2::%d", 10+n))
+				l.Addr(r.NS, GuestLink, r.Addr6.String()+"/64")
+				l.Route(r.NS, "default", "via", RealGateway6.String())
+			}
 		case RealDR, RealTUNLvsd, RealTUNKernel:
 			r.Addr = netip.AddrFrom4([4]byte{198, 18, 1, byte(20 + n)})
 			l.Addr(r.NS, GuestLink, r.Addr.String()+"/24")
@@ -134,6 +164,11 @@ func (l *Lab) DirectLab(methods ...RealMethod) *DirectTopology {
 				l.Sysctl(r.NS, "net.ipv4.conf.tunl0.rp_filter", "0")
 			} else {
 				l.Addr(r.NS, "lo", VIP.String()+"/32")
+			}
+			if v6 {
+				r.Addr6 = netip.MustParseAddr(fmt.Sprintf("2001:2:0:1::%d", 20+n))
+				l.Addr(r.NS, GuestLink, r.Addr6.String()+"/64")
+				l.Addr(r.NS, "lo", VIP6.String()+"/128")
 			}
 		default:
 			l.t.Fatalf("lab: DirectLab: unknown method %q", m)
@@ -180,8 +215,12 @@ func (dt *DirectTopology) StartRealservers(bin Binaries) map[string]*Proc {
 			continue
 		}
 		r := dt.Reals[i]
+		vips, dirs := VIP.String(), DIP.String()
+		if dt.Options.IPv6 {
+			vips, dirs = vips+","+VIP6.String(), dirs+","+DIP6.String()
+		}
 		procs[r.Name] = l.Start(r.NS, r.Name+"-realserver", bin.Lvsd, "realserver",
-			"-tun", RealserverTUN, "-vip", VIP.String(), "-director", DIP.String())
+			"-tun", RealserverTUN, "-vip", vips, "-director", dirs)
 	}
 	for _, p := range procs {
 		if err := p.WaitOutput("realserver running", serverReadyTimeout); err != nil {

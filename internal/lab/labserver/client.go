@@ -24,6 +24,14 @@ type summary struct {
 	Servers  map[string]int `json:"servers"`
 	Clients  map[string]int `json:"clients"`
 	Errors   []string       `json:"errors,omitempty"`
+	// Events, with -events, is every request's outcome in order: its start
+	// in seconds since the first and the answering server ("" failed).
+	Events []event `json:"events,omitempty"`
+}
+
+type event struct {
+	T float64 `json:"t"`
+	S string  `json:"s"`
 }
 
 // maxErrors caps summary.Errors.
@@ -37,6 +45,8 @@ func runGet(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	upload := fs.Int64("upload", -1, "POST this many bytes instead of GET (to /upload)")
 	asJSON := fs.Bool("json", false, "print a JSON summary as the last line")
+	rate := fs.Float64("rate", 0, "start requests at this rate per second (0: back to back)")
+	events := fs.Bool("events", false, "with -json, list every request's time and server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,9 +62,28 @@ func runGet(ctx context.Context, args []string) error {
 		},
 	}
 	sum := summary{Servers: map[string]int{}, Clients: map[string]int{}}
+	begin := time.Now()
 	for i := 1; i <= *n && ctx.Err() == nil; i++ {
+		if *rate > 0 {
+			// Paced: request i starts at (i-1)/rate, or at once when late.
+			at := begin.Add(time.Duration(float64(i-1) / *rate * float64(time.Second)))
+			if d := time.Until(at); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+				}
+			}
+		}
 		sum.Requests++
+		t := time.Since(begin).Seconds()
 		line, server, clientAddr, err := request(ctx, client, *url, *upload)
+		if *events {
+			s := server
+			if err != nil {
+				s = ""
+			}
+			sum.Events = append(sum.Events, event{T: t, S: s})
+		}
 		if err != nil {
 			sum.Failed++
 			if len(sum.Errors) < maxErrors {

@@ -9,6 +9,7 @@
 //	labserver udp  -listen :5353 -name rs1      UDP echo real server
 //	labserver get  -url URL -n 300 [-json]      HTTP client, sequential requests
 //	labserver udp-send -addr A -msg M           UDP client: send, print the echo
+//	labserver dns  -listen :5353 -name rs1      DNS server (miekg/dns), UDP
 //	labserver synflood -dev D -dst-mac M -dst VIP  SYN flood from random lab sources
 //
 // The servers answer with their name and the client address they saw, and
@@ -29,11 +30,14 @@ const usage = `usage: labserver <command> [flags]
 
 commands:
   http      -listen :8080 -name rs1   HTTP server: GET / answers "<name> <client-ip:port>",
-                                      GET /bytes?n=N sends N bytes, POST /upload counts bytes
+                                      GET /bytes?n=N sends N bytes, POST /upload counts bytes;
+                                      -cert F -key F: HTTPS; -ports N: N ports from -listen's
   udp       -listen :5353 -name rs1   UDP echo: answers "<name> <message>"
   get       -url URL -n N [-json]     N sequential HTTP requests, one connection each;
                                       one line per request; exit 1 if any failed
   udp-send  -addr HOST:PORT -msg M    send M, wait for the echo, print it
+  dns       -listen :5353 -name rs1   DNS server over UDP: answers A queries for NAME.lab.
+                                      and lvsd.test. with 198.18.0.53, NXDOMAIN otherwise
   synflood  -dev D -dst-mac M -dst VIP [-port P -rate R -duration D -count N]
                                       raw SYNs (AF_PACKET) from random sources in
                                       198.18.4.0-198.19.255.255; prints a JSON report
@@ -55,6 +59,8 @@ func main() {
 		err = runUDP(ctx, args)
 	case "get":
 		err = runGet(ctx, args)
+	case "dns":
+		err = runDNS(ctx, args)
 	case "udp-send":
 		err = runUDPSend(ctx, args)
 	case "synflood":

@@ -28,32 +28,65 @@ func runHTTP(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("labserver http", flag.ContinueOnError)
 	listen := fs.String("listen", ":8080", "address to listen on")
 	name := fs.String("name", "rs", "server name, the first word of every answer")
+	cert := fs.String("cert", "", "with -key: serve HTTPS with this PEM certificate")
+	key := fs.String("key", "", "with -cert: the certificate's PEM private key")
+	ports := fs.Int("ports", 1, "listen on this many consecutive ports from -listen's")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	logger := log.New(os.Stdout, "", log.Ltime|log.Lmicroseconds)
-	ln, err := net.Listen("tcp", *listen)
+	host, port, err := net.SplitHostPort(*listen)
 	if err != nil {
 		return err
+	}
+	first, err := strconv.Atoi(port)
+	if err != nil || *ports < 1 || first+*ports-1 > 65535 {
+		return fmt.Errorf("bad -listen %q or -ports %d", *listen, *ports)
+	}
+	var lns []net.Listener
+	for i := range *ports {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(first+i)))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return err
+		}
+		lns = append(lns, ln)
 	}
 	srv := &http.Server{
 		Handler:           handler(*name, logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          logger,
 	}
-	logger.Printf("%s http listening on %s", *name, ln.Addr())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	kind := "http"
+	if *cert != "" {
+		kind = "https"
+	}
+	logger.Printf("%s %s listening on %s (%d ports)", *name, kind, lns[0].Addr(), len(lns))
+	done := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			if *cert != "" {
+				done <- srv.ServeTLS(ln, *cert, *key)
+			} else {
+				done <- srv.Serve(ln)
+			}
+		}()
+	}
 	select {
 	case err := <-done:
+		srv.Close()
 		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for range lns {
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	logger.Printf("%s http stopped", *name)
 	return nil
@@ -128,9 +161,10 @@ func runUDP(ctx context.Context, args []string) error {
 		}
 	}()
 	defer close(stopped)
+	echo := newUDPEcho(pc.(*net.UDPConn))
 	buf := make([]byte, 65536)
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		n, from, to, err := echo.read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				logger.Printf("%s udp stopped", *name)
@@ -139,8 +173,9 @@ func runUDP(ctx context.Context, args []string) error {
 			return err
 		}
 		logger.Printf("%s udp from %s %d bytes", *name, from, n)
+		// From the address the datagram went to (a VIP on lo).
 		reply := append([]byte(*name+" "), buf[:n]...)
-		if _, err := pc.WriteTo(reply, from); err != nil {
+		if err := echo.write(reply, from, to); err != nil {
 			logger.Printf("%s udp reply to %s: %v", *name, from, err)
 		}
 	}

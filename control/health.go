@@ -1,0 +1,56 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Health is the state of one real server's health check.
+type Health struct {
+	// Check is its type (tcp, http, https, udp, dns, exec, ping).
+	Check string `json:"check"`
+	// State is "up" or "down".
+	State string `json:"state"`
+	// Checks counts the probes since the check (re)started.
+	Checks uint64 `json:"checks"`
+	// LastResult is "ok", "failed" or "" before the first probe;
+	// LastError says why the last probe failed.
+	LastResult string `json:"last_result"`
+	LastError  string `json:"last_error,omitempty"`
+	// ConsecutiveOK and ConsecutiveFailed are the current runs.
+	ConsecutiveOK     int `json:"consecutive_ok"`
+	ConsecutiveFailed int `json:"consecutive_failed"`
+	// LastChange is the time of the last transition (or of the check's
+	// start); LastCheck of the last probe (zero before any).
+	LastChange time.Time `json:"last_change"`
+	LastCheck  time.Time `json:"last_check,omitzero"`
+	// Weight is the last dynamic weight of an exec check, when it gave one.
+	Weight *int32 `json:"dynamic_weight,omitempty"`
+}
+
+// WriteHealth prints each real server's health check: lvsd's own listing
+// (`lvsd list -health`), apart from the ipvsadm-shaped ones.
+func WriteHealth(w io.Writer, st *Status, now time.Time) {
+	fmt.Fprintf(w, "lvsd %s (connections=%d)\n", st.Version, st.Connections)
+	fmt.Fprintf(w, "Prot LocalAddress:Port\n")
+	fmt.Fprintf(w, "  -> %-28s %-5s %-5s %-8s %-6s %-10s %s\n", "RemoteAddress:Port", "Check", "State", "Checks", "Run", "Since", "LastError")
+	for _, s := range st.Services {
+		fmt.Fprintf(w, "%-4s %s\n", strings.ToUpper(s.Protocol), s.Address)
+		for _, r := range s.Reals {
+			h := r.Health
+			if h == nil {
+				fmt.Fprintf(w, "  -> %-28s %-5s %s\n", r.Address, "-", "up")
+				continue
+			}
+			run := fmt.Sprintf("ok %d", h.ConsecutiveOK)
+			if h.ConsecutiveFailed > 0 {
+				run = fmt.Sprintf("fail %d", h.ConsecutiveFailed)
+			}
+			since := now.Sub(h.LastChange).Truncate(time.Second).String()
+			line := fmt.Sprintf("  -> %-28s %-5s %-5s %-8d %-6s %-10s %s", r.Address, h.Check, h.State, h.Checks, run, since, h.LastError)
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
+		}
+	}
+}
