@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -74,8 +75,14 @@ func waitHealth(t *testing.T, tp *lab.Topology, timeout time.Duration, ok func(*
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		st := tp.Status()
-		why := ok(st)
+		// The control socket may come up just after the VIP answers.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		st, err := control.Get(ctx, tp.Control)
+		cancel()
+		why := fmt.Sprint("control socket: ", err)
+		if err == nil {
+			why = ok(st)
+		}
 		if why == "" {
 			return st
 		}
