@@ -62,6 +62,13 @@ type Sysctl struct {
 	// SecureTCP is secure_tcp: IPVS's stricter TCP state table, in which
 	// a client's ACK alone does not establish a NAT connection.
 	SecureTCP bool
+	// SloppyTCP is sloppy_tcp: a TCP segment other than a SYN (and without
+	// RST) to a virtual service, with no connection, is scheduled and opens
+	// one, as a SYN does. After a restart without the table, a
+	// consistent-hash scheduler (maglev, sh) then puts most running flows
+	// back on their real server. Off, such a segment goes to the netstack,
+	// which resets it.
+	SloppyTCP bool
 }
 
 // Connections bounds the connection table ([connections]).
@@ -323,6 +330,8 @@ type Defaults struct {
 	ExpireNodestConn bool
 	// SecureTCP is [sysctl] secure_tcp: IPVS's default (off).
 	SecureTCP bool
+	// SloppyTCP is [sysctl] sloppy_tcp: IPVS's default (off).
+	SloppyTCP bool
 	// MaxConnections is [connections] max: 4,194,304 connections, about
 	// 450 MiB of table at most (docs/conntrack.md).
 	MaxConnections int
@@ -364,6 +373,7 @@ var defaults = Defaults{
 	ExpireQuiescentTemplate: false,
 	ExpireNodestConn:        true,
 	SecureTCP:               false,
+	SloppyTCP:               false,
 	MaxConnections:          conntrack.DefaultMax,
 	ReserveEstablished:      10,
 	SourcePrefixV4:          32,

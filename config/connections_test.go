@@ -15,6 +15,7 @@ func TestConnectionKeys(t *testing.T) {
 		want    Connections
 		nodest  bool
 		secure  bool
+		sloppy  bool
 		wantErr []string
 	}{
 		{
@@ -22,8 +23,8 @@ func TestConnectionKeys(t *testing.T) {
 			want: Connections{Max: 1 << 22, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64, CheckRST: true}, nodest: true,
 		},
 		{
-			name: "set", data: withIface(`[connections]`, `max = 1000`, `[sysctl]`, `expire_nodest_conn = false`, `secure_tcp = true`),
-			want: Connections{Max: 1000, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64, CheckRST: true}, nodest: false, secure: true,
+			name: "set", data: withIface(`[connections]`, `max = 1000`, `[sysctl]`, `expire_nodest_conn = false`, `secure_tcp = true`, `sloppy_tcp = true`),
+			want: Connections{Max: 1000, ReserveEstablished: 10, SourcePrefixV4: 32, SourcePrefixV6: 64, CheckRST: true}, nodest: false, secure: true, sloppy: true,
 		},
 		{
 			name: "defence",
@@ -41,8 +42,8 @@ func TestConnectionKeys(t *testing.T) {
 		},
 		{
 			name:    "out of range",
-			data:    withIface(`[connections]`, `max = 0`, `[sysctl]`, `expire_nodest_conn = 1`),
-			wantErr: []string{"t.toml:5: connections.max: 0 is out of range", "t.toml:7: sysctl.expire_nodest_conn:"},
+			data:    withIface(`[connections]`, `max = 0`, `[sysctl]`, `expire_nodest_conn = 1`, `sloppy_tcp = "yes"`),
+			wantErr: []string{"t.toml:5: connections.max: 0 is out of range", "t.toml:7: sysctl.expire_nodest_conn:", "t.toml:8: sysctl.sloppy_tcp:"},
 		},
 		{
 			name:    "unknown key",
@@ -74,7 +75,7 @@ func TestConnectionKeys(t *testing.T) {
 			if diff := cmp.Diff(tt.want, cfg.Connections); diff != "" {
 				t.Errorf("connections (-want +got):\n%s", diff)
 			}
-			if cfg.Sysctl.ExpireNodestConn != tt.nodest || cfg.Sysctl.SecureTCP != tt.secure {
+			if cfg.Sysctl.ExpireNodestConn != tt.nodest || cfg.Sysctl.SecureTCP != tt.secure || cfg.Sysctl.SloppyTCP != tt.sloppy {
 				t.Errorf("sysctl %+v", cfg.Sysctl)
 			}
 		})

@@ -25,8 +25,8 @@ func Format(c *Config) []byte {
 	b.Grow(n)
 	fmt.Fprintf(&b, "[timeouts]\ntcp = %s\ntcp_fin = %s\nudp = %s\ntcp_time_wait = %s\ntcp_close = %s\n\n",
 		dur(c.Timeouts.TCP), dur(c.Timeouts.TCPFin), dur(c.Timeouts.UDP), dur(c.Timeouts.TCPTimeWait), dur(c.Timeouts.TCPClose))
-	fmt.Fprintf(&b, "[sysctl]\nexpire_quiescent_template = %t\nexpire_nodest_conn = %t\nsecure_tcp = %t\n\n",
-		c.Sysctl.ExpireQuiescentTemplate, c.Sysctl.ExpireNodestConn, c.Sysctl.SecureTCP)
+	fmt.Fprintf(&b, "[sysctl]\nexpire_quiescent_template = %t\nexpire_nodest_conn = %t\nsecure_tcp = %t\nsloppy_tcp = %t\n\n",
+		c.Sysctl.ExpireQuiescentTemplate, c.Sysctl.ExpireNodestConn, c.Sysctl.SecureTCP, c.Sysctl.SloppyTCP)
 	if cn := &c.Connections; cn.Max > 0 {
 		fmt.Fprintf(&b, "[connections]\nmax = %d\nreserve_established = %d\nper_source = %d\nper_source_rate = %d\n",
 			cn.Max, cn.ReserveEstablished, cn.PerSource, cn.PerSourceRate)

@@ -96,6 +96,7 @@ type rawSysctl struct {
 	ExpireQuiescentTemplate any `toml:"expire_quiescent_template"`
 	ExpireNodestConn        any `toml:"expire_nodest_conn"`
 	SecureTCP               any `toml:"secure_tcp"`
+	SloppyTCP               any `toml:"sloppy_tcp"`
 }
 
 type rawConnections struct {

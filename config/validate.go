@@ -30,6 +30,10 @@ func (c *checker) build(raw *rawFile) *Config {
 	if b, ok := c.boolean("sysctl.secure_tcp", raw.Sysctl.SecureTCP); ok {
 		cfg.Sysctl.SecureTCP = b
 	}
+	cfg.Sysctl.SloppyTCP = defaults.SloppyTCP
+	if b, ok := c.boolean("sysctl.sloppy_tcp", raw.Sysctl.SloppyTCP); ok {
+		cfg.Sysctl.SloppyTCP = b
+	}
 	cfg.Connections.Max = defaults.MaxConnections
 	if n, ok := c.integer("connections.max", raw.Connections.Max, 1, MaxConnections); ok {
 		cfg.Connections.Max = int(n)

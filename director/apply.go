@@ -294,7 +294,7 @@ func (d *Director) commitWeights(p *plan) {
 func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 	snaps := make(map[string]*forward.Config, len(d.ifaces))
 	for name, ifc := range d.ifaces {
-		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service), Source: sourceFrom(ifc.cfg)}
+		snaps[name] = &forward.Config{Services: make(map[lvs.ServiceKey]*forward.Service), Source: sourceFrom(ifc.cfg), SloppyTCP: p.cfg.Sysctl.SloppyTCP}
 	}
 	services := make(map[lvs.ServiceKey]*runService, len(p.svcs))
 	for _, sp := range p.svcs {

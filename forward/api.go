@@ -246,4 +246,11 @@ type Config struct {
 	// be safe for concurrent use and not allocate. nil means no source: TUN
 	// packets are dropped (DropUnsupported).
 	Source func(dst netip.Addr) netip.Addr
+	// SloppyTCP is IPVS's sloppy_tcp: a TCP segment without SYN (and
+	// without RST) to a service, that matches no connection, is scheduled
+	// and opens one, as a SYN does; its state follows IPVS's table for its
+	// flags (an ACK from no state gives CLOSE, which the flow's segments
+	// keep). Off, such a segment goes to the netstack, which answers it
+	// with a RST.
+	SloppyTCP bool
 }

@@ -92,6 +92,8 @@ type snapshot struct {
 	services map[lvs.ServiceKey]*Service
 	// src is Config.Source; nil for none.
 	src func(netip.Addr) netip.Addr
+	// sloppyTCP is Config.SloppyTCP.
+	sloppyTCP bool
 }
 
 // source returns the director's address toward a, with a's family, or false
@@ -148,6 +150,7 @@ func (f *Forwarder) SetConfig(c *Config) {
 	if c != nil {
 		s.services = c.Services
 		s.src = c.Source
+		s.sloppyTCP = c.SloppyTCP
 		for _, svc := range c.Services {
 			if svc.Stats == nil {
 				svc.Stats = new(lvs.Stats)

@@ -335,9 +335,9 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		// The director's own traffic: health-check replies, its services.
 		return nil, ToStack, DropNone
 	}
-	if pk.t.Proto == lvs.TCP && pk.flags&(conntrack.FlagSYN|conntrack.FlagRST) != conntrack.FlagSYN {
-		// As IPVS (tcp_conn_schedule, which lvsd's lack of sloppy_tcp
-		// matches): only a SYN without RST opens a connection, and the
+	if pk.t.Proto == lvs.TCP && !s.schedules(pk.flags) {
+		// As IPVS (tcp_conn_schedule): only a SYN without RST opens a
+		// connection (with sloppy_tcp, any segment without RST), and the
 		// rest goes to the director's own stack, before any scheduling or
 		// persistence. The netstack holds the VIP and has no socket on it:
 		// it answers a stray ACK, FIN or data segment (after the connection
@@ -412,6 +412,16 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	}
 	w.f.table.Update(e, pk.flags, true, now)
 	return e, Transmit, DropNone
+}
+
+// schedules reports whether a TCP segment with flags, matching no
+// connection, may open one: a SYN without RST, or with sloppy_tcp any
+// segment without RST.
+func (s *snapshot) schedules(flags uint8) bool {
+	if flags&conntrack.FlagRST != 0 {
+		return false
+	}
+	return flags&conntrack.FlagSYN != 0 || s.sloppyTCP
 }
 
 // segment fills the worker's Segment from the TCP header of the parsed
