@@ -26,7 +26,7 @@ type PassiveObs[K comparable] struct {
 	// active check): it is not ejected, counts as out of service for the
 	// share, and an ejection that ends while it is down ends without a
 	// return (the check brings it back).
-	Down bool
+	Down   bool
 	Config config.Passive
 }
 
