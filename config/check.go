@@ -426,7 +426,50 @@ func (c *checker) health(key string, raw *rawService, svc *Service) Health {
 	}
 	h.QuorumUp, _ = c.checkString(key+".quorum_up", raw.QuorumUp)
 	h.QuorumDown, _ = c.checkString(key+".quorum_down", raw.QuorumDown)
+	h.Passive = c.passive(key+".passive", raw.Passive)
 	return h
+}
+
+// rawPassive mirrors a virtual server's `passive` table.
+type rawPassive struct {
+	Enabled           any `toml:"enabled"`
+	Failures          any `toml:"failures"`
+	Interval          any `toml:"interval"`
+	BaseEjectionTime  any `toml:"base_ejection_time"`
+	MaxEjectionTime   any `toml:"max_ejection_time"`
+	MaxEjectedPercent any `toml:"max_ejected_percent"`
+}
+
+// passive validates a `passive` table; without one, detection is off.
+func (c *checker) passive(key string, raw *rawPassive) Passive {
+	if raw == nil {
+		return Passive{}
+	}
+	p := Passive{
+		Failures: DefaultPassiveFailures, Interval: DefaultPassiveInterval,
+		BaseEjection: DefaultPassiveBaseEjection, MaxEjection: DefaultPassiveMaxEjection,
+		MaxEjectedPercent: DefaultPassiveMaxEjected,
+	}
+	p.Enabled, _ = c.boolean(key+".enabled", raw.Enabled)
+	if n, good := c.integer(key+".failures", raw.Failures, 1, 1<<20); good {
+		p.Failures = int(n)
+	}
+	if d, good := c.checkDuration(key+".interval", raw.Interval); good {
+		p.Interval = d
+	}
+	if d, good := c.checkDuration(key+".base_ejection_time", raw.BaseEjectionTime); good {
+		p.BaseEjection = d
+	}
+	if d, good := c.checkDuration(key+".max_ejection_time", raw.MaxEjectionTime); good {
+		p.MaxEjection = d
+	}
+	if p.MaxEjection < p.BaseEjection {
+		c.errorf(key+".max_ejection_time", "%s is below base_ejection_time %s", p.MaxEjection, p.BaseEjection)
+	}
+	if n, good := c.integer(key+".max_ejected_percent", raw.MaxEjectedPercent, 1, 100); good {
+		p.MaxEjectedPercent = int(n)
+	}
+	return p
 }
 
 // formatHealth writes a virtual server's sorry_server and quorum keys, for
@@ -443,6 +486,10 @@ func formatHealth(b *strings.Builder, h *Health) {
 	}
 	if h.QuorumDown != "" {
 		fmt.Fprintf(b, "quorum_down = %s\n", q(h.QuorumDown))
+	}
+	if p := h.Passive; p.Enabled {
+		fmt.Fprintf(b, "passive = { enabled = true, failures = %d, interval = %s, base_ejection_time = %s, max_ejection_time = %s, max_ejected_percent = %d }\n",
+			p.Failures, q(p.Interval.String()), q(p.BaseEjection.String()), q(p.MaxEjection.String()), p.MaxEjectedPercent)
 	}
 }
 

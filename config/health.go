@@ -98,6 +98,8 @@ type Health struct {
 	// QuorumUp and QuorumDown are commands run without waiting when the
 	// quorum is gained or lost (quorum_up, quorum_down).
 	QuorumUp, QuorumDown string
+	// Passive is the passive detection of the service's real servers.
+	Passive Passive
 }
 
 // Check defaults; the example file documents the same values.
@@ -117,3 +119,37 @@ const (
 
 // DefaultStatus is the default expected HTTP status range.
 var DefaultStatus = []StatusRange{{Lo: 200, Hi: 299}}
+
+// Passive is a virtual server's passive health detection (the `passive`
+// table): its real servers' failed handshakes, which the fast path counts
+// (conntrack/failures.go), eject a server for a back-off, as HAProxy's
+// `observe layer4` with `error-limit` and `on-error mark-down`, and
+// Envoy's outlier detection. Off unless Enabled.
+type Passive struct {
+	Enabled bool
+	// Failures is how many failures within Interval eject a real server
+	// (HAProxy's error-limit; Envoy's consecutive_gateway_failure).
+	Failures int
+	// Interval is the window failures are counted in (Envoy's interval).
+	Interval time.Duration
+	// BaseEjection is the first ejection's length; each ejection of the
+	// same server doubles it, up to MaxEjection (Envoy's
+	// base_ejection_time and max_ejection_time). A server that stays in
+	// service for MaxEjection after its return starts again from
+	// BaseEjection.
+	BaseEjection, MaxEjection time.Duration
+	// MaxEjectedPercent bounds the share of a service's real servers
+	// ejected at once (Envoy's max_ejection_percent); whatever it says,
+	// passive detection never takes out a service's last server in
+	// service.
+	MaxEjectedPercent int
+}
+
+// Passive detection defaults; the example file documents the same values.
+const (
+	DefaultPassiveFailures     = 5
+	DefaultPassiveInterval     = 10 * time.Second
+	DefaultPassiveBaseEjection = 30 * time.Second
+	DefaultPassiveMaxEjection  = 300 * time.Second
+	DefaultPassiveMaxEjected   = 50
+)

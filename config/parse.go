@@ -139,28 +139,29 @@ type rawRoute struct {
 }
 
 type rawService struct {
-	Name            any       `toml:"name"`
-	Protocol        any       `toml:"protocol"`
-	Address         any       `toml:"address"`
-	Port            any       `toml:"port"`
-	Ports           any       `toml:"ports"`
-	Fwmark          any       `toml:"fwmark"`
-	Scheduler       any       `toml:"scheduler"`
-	SchedulerFlags  any       `toml:"scheduler_flags"`
-	Method          any       `toml:"method"`
-	Interface       any       `toml:"interface"`
-	Persistence     any       `toml:"persistence_timeout"`
-	Netmask         any       `toml:"persistence_netmask"`
-	OnePacket       any       `toml:"one_packet"`
-	SlowStart       any       `toml:"slow_start"`
-	MaglevTableSize any       `toml:"maglev_table_size"`
-	SorryServer     any       `toml:"sorry_server"`
-	Quorum          any       `toml:"quorum"`
-	Hysteresis      any       `toml:"hysteresis"`
-	QuorumUp        any       `toml:"quorum_up"`
-	QuorumDown      any       `toml:"quorum_down"`
-	Check           *rawCheck `toml:"check"`
-	RealServer      []rawReal `toml:"real_server"`
+	Name            any         `toml:"name"`
+	Protocol        any         `toml:"protocol"`
+	Address         any         `toml:"address"`
+	Port            any         `toml:"port"`
+	Ports           any         `toml:"ports"`
+	Fwmark          any         `toml:"fwmark"`
+	Scheduler       any         `toml:"scheduler"`
+	SchedulerFlags  any         `toml:"scheduler_flags"`
+	Method          any         `toml:"method"`
+	Interface       any         `toml:"interface"`
+	Persistence     any         `toml:"persistence_timeout"`
+	Netmask         any         `toml:"persistence_netmask"`
+	OnePacket       any         `toml:"one_packet"`
+	SlowStart       any         `toml:"slow_start"`
+	MaglevTableSize any         `toml:"maglev_table_size"`
+	SorryServer     any         `toml:"sorry_server"`
+	Quorum          any         `toml:"quorum"`
+	Hysteresis      any         `toml:"hysteresis"`
+	QuorumUp        any         `toml:"quorum_up"`
+	QuorumDown      any         `toml:"quorum_down"`
+	Check           *rawCheck   `toml:"check"`
+	Passive         *rawPassive `toml:"passive"`
+	RealServer      []rawReal   `toml:"real_server"`
 }
 
 type rawReal struct {

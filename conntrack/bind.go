@@ -23,6 +23,11 @@ type binding struct {
 	svc atomic.Pointer[lvs.Stats]
 	// conns counts the connections created.
 	conns atomic.Uint64
+	// expFails counts the handshakes that expired without a reply
+	// (Expire); failures is the sum of expFails and the workers'
+	// failure counters at the last fold, guarded by Table.st.mu.
+	expFails atomic.Uint64
+	failures uint64
 
 	// folded are the worker counters already added to dest.Stats and svc;
 	// seen are dest.Stats at the last estimate; est its rates. Guarded by

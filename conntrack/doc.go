@@ -59,6 +59,11 @@
 // and allocates nothing per packet. Tuples passed in are read, never
 // retained.
 //
+// The table also counts each real server's failed NAT handshakes (an RST
+// answering a SYN, a SYN_RECV that expires unanswered, ICMP unreachables
+// the forwarder reports with CountFailure) for passive health detection:
+// failures.go, read with Failures.
+//
 // The table owns no goroutine of its own: Run, started by the caller,
 // expires idle entries every second and estimates rates every two until its
 // context ends.

@@ -282,7 +282,7 @@ func (t *Table) Update(e *Entry, tcpFlags uint8, fromClient bool, now int64) {
 		case !fromClient:
 			// IPVS clears IP_VS_CONN_F_NOOUTPUT on the first reply.
 			dir = DirOutput
-			nw &^= wordNoOutput
+			nw = nw&^wordNoOutput | wordReplied
 		case w&wordNoOutput != 0:
 			dir = DirInputOnly
 		}
@@ -295,6 +295,9 @@ func (t *Table) Update(e *Entry, tcpFlags uint8, fromClient bool, now int64) {
 			return
 		}
 		if r.word.CompareAndSwap(w, nw) {
+			if !fromClient && tcpFlags&FlagRST != 0 && old == StateSynRecv && w&wordReplied == 0 {
+				e.CountFailure() // the real server refused the connection
+			}
 			if nw&wordWasEst != 0 && w&wordWasEst == 0 {
 				t.soft.Add(-1)
 			}

@@ -54,7 +54,8 @@ const (
 	wordCtl       = 1 << 10 // has a controller (chunk.ctl), so that lookups read ctl only then
 	wordRef       = 1 << 11 // UDP: a packet came since eviction last looked (see victim)
 	wordSrc       = 1 << 12 // counted by the per-source limits (see sources)
-	wordGenShift  = 13
+	wordReplied   = 1 << 13 // NAT: a packet of the real server's came (see failures.go)
+	wordGenShift  = 14
 )
 
 func stateOf(w uint32) State { return State(w & wordStateMask) }

@@ -79,6 +79,8 @@ func (e *estimator) rates() Rates {
 // read it.
 type cell struct {
 	inPkts, inBytes, outPkts, outBytes atomic.Uint64
+	// fails counts handshake failures (failures.go).
+	fails atomic.Uint64
 }
 
 const pageSize = 256
@@ -199,14 +201,17 @@ func (t *Table) fold() []*binding {
 	for i := 1; i < len(bs); i++ {
 		b := bs[i]
 		var sum [4]uint64
+		fails := b.expFails.Load()
 		for _, w := range ws {
 			if c := w.peek(uint32(i)); c != nil {
 				sum[0] += c.inPkts.Load()
 				sum[1] += c.inBytes.Load()
 				sum[2] += c.outPkts.Load()
 				sum[3] += c.outBytes.Load()
+				fails += c.fails.Load()
 			}
 		}
+		b.failures = fails
 		if sum != b.folded {
 			d := [4]uint64{sum[0] - b.folded[0], sum[1] - b.folded[1], sum[2] - b.folded[2], sum[3] - b.folded[3]}
 			b.folded = sum
@@ -275,6 +280,9 @@ type DestStats struct {
 	Service lvs.ServiceKey
 	// ActiveConns and InactiveConns are the destination's counts now.
 	ActiveConns, InactiveConns int32
+	// Failures counts the handshakes of the real server that failed
+	// (failures.go), since the table first saw it.
+	Failures uint64
 	Counters
 	Rates
 }
@@ -336,7 +344,7 @@ func (t *Table) Stats() StatsSnapshot {
 		r.Dests = append(r.Dests, DestStats{
 			Dest: b.dest, Service: b.key,
 			ActiveConns: b.dest.ActiveConns.Load(), InactiveConns: b.dest.InactiveConns.Load(),
-			Counters: b.seen, Rates: b.est.rates(),
+			Failures: b.failures, Counters: b.seen, Rates: b.est.rates(),
 		})
 	}
 	for k, sv := range t.st.services {

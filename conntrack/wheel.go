@@ -108,6 +108,7 @@ func (t *Table) Expire(now int64) int {
 		}
 		s.mu.Unlock()
 		for _, v := range victims {
+			t.countExpiredHandshake(s, v&maxIdx, State(v>>idxBits))
 			t.finish(s, v&maxIdx, State(v>>idxBits))
 		}
 		removed += len(victims)

@@ -28,6 +28,27 @@ type Health struct {
 	LastCheck  time.Time `json:"last_check,omitzero"`
 	// Weight is the last dynamic weight of an exec check, when it gave one.
 	Weight *int32 `json:"dynamic_weight,omitempty"`
+	// Passive is the state of the server's passive detection, when its
+	// service has it. Check is "" when the server has passive detection
+	// and no check.
+	Passive *Passive `json:"passive,omitempty"`
+}
+
+// Passive is the state of one real server's passive detection.
+type Passive struct {
+	// State is "in" (in service as far as passive detection goes) or
+	// "ejected" (until Until).
+	State string    `json:"state"`
+	Until time.Time `json:"until,omitzero"`
+	// Ejections counts the ejections of the current back-off series.
+	Ejections int `json:"ejections"`
+	// Failures counts the failed handshakes seen since detection started;
+	// WindowFailures those of the current window.
+	Failures       uint64 `json:"failures"`
+	WindowFailures uint64 `json:"window_failures"`
+	// Held counts the times the threshold was crossed but the ejection was
+	// refused by max_ejected_percent or to keep a server in service.
+	Held uint64 `json:"held"`
 }
 
 // WriteHealth prints each real server's health check: lvsd's own listing
@@ -48,9 +69,20 @@ func WriteHealth(w io.Writer, st *Status, now time.Time) {
 			if h.ConsecutiveFailed > 0 {
 				run = fmt.Sprintf("fail %d", h.ConsecutiveFailed)
 			}
-			since := now.Sub(h.LastChange).Truncate(time.Second).String()
-			line := fmt.Sprintf("  -> %-28s %-5s %-5s %-8d %-6s %-10s %s", r.Address, h.Check, h.State, h.Checks, run, since, h.LastError)
-			fmt.Fprintln(w, strings.TrimRight(line, " "))
+			if h.Check == "" {
+				fmt.Fprintf(w, "  -> %-28s %-5s %s\n", r.Address, "-", h.State)
+			} else {
+				since := now.Sub(h.LastChange).Truncate(time.Second).String()
+				line := fmt.Sprintf("  -> %-28s %-5s %-5s %-8d %-6s %-10s %s", r.Address, h.Check, h.State, h.Checks, run, since, h.LastError)
+				fmt.Fprintln(w, strings.TrimRight(line, " "))
+			}
+			if p := h.Passive; p != nil {
+				fmt.Fprintf(w, "     passive %s failures %d (window %d) ejections %d held %d", p.State, p.Failures, p.WindowFailures, p.Ejections, p.Held)
+				if p.State == "ejected" {
+					fmt.Fprintf(w, " for %s", p.Until.Sub(now).Truncate(time.Second))
+				}
+				fmt.Fprintln(w)
+			}
 		}
 	}
 }

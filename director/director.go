@@ -79,6 +79,9 @@ type Director struct {
 	// checks runs the health checks (health.go); set at the first change.
 	// Guarded by mu.
 	checks *health.Manager[RealKey]
+	// passive decides passive-detection ejections (passive.go); it has a
+	// lock of its own, taken after mu when both are.
+	passive *health.Passive[RealKey]
 	// reloadErr is the error of the last reload, "" after a good one; the
 	// running configuration is stale while it is set. Guarded by mu.
 	reloadErr string
@@ -124,14 +127,15 @@ type destKey struct {
 // and applies the virtual services. Nothing runs until Run.
 func New(cfg *config.Config, opts Options) (*Director, error) {
 	d := &Director{
-		log:    opts.Logger,
-		opts:   opts,
-		ifaces: make(map[string]*iface),
-		dests:  make(map[destKey]*lvs.Dest),
-		trash:  make(map[destKey]*trashed),
-		health: make(map[RealKey]realState),
-		lostCh: make(chan string, 16),
-		failed: make(chan error, 1),
+		log:     opts.Logger,
+		opts:    opts,
+		ifaces:  make(map[string]*iface),
+		dests:   make(map[destKey]*lvs.Dest),
+		trash:   make(map[destKey]*trashed),
+		health:  make(map[RealKey]realState),
+		passive: health.NewPassive[RealKey](),
+		lostCh:  make(chan string, 16),
+		failed:  make(chan error, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -257,6 +261,7 @@ func (d *Director) Run(parent context.Context) error {
 	wg.Go(func() { d.table.Run(ctx) })
 	wg.Go(func() { d.persist.Run(ctx) })
 	wg.Go(func() { d.runChecks(ctx) })
+	wg.Go(func() { d.runPassive(ctx) })
 	wg.Go(func() {
 		t := time.NewTicker(schedTickInterval)
 		defer t.Stop()

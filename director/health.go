@@ -48,6 +48,9 @@ type healthSink Director
 
 func (s *healthSink) SetHealth(k RealKey, up, inhibit bool) {
 	d := (*Director)(s)
+	if up {
+		d.passive.Confirm(k, time.Now())
+	}
 	if err := d.SetRealHealth(k, up, inhibit); err != nil && !errors.Is(err, ErrUnknownReal) {
 		d.log.Warn("health edge not applied", "real", k.String(), "up", up, "err", err)
 	}
@@ -162,12 +165,24 @@ func (d *Director) checkStatus(k RealKey) *control.Health {
 	d.mu.Lock()
 	m := d.checks
 	d.mu.Unlock()
-	if m == nil {
-		return nil
+	var (
+		st  health.Status
+		typ string
+		ok  bool
+	)
+	if m != nil {
+		st, typ, ok = m.StatusOf(k)
 	}
-	st, typ, ok := m.StatusOf(k)
 	if !ok {
-		return nil
+		p := d.passiveStatus(k)
+		if p == nil {
+			return nil
+		}
+		h := &control.Health{State: "up", Passive: p}
+		if p.State == "ejected" {
+			h.State = "down"
+		}
+		return h
 	}
 	h := &control.Health{
 		Check: typ, State: "down", Checks: st.Checks, LastError: st.LastError,
@@ -187,6 +202,7 @@ func (d *Director) checkStatus(k RealKey) *control.Health {
 		w := st.Weight
 		h.Weight = &w
 	}
+	h.Passive = d.passiveStatus(k)
 	return h
 }
 

@@ -26,6 +26,16 @@ func isICMPError(v6 bool, typ uint8) bool {
 	return false
 }
 
+// isUnreachable reports whether an ICMP error (type typ, code code) says a
+// destination cannot be reached: destination unreachable, except IPv4's
+// fragmentation needed (a path MTU, not a dead server).
+func isUnreachable(v6 bool, typ, code uint8) bool {
+	if v6 {
+		return typ == uint8(header.ICMPv6DstUnreachable)
+	}
+	return typ == uint8(header.ICMPv4DstUnreachable) && code != uint8(header.ICMPv4FragmentationNeeded)
+}
+
 // quoted is the packet an ICMP error quotes: offsets in the frame of its
 // IP header and transport header, where the quote ends, and its tuple.
 type quoted struct {
@@ -84,6 +94,11 @@ func (w *Worker) icmpError(p *Packet, b []byte, s *snapshot) Verdict {
 	}
 	if p.VNet.Flags&VirtioNetHdrFDataValid == 0 && !icmpChecksumValid(b, pk) {
 		return w.drop(DropBadL4Header)
+	}
+	if reply && isUnreachable(pk.v6, icmp[0], icmp[1]) {
+		// About a packet lvsd sent to the real server: a failure for
+		// passive health detection (conntrack/failures.go).
+		e.CountFailure()
 	}
 	var r DropReason
 	switch {

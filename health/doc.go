@@ -6,6 +6,11 @@
 // down, down to up, and exec checks' dynamic weights) to a Sink, which
 // applies them to the running table.
 //
+// Passive (passive.go) is the other way to find a dead server: it takes
+// the failed handshakes the fast path counted and ejects a server whose
+// failures reach a threshold within a window, for a back-off that doubles
+// on repeats, within a service's share; it probes nothing.
+//
 // Probes leave from the director's own netstack through the Net the caller
 // gives (the DIP of the route is their source); only exec checks run on
 // the host, as child processes. Every probe is bounded by its timeout and
