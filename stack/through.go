@@ -262,11 +262,11 @@ func (f *probeFrame) send(flags header.TCPFlags, seq, ack uint32) error {
 		off += header.EthernetMinimumSize
 	}
 	if f.tunnel {
-		proto := header.IPv4ProtocolNumber // IPIP: protocol 4
+		proto := tcpip.TransportProtocolNumber(4) // IPIP
 		if !f.dst.Addr().Is4() {
-			proto = header.IPv6ProtocolNumber // IPv6 inside: 41
+			proto = 41 // IPv6 inside
 		}
-		off += putIP(b[off:], f.src.Addr(), f.rip, tcpip.TransportProtocolNumber(proto), inner)
+		off += putIP(b[off:], f.src.Addr(), f.rip, proto, inner)
 	}
 	off += putIP(b[off:], f.src.Addr(), f.dst.Addr(), header.TCPProtocolNumber, tcpProbeLen)
 	t := header.TCP(b[off:])
