@@ -241,6 +241,11 @@ func ipHeaderLen(a netip.Addr) int {
 
 // send writes one TCP segment with flags, seq and ack.
 func (f *probeFrame) send(flags header.TCPFlags, seq, ack uint32) error {
+	return f.link.writeFrame(f.build(flags, seq, ack))
+}
+
+// build returns the frame of one TCP segment with flags, seq and ack.
+func (f *probeFrame) build(flags header.TCPFlags, seq, ack uint32) []byte {
 	n := 0
 	if f.ethernet {
 		n += header.EthernetMinimumSize
@@ -279,7 +284,7 @@ func (f *probeFrame) send(flags header.TCPFlags, seq, ack uint32) error {
 	binary.BigEndian.PutUint16(t[22:], 536)
 	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpipAddr(f.src.Addr()), tcpipAddr(f.dst.Addr()), tcpProbeLen)
 	t.SetChecksum(^t.CalculateChecksum(sum))
-	return f.link.writeFrame(b)
+	return b
 }
 
 // putIP writes an IPv4 or IPv6 header from src to dst carrying payload
