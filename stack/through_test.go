@@ -40,13 +40,14 @@ func TestProbeThrough(t *testing.T) {
 	for _, tc := range []struct {
 		rip, vip string
 		proto    tcpip.NetworkProtocolNumber
+		port     uint16 // one per family: a closed listener may hold its port a while
 	}{
-		{"192.0.2.10", "192.0.2.100", ipv4.ProtocolNumber},
-		{"2001:db8::10", "2001:db8::100", ipv6.ProtocolNumber},
+		{"192.0.2.10", "192.0.2.100", ipv4.ProtocolNumber, 80},
+		{"2001:db8::10", "2001:db8::100", ipv6.ProtocolNumber, 90},
 	} {
 		rip, vip := netip.MustParseAddr(tc.rip), netip.MustParseAddr(tc.vip)
 		t.Run(tc.vip, func(t *testing.T) {
-			l, err := gonet.ListenTCP(b.s, tcpip.FullAddress{Port: 80}, tc.proto)
+			l, err := gonet.ListenTCP(b.s, tcpip.FullAddress{Port: tc.port}, tc.proto)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,10 +67,10 @@ func TestProbeThrough(t *testing.T) {
 
 			short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel2()
-			if err := a.ProbeThrough(short, rip, netip.AddrPortFrom(vip, 80), false); !errors.Is(err, context.DeadlineExceeded) {
+			if err := a.ProbeThrough(short, rip, netip.AddrPortFrom(vip, tc.port), false); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("probe of a real server without the VIP: %v, want deadline exceeded", err)
 			}
-			if c, err := a.DialTCPReset(ctx, netip.AddrPortFrom(rip, 80)); err != nil {
+			if c, err := a.DialTCPReset(ctx, netip.AddrPortFrom(rip, tc.port)); err != nil {
 				t.Fatalf("its RIP does not answer: %v", err)
 			} else {
 				c.Close()
@@ -79,10 +80,10 @@ func TestProbeThrough(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.RemoveVIP(1, vip)
-			if err := a.ProbeThrough(ctx, rip, netip.AddrPortFrom(vip, 80), false); err != nil {
+			if err := a.ProbeThrough(ctx, rip, netip.AddrPortFrom(vip, tc.port), false); err != nil {
 				t.Fatalf("probe of a real server with the VIP: %v", err)
 			}
-			if err := a.ProbeThrough(ctx, rip, netip.AddrPortFrom(vip, 81), false); !errors.Is(err, ErrRefused) {
+			if err := a.ProbeThrough(ctx, rip, netip.AddrPortFrom(vip, tc.port+1), false); !errors.Is(err, ErrRefused) {
 				t.Fatalf("probe of a closed port: %v, want ErrRefused", err)
 			}
 			if n := len(a.probes.wait); n != 0 {
