@@ -4,19 +4,32 @@ GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    := ./...
+# A static binary by default (no libc needed: lvsd uses no cgo); CGO_ENABLED=1
+# on the command line overrides it. The race detector needs cgo: test and
+# unit turn it back on.
+export CGO_ENABLED ?= 0
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/lvsd
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
+build: ## build bin/lvsd (static: CGO_ENABLED=0)
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lvsd ./cmd/lvsd
 
-lab-deps: ## install what the lab tests use and the machine lacks (ip, ping), when root with apt-get; make test runs it
+man: build ## bin/lvsd.8, the man page, from lvsd's own help
+	$(GO) run ./internal/docgen man $(BIN)/lvsd > $(BIN)/lvsd.8
+
+completion: build ## bin/lvsd.bash, bash (and zsh with bashcompinit) completion from lvsd's own help
+	$(GO) run ./internal/docgen bash $(BIN)/lvsd > $(BIN)/lvsd.bash
+
+dist: build man completion ## bin/: lvsd, its man page and completion; dist/lvsd.service is the systemd unit
+
+lab-deps: ## install what the lab tests use and the machine lacks (ip, ping, chromium-headless-shell), when root with apt-get; make test runs it
 	@need=""; \
 	command -v ip >/dev/null 2>&1 || need="$$need iproute2"; \
 	command -v ping >/dev/null 2>&1 || need="$$need iputils-ping"; \
+	command -v chromium-headless-shell >/dev/null 2>&1 || need="$$need chromium-headless-shell"; \
 	if [ -n "$$need" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$need for the lab tests"; \
@@ -26,10 +39,10 @@ lab-deps: ## install what the lab tests use and the machine lacks (ip, ping), wh
 	fi
 
 test: fmt-check vet tidy-check lint lab-deps ## run every check and test: gofmt, vet, go mod tidy, staticcheck, unit, packet-level and namespace labs (labs need root; LVSD_E2E=1 makes a skip a failure)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 unit: ## run the tests that need no privileges (labs skip)
-	$(GO) test -race -count=1 -short $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -short $(PKGS)
 
 integration: ## run only the namespace lab tests (root)
 	$(GO) test -count=1 -v -timeout 20m ./e2e/
@@ -50,6 +63,7 @@ fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzDNSCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime 30s ./keepalived/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 30s ./capture/
 
 vet: ## go vet
 	$(GO) vet $(PKGS)
@@ -76,4 +90,4 @@ clean-lab: ## remove namespaces left by an interrupted lab whose process is gone
 clean: ## remove build output
 	rm -rf $(BIN)
 
-.PHONY: help lab-deps build test unit integration bench bench-go fuzz vet lint tidy-check fmt-check demo clean-lab clean
+.PHONY: help lab-deps build man completion dist test unit integration bench bench-go fuzz vet lint tidy-check fmt-check demo clean-lab clean

@@ -23,6 +23,8 @@ type Config struct {
 	Sysctl Sysctl
 	// Connections bounds the connection table.
 	Connections Connections
+	// Metrics is the metrics listener; off by default.
+	Metrics Metrics
 	// Interfaces holds at least one interface, in file order, with unique
 	// names.
 	Interfaces []Interface

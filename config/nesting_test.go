@@ -44,7 +44,7 @@ func TestParseNesting(t *testing.T) {
 			// At the limit, the document is checked: an unknown key.
 			name: "arrays at the limit",
 			doc:  lines("x = "+strings.Repeat("[", MaxNesting-1)+strings.Repeat("]", MaxNesting-1), minimalDoc),
-			want: &Error{File: "t.toml", Line: 1, Key: "x", Msg: "unknown key; valid keys here: connections, interface, sysctl, timeouts, virtual_server"},
+			want: &Error{File: "t.toml", Line: 1, Key: "x", Msg: "unknown key; valid keys here: connections, interface, metrics, sysctl, timeouts, virtual_server"},
 		},
 	}
 	for _, tc := range tests {

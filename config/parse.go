@@ -87,6 +87,7 @@ type rawFile struct {
 	Timeouts      rawTimeouts    `toml:"timeouts"`
 	Sysctl        rawSysctl      `toml:"sysctl"`
 	Connections   rawConnections `toml:"connections"`
+	Metrics       rawMetrics     `toml:"metrics"`
 	Interface     []rawInterface `toml:"interface"`
 	VirtualServer []rawService   `toml:"virtual_server"`
 }

@@ -56,6 +56,7 @@ func (c *checker) build(raw *rawFile) *Config {
 	if n, ok := c.integer("connections.source_prefix_v6", raw.Connections.SourcePrefixV6, 1, 128); ok {
 		cfg.Connections.SourcePrefixV6 = int(n)
 	}
+	cfg.Metrics = c.metrics(&raw.Metrics)
 
 	// dips maps each director address to the key that defines it.
 	dips := make(map[netip.Addr]string)

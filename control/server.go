@@ -153,6 +153,8 @@ func ServeOptions(ctx context.Context, o Options) error {
 	h := &handler{o: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", h.status)
+	handleCapture(ctx, mux, o.Source)
+	handleTrace(ctx, mux, o.Source)
 	if o.Admin != nil {
 		mux.HandleFunc("POST /v1/adm", h.adm)
 		mux.HandleFunc("GET /v1/config", h.config)

@@ -87,6 +87,7 @@ type Director struct {
 	// restartNeeded is why the last reload, which applied the services,
 	// needs a restart for interface changes; "" otherwise. Guarded by mu.
 	restartNeeded string
+	obs           observe // reload outcomes and the capture in force; atomic
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
 	stopped bool
@@ -287,6 +288,7 @@ func (d *Director) Close() { d.st.Close() }
 // Status: a refused reload leaves the running configuration stale, which an
 // operator must be able to see, not only in the log.
 func (d *Director) NoteReload(err error) {
+	d.obs.reloads.note(err)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reloadErr, d.restartNeeded = "", ""

@@ -249,6 +249,8 @@ type Worker struct {
 	// ipID is the next identification of an outer IPv4 header (TUN).
 	ipID uint16
 	c    workerCounters
+	// lastDrop is the reason of the last drop, for a trace (LastDrop).
+	lastDrop DropReason
 	// ent receives the connection of each packet (Lookup and Insert copy it
 	// there) and holds the worker's packet counters; see conntrack.Entry.
 	ent *conntrack.Entry
@@ -275,6 +277,7 @@ type Worker struct {
 
 func (w *Worker) drop(r DropReason) Verdict {
 	w.c.drops[r].inc()
+	w.lastDrop = r
 	return Drop
 }
 
@@ -282,6 +285,7 @@ func (w *Worker) drop(r DropReason) Verdict {
 // at most once per logInterval for the whole Forwarder.
 func (w *Worker) dropLog(r DropReason) Verdict {
 	w.c.drops[r].inc()
+	w.lastDrop = r
 	if w.f.log != nil {
 		w.f.logDrop(r, &w.pk.t)
 	}

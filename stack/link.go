@@ -81,6 +81,7 @@ type Link struct {
 	closed     bool // guarded by mu
 
 	disp atomic.Pointer[dispatcherBox]
+	tap  atomic.Pointer[tapBox] // a capture's, or nil; see SetTap
 	mtu  atomic.Uint32
 	wg   sync.WaitGroup
 	// devs are the device's queues now (Options.Devices until Replace);
@@ -372,6 +373,7 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 		bufs[i] = make([]byte, Headroom+maxFrame)
 		rd[i] = bufs[i][Headroom-l.vh:]
 	}
+	traceHdr := make([]byte, TraceBytes) // a traced frame's headers before the rewrite
 	var proc Processor
 	if l.opts.NewProcessor != nil {
 		proc = l.opts.NewProcessor()
@@ -418,6 +420,9 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			}
 			qs.rx.Add(1)
 			buf := bufs[i]
+			tap := l.tap.Load()
+			tap.frame(false, buf[Headroom:Headroom+n-l.vh])
+			traced := tap.traced(buf[Headroom:Headroom+n-l.vh], traceHdr)
 			p = forward.Packet{Buf: buf, Off: Headroom, Len: n - l.vh, Emit: em}
 			if l.vh != 0 {
 				p.VNet.Decode(buf[Headroom-l.vh : Headroom])
@@ -426,8 +431,12 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			if proc != nil {
 				v = proc.Process(&p)
 			}
+			if traced > 0 {
+				tap.processed(traceHdr[:traced], buf[p.Off:p.Off+p.Len], v, proc)
+			}
 			switch v {
 			case forward.Transmit:
+				tap.frame(true, buf[p.Off:p.Off+p.Len])
 				start := p.Off - l.vh
 				if l.vh != 0 {
 					p.VNet.Encode(buf[start:p.Off])
@@ -538,6 +547,7 @@ func (e *emitter) Emit(buf []byte, off, n int) error {
 		e.l.stats.TxErrors.Add(1)
 		return errEmitHeadroom
 	}
+	e.l.tap.Load().frame(true, buf[off:off+n])
 	if e.tx != nil {
 		// After the frames forwarded before it, in the same batch when the
 		// device takes batches.

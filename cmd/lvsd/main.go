@@ -23,9 +23,6 @@ import (
 	"path/filepath"
 )
 
-// version is set by the linker (-X main.version=...).
-var version = "dev"
-
 const usage = `usage: lvsd <command> [flags]
 
 commands:
@@ -46,6 +43,8 @@ commands:
   realserver -tun NAME -vip ADDR[,...] [-director ADDR[,...]]
                      on a TUN-mode real server whose kernel has no ipip module:
                      decapsulate the director's IPIP into a local TUN device
+  trace    [-n N] [FILTER]   explain what lvsd does with the next N packets matching FILTER
+  capture  -w FILE [FILTER]   the frames lvsd reads and writes, into a pcapng file
   version            print the version (also --version, -v)
 
 The control socket is /run/lvsd/lvsd.sock, or $XDG_RUNTIME_DIR/lvsd.sock when
@@ -71,6 +70,8 @@ var commands = map[string]func(args []string) int{
 	"config":     runConfig,
 	"import":     runImport,
 	"realserver": runRealserver,
+	"trace":      runTrace,
+	"capture":    runCapture,
 }
 
 func run(args []string) int {
@@ -81,7 +82,7 @@ func run(args []string) int {
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "version", "--version", "-version", "-v":
-		fmt.Println("lvsd", version)
+		fmt.Println("lvsd", buildVersion())
 		return 0
 	case "help", "-h", "--help", "-help":
 		fmt.Print(usage)

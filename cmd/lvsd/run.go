@@ -24,6 +24,7 @@ func runDaemon(args []string) int {
 	fs := flag.NewFlagSet("lvsd run", flag.ContinueOnError)
 	path := fs.String("c", defaultConfig, "configuration file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
 	ctl := fs.String("control", "", "control socket (default "+systemControl+", or $XDG_RUNTIME_DIR/lvsd.sock when /run/lvsd is not writable); \"none\" for none")
 	group := fs.String("control-group", "", "group owning the control socket: its members may read (lvsd list, lvsd adm -L); default lvsd's own group")
 	state := fs.String("state", "", "file keeping runtime changes across restarts (default: beside the control socket; \"none\" to keep them in memory only)")
@@ -34,12 +35,11 @@ func runDaemon(args []string) int {
 		fmt.Fprintf(os.Stderr, "lvsd run: unexpected argument %q (the file goes with -c)\n", fs.Arg(0))
 		return 2
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "lvsd: -log-level: %v\n", err)
+	log, err := newLogger(os.Stderr, *logFormat, *level)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lvsd: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 
 	file, err := config.Load(*path)
 	if err != nil {
@@ -79,13 +79,13 @@ func runDaemon(args []string) int {
 	defer signal.Stop(hup)
 
 	start := runstate.Start(file, store, log)
-	d, err := director.New(start, director.Options{Logger: log, Version: version})
+	d, err := director.New(start, director.Options{Logger: log, Version: buildVersion()})
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
 	runstate.RestartNeeded = director.ErrRestartNeeded
-	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: version, Names: systemNames()})
+	rt := runstate.New(d, file, runstate.Options{Store: store, Logger: log, Version: buildVersion(), Names: systemNames()})
 	rt.Persist()
 
 	// The reload loop and the control socket stop with ctx; lvsd exits only
@@ -99,7 +99,9 @@ func runDaemon(args []string) int {
 				return
 			case <-hup:
 			}
+			notifyReloading()
 			reload(d, rt, *path, log)
+			notifyReloaded()
 		}
 	})
 	if control != "" {
@@ -117,7 +119,13 @@ func runDaemon(args []string) int {
 		}}
 		wg.Go(func() { serveControl(ctx, control, *group, d, admin, log) })
 	}
-	log.Info("lvsd running", "version", version, "config", *path, "control", control, "state", statePath)
+	if err := startService(ctx, &wg, file, d, buildVersion(), log); err != nil {
+		log.Error("start failed", "err", err)
+		stop()
+		d.Close()
+		return 1
+	}
+	log.Info("lvsd running", "version", buildVersion(), "config", *path, "control", control, "state", statePath)
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
 		stop() // ends the reload loop and the control socket, which wg waits for

@@ -7,7 +7,8 @@
 //     checksum over byte slices).
 //   - forward links no netstack: neither package stack nor gVisor's.
 //   - realserver links no netstack: it opens its TUN with package device.
-//   - cmd/lvsd links neither testing nor gopacket (a test-only dependency).
+//   - cmd/lvsd links no testing, and of gopacket only pcapgo and the pure-Go
+//     layers (lvsd capture's pcapng, lvsd trace's header decoding).
 //   - Nothing imports github.com/google/gopacket: the maintained fork
 //     github.com/gopacket/gopacket replaces it.
 //   - Only files named *_unsafe.go (or *_unsafe_test.go) import unsafe.
