@@ -15,7 +15,8 @@ import (
 // by `lvsd realserver`) hold the VIP and pass; rs2 (DR) lost the VIP from
 // its lo and fails, while the plain tcp check of its RIP (port 81's
 // service) still passes. Traffic to the VIP then avoids rs2, and once the
-// VIP is back on rs2's lo the through-the-path check brings it back.
+// VIP is back on rs2's lo the through-the-path check brings it back; losing
+// it again takes rs2 out within the interval and the timeout.
 func TestHealthThroughVIP(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
@@ -70,5 +71,18 @@ func TestHealthThroughVIP(t *testing.T) {
 	res = dt.Get(bin, "http://198.18.1.100:80/", 30, "-timeout", "2s")
 	if res.OK != 30 || res.Servers["rs2"] == 0 {
 		t.Errorf("30 requests with rs2 back: %d ok, by server %v", res.OK, res.Servers)
+	}
+
+	// Losing the VIP while up: detected within interval + timeout.
+	start := time.Now()
+	l.IP(rs2.NS, "addr", "del", vip, "dev", "lo")
+	waitHealth(t, dt.Topology, 10*time.Second, states(map[string]string{
+		"198.18.1.100:80 198.18.1.22:80": "down",
+		"198.18.1.100:81 198.18.1.22:81": "up",
+	}))
+	took := time.Since(start)
+	t.Logf("rs2 down %v after losing the VIP (interval 300ms, timeout 1s, fall 1)", took.Round(10*time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("losing the VIP detected after %v, want about interval + timeout (1.3 s)", took)
 	}
 }
