@@ -86,3 +86,50 @@ func TestHealthThroughVIP(t *testing.T) {
 		t.Errorf("losing the VIP detected after %v, want about interval + timeout (1.3 s)", took)
 	}
 }
+
+// TestHealthThroughVIP6 is the DR case over IPv6: the probe to VIP6 goes to
+// the real server's MAC; rs2 without VIP6 on its lo fails it while its RIP
+// passes a plain check, rs1 with VIP6 passes.
+func TestHealthThroughVIP6(t *testing.T) {
+	lab.Skip(t)
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	dt := l.DirectLab6(lab.RealDR, lab.RealDR)
+	dt.StartHTTP(bin, 80)
+	rs2 := dt.Reals[1]
+	l.IP(rs2.NS, "-6", "addr", "del", lab.VIP6.String()+"/128", "dev", "lo")
+
+	fast := []string{`  interval = "300ms"`, `  timeout = "1s"`, `  rise = 1`, `  fall = 1`, `  warmup = "100ms"`, `  type = "tcp"`}
+	through := dt.Service(lab.Service{Protocol: "tcp", VIP: lab.VIP6, Port: 80, Scheduler: "rr", Method: "dr",
+		Extra: checkTable(append(append([]string{}, fast...), `  through_vip = true`)...)})
+	plain := dt.Service(lab.Service{Protocol: "tcp", VIP: lab.VIP6, Port: 81, Scheduler: "rr", Method: "dr",
+		Extra: checkTable(append(append([]string{}, fast...), `  port = 80`)...)})
+	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain)
+
+	vip := "[" + lab.VIP6.String() + "]"
+	rs := func(i int, port string) string { return "[" + dt.Reals[i].Addr6.String() + "]:" + port }
+	want := map[[2]string]string{
+		{vip + ":80", rs(0, "80")}: "up",
+		{vip + ":80", rs(1, "80")}: "down",
+		{vip + ":81", rs(0, "81")}: "up",
+		{vip + ":81", rs(1, "81")}: "up",
+	}
+	st := waitHealth(t, dt.Topology, 20*time.Second, func(st *control.Status) string {
+		var bad []string
+		for k, w := range want {
+			h := healthOf(st, "tcp", k[0])[k[1]]
+			if h == nil || h.State != w || h.Checks == 0 {
+				bad = append(bad, fmt.Sprintf("%s -> %s: %+v, want %s", k[0], k[1], h, w))
+			}
+		}
+		// Down for the right reason: its MAC is known, the SYN to VIP6
+		// got no answer.
+		if h := healthOf(st, "tcp", vip+":80")[rs(1, "80")]; h == nil || !strings.Contains(h.LastError, "deadline exceeded") {
+			bad = append(bad, fmt.Sprintf("rs2 through VIP6: %+v, want a probe without answer", h))
+		}
+		return strings.Join(bad, "\n")
+	})
+	if h := healthOf(st, "tcp", vip+":80")[rs(1, "80")]; h != nil {
+		t.Logf("rs2 through VIP6: %s (%s)", h.State, h.LastError)
+	}
+}
