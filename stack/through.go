@@ -39,7 +39,7 @@ const (
 )
 
 // ErrNoNeighbor is returned when the MAC of the real server (or of the
-// gateway toward it) is not known yet; resolving it has begun.
+// gateway toward it) was not resolved before the probe's deadline.
 var ErrNoNeighbor = errors.New("neighbour not resolved yet")
 
 // probeReply is the TCP answer to a probe: its source, flags and
@@ -170,9 +170,9 @@ func (st *Stack) ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.Add
 	}
 	var mac [6]byte
 	if info.ethernet {
-		m, ok := st.Neighbor(nic, rip).Load()
-		if !ok {
-			return fmt.Errorf("probe %s via %s: %w", vip, rip, ErrNoNeighbor)
+		m, err := st.waitNeighbor(ctx, nic, rip)
+		if err != nil {
+			return fmt.Errorf("probe %s via %s: %w", vip, rip, err)
 		}
 		mac = m
 	}
@@ -215,6 +215,25 @@ func (st *Stack) ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.Add
 				pb.send(header.TCPFlagRst, seq+1, 0)
 				return nil
 			}
+		}
+	}
+}
+
+// waitNeighbor returns the MAC of rip's next hop on NIC nic, waiting while
+// it is being resolved (as a netstack connection waits for ARP or NDP) until
+// ctx ends: ErrNoNeighbor then.
+func (st *Stack) waitNeighbor(ctx context.Context, nic NICID, rip netip.Addr) ([6]byte, error) {
+	slot := st.Neighbor(nic, rip)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if m, ok := slot.Load(); ok {
+			return m, nil
+		}
+		select {
+		case <-ctx.Done():
+			return [6]byte{}, ErrNoNeighbor
+		case <-tick.C:
 		}
 	}
 }
