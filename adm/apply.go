@@ -15,24 +15,6 @@ import (
 	"github.com/lvsd/lvsd/sched"
 )
 
-// Clone returns a deep copy of cfg: Apply never changes its input.
-func Clone(cfg *config.Config) *config.Config {
-	c := *cfg
-	c.Interfaces = slices.Clone(cfg.Interfaces)
-	for i := range c.Interfaces {
-		c.Interfaces[i].Addresses = slices.Clone(c.Interfaces[i].Addresses)
-		c.Interfaces[i].Routes = slices.Clone(c.Interfaces[i].Routes)
-	}
-	c.Services = slices.Clone(cfg.Services)
-	for i := range c.Services {
-		s := &c.Services[i]
-		s.Ports = slices.Clone(s.Ports)
-		s.SchedFlags = slices.Clone(s.SchedFlags)
-		s.Reals = slices.Clone(s.Reals)
-	}
-	return &c
-}
-
 // refuse is a command the table refuses: ipvsadm prints the kernel's
 // reason (ipvs_strerror) and exits with -1.
 func refuse(msg string) *Error { return &Error{Msg: msg, Code: ExitFailed} }
@@ -69,7 +51,7 @@ func findReal(s *config.Service, d netip.AddrPort) int {
 // (Validate) by the caller. Listing commands and -Z change nothing and
 // return cfg's copy.
 func Apply(cfg *config.Config, c *Command) (*config.Config, error) {
-	out := Clone(cfg)
+	out := cfg.Clone() // Apply never changes its input
 	if err := applyTo(out, c); err != nil {
 		return nil, err
 	}

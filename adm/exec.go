@@ -46,7 +46,7 @@ func (e *Env) Run(cfg *config.Config, args []string, stdin []string) Result {
 	// Commands apply to one private copy, in place.
 	var cur *config.Config
 	if cfg != nil {
-		cur = Clone(cfg)
+		cur = cfg.Clone()
 	}
 	changed := false
 	code := e.run(&cur, &changed, &res, args, stdin, &out, &errb, false)

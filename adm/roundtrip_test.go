@@ -130,7 +130,7 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	valid := 0
 	for n := range 150 {
-		cfg := Clone(base)
+		cfg := base.Clone()
 		used := map[string]bool{}
 		for i := range 1 + r.IntN(6) {
 			cfg.Services = append(cfg.Services, randomService(r, i, used))

@@ -455,7 +455,9 @@ func TestParseErrors(t *testing.T) {
 			),
 			want: []string{
 				`t.toml:10: virtual_server[0].real_server[0].address: 2001:2::11 is IPv6 but the VIP 198.18.1.100 is IPv4; method nat needs one family`,
-				`t.toml:12: virtual_server[0].real_server[1].address: 2001:2::12 is IPv6 but the VIP 198.18.1.100 is IPv4: tunnelling across address families is not supported yet`,
+				// TUN may cross families, but needs a director address of
+				// the real server's.
+				`t.toml:12: virtual_server[0].real_server[1].address: 2001:2::12 is IPv6 but interface lvttap0 has no IPv6 address (198.18.1.1/24, 198.18.2.1/24) to send to it from`,
 			},
 		},
 		{

@@ -78,6 +78,35 @@ func TestParseCannotForward(t *testing.T) {
 			want: []string{`t.toml:11: virtual_server[0].real_server[0].address: 2001:2:1::11 has no route through interface lvttap0`},
 		},
 		{
+			name: "ipv6 tun real server, no ipv6 address",
+			data: doc(ifc(`"198.18.1.1/24"`), svc("2001:2::100", "tun", "2001:2::11")),
+			want: []string{`t.toml:11: virtual_server[0].real_server[0].address: 2001:2::11 is IPv6 but interface lvttap0 has no IPv6 address (198.18.1.1/24) to send to it from`},
+		},
+		{
+			name: "ipv6 tun real server, no ipv6 address on a tun interface",
+			data: doc(ifc(`"198.18.1.1/24"`, `type = "tun"`), svc("2001:2::100", "tun", "2001:2::11")),
+			want: []string{`t.toml:12: virtual_server[0].real_server[0].address: 2001:2::11 is IPv6 but interface lvttap0 has no IPv6 address`},
+		},
+		{
+			name: "tun across families",
+			data: doc(ifc(`"198.18.1.1/24", "2001:2::1/64"`), svc("2001:2::100", "tun", "198.18.1.11"), svc("198.18.1.100", "tun", "2001:2::11")),
+		},
+		{
+			name: "tun across families needs an address of the real server's family",
+			data: doc(ifc(`"2001:2::1/64"`), svc("2001:2::100", "tun", "198.18.1.11")),
+			want: []string{`t.toml:11: virtual_server[0].real_server[0].address: 198.18.1.11 is IPv4 but interface lvttap0 has no IPv4 address (2001:2::1/64) to send to it from`},
+		},
+		{
+			name: "tun across families, off every route",
+			data: doc(ifc(`"198.18.1.1/24", "2001:2::1/64"`), svc("198.18.1.100", "tun", "2001:2:1::11")),
+			want: []string{`t.toml:11: virtual_server[0].real_server[0].address: 2001:2:1::11 has no route through interface lvttap0`},
+		},
+		{
+			name: "nat across families stays refused",
+			data: doc(ifc(`"198.18.1.1/24", "2001:2::1/64"`), svc("198.18.1.100", "nat", "2001:2::11")),
+			want: []string{`t.toml:11: virtual_server[0].real_server[0].address: 2001:2::11 is IPv6 but the VIP 198.18.1.100 is IPv4; method nat needs one family`},
+		},
+		{
 			name: "nat real server through a gateway",
 			data: doc(ifc(`"198.18.1.1/24"`, `[[interface.route]]`, `destination = "0.0.0.0/0"`, `gateway = "198.18.1.254"`),
 				svc("198.18.1.100", "nat", "198.19.2.11")),

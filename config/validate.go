@@ -839,10 +839,17 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 	if ifc != nil && ifc.Type == TUN && r.Method == lvs.DR {
 		c.errorf(methodKey, "%s needs an L2 link, but interface %s is type tun; use nat or tun", how, ifc.Name)
 		ok = false
-	} else if ifc != nil && r.Addr.IsValid() && svc.Addr.IsValid() && r.Addr.Is4() == svc.Addr.Is4() {
+	} else if ifc != nil && r.Addr.IsValid() && svc.Addr.IsValid() && (r.Addr.Is4() == svc.Addr.Is4() || r.Method == lvs.TUN) {
 		// Configurations that pass every other check and can never
-		// forward to this real server.
-		switch _, routed := ifc.Source(r.Addr); {
+		// forward to this real server. A tunnel's outer header is of the
+		// real server's family, so it needs a director address of that
+		// family, whatever the VIP's (the fast path drops every packet as
+		// unsupported without one).
+		switch src, routed := ifc.Source(r.Addr); {
+		case !src.IsValid():
+			c.errorf(key+".address", "%s is %s but interface %s has no %s address (%s) to send to it from: add one to addresses",
+				r.Addr, family(r.Addr), ifc.Name, family(r.Addr), prefixList(ifc.Addresses))
+			ok = false
 		case r.Method == lvs.DR && !ifc.OnLink(r.Addr):
 			c.errorf(key+".address", "%s is on no subnet of interface %s (%s) and no on-link route: %s changes only the destination MAC, so the real server must be on the link; add its subnet to addresses, or use tun or nat",
 				r.Addr, ifc.Name, prefixList(ifc.Addresses), how)
@@ -853,12 +860,11 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 			ok = false
 		}
 	}
-	if r.Addr.IsValid() && svc.Addr.IsValid() && r.Addr.Is4() != svc.Addr.Is4() {
-		if r.Method == lvs.TUN {
-			c.errorf(key+".address", "%s is %s but the VIP %s is %s: tunnelling across address families is not supported yet", r.Addr, family(r.Addr), svc.Addr, family(svc.Addr))
-		} else {
-			c.errorf(key+".address", "%s is %s but the VIP %s is %s; method %s needs one family", r.Addr, family(r.Addr), svc.Addr, family(svc.Addr), how)
-		}
+	// IPVS tunnels either family over either (ip_vs_tunnel_xmit and
+	// ip_vs_tunnel_xmit_v6 take both), and so does the fast path; NAT and
+	// DR rewrite or keep the inner header, so they need one family.
+	if r.Addr.IsValid() && svc.Addr.IsValid() && r.Addr.Is4() != svc.Addr.Is4() && r.Method != lvs.TUN {
+		c.errorf(key+".address", "%s is %s but the VIP %s is %s; method %s needs one family", r.Addr, family(r.Addr), svc.Addr, family(svc.Addr), how)
 		ok = false
 	}
 	return r, ok

@@ -61,7 +61,9 @@ type Segment struct {
 // A SYN on an established connection is accepted: IPVS's tables keep the
 // connection ESTABLISHED, and the real server answers it with a challenge
 // ACK (RFC 5961 section 4), which a client that restarted needs to reset
-// the old connection.
+// the old connection. It records nothing, nor does a segment outside the
+// window the RST check uses: a blind attacker cannot move the window
+// before its RST.
 func (t *Table) Track(e *Entry, s *Segment, fromClient bool) bool {
 	if !t.checkRST.Load() || e.loc == 0 || e.t != t || e.In.Proto != lvs.TCP || e.Method != lvs.NAT {
 		return true
@@ -90,11 +92,37 @@ func (t *Table) Track(e *Entry, s *Segment, fromClient bool) bool {
 		}
 		return true
 	}
+	// A segment moves its side's next sequence number, and its window,
+	// only from within the window its receiver advertised: a sender never
+	// goes past it, and a blind attacker's segment would otherwise move it
+	// to a sequence number of its choosing, where its RST would then be
+	// accepted, or widen the window.
 	end := s.Seq + s.Len
-	if cur := sw.nxt[d].Load(); cur == 0 && sw.win[d].Load() == 0 || int32(end-cur) > 0 {
-		sw.nxt[d].Store(end)
-	}
 	cur := sw.win[d].Load()
+	seen := sw.nxt[d].Load() != 0 || cur != 0
+	if seen && s.Flags&FlagSYN != 0 {
+		// A SYN on the connection after its side's first (a client
+		// that restarted, or a blind attacker): its receiver answers it
+		// with a challenge ACK and keeps its state, and so do the
+		// windows: neither the sequence number nor the window scale
+		// move.
+		return true
+	}
+	if n := sw.nxt[d].Load(); !seen {
+		sw.nxt[d].Store(end)
+	} else {
+		// Out of the window (the RST check's): recorded nothing, not
+		// even its window field.
+		if rw := sw.win[1-d].Load(); rw != 0 {
+			w := int64(max(rw&winMax, 1))
+			if diff := int64(int32(end - n)); diff < -w || diff > w {
+				return true
+			}
+		}
+		if int32(end-n) > 0 {
+			sw.nxt[d].Store(end)
+		}
+	}
 	scale := cur >> winScaleShift
 	if cur == 0 {
 		scale = winNoScale

@@ -59,6 +59,40 @@ func TestTrackRST(t *testing.T) {
 	if n := tab.Stats().RSTOutOfWindow; n != 4 {
 		t.Errorf("RSTOutOfWindow = %d, want 4", n)
 	}
+
+	// A blind attacker cannot move the window first: a SYN or a segment
+	// outside the window records nothing, so its RST stays blind.
+	far := cNxt + 1<<30
+	for _, tt := range []struct {
+		name       string
+		seg        Segment
+		fromClient bool
+		rst        uint32
+	}{
+		{"SYN far ahead, then an RST after it", Segment{Flags: FlagSYN, Seq: far, Len: 1, Win: 65535, WScale: 14}, true, far + 1},
+		{"data far ahead, then an RST after it", Segment{Flags: FlagACK, Seq: far, Len: 1000, Win: 512, WScale: -1}, true, far + 1000},
+		// The client's window is 512 << 7; a SYN with scale 14 or a
+		// segment out of the window with a large window must not widen it.
+		{"client SYN with scale 14, then its window", Segment{Flags: FlagSYN, Seq: cNxt, Win: 65535, WScale: 14}, true, 0},
+		{"client ACK in window after it", Segment{Flags: FlagACK, Seq: cNxt, Win: 512, WScale: -1}, true, 0},
+		{"client ACK out of the window with a large window", Segment{Flags: FlagACK, Seq: far, Win: 65535, WScale: -1}, true, 0},
+	} {
+		if !tab.Track(e, &tt.seg, tt.fromClient) {
+			t.Fatalf("%s: segment refused", tt.name)
+		}
+		if tt.rst != 0 && tab.Track(e, &Segment{Flags: FlagRST, Seq: tt.rst, WScale: -1}, tt.fromClient) {
+			t.Errorf("%s: the RST was accepted", tt.name)
+		}
+	}
+	if tab.Track(e, &Segment{Flags: FlagRST, Seq: sISN + 101 + 70_000, WScale: -1}, false) {
+		t.Error("the client's window was widened by a SYN or a segment out of the window")
+	}
+	if !tab.Track(e, &Segment{Flags: FlagRST, Seq: cNxt, WScale: -1}, true) {
+		t.Error("after the blind segments, the client's RST at its next sequence number was refused")
+	}
+	if n := tab.Stats().RSTOutOfWindow; n != 7 {
+		t.Errorf("RSTOutOfWindow = %d, want 7", n)
+	}
 	tab.SetCheckRST(false)
 	if !tab.Track(e, &Segment{Flags: FlagRST, Seq: cNxt + 1<<31, WScale: -1}, true) {
 		t.Error("with the check off (IPVS), a blind RST was refused")

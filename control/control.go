@@ -141,17 +141,26 @@ type Interface struct {
 	// State is "up", or "lost" while the device is gone (on_loss =
 	// reattach: until it is opened again); Reattached counts the times it
 	// was.
-	State        string            `json:"state"`
-	Reattached   uint64            `json:"reattached,omitempty"`
-	ForwardedIn  uint64            `json:"forwarded_in"`
-	ForwardedOut uint64            `json:"forwarded_out"`
-	ToStack      uint64            `json:"to_stack"`
-	NewConns     uint64            `json:"new_conns"`
-	Drops        map[string]uint64 `json:"drops"`
-	RxFrames     uint64            `json:"rx_frames"`
-	TxFrames     uint64            `json:"tx_frames"`
-	RxErrors     uint64            `json:"rx_errors"`
-	TxErrors     uint64            `json:"tx_errors"`
+	State        string `json:"state"`
+	Reattached   uint64 `json:"reattached,omitempty"`
+	ForwardedIn  uint64 `json:"forwarded_in"`
+	ForwardedOut uint64 `json:"forwarded_out"`
+	ToStack      uint64 `json:"to_stack"`
+	NewConns     uint64 `json:"new_conns"`
+	// FragsHeld counts the fragments kept for reassembly, Reassembled the
+	// datagrams completed from them (forward.Counters).
+	FragsHeld   uint64            `json:"frags_held"`
+	Reassembled uint64            `json:"reassembled"`
+	Drops       map[string]uint64 `json:"drops"`
+	RxFrames    uint64            `json:"rx_frames"`
+	TxFrames    uint64            `json:"tx_frames"`
+	RxErrors    uint64            `json:"rx_errors"`
+	TxErrors    uint64            `json:"tx_errors"`
+	// KernelDrops and KernelSYN are the frames the kernel dropped before
+	// lvsd read them (a full socket buffer), in the established and the SYN
+	// queue of a packet interface (docs/defence.md); 0 for TAP and TUN.
+	KernelDrops uint64 `json:"kernel_drops"`
+	KernelSYN   uint64 `json:"kernel_syn_drops"`
 	// Queues are the frames per device queue (TAP queue or AF_PACKET
 	// socket), by index; their sums are RxFrames and TxFrames.
 	Queues []Queue `json:"queues"`

@@ -31,7 +31,7 @@ var sample = Status{
 		},
 	}},
 	Interfaces: []Interface{
-		{Name: "lvt0", State: "lost", Reattached: 2, ForwardedIn: 30, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}, Queues: []Queue{{RxFrames: 9}}},
+		{Name: "lvt0", State: "lost", Reattached: 2, ForwardedIn: 30, FragsHeld: 14, Reassembled: 5, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}, Queues: []Queue{{RxFrames: 9}}},
 		{Name: "lvt1", Type: "packet", State: "up", RxFrames: 12, TxFrames: 10, Queues: []Queue{{RxFrames: 5, TxFrames: 4}, {RxFrames: 7, TxFrames: 6}}},
 	},
 }
@@ -78,6 +78,9 @@ func TestWriteCounters(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "\nneighbours: lost 12 (MAC kept while resolving), failed 13, unconfirmed now 1\n") {
 		t.Errorf("counters should show the neighbours':\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), "; device lost, re-attached 2\n  fragments: held 14, datagrams reassembled 5\n") {
+		t.Errorf("counters should show the interface's fragments:\n%s", b.String())
 	}
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())

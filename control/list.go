@@ -17,6 +17,10 @@ func WriteCounters(w io.Writer, st *Status) {
 	for _, i := range st.Interfaces {
 		fmt.Fprintf(w, "%s: rx %d tx %d (errors rx %d tx %d); forwarded in %d out %d; to stack %d; new connections %d; device %s, re-attached %d\n",
 			i.Name, i.RxFrames, i.TxFrames, i.RxErrors, i.TxErrors, i.ForwardedIn, i.ForwardedOut, i.ToStack, i.NewConns, i.State, i.Reattached)
+		fmt.Fprintf(w, "  fragments: held %d, datagrams reassembled %d\n", i.FragsHeld, i.Reassembled)
+		if i.KernelDrops+i.KernelSYN > 0 {
+			fmt.Fprintf(w, "  dropped by the kernel before lvsd read them: established queue %d, SYN queue %d\n", i.KernelDrops, i.KernelSYN)
+		}
 		if len(i.Queues) > 1 {
 			for q, c := range i.Queues {
 				fmt.Fprintf(w, "  queue %d: rx %d tx %d\n", q, c.RxFrames, c.TxFrames)

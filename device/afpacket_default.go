@@ -25,3 +25,6 @@ func (d *AFPacket) Close() error                { return errNotLinux }
 func (d *AFPacket) BatchSize() int                                    { return 1 }
 func (d *AFPacket) ReadBatch(bufs [][]byte, sizes []int) (int, error) { return 0, errNotLinux }
 func (d *AFPacket) WriteBatch(frames [][]byte) (int, error)           { return 0, errNotLinux }
+
+// KernelDrops is Linux-only.
+func (d *AFPacket) KernelDrops() (established, syn uint64) { return 0, 0 }

@@ -51,6 +51,8 @@ type AFPacket struct {
 	// allocates; owned by the reading goroutine.
 	rx, srx, tx mmsgBatch
 	rpoll       [3]unix.PollFd
+
+	drops kernelDrops // KernelDrops
 }
 
 // AFPacketOptions say how to attach to an interface.

@@ -2,24 +2,31 @@ package device
 
 import (
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// SYN steering. Each AFPacket receives on two sockets: TCP segments with
-// SYN set (SYNs and SYN-ACKs: new-connection traffic) on one, everything
-// else on the other. The kernel queues them apart, so a SYN flood fills
+// SYN steering. Each AFPacket receives on two sockets: TCP SYNs (SYN set,
+// ACK clear: what a flood of new connections sends) on one, everything else
+// on the other. The kernel queues them apart, so a SYN flood fills
 // only its own socket's buffer and the kernel drops the flood's excess there
 // (before lvsd reads a byte or touches its table), while the frames of
 // established flows wait in a queue the flood cannot fill. The reader
 // serves the established queue first and gives new connections a budget:
-// at least synReserve slots of every batch, and whatever the established
-// queue leaves free.
+// synReserve slots of every batch while established frames are waiting,
+// the whole batch when none are.
+//
+// SYN-ACKs stay with the established traffic: a real server's SYN-ACK
+// completes a connection lvsd already admitted and must not be lost in the
+// flood's queue (with it there, a legitimate connection had two chances to
+// lose a segment instead of one), and real servers send no more of them
+// than lvsd forwarded SYNs, which the budget bounds.
 
-// synReserve is the share of a receive batch kept for the SYN socket when
-// the other queue is busy: 8 of 32, so that new connections are never
-// starved by established traffic, and established traffic gets at least
-// three quarters of the reader under a flood.
+// synReserve is the SYN socket's share of a receive batch while the other
+// queue has frames: 8 of 32, so that new connections are never starved by
+// established traffic, and a flood never takes more than a quarter of a
+// batch from it.
 const synReserve = AFPacketBatch / 4
 
 // Offsets in an Ethernet frame (no VLAN tag) that the filter reads.
@@ -31,13 +38,14 @@ const (
 	offIPv6Flags = 14 + 40 + 13
 	offTCPFlags  = 14 + 13 // after the IPv4 header, whose length is in X
 	tcpSYN       = 0x02
+	tcpACK       = 0x10
 )
 
 // steerFilter returns the classic BPF program of a receive socket: it
 // drops frames the kernel marked for another host (PACKET_OTHERHOST) or
 // sent by this host (PACKET_OUTGOING, for kernels before
-// PACKET_IGNORE_OUTGOING), and of the rest passes TCP segments with
-// SYN set (IPv4 not a fragment, or IPv6 with TCP as the first next header)
+// PACKET_IGNORE_OUTGOING), and of the rest passes TCP SYNs (SYN set, ACK
+// clear; IPv4 not a fragment, or IPv6 with TCP as the first next header)
 // if syn, and all other frames if not. Together, the two programs pass each
 // frame to exactly one socket.
 func steerFilter(syn bool) []unix.SockFilter {
@@ -47,9 +55,9 @@ func steerFilter(syn bool) []unix.SockFilter {
 		synV, otherV = pass, 0
 	}
 	const (
-		lSYN   = 17
-		lOther = 18
-		lDrop  = 19
+		lSYN   = 18
+		lOther = 19
+		lDrop  = 20
 		lV6    = 13
 		lFlags = 16
 	)
@@ -72,10 +80,11 @@ func steerFilter(syn bool) []unix.SockFilter {
 		/* 13 */ {Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: offIPv6Next},
 		/* 14 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: j(14, lOther), K: unix.IPPROTO_TCP},
 		/* 15 */ {Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: offIPv6Flags},
-		/* 16 */ {Code: unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K, Jt: j(16, lSYN), Jf: j(16, lOther), K: tcpSYN},
-		/* 17 */ {Code: unix.BPF_RET | unix.BPF_K, K: synV},
-		/* 18 */ {Code: unix.BPF_RET | unix.BPF_K, K: otherV},
-		/* 19 */ {Code: unix.BPF_RET | unix.BPF_K, K: 0},
+		/* 16 */ {Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: tcpSYN | tcpACK},
+		/* 17 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: j(17, lSYN), Jf: j(17, lOther), K: tcpSYN},
+		/* 18 */ {Code: unix.BPF_RET | unix.BPF_K, K: synV},
+		/* 19 */ {Code: unix.BPF_RET | unix.BPF_K, K: otherV},
+		/* 20 */ {Code: unix.BPF_RET | unix.BPF_K, K: 0},
 	}
 }
 
@@ -86,8 +95,9 @@ var (
 )
 
 // readSteered is ReadBatch's receive step: it fills bufs from the
-// established queue (leaving synReserve slots) and then from the SYN queue,
-// without blocking. It returns the frames received, 0 if both queues are
+// established queue (leaving synReserve slots) and then from the SYN queue
+// (synReserve frames at most if the established queue had any), without
+// blocking. It returns the frames received, 0 if both queues are
 // empty.
 func (d *AFPacket) readSteered(bufs [][]byte, sizes []int) (int, error) {
 	want := len(bufs)
@@ -99,7 +109,15 @@ func (d *AFPacket) readSteered(bufs [][]byte, sizes []int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	m, err := d.recvInto(&d.srx, d.synfd, bufs[n:], sizes[n:])
+	// SYNs get the reserve while established frames are waiting, the
+	// whole batch only when none are: a batch full of SYNs takes longer
+	// to forward than one of established frames, and the established
+	// queue would wait (and grow) behind it.
+	syns := want - n
+	if n > 0 {
+		syns = min(syns, synReserve)
+	}
+	m, err := d.recvInto(&d.srx, d.synfd, bufs[n:n+syns], sizes[n:n+syns])
 	if err != nil {
 		return 0, err
 	}
@@ -132,4 +150,31 @@ func (d *AFPacket) recvInto(b *mmsgBatch, fd int, bufs [][]byte, sizes []int) (i
 			return 0, os.NewSyscallError("recvmmsg", errno)
 		}
 	}
+}
+
+// kernelDrops accumulates the kernel's drop counts of a device's two
+// receive sockets (PACKET_STATISTICS, which the kernel resets on every
+// read); mu serialises the reads so that no count is lost or added twice.
+type kernelDrops struct {
+	mu       sync.Mutex
+	est, syn uint64 // guarded by mu
+}
+
+// KernelDrops returns how many frames the kernel dropped, since the device
+// was opened, because the established socket's buffer (established) or the
+// SYN socket's (syn) was full: frames lvsd never read. Any goroutine may
+// call it; after Close it returns the last counts.
+func (d *AFPacket) KernelDrops() (established, syn uint64) {
+	d.drops.mu.Lock()
+	defer d.drops.mu.Unlock()
+	if d.g.enter() == nil {
+		if s, err := unix.GetsockoptTpacketStats(d.rxfd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			d.drops.est += uint64(s.Drops)
+		}
+		if s, err := unix.GetsockoptTpacketStats(d.synfd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			d.drops.syn += uint64(s.Drops)
+		}
+		d.g.leave()
+	}
+	return d.drops.est, d.drops.syn
 }

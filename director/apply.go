@@ -133,16 +133,8 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 		for j := range sc.Reals {
 			rc := &sc.Reals[j]
 			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}
-			rp := realPlan{rc: rc, dk: dk, dst: d.dests[dk]}
-			if rp.dst == nil {
-				if t := d.trash[dk]; t != nil {
-					rp.dst = t.dst // ip_vs_trash_get_dest: counters revived
-					p.revived[dk] = true
-				} else {
-					rp.dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
-					rp.fresh = true
-				}
-			}
+			rp := realPlan{rc: rc, dk: dk}
+			rp.dst, rp.fresh = d.destFor(p, dk, rc)
 			hs := health[KeyOf(sc, rc)]
 			rp.linked = !hs.down || hs.inhibit
 			rp.weight = rc.Weight
@@ -373,6 +365,34 @@ type trashed struct {
 	since int64
 }
 
+// expired reports whether the kernel's trash timer would have freed t by
+// now: removed for IP_VS_DEST_TRASH_PERIOD and without connections or
+// templates.
+func (t *trashed) expired(now int64) bool {
+	x := t.dst
+	return now-t.since >= destTrashPeriod && x.ActiveConns.Load() == 0 &&
+		x.InactiveConns.Load() == 0 && x.PersistConns.Load() == 0
+}
+
+// destFor returns the destination of a real server (dk, rc) that a plan
+// links or keeps: the one in force, else the one in the trash (revived with
+// its counters, as ip_vs_trash_get_dest), else a new one (fresh). The
+// kernel's trash timer frees idle destinations whether or not anything
+// changes, while lvsd collects its trash only at a change: an expired entry
+// is therefore not revived here either.
+//
+// Preconditions: d.mu is held.
+func (d *Director) destFor(p *plan, dk destKey, rc *config.Real) (dst *lvs.Dest, fresh bool) {
+	if x := d.dests[dk]; x != nil {
+		return x, false
+	}
+	if t := d.trash[dk]; t != nil && !t.expired(p.now) {
+		p.revived[dk] = true
+		return t.dst, false
+	}
+	return lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight), true
+}
+
 // retire removes what the change left unused: VIPs, the destinations of
 // removed real servers and services (to the trash), and neighbours.
 //
@@ -400,9 +420,7 @@ func (d *Director) retire(p *plan, services map[lvs.ServiceKey]*runService) {
 		delete(d.trash, k)
 	}
 	for k, t := range d.trash {
-		x := t.dst
-		if p.now-t.since >= destTrashPeriod && x.ActiveConns.Load() == 0 &&
-			x.InactiveConns.Load() == 0 && x.PersistConns.Load() == 0 {
+		if t.expired(p.now) {
 			delete(d.trash, k)
 		}
 	}

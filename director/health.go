@@ -220,16 +220,8 @@ func (d *Director) planSorry(p *plan, sp *svcPlan, health map[RealKey]realState,
 	if _, clash := p.dests[dk]; clash {
 		return // a real server of the service is the sorry server too
 	}
-	rp := realPlan{rc: rc, dk: dk, dst: d.dests[dk], linked: true, weight: 1}
-	if rp.dst == nil {
-		if t := d.trash[dk]; t != nil {
-			rp.dst = t.dst
-			p.revived[dk] = true
-		} else {
-			rp.dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
-			rp.fresh = true
-		}
-	}
+	rp := realPlan{rc: rc, dk: dk, linked: true, weight: 1}
+	rp.dst, rp.fresh = d.destFor(p, dk, rc)
 	linkedNext[rp.dst] = true
 	if !linkedNow[rp.dst] {
 		sp.add = append(sp.add, rp.dst)

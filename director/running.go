@@ -175,7 +175,7 @@ func (d *Director) Health() map[RealKey]RealHealth {
 func (d *Director) Running() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := deepCopy(d.cfg)
+	c := d.cfg.Clone()
 	for i := range c.Services {
 		sc := &c.Services[i]
 		key := serviceKey(sc)
@@ -198,25 +198,6 @@ func (d *Director) Running() *config.Config {
 		slices.SortStableFunc(sc.Reals, func(a, b config.Real) int { return rank(&a) - rank(&b) })
 	}
 	return c
-}
-
-// deepCopy copies a configuration; it shares nothing with c.
-func deepCopy(c *config.Config) *config.Config {
-	n := *c
-	n.Interfaces = slices.Clone(c.Interfaces)
-	for i := range n.Interfaces {
-		ic := &n.Interfaces[i]
-		ic.Addresses = slices.Clone(ic.Addresses)
-		ic.Routes = slices.Clone(ic.Routes)
-	}
-	n.Services = slices.Clone(c.Services)
-	for i := range n.Services {
-		sc := &n.Services[i]
-		sc.Ports = slices.Clone(sc.Ports)
-		sc.SchedFlags = slices.Clone(sc.SchedFlags)
-		sc.Reals = slices.Clone(sc.Reals)
-	}
-	return &n
 }
 
 // ApplyRunning makes cfg the running table's administrative layer: cfg is

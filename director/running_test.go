@@ -250,6 +250,45 @@ func TestReaddRevivesCounters(t *testing.T) {
 	}
 }
 
+// TestReaddAfterTrashPeriod: a real server removed and added again after
+// IP_VS_DEST_TRASH_PERIOD without connections is a new destination with
+// zero counters, as after the kernel's trash timer freed it, even when no
+// change came between the removal and the re-add to collect the trash.
+func TestReaddAfterTrashPeriod(t *testing.T) {
+	td := newTestDirector(t, realsConf("", "192.0.2.21 1", "192.0.2.22 1"))
+	a := td.dest(80, "192.0.2.21", 8080)
+	td.connects(1000, 4)
+	if a.Stats.Conns.Load() == 0 {
+		t.Fatal("no connection reached .21; the test proves nothing")
+	}
+	td.reload(realsConf("", "192.0.2.22 1"))
+	// The connections of .21 are over and it was removed a trash period
+	// ago (the test moves the removal back rather than the clock on).
+	td.d.mu.Lock()
+	for k, tr := range td.d.trash {
+		if k.addr.String() == "192.0.2.21" {
+			tr.since -= destTrashPeriod
+		}
+	}
+	td.d.mu.Unlock()
+	a.ActiveConns.Store(0)
+	a.InactiveConns.Store(0)
+	td.reload(realsConf("", "192.0.2.22 1", "192.0.2.21 1"))
+	b := td.dest(80, "192.0.2.21", 8080)
+	if b == a {
+		t.Fatal("re-added after the trash period: the old destination was revived")
+	}
+	if n := b.Stats.Conns.Load(); n != 0 {
+		t.Errorf("new destination has %d connections counted, want 0", n)
+	}
+	td.d.mu.Lock()
+	n := len(td.d.trash)
+	td.d.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d destinations left in the trash, want 0", n)
+	}
+}
+
 // TestApplyRunning: Running is a deep copy that ApplyRunning takes back; a
 // change applies through the same steps as a reload and logs its origin; an
 // invalid one is refused naming the origin and keeps the running table.

@@ -95,11 +95,15 @@ func (d *Director) Status() control.Status {
 			ForwardedOut: c.ForwardedOut,
 			ToStack:      c.ToStack,
 			NewConns:     c.NewConns,
+			FragsHeld:    c.FragsHeld,
+			Reassembled:  c.Reassembled,
 			Drops:        make(map[string]uint64),
 			RxFrames:     ls.RxFrames,
 			TxFrames:     ls.TxFrames,
 			RxErrors:     ls.RxErrors,
 			TxErrors:     ls.TxErrors,
+			KernelDrops:  ls.KernelDrops,
+			KernelSYN:    ls.KernelSYNDrops,
 		}
 		for r := forward.DropReason(1); r < forward.NumDropReasons; r++ {
 			i.Drops[r.String()] = c.Drops[r]

@@ -72,6 +72,12 @@ func TestFragmentsLab(t *testing.T) {
 				}
 			}
 			st := dt.Status()
+			// Each datagram went through the reassembly, the answers too
+			// for NAT; the status shows it.
+			wantReasm := map[lab.RealMethod]uint64{lab.RealNAT: 4, lab.RealDR: 2, lab.RealTUNLvsd: 2}[m]
+			if i := st.Interfaces[0]; i.Reassembled < wantReasm || i.FragsHeld < 2*wantReasm {
+				t.Errorf("status: %d datagrams reassembled from %d fragments, want at least %d from %d held (the last one completes each)", i.Reassembled, i.FragsHeld, wantReasm, 2*wantReasm)
+			}
 			for _, r := range []string{"frag-timeout", "frag-overlap", "frag-limit", "fragment"} {
 				if n := st.Interfaces[0].Drops[r]; n != 0 {
 					t.Errorf("lvsd dropped %d packets as %s", n, r)

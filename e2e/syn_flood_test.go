@@ -17,21 +17,15 @@ import (
 	"github.com/lvsd/lvsd/internal/lab"
 )
 
-// floodRate is the SYN rate that saturates lvsd's reader in the lab on
-// this machine class (docs/defence.md says how it was measured);
-// LVSD_FLOOD_RATE overrides it, LVSD_FLOOD_X multiplies it (3 for the
-// 3x run) and LVSD_FLOOD_SECONDS sets the flood's length (30 for the
-// documented runs; 5 in `make test`).
-const floodRate = 60_000
-
+// envInt returns the environment variable key as an integer >= 0, or def.
 func envInt(t *testing.T, key string, def int) int {
 	s := os.Getenv(key)
 	if s == "" {
 		return def
 	}
 	v, err := strconv.Atoi(s)
-	if err != nil || v <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", key, s)
+	if err != nil || v < 0 {
+		t.Fatalf("%s=%q: want an integer >= 0", key, s)
 	}
 	return v
 }
@@ -42,13 +36,26 @@ func envInt(t *testing.T, key string, def int) int {
 // paced by its reader, runs through the VIP, and a client opens a new
 // connection every 100 ms. The download must keep at least half its rate
 // in every second, at least 90 % of the new connections must succeed, the
-// table stays within its limit and lvsd's RSS within 256 MiB, and after
-// the flood the download is back at its rate and new connections all
-// succeed.
+// table stays within its limit and lvsd's RSS within 256 MiB, the kernel
+// drops nothing of the established queue, and after the flood new
+// connections all succeed.
+//
+// The flood's rate is a multiple of the rate that saturates lvsd's
+// reader, measured first: a flood as fast as the generator goes, with
+// nothing else running, of which lvsd takes in R SYNs per second (2 s).
+// The flood then runs at LVSD_FLOOD_X times R (3 by default); the test
+// logs the multiple it reached (SYNs sent over SYNs taken in, which varies
+// with the machine's load) and fails if the flood did not saturate the
+// reader (the kernel dropped no SYN). LVSD_FLOOD_RATE sets a rate (frames
+// per second, 0 = as fast as the generator goes) instead, and
+// LVSD_FLOOD_SECONDS the flood's length (5 s by default; the figures in
+// docs/defence.md are of 30 s runs).
 func TestSYNFloodEstablished(t *testing.T) {
 	lab.Skip(t)
-	rate := envInt(t, "LVSD_FLOOD_RATE", floodRate) * envInt(t, "LVSD_FLOOD_X", 1)
-	flood := time.Duration(envInt(t, "LVSD_FLOOD_SECONDS", 5)) * time.Second
+	fixedRate := os.Getenv("LVSD_FLOOD_RATE") != ""
+	rate := envInt(t, "LVSD_FLOOD_RATE", 0)
+	times := envInt(t, "LVSD_FLOOD_X", 3)
+	flood := time.Duration(max(envInt(t, "LVSD_FLOOD_SECONDS", 5), 1)) * time.Second
 	const (
 		maxConns  = 200_000
 		maxRSS    = 256 << 20
@@ -64,6 +71,52 @@ func TestSYNFloodEstablished(t *testing.T) {
 	tp.StartHTTP(bin, 8080)
 	tp.Globals = []string{"[connections]", fmt.Sprintf("max = %d", maxConns)}
 	lvsd := tp.StartLvsd(bin, lab.LvsdOptions{}, lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr"})
+
+	synflood := func(rate int, d time.Duration) (sent int64) {
+		t.Helper()
+		out, err := l.TryExec(tp.Client, d+30*time.Second, bin.Labserver, "synflood",
+			"-dev", lab.GuestLink, "-dst-mac", tp.MAC, "-dst", lab.VIP.String(), "-port", "80",
+			"-rate", strconv.Itoa(rate), "-duration", d.String(), "-count", "100000000")
+		if err != nil {
+			t.Fatalf("synflood: %v: %s", err, out)
+		}
+		var rep struct{ Sent int64 }
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
+			t.Fatalf("synflood report %q: %v", out, err)
+		}
+		return rep.Sent
+	}
+	newConns := func() (n uint64) {
+		for _, i := range tp.Status().Interfaces {
+			n += i.NewConns
+		}
+		return n
+	}
+	synDropped := func() (n uint64) {
+		for _, i := range tp.Status().Interfaces {
+			n += i.KernelSYN
+		}
+		return n
+	}
+	// The control socket may come up just after the VIP answers.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(tp.Control); err == nil {
+			break
+		}
+	}
+	if !fixedRate {
+		// The saturating rate: what lvsd takes in of a flood it cannot.
+		before := newConns()
+		sent := synflood(0, 2*time.Second)
+		taken := newConns() - before
+		rate = times * int(taken) / 2
+		t.Logf("saturating rate: lvsd took in %d of %d SYNs in 2 s; flooding at %d times that, %d/s", taken, sent, times, rate)
+		if rate == 0 || uint64(sent) < taken*5/4 {
+			t.Fatalf("the 2 s flood (%d SYNs) did not saturate lvsd (%d taken in)", sent, taken)
+		}
+		time.Sleep(time.Second)
+	}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -151,40 +204,60 @@ func TestSYNFloodEstablished(t *testing.T) {
 	// The flood.
 	time.Sleep(before - time.Since(start))
 	floodStart := time.Since(start)
-	out, ferr := l.TryExec(tp.Client, flood+30*time.Second, bin.Labserver, "synflood",
-		"-dev", lab.GuestLink, "-dst-mac", tp.MAC, "-dst", lab.VIP.String(), "-port", "80",
-		"-rate", strconv.Itoa(rate), "-duration", flood.String(), "-count", strconv.Itoa(rate*int(flood/time.Second)+1))
-	floodEnd := time.Since(start)
-	if ferr != nil {
-		t.Fatalf("synflood: %v: %s", ferr, out)
-	}
 	var rep struct {
-		Sent, Errors int64
-		Seconds      float64
+		Sent    int64
+		Seconds float64
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
-		t.Fatalf("synflood report %q: %v", out, err)
-	}
+	baseNew, baseDrops := newConns(), synDropped()
+	rep.Sent = synflood(rate, flood)
+	rep.Seconds = flood.Seconds()
+	floodEnd := time.Since(start)
 	during := tp.Status()
 	rss := lab.RSS(lvsd.Pid())
 	time.Sleep(after + time.Second)
 	cancel()
+	// Seconds of the download that ended before cancel: the last one
+	// that did not is cut short.
+	whole := min(int(time.Since(start)/time.Second), len(perSec))
 	wg.Wait()
 	resp.Body.Close()
 	afterStatus := tp.Status()
 
-	t.Logf("flood: %d SYNs in %.1f s (%.0f/s, target %d/s), %d send errors", rep.Sent, rep.Seconds, float64(rep.Sent)/rep.Seconds, rate, rep.Errors)
+	// What lvsd took in of the flood: the connections it created (the
+	// flood's, and the 100 or so of the test's own clients).
+	var taken uint64
+	for _, i := range during.Interfaces {
+		taken += i.NewConns
+	}
+	taken -= baseNew
+	ratio := float64(rep.Sent) / float64(max(taken, 1))
+	t.Logf("flood: %d SYNs in %.0f s (%.0f/s, rate %d/s, 0 = as fast as it goes); lvsd took in %d (%.0f/s): the flood is %.1f times that",
+		rep.Sent, rep.Seconds, float64(rep.Sent)/rep.Seconds, rate, taken, float64(taken)/rep.Seconds, ratio)
+	t.Logf("before the flood (the measuring flood): %d new connections, %d SYNs dropped by the kernel", baseNew, baseDrops)
+	var synDrops uint64
+	for _, i := range during.Interfaces {
+		synDrops += i.KernelSYN
+	}
+	synDrops -= baseDrops
+	// Saturated: the reader left SYNs for the kernel to drop.
+	if (!fixedRate || rate == 0) && synDrops == 0 {
+		t.Errorf("the flood (%d SYNs) did not saturate lvsd's reader (%d taken in, none dropped): the test proves nothing", rep.Sent, taken)
+	}
 	t.Logf("table during: %d/%d (%d unestablished, %d evicted, %d refused); RSS %d MiB", during.Connections, during.Table.Max,
 		during.Table.Unestablished, during.Table.Evicted, during.Table.Refused, rss>>20)
 	for _, i := range during.Interfaces {
-		t.Logf("interface %s: rx %d, drops %v, new %d, queues %+v", i.Name, i.RxFrames, i.Drops, i.NewConns, i.Queues)
+		t.Logf("interface %s: rx %d, new %d, dropped by the kernel before lvsd read them: %d established, %d SYN",
+			i.Name, i.RxFrames, i.NewConns, i.KernelDrops, i.KernelSYN)
+		// The flood overflows its own queue, never the other.
+		if i.KernelDrops != 0 {
+			t.Errorf("interface %s: the kernel dropped %d frames of the established queue", i.Name, i.KernelDrops)
+		}
 	}
 	if v := dlErr.Load(); v != nil {
 		t.Errorf("download failed: %v", v)
 	}
 	var secs []string
-	for s := range int(total / time.Second) {
+	for s := range whole {
 		b := perSec[s].Load()
 		secs = append(secs, fmt.Sprintf("%d:%.0f", s, float64(b)*8/1e6))
 		if b < pace/2 && s > 0 {
@@ -193,6 +266,14 @@ func TestSYNFloodEstablished(t *testing.T) {
 		}
 	}
 	t.Logf("download Mbit/s by second: %s", strings.Join(secs, " "))
+	// After the flood: its rate again (logged; each second is judged above
+	// with the others, since on a shared machine a second's rate varies).
+	var post, npost int64
+	for s := int(floodEnd/time.Second) + 2; s < whole; s++ {
+		post += perSec[s].Load()
+		npost++
+	}
+	t.Logf("download after the flood: %.0f Mbit/s (%d whole seconds); before: %.0f", float64(post)*8/1e6/float64(max(npost, 1)), npost, float64(perSec[1].Load())*8/1e6)
 
 	var inOK, inAll, postOK, postAll int
 	var errs []string

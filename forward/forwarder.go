@@ -179,9 +179,11 @@ type Counters struct {
 	ToStack uint64
 	// NewConns counts connections created in the table.
 	NewConns uint64
-	// FragsHeld counts fragments kept to reassemble their datagram;
-	// Reassembled counts the datagrams completed (each then counted as
-	// one packet: forwarded, to the netstack or dropped).
+	// FragsHeld counts fragments kept to wait for the rest of their
+	// datagram (the one that completes a datagram is not held: a datagram
+	// of n fragments adds n-1); Reassembled counts the datagrams completed
+	// (each then counted as one packet: forwarded, to the netstack or
+	// dropped).
 	FragsHeld, Reassembled uint64
 }
 

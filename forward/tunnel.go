@@ -98,21 +98,10 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		return w.timeExceeded(p, b, &pk.t.Dst)
 	}
 	o := outer{src: [4]byte(src[12:16]), dst: [4]byte(d.Addr[12:16])}
-	if w.f.link == Ethernet {
-		var ok bool
-		if o.mac, ok = neighbor(d); !ok {
-			return DropNoNeighbor
-		}
+	if r := w.fromInner(&o, b, d); r != DropNone {
+		return r
 	}
 	inner := b[pk.l3:pk.ipEnd]
-	if pk.v6 {
-		ip := header.IPv6(inner)
-		o.tos, _ = ip.TOS()
-		o.ttl, o.proto = ip.HopLimit(), protoIPv6
-	} else {
-		o.tos, o.ttl, o.proto = inner[1], inner[8], protoIPIP
-		o.df = binary.BigEndian.Uint16(inner[6:8])&ipv4DF != 0
-	}
 
 	if p.VNet.GSOType != VirtioNetHdrGSONone {
 		return w.tunnelGSO(p, b, e, &o, mtu)
@@ -139,6 +128,30 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	start := w.putOuter(p.Buf, at, len(inner), &o, w.outerID(&o), 0)
 	p.Off, p.Len = start, at+len(inner)-start
 	countIn(e, len(inner))
+	return DropNone
+}
+
+// fromInner sets what an outer header of either family takes from the
+// inner packet of w.pk in b (TOS or traffic class, TTL or hop limit, DF,
+// the protocol that says which family is inside) and, on Ethernet links,
+// the MAC of the real server d.
+func (w *Worker) fromInner(o *outer, b []byte, d *lvs.Dest) DropReason {
+	pk := &w.pk
+	if w.f.link == Ethernet {
+		var ok bool
+		if o.mac, ok = neighbor(d); !ok {
+			return DropNoNeighbor
+		}
+	}
+	inner := b[pk.l3:pk.ipEnd]
+	if pk.v6 {
+		ip := header.IPv6(inner)
+		o.tos, _ = ip.TOS()
+		o.ttl, o.proto = ip.HopLimit(), protoIPv6
+	} else {
+		o.tos, o.ttl, o.proto = inner[1], inner[8], protoIPIP
+		o.df = binary.BigEndian.Uint16(inner[6:8])&ipv4DF != 0
+	}
 	return DropNone
 }
 

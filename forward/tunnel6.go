@@ -49,21 +49,10 @@ func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, src lvs.Addr) 
 		return w.timeExceeded(p, b, &pk.t.Dst)
 	}
 	o := outer{v6: true, src6: src, dst6: d.Addr}
-	if w.f.link == Ethernet {
-		var ok bool
-		if o.mac, ok = neighbor(d); !ok {
-			return DropNoNeighbor
-		}
+	if r := w.fromInner(&o, b, d); r != DropNone {
+		return r
 	}
 	inner := b[pk.l3:pk.ipEnd]
-	if pk.v6 {
-		ip := header.IPv6(inner)
-		o.tos, _ = ip.TOS()
-		o.ttl, o.proto = ip.HopLimit(), protoIPv6
-	} else {
-		o.tos, o.ttl, o.proto = inner[1], inner[8], protoIPIP
-		o.df = binary.BigEndian.Uint16(inner[6:8])&ipv4DF != 0
-	}
 
 	if p.VNet.GSOType != VirtioNetHdrGSONone {
 		return w.tunnelGSO(p, b, e, &o, mtu)

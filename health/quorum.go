@@ -68,7 +68,10 @@ func (m *Manager[K]) liveWeight(group string) int {
 
 // evalQuorum re-evaluates the quorum of group after a change and runs its
 // command when the quorum was lost or gained. first: the group's first
-// evaluation, which sets the state without running anything.
+// evaluation, which sets the state without running anything; as
+// keepalived's set_quorum_states, a group starts with its quorum only at
+// quorum + hysteresis (the threshold of a gain), so that a start between
+// the two thresholds is a lost quorum, as it would be after a loss.
 func (m *Manager[K]) evalQuorum(group string, first bool) {
 	m.mu.Lock()
 	s := m.quorums[group]
@@ -80,7 +83,7 @@ func (m *Manager[K]) evalQuorum(group string, first bool) {
 	var run string
 	switch {
 	case first:
-		s.lost = live < s.q.Quorum
+		s.lost = live < s.q.Quorum+s.q.Hysteresis
 	case !s.lost && live < s.q.Quorum-s.q.Hysteresis:
 		s.lost, run = true, s.q.Down
 		m.log.Warn("quorum lost", "virtual", group, "live_weight", live, "quorum", s.q.Quorum)

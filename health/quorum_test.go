@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -72,5 +73,28 @@ func TestQuorum(t *testing.T) {
 	wantLog("down vs\nup\n")
 	if m.QuorumLost("vs") {
 		t.Error("quorum lost with every server up")
+	}
+}
+
+// TestQuorumStartsAtGainThreshold: as keepalived's set_quorum_states, the
+// first evaluation gives the quorum only at quorum + hysteresis: a live
+// weight between the loss and the gain threshold starts lost, one at the
+// gain threshold starts held.
+func TestQuorumStartsAtGainThreshold(t *testing.T) {
+	for _, tc := range []struct {
+		live     int
+		wantLost bool
+	}{{2, true}, {3, true}, {4, false}} {
+		m := NewManager[string](newFakeSink(), Options{})
+		var specs []Spec[string]
+		for i := range tc.live {
+			a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(20 + i)}), 80)
+			specs = append(specs, Spec[string]{Key: a.String(), Target: Target{Real: a}, Group: "vs", Weight: 1})
+		}
+		m.SetQuorums(map[string]Quorum{"vs": {Quorum: 3, Hysteresis: 1}})
+		m.Sync(specs)
+		if got := m.QuorumLost("vs"); got != tc.wantLost {
+			t.Errorf("live weight %d, quorum 3, hysteresis 1: lost %v at start, want %v", tc.live, got, tc.wantLost)
+		}
 	}
 }

@@ -179,7 +179,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 		case "delay_loop", "alpha", "omega", "quorum", "hysteresis", "quorum_up", "quorum_down", "sorry_server",
 			"sorry_server_inhibit", "inhibit_on_failure", "virtualhost", "retry", "delay_before_retry", "warmup",
 			"connect_timeout", "smtp_alert":
-			c.note(k, "not yet imported: lvsd's health checks (issue 10) will carry it")
+			c.note(k, "not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)")
 		default:
 			c.note(k, "no equivalent in lvsd")
 		}
@@ -248,10 +248,10 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string) {
 		case "lthreshold":
 			c.w("lower_threshold = %s\n", firstOr(k.args, "0"))
 		case "inhibit_on_failure", "notify_up", "notify_down", "alpha", "delay_loop", "retry", "delay_before_retry", "warmup", "connect_timeout":
-			c.note(k, "not yet imported: lvsd's health checks (issue 10) will carry it")
+			c.note(k, "not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)")
 		default:
 			if checkers[k.key] {
-				c.note(k, "not yet imported: lvsd's health checks (issue 10) will carry this checker")
+				c.note(k, "checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)")
 				continue
 			}
 			c.note(k, "no equivalent in lvsd")

@@ -53,12 +53,12 @@ func TestConvertNAT(t *testing.T) {
 	want := []string{
 		"3: global_defs: no equivalent in lvsd (it balances; it holds no VRRP address, routes or global settings of keepalived)",
 		"10: vrrp_instance: no equivalent in lvsd (it balances; it holds no VRRP address, routes or global settings of keepalived)",
-		"21: delay_loop: not yet imported: lvsd's health checks (issue 10) will carry it",
-		"27: sorry_server: not yet imported: lvsd's health checks (issue 10) will carry it",
-		"33: HTTP_GET: not yet imported: lvsd's health checks (issue 10) will carry this checker",
-		"45: inhibit_on_failure: not yet imported: lvsd's health checks (issue 10) will carry it",
-		"46: TCP_CHECK: not yet imported: lvsd's health checks (issue 10) will carry this checker",
-		"59: MISC_CHECK: not yet imported: lvsd's health checks (issue 10) will carry this checker",
+		"21: delay_loop: not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)",
+		"27: sorry_server: not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)",
+		"33: HTTP_GET: checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)",
+		"45: inhibit_on_failure: not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)",
+		"46: TCP_CHECK: checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)",
+		"59: MISC_CHECK: checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)",
 	}
 	if diff := cmp.Diff(want, notes); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)

@@ -53,6 +53,7 @@ type collector struct {
 	healthUp, healthChecks, healthChange      *prometheus.Desc
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
+	kernelDrops                               *prometheus.Desc
 	entries, limit, evicted, refused          *prometheus.Desc
 	unestablished, removed, sourceRefused     *prometheus.Desc
 	reloadsTotal, reloadFailures, stale       *prometheus.Desc
@@ -92,6 +93,8 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		newConns:  desc("lvsd_new_connections_total", "Connections the fast path created, by interface.", "interface"),
 		frames:    desc("lvsd_device_frames_total", "Frames read (rx) and written (tx) per device queue.", "interface", "queue", "direction"),
 		devErrors: desc("lvsd_device_errors_total", "Device read (rx) and write (tx) errors.", "interface", "direction"),
+		kernelDrops: desc("lvsd_kernel_drops_total", "Frames the kernel dropped before lvsd read them (a packet interface's full receive queue: established or syn).",
+			"interface", "queue"),
 
 		entries:       desc("lvsd_conntrack_entries", "Connections in the connection table."),
 		limit:         desc("lvsd_conntrack_limit", "Most connections the table holds ([connections] max)."),
@@ -114,7 +117,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
 		c.healthUp, c.healthChecks, c.healthChange,
-		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors,
+		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops,
 		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
 		ch <- d
@@ -223,6 +226,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.devErrors, float64(ifc.RxErrors), ifc.Name, "rx")
 		counter(c.devErrors, float64(ifc.TxErrors), ifc.Name, "tx")
+		counter(c.kernelDrops, float64(ifc.KernelDrops), ifc.Name, "established")
+		counter(c.kernelDrops, float64(ifc.KernelSYN), ifc.Name, "syn")
 	}
 
 	gauge(c.entries, float64(st.Connections))

@@ -18,7 +18,7 @@ type fakeDirector struct {
 	status  control.Status
 }
 
-func (f *fakeDirector) Running() *config.Config { return adm.Clone(f.cfg) }
+func (f *fakeDirector) Running() *config.Config { return f.cfg.Clone() }
 func (f *fakeDirector) ApplyRunning(cfg *config.Config, _ string) error {
 	f.cfg, f.applies = cfg, f.applies+1
 	return nil

@@ -57,9 +57,7 @@ func localityOverloaded(d *lvs.Dest, dests []*lvs.Dest) bool {
 type lblc struct {
 	clock func() int64 // immutable
 
-	mu sync.Mutex
-	// dests is the list; replaced whole by a change. Guarded by mu.
-	dests []*lvs.Dest
+	localityList
 	// tab maps a destination address to the server chosen for it last.
 	// Guarded by mu.
 	tab localityTable[*lvs.Dest]
@@ -68,7 +66,7 @@ type lblc struct {
 var _ Scheduler = (*lblc)(nil)
 
 func newLBLC(dests []*lvs.Dest, c *config) (Picker, error) {
-	s := &lblc{dests: dests, clock: c.clock}
+	s := &lblc{localityList: localityList{dests: dests}, clock: c.clock}
 	s.tab.init(c.lblcExpiration)
 	return s, nil
 }
@@ -103,9 +101,7 @@ func (s *lblc) Schedule(t *lvs.Tuple) *lvs.Dest {
 type lblcr struct {
 	clock func() int64 // immutable
 
-	mu sync.Mutex
-	// dests is the list; replaced whole by a change. Guarded by mu.
-	dests []*lvs.Dest
+	localityList
 	// tab maps a destination address to its server set. Guarded by mu, and
 	// so are the sets in it.
 	tab localityTable[destSet]
@@ -122,7 +118,7 @@ type destSet struct {
 }
 
 func newLBLCR(dests []*lvs.Dest, c *config) (Picker, error) {
-	s := &lblcr{dests: dests, clock: c.clock}
+	s := &lblcr{localityList: localityList{dests: dests}, clock: c.clock}
 	s.tab.init(c.lblcrExpiration)
 	return s, nil
 }
@@ -199,41 +195,49 @@ func (s *destSet) most() *lvs.Dest {
 	return most
 }
 
-// The list changes of lblc and lblcr: no kernel callback, the list only.
+// localityList is the list of lblc and lblcr, and the mutex that guards
+// it and their tables. Its methods are their list changes: the kernel has
+// no add_dest, del_dest or upd_dest callback for either, so a change only
+// edits the list.
+type localityList struct {
+	mu sync.Mutex
+	// dests is the list; replaced whole by a change. Guarded by mu.
+	dests []*lvs.Dest
+}
 
-func (s *lblc) AddDest(d *lvs.Dest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list, err := withHead(s.dests, d)
+func (l *localityList) AddDest(d *lvs.Dest) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	list, err := withHead(l.dests, d)
 	if err == nil {
-		s.dests = list
+		l.dests = list
 	}
 	return err
 }
 
-func (s *lblc) DelDest(d *lvs.Dest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list, _, err := without(s.dests, d)
+func (l *localityList) DelDest(d *lvs.Dest) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	list, _, err := without(l.dests, d)
 	if err == nil {
-		s.dests = list
+		l.dests = list
 	}
 	return err
 }
 
-func (s *lblc) UpdDest(d *lvs.Dest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !contains(s.dests, d) {
+func (l *localityList) UpdDest(d *lvs.Dest) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !contains(l.dests, d) {
 		return ErrDestNotFound
 	}
 	return nil
 }
 
-func (s *lblc) Dests() []*lvs.Dest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.dests)
+func (l *localityList) Dests() []*lvs.Dest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.dests)
 }
 
 // Tick is one run of the kernel's ip_vs_lblc_check_expire timer.
@@ -241,41 +245,6 @@ func (s *lblc) Tick(now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tab.check(now)
-}
-
-func (s *lblcr) AddDest(d *lvs.Dest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list, err := withHead(s.dests, d)
-	if err == nil {
-		s.dests = list
-	}
-	return err
-}
-
-func (s *lblcr) DelDest(d *lvs.Dest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list, _, err := without(s.dests, d)
-	if err == nil {
-		s.dests = list
-	}
-	return err
-}
-
-func (s *lblcr) UpdDest(d *lvs.Dest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !contains(s.dests, d) {
-		return ErrDestNotFound
-	}
-	return nil
-}
-
-func (s *lblcr) Dests() []*lvs.Dest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.dests)
 }
 
 // Tick is one run of the kernel's ip_vs_lblcr_check_expire timer.

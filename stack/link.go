@@ -122,6 +122,10 @@ type LinkCounters struct {
 	TxFrames, TxErrors uint64 // frames written by the fast path
 	StackIn, StackOut  uint64 // frames to and from the netstack
 	StackDropped       uint64 // frames the netstack could not take
+	// KernelDrops and KernelSYNDrops are the frames the kernel dropped
+	// before lvsd read them, in the established and the SYN queue
+	// (packet devices; 0 for others).
+	KernelDrops, KernelSYNDrops uint64
 }
 
 var _ tcpipstack.LinkEndpoint = (*Link)(nil)
@@ -195,6 +199,7 @@ func (l *Link) Stats() LinkCounters {
 		c.RxFrames += l.queues[i].rx.Load()
 		c.TxFrames += l.queues[i].tx.Load()
 	}
+	c.KernelDrops, c.KernelSYNDrops = l.kernelDrops()
 	return c
 }
 

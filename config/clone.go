@@ -1,0 +1,34 @@
+package config
+
+import "slices"
+
+// Clone returns a deep copy of c: it shares no slice, array or check with
+// c, so that either may be changed without the other seeing it (the
+// director's running table hands out copies; ipvsadm's commands edit one).
+func (c *Config) Clone() *Config {
+	n := *c
+	n.Interfaces = slices.Clone(c.Interfaces)
+	for i := range n.Interfaces {
+		ic := &n.Interfaces[i]
+		ic.Addresses = slices.Clone(ic.Addresses)
+		ic.Routes = slices.Clone(ic.Routes)
+	}
+	n.Services = slices.Clone(c.Services)
+	for i := range n.Services {
+		sc := &n.Services[i]
+		sc.Ports = slices.Clone(sc.Ports)
+		sc.SchedFlags = slices.Clone(sc.SchedFlags)
+		sc.Reals = slices.Clone(sc.Reals)
+		for j := range sc.Reals {
+			rc := &sc.Reals[j]
+			if rc.Check != nil {
+				ck := *rc.Check
+				ck.Status = slices.Clone(ck.Status)
+				ck.Payload = slices.Clone(ck.Payload)
+				ck.Expect = slices.Clone(ck.Expect)
+				rc.Check = &ck
+			}
+		}
+	}
+	return &n
+}
