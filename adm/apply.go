@@ -20,8 +20,13 @@ import (
 func refuse(msg string) *Error { return &Error{Msg: msg, Code: ExitFailed} }
 
 // findService returns the index of the service id names in cfg, or -1.
+// It looks from the end: the lines of -R (and of most scripts) add a
+// service and then its real servers, so the service a line names is most
+// often the last one; a search from the start made -R of n services
+// quadratic. A table holds a service once, so the direction does not
+// change the answer.
 func findService(cfg *config.Config, id ServiceID) int {
-	for i := range cfg.Services {
+	for i := len(cfg.Services) - 1; i >= 0; i-- {
 		s := &cfg.Services[i]
 		if id.Mark != 0 {
 			if s.Mark == id.Mark && s.Addr.Is6() == id.IPv6 {

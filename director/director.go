@@ -2,7 +2,7 @@
 // configuration into running parts (devices, netstack NICs, forwarders,
 // schedulers, the connection table) and keeps the running table of virtual
 // services and real servers, which every change goes through: reloads
-// (Reload, ReloadFile), runtime changes (ApplyRunning) and health edges
+// (Reload), runtime changes (ApplyRunning) and health edges
 // (SetRealHealth, SetRealWeight). See running.go for the model and apply.go
 // for the steps of a change.
 //
@@ -276,6 +276,12 @@ func (d *Director) Run(parent context.Context) error {
 	case err = <-d.failed:
 		cancel()
 	}
+	// From here on the devices and the stack go away: a runtime change or
+	// reload that arrives now is refused (change checks stopped) instead of
+	// publishing a table nothing will serve.
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
 	wg.Wait()
 	d.st.Close()
 	return err

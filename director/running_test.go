@@ -2,6 +2,7 @@ package director
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -435,5 +436,31 @@ func TestSchedulerChangeReadsNewWeights(t *testing.T) {
 	// .21 holds 255 of the 256 buckets; with the old weights, 128.
 	if got["192.0.2.21:8080"] < 55 {
 		t.Errorf("60 clients under sh with weights 255:1 went %v; want nearly all to .21", got)
+	}
+}
+
+// TestChangeRefusedWhileStopping: once Run has begun to close everything, a
+// runtime change or a reload is refused with ErrStopping and the running
+// table stays as it was.
+func TestChangeRefusedWhileStopping(t *testing.T) {
+	cfg, err := config.Parse("test.toml", []byte(realsConf("", "192.0.2.21 1")))
+	mustOK(t, err)
+	d := newMemDirectorOpts(t, cfg, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	cancel()
+	mustOK(t, <-done)
+	run := d.Running()
+	run.Services[0].Reals = append(run.Services[0].Reals, config.Real{
+		Addr: netip.MustParseAddr("192.0.2.23"), Port: 8080, Weight: 1, Method: lvs.NAT})
+	if err := d.ApplyRunning(run, "ipvsadm"); !errors.Is(err, ErrStopping) {
+		t.Errorf("ApplyRunning after Run ended: %v, want ErrStopping", err)
+	}
+	if err := d.Reload(run); !errors.Is(err, ErrStopping) {
+		t.Errorf("Reload after Run ended: %v, want ErrStopping", err)
+	}
+	if got := d.Running().Services[0].Reals; len(got) != 1 {
+		t.Errorf("a refused change changed the table: %d real servers, want 1", len(got))
 	}
 }

@@ -14,7 +14,8 @@ import (
 // TestScenarios runs the packet scenarios of testdata/packets through the
 // whole director over an in-memory device (netstack, ARP resolution of the
 // real server, fast path): a "transmit" scenario's frame must leave exactly
-// as forward's unit test says; a "drop" scenario's frame must leave nothing;
+// as forward's unit test says; a "drop" or "held" scenario's frame must
+// leave nothing;
 // a "to-stack" scenario's TCP segment must be answered by the netstack
 // (a closed port: RST to the client), not forwarded.
 func TestScenarios(t *testing.T) {
@@ -40,7 +41,7 @@ func TestScenarios(t *testing.T) {
 					t.Errorf("output frame (-forward's +director's):\n%s", diff)
 				}
 				sc.CheckExpect(t, out)
-			case "drop":
+			case "drop", "held":
 				w.dev.Inject(in)
 				if p := w.within(300*time.Millisecond, isIP); p != nil {
 					t.Errorf("a dropped frame caused output: %v", p)

@@ -17,13 +17,15 @@ import (
 type Director interface {
 	// Running returns a copy of the running table.
 	Running() *config.Config
-	// ApplyRunning validates and applies cfg atomically, keeping
-	// established connections as a reload does; origin names the change
-	// in logs.
-	ApplyRunning(cfg *config.Config, origin string) error
+	// ApplyValidated applies cfg, a table adm.Validate returned,
+	// atomically without validating it again, keeping established
+	// connections as a reload does; origin names the change in logs.
+	ApplyValidated(cfg *config.Config, origin string) error
 	// Reload applies a whole configuration, interfaces included (which
 	// may need a restart: director.ErrRestartNeeded).
 	Reload(cfg *config.Config) error
+	// NoteReload records the outcome of a reload for the status.
+	NoteReload(err error)
 	// Status gives the counters.
 	Status() control.Status
 	// Conns lists the connections, for ipvsadm -Lc.
@@ -131,7 +133,7 @@ func (rt *Runtime) Adm(program string, args, stdin []string, who string) adm.Res
 		return res
 	}
 	res.Changed.File = cur.File
-	if err := rt.d.ApplyRunning(res.Changed, "control socket: "+who); err != nil {
+	if err := rt.d.ApplyValidated(res.Changed, "control socket: "+who); err != nil {
 		res.Stderr, res.Code, res.Changed = "lvsd: "+err.Error()+"\n", adm.ExitFailed, nil
 		rt.log.Error("runtime change refused", "client", who, "args", strings.Join(args, " "), "err", err)
 		return res
@@ -164,6 +166,31 @@ func (rt *Runtime) save(running *config.Config) {
 	if err != nil {
 		rt.log.Error("runtime state not saved; changes last until lvsd stops", "err", err)
 	}
+}
+
+// ReloadFile is the reload policy of lvsd (SIGHUP): it loads path and
+// reloads it (Reload). A file that does not load or validate, or a reload
+// that fails, keeps what runs; a file that changes interfaces applies its
+// virtual services and returns the director's restart-needed error. The
+// outcome is logged and recorded in the director's status.
+func (rt *Runtime) ReloadFile(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		rt.d.NoteReload(err)
+		rt.log.Error("reload rejected; keeping the running configuration", "err", err)
+		return err
+	}
+	err = rt.Reload(cfg)
+	rt.d.NoteReload(err)
+	switch {
+	case isRestartNeeded(err):
+		rt.log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
+	case err != nil:
+		rt.log.Error("reload failed; keeping the running configuration", "err", err)
+	default:
+		rt.log.Info("reloaded", "config", path)
+	}
+	return err
 }
 
 // Reload loads the file again, keeping the runtime changes of objects the

@@ -1,6 +1,9 @@
 package runstate
 
 import (
+	"bytes"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,15 +19,17 @@ type fakeDirector struct {
 	cfg     *config.Config
 	applies int
 	status  control.Status
+	notes   []error // NoteReload's arguments
 }
 
 func (f *fakeDirector) Running() *config.Config { return f.cfg.Clone() }
-func (f *fakeDirector) ApplyRunning(cfg *config.Config, _ string) error {
+func (f *fakeDirector) ApplyValidated(cfg *config.Config, _ string) error {
 	f.cfg, f.applies = cfg, f.applies+1
 	return nil
 }
 func (f *fakeDirector) Reload(cfg *config.Config) error { f.cfg = cfg; return nil }
 func (f *fakeDirector) Status() control.Status          { return f.status }
+func (f *fakeDirector) NoteReload(err error)            { f.notes = append(f.notes, err) }
 func (f *fakeDirector) Conns() []adm.Conn               { return nil }
 
 func TestRuntimeSurvivesReloadAndRestart(t *testing.T) {
@@ -87,5 +92,50 @@ func TestRuntimeZero(t *testing.T) {
 	if !strings.Contains(out, "TCP  192.0.2.100:80                      3        0        0        0        0\n") ||
 		!strings.Contains(out, "  -> 192.0.2.21:80                       0        0") {
 		t.Errorf("after -Z:\n%s", out)
+	}
+}
+
+// TestReloadFile: the SIGHUP policy. A file that does not load keeps what
+// runs, logs and records the error; a good one applies with the runtime
+// changes kept, and records success.
+func TestReloadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lvsd.toml")
+	if err := os.WriteFile(path, []byte(head+web), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	d := &fakeDirector{cfg: file}
+	rt := New(d, file, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if res := rt.Adm("", strings.Fields("-e -t 192.0.2.100:80 -r 192.0.2.21 -w 0"), nil, "uid 0"); res.Code != 0 {
+		t.Fatalf("adm: %+v", res)
+	}
+	if err := os.WriteFile(path, []byte(head+web+"weight = 70000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.ReloadFile(path); err == nil || !strings.Contains(err.Error(), "weight") {
+		t.Fatalf("bad file: %v, want a weight error", err)
+	}
+	if len(d.notes) != 1 || d.notes[0] == nil || !strings.Contains(logs.String(), "reload rejected") {
+		t.Fatalf("bad file: notes %v, log:\n%s", d.notes, logs.String())
+	}
+	if w := d.cfg.Services[0].Reals[0].Weight; w != 0 || len(d.cfg.Services[0].Reals) != 2 {
+		t.Fatalf("a rejected file changed the table: %+v", d.cfg.Services[0].Reals)
+	}
+	if err := os.WriteFile(path, []byte(head+web+dns), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.ReloadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.notes) != 2 || d.notes[1] != nil || !strings.Contains(logs.String(), "msg=reloaded") {
+		t.Fatalf("good file: notes %v, log:\n%s", d.notes, logs.String())
+	}
+	if len(d.cfg.Services) != 2 || d.cfg.Services[0].Reals[0].Weight != 0 {
+		t.Fatalf("good file: %d services, .21 weight %d; want 2 and the runtime drain kept",
+			len(d.cfg.Services), d.cfg.Services[0].Reals[0].Weight)
 	}
 }

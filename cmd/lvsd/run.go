@@ -100,7 +100,7 @@ func runDaemon(args []string) int {
 			case <-hup:
 			}
 			notifyReloading()
-			reload(d, rt, *path, log)
+			rt.ReloadFile(*path) // logs and records its outcome
 			notifyReloaded()
 		}
 	})
@@ -136,27 +136,6 @@ func runDaemon(args []string) int {
 }
 
 func controlLive(path string) bool { return control.Live(path) }
-
-// reload applies the file again, with the runtime changes of the objects
-// it did not change; a bad file keeps what runs.
-func reload(d *director.Director, rt *runstate.Runtime, path string, log *slog.Logger) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		d.NoteReload(err)
-		log.Error("reload rejected; keeping the running configuration", "err", err)
-		return
-	}
-	err = rt.Reload(cfg)
-	d.NoteReload(err)
-	switch {
-	case errors.Is(err, director.ErrRestartNeeded):
-		log.Warn("reload applied to virtual servers; interface changes need a restart", "err", err)
-	case err != nil:
-		log.Error("reload failed; keeping the running configuration", "err", err)
-	default:
-		log.Info("reloaded", "config", path)
-	}
-}
 
 // serveControl serves the control socket; without one lvsd still runs.
 func serveControl(ctx context.Context, path, group string, d *director.Director, a control.Admin, log *slog.Logger) {

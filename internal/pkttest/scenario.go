@@ -25,8 +25,9 @@ type Scenario struct {
 	Doc     string      `json:"doc"`
 	Service ScenService `json:"service"`
 	In      ScenFrame   `json:"in"`
-	// Verdict is "transmit", "to-stack" or "drop"; Drop names the reason
-	// counted (forward.DropReason's String) when it is "drop".
+	// Verdict is "transmit", "to-stack", "drop" or "held" (a fragment kept
+	// for reassembly); Drop names the reason counted (forward.DropReason's
+	// String) when it is "drop".
 	Verdict string `json:"verdict"`
 	Drop    string `json:"drop,omitempty"`
 	// Expect is checked on Out: the fields that the mode must set.
