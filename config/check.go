@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lvsd/lvsd/lvs"
 	"github.com/miekg/dns"
 )
 
@@ -48,6 +49,7 @@ type rawCheck struct {
 	QueryName        any `toml:"query_name"`
 	Command          any `toml:"command"`
 	Dynamic          any `toml:"dynamic"`
+	ThroughVIP       any `toml:"through_vip"`
 }
 
 // checkTypes are the check types; "none" in a real server's table turns
@@ -77,6 +79,7 @@ var checkKeyTypes = map[string][]string{
 	"query_name":    {"dns"},
 	"command":       {"exec"},
 	"dynamic":       {"exec"},
+	"through_vip":   {"tcp"},
 }
 
 // Limits of check keys.
@@ -272,6 +275,19 @@ func (c *checker) check(skey string, svcRaw *rawCheck, rkey string, realRaw *raw
 		}
 	}
 	ch.Dynamic, _ = c.boolean(k("dynamic"), raw.Dynamic)
+	ch.ThroughVIP, _ = c.boolean(k("through_vip"), raw.ThroughVIP)
+	if ch.ThroughVIP && r.Addr.IsValid() { // not the service's own pseudo server
+		switch {
+		case r.Method != lvs.DR && r.Method != lvs.TUN:
+			c.errorf(k("through_vip"), "needs a real server forwarded by dr or tun: %s is %s (its RIP answers for itself; check it directly)", r.Addr, r.Method)
+		case !svc.Addr.IsValid():
+			c.errorf(k("through_vip"), "needs a virtual address: a firewall-mark service has none to probe")
+		case ch.Addr.IsValid():
+			c.errorf(k("through_vip"), "probes the virtual address: it excludes check.address")
+		case svc.Addr.Unmap().Is4() != r.Addr.Unmap().Is4():
+			c.errorf(k("through_vip"), "needs a real server of the virtual address's family")
+		}
+	}
 	return ch
 }
 
@@ -546,5 +562,9 @@ func formatCheck(b *strings.Builder, c *Check) {
 		str("query_name", c.QueryName)
 	case "exec":
 		fmt.Fprintf(b, "    command = %s\n    dynamic = %t\n", q(c.Command), c.Dynamic)
+	case "tcp":
+		if c.ThroughVIP {
+			fmt.Fprintf(b, "    through_vip = true\n")
+		}
 	}
 }

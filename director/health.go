@@ -24,7 +24,10 @@ import (
 // probeNet is the director's netstack as health checks see it.
 type probeNet struct{ st *stack.Stack }
 
-var _ health.Net = probeNet{}
+var (
+	_ health.Net        = probeNet{}
+	_ health.ThroughNet = probeNet{}
+)
 
 func (p probeNet) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	return p.st.DialTCPReset(ctx, dst)
@@ -37,6 +40,10 @@ func (p probeNet) ExchangeUDP(ctx context.Context, dst netip.AddrPort, msg, buf 
 	}
 	defer dg.Close()
 	return dg.Exchange(ctx, msg, buf, keep)
+}
+
+func (p probeNet) ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.AddrPort, tunnel bool) error {
+	return p.st.ProbeThrough(ctx, rip, vip, tunnel)
 }
 
 func (p probeNet) Ping(ctx context.Context, dst netip.Addr, payload []byte) (time.Duration, error) {
@@ -135,7 +142,7 @@ func (d *Director) syncChecks(cfg *config.Config) {
 			k := RealKey{Service: svc, Addr: rc.Addr, Port: rc.Port}
 			specs = append(specs, health.Spec[RealKey]{
 				Key:    k,
-				Target: health.Target{Real: netip.AddrPortFrom(rc.Addr, rc.Port), Virtual: vip},
+				Target: health.Target{Real: netip.AddrPortFrom(rc.Addr, rc.Port), Virtual: vip, Tunnel: rc.Method == lvs.TUN},
 				Group:  group,
 				Weight: rc.Weight,
 				Check:  rc.Check,

@@ -30,6 +30,19 @@ type Net interface {
 type Target struct {
 	Real    netip.AddrPort // the real server (port 0 in a multi-port service)
 	Virtual netip.AddrPort // the virtual service
+	// Tunnel is true for a TUN real server: a through_vip probe goes
+	// inside IPIP rather than to its MAC.
+	Tunnel bool
+}
+
+// ThroughNet is a Net that also probes a virtual service through the
+// forwarding path (check.through_vip): package director's adapter of the
+// netstack implements it.
+type ThroughNet interface {
+	// ProbeThrough sends a TCP SYN to vip as the fast path would forward
+	// it to the DR (tunnel false) or TUN real server rip, and returns nil
+	// for a SYN-ACK, an error for a RST or when ctx ends first.
+	ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.AddrPort, tunnel bool) error
 }
 
 // Result is the outcome of one probe.
@@ -74,6 +87,20 @@ func NewChecker(c *config.Check, t Target, n Net) (Checker, error) {
 	}
 	switch c.Type {
 	case "tcp":
+		if c.ThroughVIP {
+			tn, ok := n.(ThroughNet)
+			if !ok {
+				return nil, fmt.Errorf("%w: through_vip needs a probe path through the fast path", ErrConfig)
+			}
+			vip := t.Virtual
+			if c.Port != 0 {
+				vip = netip.AddrPortFrom(vip.Addr(), c.Port)
+			}
+			if vip.Port() == 0 {
+				return nil, fmt.Errorf("%w: tcp check through %s has no port", ErrConfig, t.Virtual)
+			}
+			return &throughChecker{net: tn, rip: t.Real.Addr(), vip: vip, tunnel: t.Tunnel, timeout: c.Timeout}, nil
+		}
 		return &tcpChecker{net: n, dst: dst, timeout: c.Timeout}, nil
 	case "http", "https":
 		return newHTTPChecker(c, dst, n)
@@ -134,6 +161,25 @@ func (c *pingChecker) Check(ctx context.Context) Result {
 	defer cancel()
 	if _, err := c.net.Ping(ctx, c.dst, []byte("lvsd health check")); err != nil {
 		return fail("ping: %w", err)
+	}
+	return pass
+}
+
+// throughChecker is a tcp check through the forwarding path: the real
+// server passes when it accepts a connection to the VIP forwarded to it.
+type throughChecker struct {
+	net     ThroughNet
+	rip     netip.Addr
+	vip     netip.AddrPort
+	tunnel  bool
+	timeout time.Duration
+}
+
+func (c *throughChecker) Check(ctx context.Context) Result {
+	ctx, cancel := withTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := c.net.ProbeThrough(ctx, c.rip, c.vip, c.tunnel); err != nil {
+		return fail("tcp through vip: %w", err)
 	}
 	return pass
 }

@@ -90,6 +90,10 @@ type Link struct {
 	devs atomic.Pointer[[]device.Device]
 	lost atomic.Bool
 
+	// probes, set by Stack.AddNIC, takes the answers to the probes
+	// through the forwarding path (through.go) before the netstack.
+	probes atomic.Pointer[prober]
+
 	stats   linkStats
 	queues  []queueStats // one per device, by index; fixed at NewLink
 	lastLog atomic.Int64
@@ -579,6 +583,9 @@ func (l *Link) deliver(p *forward.Packet) {
 	frame := p.Frame()
 	if p.VNet.Flags&forward.VirtioNetHdrFNeedsCsum != 0 && !completeChecksum(frame, &p.VNet, l.opts.Ethernet) {
 		l.stats.StackDropped.Add(1)
+		return
+	}
+	if pr := l.probes.Load(); pr != nil && pr.take(frame, l.opts.Ethernet) {
 		return
 	}
 	pkt := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})

@@ -73,6 +73,9 @@ type Stack struct {
 	// lostN counts neighbours reported unreachable while the fast path
 	// kept their MAC; failedN those cleared after NeighborFailAfter.
 	lostN, failedN atomic.Uint64
+
+	// probes matches the answers of probes through the forwarding path.
+	probes prober
 }
 
 type neighKey struct {
@@ -120,6 +123,11 @@ func New(opts Options) *Stack {
 	// thousands of closed endpoints from piling up.
 	tw := tcpip.TCPTimeWaitTimeoutOption(time.Second)
 	st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &tw)
+	// The probe ports (through.go) are lvsd's own: no netstack connection
+	// may use one.
+	if lo, _ := st.s.PortRange(); lo < ProbePortFirst {
+		st.s.SetPortRange(lo, ProbePortFirst-1)
+	}
 	return st
 }
 
@@ -150,6 +158,7 @@ func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 	id := st.nextNIC
 	st.nics[id] = &nicInfo{name: o.Name, link: o.Link, ethernet: o.Ethernet, prefixes: o.Addresses}
 	st.mu.Unlock()
+	o.Link.probes.Store(&st.probes)
 
 	if err := st.s.CreateNICWithOptions(tcpip.NICID(id), o.Link, tcpipstack.NICOptions{Name: o.Name}); err != nil {
 		return 0, fmt.Errorf("create nic %q: %w", o.Name, convErr(err))
