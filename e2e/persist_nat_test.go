@@ -97,7 +97,8 @@ func TestPersistNAT(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for tp.Status().Connections > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("lvsd still has %d connections 15 s after the last request", tp.Status().Connections)
+			t.Fatalf("lvsd still has %d connections 15 s after the last request:\n%s", tp.Status().Connections,
+				l.Exec(tp.Director, bin.Lvsd, "adm", "--control", tp.Control, "-L", "-c", "-n"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -177,10 +177,17 @@ func (tp *Topology) defaultProbe(services []Service) func() error {
 	}
 }
 
-// ProbeTCP connects from ns to ap (one attempt, 1 s) and closes at once.
+// ProbeTCP connects from ns to ap (one attempt, 3 s) and closes at once.
+//
+// The attempt outlasts the client's first SYN retransmission (1 s): lvsd
+// creates the connection on the first SYN and drops the SYN while the real
+// server's MAC is still being resolved, so the retransmission completes
+// that same connection. A shorter attempt would leave it behind half-open
+// for the SYN_RECV timeout (60 s), holding a persistence template and a
+// count of the real server's connections that tests then see.
 func ProbeTCP(ns NS, ap netip.AddrPort) error {
 	return Do(ns, func() error {
-		c, err := net.DialTimeout("tcp", ap.String(), time.Second)
+		c, err := net.DialTimeout("tcp", ap.String(), 3*time.Second)
 		if err != nil {
 			return err
 		}
