@@ -140,6 +140,12 @@ func TestUDPFlood(t *testing.T) {
 	}
 	res := tp.Get(bin, vipURL, 200, "-timeout", "800ms")
 	after := tp.Status()
+	// The established connection must have carried at least 10 requests
+	// through the flood; on a quiet machine the new connections take less
+	// than the half second that needs, so the flood goes on until then.
+	for deadline := time.Now().Add(5 * time.Second); estOK.Load()+estFail.Load() < 10 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	stop()
 	wg.Wait()
 
