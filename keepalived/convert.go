@@ -149,6 +149,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	var defaults tomlKeys
 	var defaultNodes []*node
 	var host *node
+	qh := map[string]*node{} // quorum and hysteresis, written once both are known
 	for _, k := range n.children {
 		if k.key != "notify_up" && k.key != "notify_down" && c.checkDefault(k, &defaults) {
 			defaultNodes = append(defaultNodes, k)
@@ -206,8 +207,8 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 				c.note(k, "%s: not an address and a port", strings.Join(k.args, " "))
 			}
 		case "quorum", "hysteresis":
-			if q, err := strconv.Atoi(firstOr(k.args, "")); err == nil && q >= 0 {
-				keys = append(keys, fmt.Sprintf("%s = %d", k.key, q))
+			if q, err := strconv.ParseInt(firstOr(k.args, ""), 10, 32); err == nil && q >= 0 {
+				qh[k.key] = k
 			} else {
 				c.note(k, "%s: not a number", strings.Join(k.args, " "))
 			}
@@ -236,6 +237,22 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	}
 	if len(flags) > 0 {
 		keys = append(keys, "scheduler_flags = ["+quoteList(flags)+"]")
+	}
+	if q := qh["quorum"]; q != nil {
+		keys = append(keys, "quorum = "+q.args[0])
+	}
+	if h := qh["hysteresis"]; h != nil {
+		// lvsd, as keepalived's use of it, needs the hysteresis below the
+		// quorum (keepalived's default quorum is 1).
+		q := int64(1)
+		if qh["quorum"] != nil {
+			q, _ = strconv.ParseInt(qh["quorum"].args[0], 10, 32)
+		}
+		if hv, _ := strconv.ParseInt(h.args[0], 10, 32); hv < q {
+			keys = append(keys, "hysteresis = "+h.args[0])
+		} else {
+			c.note(h, "%d is not below the quorum %d: left out", hv, q)
+		}
 	}
 	keys = append(keys, fmt.Sprintf("method = %q", method))
 	for _, t := range targets {

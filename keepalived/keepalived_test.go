@@ -296,3 +296,24 @@ func TestConvertMissingCommand(t *testing.T) {
 		t.Errorf("report: %v", notes)
 	}
 }
+
+// TestConvertHysteresis: a hysteresis lvsd check refuses (not below the
+// quorum, whose default is 1) is reported and left out.
+func TestConvertHysteresis(t *testing.T) {
+	for conf, want := range map[string]string{
+		"virtual_server 198.18.1.100 80 {\n quorum 2\n hysteresis 2\n}\n": "3: hysteresis: 2 is not below the quorum 2: left out",
+		"virtual_server 198.18.1.100 80 {\n hysteresis 1\n}\n":            "2: hysteresis: 1 is not below the quorum 1: left out",
+		"virtual_server 198.18.1.100 80 {\n quorum 99999999999\n}\n":      "2: quorum: 99999999999: not a number",
+	} {
+		out, notes, err := Convert("q.conf", []byte(conf), lab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := config.Parse("imported.toml", out); err != nil {
+			t.Errorf("the import does not pass lvsd check: %v\n%s", err, out)
+		}
+		if len(notes) != 1 || notes[0].String() != want {
+			t.Errorf("%q: report %v, want %q", conf, notes, want)
+		}
+	}
+}
