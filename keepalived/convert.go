@@ -149,6 +149,8 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	var defaults tomlKeys
 	var defaultNodes []*node
 	var host *node
+	var sorry netip.AddrPort // written per address: it must be of the VIP's family
+	var sorryNode *node
 	qh := map[string]*node{} // quorum and hysteresis, written once both are known
 	for _, k := range n.children {
 		if k.key != "notify_up" && k.key != "notify_down" && c.checkDefault(k, &defaults) {
@@ -202,7 +204,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 			defaultNodes = append(defaultNodes, k)
 		case "sorry_server":
 			if ap, ok := addrPort(firstOr(k.args, ""), k.args[min(1, len(k.args)):]); ok {
-				keys = append(keys, fmt.Sprintf("sorry_server = %q", ap.String()))
+				sorry, sorryNode = ap, k
 			} else {
 				c.note(k, "%s: not an address and a port", strings.Join(k.args, " "))
 			}
@@ -262,6 +264,13 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 		}
 		for _, k := range keys {
 			c.w("%s\n", k)
+		}
+		if sorryNode != nil {
+			if sorry.Addr().Unmap().Is4() == t.Addr().Unmap().Is4() {
+				c.w("sorry_server = %q\n", sorry.String())
+			} else {
+				c.note(sorryNode, "%s is not of the family of the virtual address %s: left out", sorry.Addr(), t.Addr())
+			}
 		}
 		for _, r := range reals {
 			if c.realServer(r, t, method, defaults, host) {

@@ -298,12 +298,14 @@ func TestConvertMissingCommand(t *testing.T) {
 }
 
 // TestConvertHysteresis: a hysteresis lvsd check refuses (not below the
-// quorum, whose default is 1) is reported and left out.
+// quorum, whose default is 1), and a sorry server of the other family, are
+// reported and left out.
 func TestConvertHysteresis(t *testing.T) {
 	for conf, want := range map[string]string{
-		"virtual_server 198.18.1.100 80 {\n quorum 2\n hysteresis 2\n}\n": "3: hysteresis: 2 is not below the quorum 2: left out",
-		"virtual_server 198.18.1.100 80 {\n hysteresis 1\n}\n":            "2: hysteresis: 1 is not below the quorum 1: left out",
-		"virtual_server 198.18.1.100 80 {\n quorum 99999999999\n}\n":      "2: quorum: 99999999999: not a number",
+		"virtual_server 198.18.1.100 80 {\n quorum 2\n hysteresis 2\n}\n":     "3: hysteresis: 2 is not below the quorum 2: left out",
+		"virtual_server 198.18.1.100 80 {\n hysteresis 1\n}\n":                "2: hysteresis: 1 is not below the quorum 1: left out",
+		"virtual_server 198.18.1.100 80 {\n quorum 99999999999\n}\n":          "2: quorum: 99999999999: not a number",
+		"virtual_server 198.18.1.100 80 {\n sorry_server 2001:db8::9 80\n}\n": "2: sorry_server: 2001:db8::9 is not of the family of the virtual address 198.18.1.100: left out",
 	} {
 		out, notes, err := Convert("q.conf", []byte(conf), lab)
 		if err != nil {
