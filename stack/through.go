@@ -114,7 +114,7 @@ func (p *prober) take(frame []byte, ethernet bool) bool {
 		l4 = b[ip.HeaderLength():ip.TotalLength()]
 	case header.IPv6Version:
 		ip := header.IPv6(b)
-		if !ip.IsValid(len(b)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+		if !ip.IsValid(len(b)) || tcpip.TransportProtocolNumber(ip.NextHeader()) != header.TCPProtocolNumber {
 			return false
 		}
 		src = netip.AddrFrom16([16]byte(ip[8:24]))
