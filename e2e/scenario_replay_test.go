@@ -36,7 +36,8 @@ var replaySkip = map[string]string{
 // sent from the client's namespace over AF_PACKET, and rs1's link is
 // watched: a "transmit" must arrive rewritten as the scenario's expect
 // says, mapped (addresses, MACs, TTL, valid checksums); a "drop" or "held"
-// must not arrive rewritten, and a drop is counted under its reason (but
+// must not arrive rewritten, a held fragment is counted held, and a drop
+// is counted under its reason (but
 // other-host, which the TAP's MAC filter keeps from lvsd).
 func TestScenarioReplay(t *testing.T) {
 	lab.Skip(t)
@@ -128,6 +129,13 @@ func TestScenarioReplay(t *testing.T) {
 		return n
 	}
 
+	held := func() (n uint64) {
+		for _, i := range tp.Status().Interfaces {
+			n += i.FragsHeld
+		}
+		return n
+	}
+
 	replayed := 0
 	for _, s := range pkttest.Scenarios(t) {
 		if why, ok := replaySkip[s.Name]; ok {
@@ -172,7 +180,7 @@ func TestScenarioReplay(t *testing.T) {
 				return uint16(ip[hl])<<8|uint16(ip[hl+1]) == srcPort
 			}
 
-			before := uint64(0)
+			before, heldBefore := uint64(0), held()
 			if s.Verdict == "drop" {
 				before = drops(s.Drop)
 			}
@@ -214,6 +222,9 @@ func TestScenarioReplay(t *testing.T) {
 				// On a TAP the kernel's filter (TUNSETTXFILTER) keeps a
 				// frame for another host's MAC from lvsd: the bridge floods
 				// it, but only the wire shows that it is not forwarded.
+				if h := held(); s.Verdict == "held" && h != heldBefore+1 {
+					t.Errorf("fragments held %d -> %d, want one more", heldBefore, h)
+				}
 				if s.Verdict == "drop" && s.Drop != "other-host" {
 					if after := drops(s.Drop); after != before+1 {
 						t.Errorf("drops %q %d -> %d, want one more", s.Drop, before, after)
