@@ -40,10 +40,21 @@ var schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 type converter struct {
 	out   strings.Builder
 	notes []Note
+	// noted holds the notes made, so that a virtual server of a group,
+	// whose real servers are converted once per address, reports each once.
+	noted map[Note]bool
 }
 
 func (c *converter) note(n *node, format string, args ...any) {
-	c.notes = append(c.notes, Note{Line: n.line, Key: n.key, Msg: fmt.Sprintf(format, args...)})
+	nt := Note{Line: n.line, Key: n.key, Msg: fmt.Sprintf(format, args...)}
+	if c.noted[nt] {
+		return
+	}
+	if c.noted == nil {
+		c.noted = map[Note]bool{}
+	}
+	c.noted[nt] = true
+	c.notes = append(c.notes, nt)
 }
 
 func (c *converter) w(format string, args ...any) { fmt.Fprintf(&c.out, format, args...) }
@@ -133,7 +144,19 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	persistence := false
 	var flags []string
 	var reals []*node
+	// Check keys of the virtual server are defaults of its real servers'
+	// checkers, as in keepalived.
+	var defaults tomlKeys
+	var defaultNodes []*node
+	var host *node
+	var sorry netip.AddrPort // written per address: it must be of the VIP's family
+	var sorryNode *node
+	qh := map[string]*node{} // quorum and hysteresis, written once both are known
 	for _, k := range n.children {
+		if k.key != "notify_up" && k.key != "notify_down" && c.checkDefault(k, &defaults) {
+			defaultNodes = append(defaultNodes, k)
+			continue
+		}
 		switch k.key {
 		case "lb_algo":
 			if len(k.args) == 1 && slices.Contains(schedulers, k.args[0]) {
@@ -176,10 +199,31 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 			flags = append(flags, k.key)
 		case "real_server":
 			reals = append(reals, k)
-		case "delay_loop", "alpha", "omega", "quorum", "hysteresis", "quorum_up", "quorum_down", "sorry_server",
-			"sorry_server_inhibit", "inhibit_on_failure", "virtualhost", "retry", "delay_before_retry", "warmup",
-			"connect_timeout", "smtp_alert":
-			c.note(k, "not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)")
+		case "virtualhost":
+			host = k
+			defaultNodes = append(defaultNodes, k)
+		case "sorry_server":
+			if ap, ok := addrPort(firstOr(k.args, ""), k.args[min(1, len(k.args)):]); ok {
+				sorry, sorryNode = ap, k
+			} else {
+				c.note(k, "%s: not an address and a port", strings.Join(k.args, " "))
+			}
+		case "quorum", "hysteresis":
+			if q, err := strconv.ParseInt(firstOr(k.args, ""), 10, 32); err == nil && q >= 0 {
+				qh[k.key] = k
+			} else {
+				c.note(k, "%s: not a number", strings.Join(k.args, " "))
+			}
+		case "quorum_up", "quorum_down":
+			if len(k.args) > 0 {
+				keys = append(keys, fmt.Sprintf("%s = %q", k.key, strings.Join(k.args, " ")))
+			} else {
+				c.note(k, "no command")
+			}
+		case "sorry_server_inhibit":
+			c.note(k, "no equivalent in lvsd: its sorry server is added with its weight")
+		case "omega":
+			c.note(k, "no equivalent in lvsd: quorum_down runs whenever the quorum is lost")
 		default:
 			c.note(k, "no equivalent in lvsd")
 		}
@@ -196,6 +240,22 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	if len(flags) > 0 {
 		keys = append(keys, "scheduler_flags = ["+quoteList(flags)+"]")
 	}
+	if q := qh["quorum"]; q != nil {
+		keys = append(keys, "quorum = "+q.args[0])
+	}
+	if h := qh["hysteresis"]; h != nil {
+		// lvsd, as keepalived's use of it, needs the hysteresis below the
+		// quorum (keepalived's default quorum is 1).
+		q := int64(1)
+		if qh["quorum"] != nil {
+			q, _ = strconv.ParseInt(qh["quorum"].args[0], 10, 32)
+		}
+		if hv, _ := strconv.ParseInt(h.args[0], 10, 32); hv < q {
+			keys = append(keys, "hysteresis = "+h.args[0])
+		} else {
+			c.note(h, "%d is not below the quorum %d: left out", hv, q)
+		}
+	}
 	keys = append(keys, fmt.Sprintf("method = %q", method))
 	for _, t := range targets {
 		c.w("\n[[virtual_server]]  # %d\nprotocol = %q\naddress = %q\nport = %d\n", n.line, proto, t.Addr().String(), t.Port())
@@ -205,17 +265,32 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 		for _, k := range keys {
 			c.w("%s\n", k)
 		}
-		for _, r := range reals {
-			c.realServer(r, t, method)
+		if sorryNode != nil {
+			if sorry.Addr().Unmap().Is4() == t.Addr().Unmap().Is4() {
+				c.w("sorry_server = %q\n", sorry.String())
+			} else {
+				c.note(sorryNode, "%s is not of the family of the virtual address %s: left out", sorry.Addr(), t.Addr())
+			}
 		}
+		for _, r := range reals {
+			if c.realServer(r, t, method, defaults, host) {
+				defaultNodes = nil
+			}
+		}
+	}
+	for _, k := range defaultNodes {
+		c.note(k, "no real server has a checker lvsd imports: nothing to apply it to")
 	}
 }
 
-func (c *converter) realServer(n *node, vs netip.AddrPort, method string) {
+// realServer writes one real_server block of a virtual server at vs, with
+// the virtual server's check defaults and virtualhost; it reports whether it
+// wrote a check.
+func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaults tomlKeys, host *node) bool {
 	ap, ok := addrPort(firstOr(n.args, ""), n.args[min(1, len(n.args)):])
 	if !ok {
 		c.note(n, "%s: not an address and a port", strings.Join(n.args, " "))
-		return
+		return false
 	}
 	c.w("\n[[virtual_server.real_server]]  # %d\naddress = %q\n", n.line, ap.Addr().String())
 	for _, k := range n.children {
@@ -234,6 +309,7 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string) {
 		}
 		c.w("port = %d\n", ap.Port())
 	}
+	var rsDefaults []*node
 	for _, k := range n.children {
 		switch k.key {
 		case "weight":
@@ -247,16 +323,46 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string) {
 			c.w("upper_threshold = %s\n", firstOr(k.args, "0"))
 		case "lthreshold":
 			c.w("lower_threshold = %s\n", firstOr(k.args, "0"))
-		case "inhibit_on_failure", "notify_up", "notify_down", "alpha", "delay_loop", "retry", "delay_before_retry", "warmup", "connect_timeout":
-			c.note(k, "not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)")
+		case "virtualhost":
+			host = k
 		default:
 			if checkers[k.key] {
-				c.note(k, "checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)")
+				continue
+			}
+			if c.checkDefault(k, &defaults) {
+				rsDefaults = append(rsDefaults, k)
 				continue
 			}
 			c.note(k, "no equivalent in lvsd")
 		}
 	}
+	// lvsd has one check per real server: the first checker it can import.
+	var check *node
+	var keys tomlKeys
+	for _, k := range n.children {
+		if !checkers[k.key] {
+			continue
+		}
+		if check != nil {
+			c.note(k, "lvsd has one check per real server: only the checker of line %d is imported", check.line)
+			continue
+		}
+		d := defaults.clone()
+		if t := checkTypes[k.key]; host != nil && (t == "http" || t == "https") {
+			d.set("host", strconv.Quote(firstOr(host.args, "")))
+		}
+		if kk, ok := c.checker(k, d); ok {
+			check, keys = k, kk
+		}
+	}
+	if check == nil {
+		for _, k := range rsDefaults {
+			c.note(k, "this real server has no checker lvsd imports: nothing to apply it to")
+		}
+		return false
+	}
+	c.writeCheck(check.line, keys)
+	return true
 }
 
 func firstOr(ss []string, def string) string {

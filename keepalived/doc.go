@@ -5,6 +5,11 @@
 // It reads the file's syntax as keepalived does: words separated by blanks,
 // blocks in braces, comments from '#' or '!' to the end of the line, and
 // double-quoted strings. It follows no include (each is reported), runs
-// nothing and resolves no name. It is pure: Convert takes bytes and returns
-// bytes.
+// nothing and resolves no name. Convert takes bytes and returns bytes; the
+// one look at the host is a stat of each MISC_CHECK's program, so that one
+// absent here is reported (lvsd check would refuse it).
+//
+// Checkers become the check table of their real server (check.go): the
+// keywords of the virtual server and the real server around a checker are
+// its defaults, and the checker's own override them, as in keepalived.
 package keepalived

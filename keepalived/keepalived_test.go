@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -46,6 +47,15 @@ func TestConvertNAT(t *testing.T) {
 	if r.Method != lvs.NAT || r.Port != 8080 || r.Weight != 3 || r.UpperThreshold != 100 || r.LowerThreshold != 50 {
 		t.Errorf("real: %+v", r)
 	}
+	if c := checkSummary(r.Check); c != "http interval=6s timeout=3s fall=4 retry=3s warmup=6s path=/ host= status=[{200 200}] digest= regexp=" {
+		t.Errorf("HTTP_GET: %s", c)
+	}
+	if c := checkSummary(web.Reals[1].Check); c != "tcp interval=6s timeout=3s fall=2 retry=1s warmup=6s port=8080 inhibit" {
+		t.Errorf("TCP_CHECK: %s", c)
+	}
+	if web.Health.SorryServer.String() != "198.18.2.99:8080" {
+		t.Errorf("sorry_server: %v", web.Health.SorryServer)
+	}
 	dns := cfg.Services[1]
 	if dns.Proto != lvs.UDP || !dns.OnePacket || dns.Reals[0].Method != lvs.DR || dns.Reals[0].Weight != 1 {
 		t.Errorf("dns: %+v", dns)
@@ -53,12 +63,6 @@ func TestConvertNAT(t *testing.T) {
 	want := []string{
 		"3: global_defs: no equivalent in lvsd (it balances; it holds no VRRP address, routes or global settings of keepalived)",
 		"10: vrrp_instance: no equivalent in lvsd (it balances; it holds no VRRP address, routes or global settings of keepalived)",
-		"21: delay_loop: not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)",
-		"27: sorry_server: not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)",
-		"33: HTTP_GET: checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)",
-		"45: inhibit_on_failure: not imported: write lvsd's check keys for it by hand (docs/health.md maps keepalived's)",
-		"46: TCP_CHECK: checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)",
-		"59: MISC_CHECK: checker not imported: write lvsd's check table for it by hand (docs/health.md maps keepalived's)",
 	}
 	if diff := cmp.Diff(want, notes); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
@@ -103,11 +107,215 @@ func TestConvertErrors(t *testing.T) {
 
 // FuzzConvert: no input panics the importer or makes it loop.
 func FuzzConvert(f *testing.F) {
-	for _, p := range []string{"testdata/nat.conf", "testdata/shapes.conf"} {
+	for _, p := range []string{"testdata/nat.conf", "testdata/shapes.conf", "testdata/tcp.conf", "testdata/http.conf", "testdata/udp.conf", "testdata/misc.conf"} {
 		data, _ := os.ReadFile(p)
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		Convert("fuzz.conf", data, lab)
 	})
+}
+
+// checkSummary writes the keys of a parsed check that the importer sets.
+func checkSummary(c *config.Check) string {
+	if c == nil {
+		return "none"
+	}
+	s := fmt.Sprintf("%s interval=%s timeout=%s fall=%d retry=%s warmup=%s", c.Type, c.Interval, c.Timeout, c.Fall, c.DelayBeforeRetry, c.Warmup)
+	if c.Addr.IsValid() {
+		s += " address=" + c.Addr.String()
+	}
+	if c.Port != 0 {
+		s += fmt.Sprintf(" port=%d", c.Port)
+	}
+	if c.Alpha {
+		s += " alpha"
+	}
+	if c.InhibitOnFailure {
+		s += " inhibit"
+	}
+	if c.NotifyUp != "" || c.NotifyDown != "" {
+		s += fmt.Sprintf(" notify=%q,%q", c.NotifyUp, c.NotifyDown)
+	}
+	switch c.Type {
+	case "http", "https":
+		s += fmt.Sprintf(" path=%s host=%s status=%v digest=%s regexp=%s", c.Path, c.Host, c.Status, c.Digest, c.Regexp)
+	case "udp":
+		s += fmt.Sprintf(" payload=%x expect=%x require_reply=%t", c.Payload, c.Expect, c.RequireReply)
+	case "dns":
+		s += fmt.Sprintf(" query=%s,%s", c.QueryType, c.QueryName)
+	case "exec":
+		s += fmt.Sprintf(" command=%q dynamic=%t", c.Command, c.Dynamic)
+	}
+	return s
+}
+
+// TestConvertCheckers: each checker of keepalived.conf(5), with the keys
+// around it, becomes the check table of its real server, and what lvsd has
+// no key for is reported by line.
+func TestConvertCheckers(t *testing.T) {
+	for _, tc := range []struct {
+		file   string
+		health []string // per virtual server: sorry_server quorum hysteresis quorum_up quorum_down
+		checks []string // per real server
+		notes  []string
+	}{{
+		file:   "tcp.conf",
+		health: []string{`invalid AddrPort 3 1 "/bin/echo up" "/bin/echo down"`},
+		checks: []string{
+			`tcp interval=10s timeout=2.5s fall=3 retry=500ms warmup=10s address=198.18.1.21 port=8443 alpha notify="/bin/echo rs up","/bin/echo rs down"`,
+			`tcp interval=10s timeout=3s fall=3 retry=1s warmup=10ms alpha`,
+		},
+		notes: []string{
+			"14: omega: no equivalent in lvsd: quorum_down runs whenever the quorum is lost",
+			"25: bindto: no equivalent in lvsd's tcp check",
+			"33: PING_CHECK: lvsd has one check per real server: only the checker of line 30 is imported",
+		},
+	}, {
+		file:   "http.conf",
+		health: []string{`198.18.2.99:8080 0 0 "" ""`},
+		checks: []string{
+			`http interval=3s timeout=3s fall=4 retry=2s warmup=3s inhibit path=/health host=www.example.com status=[{200 200} {300 399}] digest=9b3a0c85a887a256d6939da88aabd8cd regexp=`,
+			`https interval=3s timeout=3s fall=2 retry=1s warmup=3s port=8443 path=/ host=secure.example.com status=[] digest= regexp=^OK`,
+		},
+		notes: []string{
+			"19: url: lvsd's check has one path: only the url of line 14 is imported",
+			"32: regex_no_match: no equivalent in lvsd's http check",
+		},
+	}, {
+		file:   "udp.conf",
+		health: []string{`invalid AddrPort 0 0 "" ""`},
+		checks: []string{
+			`dns interval=5s timeout=3s fall=2 retry=1s warmup=5s query=A,www.example.com`,
+			`udp interval=5s timeout=3s fall=2 retry=1s warmup=5s payload=0a0b0c0d expect=0a0b require_reply=true`,
+		},
+		notes: []string{"19: min_reply_length: no equivalent in lvsd's udp check"},
+	}, {
+		file:   "misc.conf",
+		health: []string{`invalid AddrPort 0 0 "" ""`},
+		checks: []string{
+			`exec interval=5s timeout=5s fall=2 retry=1s warmup=5s command="/bin/sh -c 'exit 0'" dynamic=true`,
+			`ping interval=1s timeout=3s fall=1 retry=1s warmup=1s inhibit`,
+			`none`,
+		},
+		notes: []string{
+			"12: connect_port: no equivalent in lvsd's exec check",
+			"13: user: no equivalent in lvsd's exec check",
+			"25: SMTP_CHECK: checker not imported: lvsd has no equivalent (docs/health.md lists its check types)",
+			"24: alpha: this real server has no checker lvsd imports: nothing to apply it to",
+		},
+	}} {
+		t.Run(tc.file, func(t *testing.T) {
+			cfg, notes := convert(t, "testdata/"+tc.file, lab)
+			var health, checks []string
+			for _, s := range cfg.Services {
+				h := s.Health
+				health = append(health, fmt.Sprintf("%s %d %d %q %q", h.SorryServer, h.Quorum, h.Hysteresis, h.QuorumUp, h.QuorumDown))
+				for _, r := range s.Reals {
+					checks = append(checks, checkSummary(r.Check))
+				}
+			}
+			if diff := cmp.Diff(tc.health, health); diff != "" {
+				t.Errorf("virtual servers (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.checks, checks); diff != "" {
+				t.Errorf("checks (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.notes, notes); diff != "" {
+				t.Errorf("report (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestConvertCheckerValues: values lvsd check would refuse are reported
+// instead of written, so that the output still passes it.
+func TestConvertCheckerValues(t *testing.T) {
+	conf := `virtual_server 198.18.1.100 80 {
+    lb_kind NAT
+    delay_loop 7200
+    real_server 198.18.2.11 80 {
+        HTTP_GET {
+            url {
+              path health
+              status_code 200 600 abc
+              digest xyz
+              regex "a(b"
+            }
+            retry 500
+            connect_timeout 0.001
+        }
+    }
+    real_server 198.18.2.12 80 {
+        MISC_CHECK {
+            misc_timeout 3
+        }
+        UDP_CHECK {
+            payload zz
+        }
+    }
+}
+`
+	out, notes, err := Convert("bad.conf", []byte(conf), lab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Parse("imported.toml", out); err != nil {
+		t.Fatalf("the import does not pass lvsd check: %v\n%s", err, out)
+	}
+	var got []string
+	for _, n := range notes {
+		got = append(got, n.String())
+	}
+	want := []string{
+		"3: delay_loop: 7200: not a number of seconds lvsd takes for interval (10ms..1h0m0s)",
+		"7: path: health: lvsd's path starts with /",
+		"8: status_code: 600: not a status code or a range of them",
+		"8: status_code: abc: not a status code or a range of them",
+		"9: digest: xyz: not an MD5 digest in hex",
+		`10: regex: "a(b": not a regular expression of Go's syntax`,
+		"12: retry: 500: not a number of retries lvsd takes (fall = retry + 1, 1..100)",
+		"13: connect_timeout: 0.001: not a number of seconds lvsd takes for timeout (10ms..1h0m0s)",
+		"17: MISC_CHECK: MISC_CHECK without misc_path: not imported",
+		"21: payload: zz: not hex",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+}
+
+// TestConvertMissingCommand: a misc_path absent from this host is written
+// (lvsd check names it) and reported.
+func TestConvertMissingCommand(t *testing.T) {
+	conf := "virtual_server 198.18.1.100 80 {\n real_server 198.18.2.11 80 {\n  MISC_CHECK {\n   misc_path \"/nonexistent/lvt-check 1\"\n  }\n }\n}\n"
+	out, notes, err := Convert("m.conf", []byte(conf), lab)
+	if err != nil || !strings.Contains(string(out), `command = "/nonexistent/lvt-check 1"`) {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(notes) != 1 || notes[0].String() != "4: misc_path: /nonexistent/lvt-check is not on this host: lvsd check refuses the command until it is" {
+		t.Errorf("report: %v", notes)
+	}
+}
+
+// TestConvertHysteresis: a hysteresis lvsd check refuses (not below the
+// quorum, whose default is 1), and a sorry server of the other family, are
+// reported and left out.
+func TestConvertHysteresis(t *testing.T) {
+	for conf, want := range map[string]string{
+		"virtual_server 198.18.1.100 80 {\n quorum 2\n hysteresis 2\n}\n":     "3: hysteresis: 2 is not below the quorum 2: left out",
+		"virtual_server 198.18.1.100 80 {\n hysteresis 1\n}\n":                "2: hysteresis: 1 is not below the quorum 1: left out",
+		"virtual_server 198.18.1.100 80 {\n quorum 99999999999\n}\n":          "2: quorum: 99999999999: not a number",
+		"virtual_server 198.18.1.100 80 {\n sorry_server 2001:db8::9 80\n}\n": "2: sorry_server: 2001:db8::9 is not of the family of the virtual address 198.18.1.100: left out",
+	} {
+		out, notes, err := Convert("q.conf", []byte(conf), lab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := config.Parse("imported.toml", out); err != nil {
+			t.Errorf("the import does not pass lvsd check: %v\n%s", err, out)
+		}
+		if len(notes) != 1 || notes[0].String() != want {
+			t.Errorf("%q: report %v, want %q", conf, notes, want)
+		}
+	}
 }
