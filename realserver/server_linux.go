@@ -259,33 +259,40 @@ func (s *Server) receive(sock rawSocket) error {
 			}
 			return fmt.Errorf("realserver: read %s: %w", sock.Name(), err)
 		}
-		for i := range n {
-			slot, data, trunc, from := b.packet(i)
-			var (
-				inner []byte
-				r     Reason
-			)
-			switch {
-			case trunc:
-				r = Malformed
-			case sock.v6:
-				// An IPv6 raw socket returns the payload after the outer
-				// header and its extension headers, reassembled.
-				inner, r = s.f.decapInner(data, sock.proto, from)
-			default:
-				inner, r = s.f.decap(data)
-			}
-			if r != Injected {
-				s.counts[r].Add(1)
-				s.logDrop(r)
-				continue
-			}
-			start := cap(slot) - cap(inner) // inner is slot[start:start+len(inner)]
-			c.add(slot, start, start+len(inner))
-		}
+		s.decapBatch(b, n, sock, c)
 		c.flush(write)
 	}
 	return nil
+}
+
+// decapBatch decapsulates the n packets of b, received on sock, and hands
+// the inner ones that pass to c; the others are counted by reason. It does
+// not allocate.
+func (s *Server) decapBatch(b *rxBatch, n int, sock rawSocket, c *coalescer) {
+	for i := range n {
+		slot, data, trunc, from := b.packet(i)
+		var (
+			inner []byte
+			r     Reason
+		)
+		switch {
+		case trunc:
+			r = Malformed
+		case sock.v6:
+			// An IPv6 raw socket returns the payload after the outer
+			// header and its extension headers, reassembled.
+			inner, r = s.f.decapInner(data, sock.proto, from)
+		default:
+			inner, r = s.f.decap(data)
+		}
+		if r != Injected {
+			s.counts[r].Add(1)
+			s.logDrop(r)
+			continue
+		}
+		start := cap(slot) - cap(inner) // inner is slot[start:start+len(inner)]
+		c.add(slot, start, start+len(inner))
+	}
 }
 
 // drain reads and discards what the kernel routes into the TUN: nothing,
