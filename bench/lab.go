@@ -144,7 +144,7 @@ func (b *bench) setupTunnels() {
 		return
 	}
 	if b.lvsdRealserver {
-		b.tunDecap = "`lvsd realserver` on each real server (the kernel has no ipip module): a userspace decapsulator that writes the inner packets into a TUN device, and competes for the same CPUs"
+		b.tunDecap = "`lvsd realserver` on each real server (the kernel has no ipip module): a userspace decapsulator that reads batches of packets, joins the TCP segments of a flow into super-frames and writes them into a TUN device, and competes for the same CPUs"
 		logf("TUN mode: the kernel has no ipip device (%s); the real servers decapsulate with `lvsd realserver`", firstLine(kerr.Error()))
 		return
 	}
