@@ -33,7 +33,7 @@
 // A Server owns its sockets, its TUN queue and one goroutine per socket plus
 // one that drains the TUN (the kernel may route packets into it; they are
 // counted and discarded). Run stops them all when its context ends. Each
-// receiving goroutine owns its batch of receive buffers (a super-frame is
-// built in the buffer of its first segment) and its coalescer; packets are
+// receiving goroutine owns its batch of receive buffers (64 of 64 KiB, 4 MiB
+// per socket; a super-frame is built in the buffer of its first segment) and its coalescer; packets are
 // not retained past the batch. The receive path does not allocate.
 package realserver
