@@ -298,7 +298,7 @@ func (s *Server) decapBatch(b *rxBatch, n int, sock rawSocket, c *coalescer) {
 // drain reads and discards what the kernel routes into the TUN: nothing,
 // when the host is set up as docs/modes.md says.
 func (s *Server) drain() {
-	buf := make([]byte, 1<<16)
+	buf := make([]byte, vnetHdrLen+1<<16) // a GSO frame with its virtio-net header
 	for {
 		if _, err := s.tun.Read(buf); err != nil {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
