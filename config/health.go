@@ -91,6 +91,11 @@ type StatusRange struct{ Lo, Hi int }
 // Health holds a virtual server's keys around checks that are not per real
 // server.
 type Health struct {
+	// Check is the service's own `check` table, resolved as a real server
+	// without a `check` of its own gets it (its port 0: the real server's):
+	// the check of each real server added later, at run time (lvsd adm -a)
+	// or by a reload, that the file does not give one. nil: none.
+	Check *Check
 	// SorryServer receives new connections while no real server of the
 	// service is up (sorry_server); invalid: none. Its port is the
 	// service's when the file gives none. It is forwarded to by NAT.
