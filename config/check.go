@@ -79,7 +79,7 @@ var checkKeyTypes = map[string][]string{
 	"query_name":    {"dns"},
 	"command":       {"exec"},
 	"dynamic":       {"exec"},
-	"through_vip":   {"tcp"},
+	"through_vip":   {"tcp", "http", "https"},
 }
 
 // Limits of check keys.
@@ -563,9 +563,8 @@ func formatCheck(b *strings.Builder, table string, c *Check) {
 		str("query_name", c.QueryName)
 	case "exec":
 		fmt.Fprintf(b, "    command = %s\n    dynamic = %t\n", q(c.Command), c.Dynamic)
-	case "tcp":
-		if c.ThroughVIP {
-			fmt.Fprintf(b, "    through_vip = true\n")
-		}
+	}
+	if c.ThroughVIP {
+		fmt.Fprintf(b, "    through_vip = true\n")
 	}
 }

@@ -35,10 +35,11 @@ type Check struct {
 	// Warmup is the upper bound of the random delay before the first check
 	// (warmup), so that many checks do not fire together.
 	Warmup time.Duration
-	// ThroughVIP (tcp only, dr and tun real servers) probes the virtual
-	// address through the forwarding path: a SYN to the VIP sent to the
-	// real server's MAC (dr) or inside IPIP (tun), as Seesaw's DSR and TUN
-	// check modes. The real server must answer for the VIP to pass.
+	// ThroughVIP (tcp, http and https; dr and tun real servers) probes the
+	// virtual address through the forwarding path, as Seesaw's DSR and TUN
+	// check modes: the connection to the VIP goes to the real server's MAC
+	// (dr) or inside IPIP (tun). The real server must answer for the VIP
+	// to pass.
 	ThroughVIP bool
 	// Alpha starts the server down until its first success (alpha).
 	Alpha bool

@@ -76,6 +76,11 @@ type Stack struct {
 
 	// probes matches the answers of probes through the forwarding path.
 	probes prober
+	// throughS is the netstack of connections through the forwarding
+	// path (through_conn.go), made once by through(). Guarded by mu
+	// after throughOnce.
+	throughOnce sync.Once
+	throughS    *throughStack
 }
 
 type neighKey struct {
@@ -458,6 +463,12 @@ func (st *Stack) Close() {
 	st.s.Wait()
 	for _, l := range links {
 		l.Wait()
+	}
+	st.mu.Lock()
+	ts := st.throughS
+	st.mu.Unlock()
+	if ts != nil {
+		ts.close()
 	}
 }
 
