@@ -77,10 +77,11 @@ type Stack struct {
 	// probes matches the answers of probes through the forwarding path.
 	probes prober
 	// throughS is the netstack of connections through the forwarding
-	// path (through_conn.go), made once by through(). Guarded by mu
-	// after throughOnce.
-	throughOnce sync.Once
-	throughS    *throughStack
+	// path (through_conn.go), made once by through() unless the Stack is
+	// closed (throughClosed). Both guarded by mu.
+	throughOnce   sync.Once
+	throughS      *throughStack
+	throughClosed bool
 }
 
 type neighKey struct {
@@ -466,6 +467,7 @@ func (st *Stack) Close() {
 	}
 	st.mu.Lock()
 	ts := st.throughS
+	st.throughS, st.throughClosed = nil, true
 	st.mu.Unlock()
 	if ts != nil {
 		ts.close()

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -48,9 +49,18 @@ type throughStack struct {
 
 const throughNIC = 1
 
-// through returns the Stack's through stack, making it at the first call.
+var errStackClosed = errors.New("the director's netstack is closed")
+
+// through returns the Stack's through stack, making it at the first call;
+// nil once the Stack is closed.
 func (st *Stack) through() *throughStack {
 	st.throughOnce.Do(func() {
+		st.mu.Lock()
+		closed := st.throughClosed
+		st.mu.Unlock()
+		if closed {
+			return
+		}
 		ts := &throughStack{link: &throughLink{probes: &st.probes}, addrs: make(map[netip.Addr]bool)}
 		ts.s = tcpipstack.New(tcpipstack.Options{
 			NetworkProtocols:   []tcpipstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -68,9 +78,17 @@ func (st *Stack) through() *throughStack {
 		tw := tcpip.TCPTimeWaitTimeoutOption(time.Second)
 		ts.s.SetTransportProtocolOption(tcp.ProtocolNumber, &tw)
 		st.mu.Lock()
+		if st.throughClosed {
+			// Closed meanwhile: Close did not see it.
+			st.mu.Unlock()
+			ts.close()
+			return
+		}
 		st.throughS = ts
 		st.mu.Unlock()
 	})
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	return st.throughS
 }
 
@@ -107,6 +125,9 @@ func (st *Stack) DialThrough(ctx context.Context, rip netip.Addr, vip netip.Addr
 		return nil, fmt.Errorf("dial %s via %s: %w", vip, rip, err)
 	}
 	ts := st.through()
+	if ts == nil {
+		return nil, fmt.Errorf("dial %s via %s: %w", vip, rip, errStackClosed)
+	}
 	if err := ts.addDIP(pf.src.Addr()); err != nil {
 		return nil, fmt.Errorf("dial %s via %s: %w", vip, rip, err)
 	}
