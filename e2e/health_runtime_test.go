@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // (its kernel answers SYNs with RSTs) and is added to the service while a
 // client sends requests: with alpha it starts out, so no request reaches
 // it and every one succeeds; its health shows the http check, down. Once
-// its HTTP server starts it comes in and serves. Removed again with
-// `lvsd adm -d`, its check goes away.
+// its HTTP server starts it comes in and serves, and a reload keeps it and
+// its check's monitor. Removed again with `lvsd adm -d`, its check goes
+// away.
 func TestHealthRuntimeAdd(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
@@ -27,7 +29,7 @@ func TestHealthRuntimeAdd(t *testing.T) {
 	servers[2].Stop()
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr",
 		Extra: checkTable(`  type = "http"`, `  path = "/"`, `  interval = "300ms"`, `  timeout = "1s"`, `  fall = 1`, `  warmup = "100ms"`, `  alpha = true`)}
-	tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
+	lvsd := tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
 	rs3Addr := rs3.Addr.String() + ":8080"
 	waitHealth(t, tp, 10*time.Second, func(st *control.Status) string {
 		hs := healthOf(st, "tcp", "198.18.1.100:80")
@@ -78,6 +80,24 @@ func TestHealthRuntimeAdd(t *testing.T) {
 	if got := counts(t, tp, bin, 30); got[rs3.Name] != 10 {
 		t.Errorf("rs3 up: 30 requests went %v, want 10 to rs3 (rr over three)", got)
 	}
+
+	// A reload (SIGHUP, the file unchanged) keeps the runtime server and
+	// its check's monitor: its probes go on counting.
+	st = waitHealth(t, tp, 5*time.Second, func(*control.Status) string { return "" })
+	before := healthOf(st, "tcp", "198.18.1.100:80")[rs3Addr].Checks
+	if err := syscall.Kill(lvsd.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := lvsd.WaitOutput("msg=reloaded", 10*time.Second); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitHealth(t, tp, 5*time.Second, func(st *control.Status) string {
+		h := healthOf(st, "tcp", "198.18.1.100:80")[rs3Addr]
+		if h == nil || h.Check != "http" || h.State != "up" || h.Checks <= before {
+			return fmt.Sprintf("rs3 after the reload: %+v, want its http check going on from %d probes", h, before)
+		}
+		return ""
+	})
 	adm(t, bin, tp, "", "-d", "-t", "198.18.1.100:80", "-r", rs3Addr)
 	waitHealth(t, tp, 5*time.Second, func(st *control.Status) string {
 		if _, ok := healthOf(st, "tcp", "198.18.1.100:80")[rs3Addr]; ok {
