@@ -105,7 +105,8 @@ func TestHealthThroughVIP(t *testing.T) {
 
 // TestHealthThroughVIP6 is the DR case over IPv6: the probe to VIP6 goes to
 // the real server's MAC; rs2 without VIP6 on its lo fails it while its RIP
-// passes a plain check, rs1 with VIP6 passes.
+// passes a plain check, rs1 with VIP6 passes; the same with http checks
+// through the path (port 82's service).
 func TestHealthThroughVIP6(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
@@ -120,7 +121,9 @@ func TestHealthThroughVIP6(t *testing.T) {
 		Extra: checkTable(append(append([]string{}, fast...), `  through_vip = true`)...)})
 	plain := dt.Service(lab.Service{Protocol: "tcp", VIP: lab.VIP6, Port: 81, Scheduler: "rr", Method: "dr",
 		Extra: checkTable(append(append([]string{}, fast...), `  port = 80`)...)})
-	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain)
+	httpThrough := dt.Service(lab.Service{Protocol: "tcp", VIP: lab.VIP6, Port: 82, Scheduler: "rr", Method: "dr",
+		Extra: checkTable(append(append([]string{}, fast[:len(fast)-1]...), `  type = "http"`, `  port = 80`, `  through_vip = true`)...)})
+	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain, httpThrough)
 
 	vip := "[" + lab.VIP6.String() + "]"
 	rs := func(i int, port string) string { return "[" + dt.Reals[i].Addr6.String() + "]:" + port }
@@ -129,6 +132,8 @@ func TestHealthThroughVIP6(t *testing.T) {
 		{vip + ":80", rs(1, "80")}: "down",
 		{vip + ":81", rs(0, "81")}: "up",
 		{vip + ":81", rs(1, "81")}: "up",
+		{vip + ":82", rs(0, "82")}: "up",   // a GET of [VIP6]:80 through it
+		{vip + ":82", rs(1, "82")}: "down", // no answer for VIP6
 	}
 	st := waitHealth(t, dt.Topology, 20*time.Second, func(st *control.Status) string {
 		var bad []string
