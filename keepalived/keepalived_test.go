@@ -117,6 +117,10 @@ func FuzzConvert(f *testing.F) {
 		data, _ := os.ReadFile(p)
 		f.Add(data)
 	}
+	// What the converter does not foresee and lvsd check refuses: a VIP that
+	// is a DIP, a real server that is the VIP, a duplicate service, a sorry
+	// server without a port.
+	f.Add([]byte("virtual_server 198.18.1.1 80 {\n real_server 198.18.2.11 80 {\n }\n}\nvirtual_server 198.18.1.100 80 {\n sorry_server 198.18.2.99\n real_server 198.18.1.100 80 {\n }\n}\nvirtual_server 198.18.1.100 80 {\n}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, _, err := Convert("fuzz.conf", data, lab)
 		if err != nil {
