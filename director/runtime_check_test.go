@@ -37,7 +37,10 @@ func TestRuntimeAddedServerIsChecked(t *testing.T) {
 		}
 	}
 	up("192.0.2.21", true)
-	conf := realsConf(execCheck(dir, ""), "192.0.2.21 1")
+	// Each probe takes 500 ms: a server added without alpha is surely in
+	// the list before its first result can take it out.
+	slow := strings.Replace(execCheck(dir, ""), `command = "test`, `command = "sleep 0.5; test`, 1)
+	conf := realsConf(slow, "192.0.2.21 1")
 	td := newTestDirector(t, conf)
 	runDirector(t, td.d)
 	store := &runstate.Store{Path: filepath.Join(dir, "state.json")}
