@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -101,5 +102,61 @@ func TestDialThrough(t *testing.T) {
 				t.Errorf("%d probe ports and %d connections still reserved", n, m)
 			}
 		})
+	}
+}
+
+// BenchmarkDialThroughHTTP is BenchmarkProbeHTTP through the DR path (an
+// http check with through_vip): the connection comes from a's through
+// stack, to the VIP held by the server's netstack.
+func BenchmarkDialThroughHTTP(b *testing.B) {
+	a, srv := stackPairB(b)
+	rip, vip := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.100")
+	if err := srv.AddVIP(1, vip); err != nil {
+		b.Fatal(err)
+	}
+	l, err := gonet.ListenTCP(srv.s, tcpip.FullAddress{Port: 80}, ipv4.ProtocolNumber)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				http.ReadRequest(br)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				c.Close()
+			}()
+		}
+	}()
+	n := a.Neighbor(1, rip)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, ok := n.Load(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s not resolved", rip)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dst := netip.AddrPortFrom(vip, 80)
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := a.DialThrough(context.Background(), rip, dst, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Write(req)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		c.Close()
 	}
 }
