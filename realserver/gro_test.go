@@ -497,3 +497,26 @@ func FuzzCoalesce(f *testing.F) {
 		}
 	})
 }
+
+// TestGROIPv6ExtensionHeaders: IPv6 segments with an extension header
+// (destination options) pass through as they came, in order.
+func TestGROIPv6ExtensionHeaders(t *testing.T) {
+	withExt := func(p []byte) []byte {
+		out := append([]byte(nil), p[:40]...)
+		out[6] = 60 // destination options
+		binary.BigEndian.PutUint16(out[4:6], uint16(len(p)-40+8))
+		out = append(out, 6, 0, 1, 4, 0, 0, 0, 0) // next header TCP, PadN
+		return append(out, p[40:]...)
+	}
+	var pkts [][]byte
+	for i := range 3 {
+		pkts = append(pkts, withExt(seg{v6: true, seq: uint32(i * 100), n: 100, flags: "A"}.build(t)))
+	}
+	frames, segs := groRun(t, pkts...)
+	if len(frames) != 3 {
+		t.Fatalf("%d frames (%v segments), want the 3 packets as they came", len(frames), segs)
+	}
+	for i := range frames {
+		checkAsIs(t, frames[i], pkts[i])
+	}
+}
