@@ -37,6 +37,8 @@ type Entry struct {
 
 	t    *Table
 	ws   *workerStats // the owner's counters, or nil
+	// scratch marks an Entry of NewScratchEntry (a dry run's).
+	scratch bool
 	loc  uint32       // 0: not in a table
 	gen  uint32
 	bind uint32
