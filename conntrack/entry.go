@@ -35,13 +35,13 @@ type Entry struct {
 	// the connection leaves the table.
 	Control Controller
 
-	t  *Table
-	ws *workerStats // the owner's counters, or nil
+	t    *Table
+	ws   *workerStats // the owner's counters, or nil
+	loc  uint32       // 0: not in a table
+	gen  uint32
+	bind uint32
 	// scratch marks an Entry of NewScratchEntry (a dry run's).
 	scratch bool
-	loc     uint32 // 0: not in a table
-	gen     uint32
-	bind    uint32
 }
 
 // NewEntry returns an Entry for one goroutine of the packet path, with
