@@ -66,6 +66,7 @@ fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzDNSCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime 30s ./keepalived/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 30s ./capture/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 30s ./control/
 
 vet: ## go vet
 	$(GO) vet $(PKGS)
