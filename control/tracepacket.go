@@ -37,6 +37,12 @@ type PacketError struct {
 }
 
 func (e *PacketError) Error() string {
+	switch {
+	case e.Pos == 0 && e.Token == "":
+		return "packet: " + e.Msg
+	case e.Pos == 0:
+		return fmt.Sprintf("packet: %q: %s", e.Token, e.Msg)
+	}
 	if e.Token == "" {
 		return fmt.Sprintf("packet: word %d: %s", e.Pos, e.Msg)
 	}
