@@ -213,9 +213,9 @@ func TestTracePacket(t *testing.T) {
 		}
 		order = append(order, r.Name)
 	}
-	if strings.Join(order, " ") != "rs1 rs2 rs3" && strings.Join(order, " ") != "rs3 rs2 rs1" {
-		// rr goes down the kernel's list, which a configuration adds in
-		// reverse: either way the three in turn.
+	// rr goes down the kernel's list, which a configuration adds in
+	// reverse (rs3 rs2 rs1), from wherever the warm-up left it.
+	if o := strings.Join(order, " "); !strings.Contains("rs3 rs2 rs1 rs3 rs2 rs1", o) {
 		t.Errorf("rr order over the rounds %v: not each server in turn", order)
 	}
 
