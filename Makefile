@@ -25,10 +25,11 @@ completion: build ## bin/lvsd.bash, bash (and zsh with bashcompinit) completion 
 
 dist: build man completion ## bin/: lvsd, its man page and completion; dist/lvsd.service is the systemd unit
 
-lab-deps: ## install what the lab tests use and the machine lacks (ip, ping, chromium-headless-shell), when root with apt-get; make test runs it
+lab-deps: ## install what the lab tests use and the machine lacks (ip, ping, iperf, chromium-headless-shell), when root with apt-get; make test runs it
 	@need=""; \
 	command -v ip >/dev/null 2>&1 || need="$$need iproute2"; \
 	command -v ping >/dev/null 2>&1 || need="$$need iputils-ping"; \
+	command -v iperf >/dev/null 2>&1 || need="$$need iperf"; \
 	command -v chromium-headless-shell >/dev/null 2>&1 || need="$$need chromium-headless-shell"; \
 	if [ -n "$$need" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
