@@ -3,6 +3,7 @@ package sched
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -67,6 +68,12 @@ func twinRun(t *testing.T, name string, previews func(i int) int) []int {
 		case 40:
 			dests[0].Overloaded.Store(false)
 			dests[2].Available.Store(i%100 == 40)
+		}
+		if i == 200 {
+			// Slow start: dests[4] ramps over the next steps (the
+			// clock moves 20 s a step).
+			dests[4].SlowStart.Store(int64(200 * time.Second))
+			dests[4].StartRamp(clk.now())
 		}
 		clk.advance(int64(TickInterval) / 3)
 		if tk, ok := s.(Ticker); ok && i%3 == 2 {
