@@ -94,6 +94,11 @@ func (w *Worker) Process(p *Packet) Verdict {
 		}
 	}
 	if !found {
+		if pk.t.Proto == lvs.TCP {
+			if svc := w.synproxyService(s); svc != nil {
+				return w.synproxyNew(p, b, svc, s, now)
+			}
+		}
 		var (
 			v Verdict
 			r DropReason
@@ -108,6 +113,9 @@ func (w *Worker) Process(p *Packet) Verdict {
 			tab.Track(e, w.segment(b), true) // the client's SYN: its ISN and window scale
 		}
 	} else {
+		if e.Synproxy {
+			return w.synproxyFound(p, b, e, reply, s, now)
+		}
 		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP && !tab.Track(e, w.segment(b), !reply) {
 			// A blind RST: out of the window its receiver accepts.
 			return w.drop(DropRSTWindow)
@@ -396,7 +404,15 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		ctl = tp
 	}
 	e := w.ent
-	created, err := w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
+	var (
+		created bool
+		err     error
+	)
+	if w.spOn {
+		created, err = w.f.table.InsertSynproxy(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl, &w.spIns)
+	} else {
+		created, err = w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
+	}
 	if err != nil {
 		release(tp)
 		return nil, Drop, DropTableFull
