@@ -61,8 +61,9 @@ func synfloodPort(t *testing.T, l *lab.Lab, tp *lab.Topology, bin lab.Binaries, 
 // connection every 100 ms. The download must keep at least half its rate
 // in every second, at least 90 % of the new connections must succeed, the
 // table stays within its limit and lvsd's RSS within 256 MiB, the kernel
-// drops nothing of the established queue, and after the flood new
-// connections all succeed. Before it, on the empty table, a 2 s flood of
+// drops nothing of the established queue, no frame is dropped for want of
+// a real server's MAC (no-neighbor), and after the flood new connections
+// all succeed. Before it, on the empty table, a 2 s flood of
 // the lab's SYN-proxy service (synproxyFlood) must create no entry while
 // transfers and new connections through it succeed.
 //
@@ -271,6 +272,14 @@ func TestSYNFloodEstablished(t *testing.T) {
 		// The flood overflows its own queue, never the other.
 		if i.KernelDrops != 0 {
 			t.Errorf("interface %s: the kernel dropped %d frames of the established queue", i.Name, i.KernelDrops)
+		}
+	}
+	// The real servers all answer: a flood that fills the queues must not
+	// make lvsd forget their MACs (docs/defence.md).
+	t.Logf("neighbours: %d lost, %d failed, %d unconfirmed", afterStatus.Neighbors.Lost, afterStatus.Neighbors.Failed, afterStatus.Neighbors.Unconfirmed)
+	for _, i := range afterStatus.Interfaces {
+		if n := i.Drops["no-neighbor"]; n != 0 {
+			t.Errorf("interface %s: %d frames dropped as no-neighbor, with every real server answering", i.Name, n)
 		}
 	}
 	if v := dlErr.Load(); v != nil {
