@@ -473,3 +473,34 @@ func setSeq(tcp header.TCP, off int, v uint32, partial bool) {
 		tcp.SetChecksum(x)
 	}
 }
+
+// synproxyQuote translates the TCP segment quoted by an ICMP error about a
+// SYN-proxy connection e into the sequence space of the side the error goes
+// to (toClient: an error about the client's segment, from the real
+// server's side): the sequence number of a segment the director sent the
+// client becomes the real server's, which the real server's stack checks
+// against what it sent (a path-MTU error it would otherwise ignore); the
+// acknowledgment number of a client's segment becomes the client's again.
+// The quoted TCP checksum, when quoted, is updated; the caller recomputes
+// the ICMP checksum.
+func (w *Worker) synproxyQuote(b []byte, e *conntrack.Entry, q *quoted, toClient bool) {
+	var sp conntrack.Synproxy
+	open, delta, ok := w.f.table.SynproxyOf(e, &sp)
+	if !ok || !open || q.t.Proto != lvs.TCP {
+		return
+	}
+	off := header.TCPSeqNumOffset
+	if toClient {
+		off, delta = header.TCPAckNumOffset, -delta
+	}
+	tcp := header.TCP(b[q.l4:q.end])
+	if len(tcp) < off+4 {
+		return
+	}
+	// With the checksum quoted, update it; a shorter quote has none.
+	if len(tcp) < header.TCPChecksumOffset+2 {
+		binary.BigEndian.PutUint32(tcp[off:], binary.BigEndian.Uint32(tcp[off:])+delta)
+		return
+	}
+	addSeq(tcp, off, delta, false)
+}

@@ -478,3 +478,59 @@ func BenchmarkSynproxy(b *testing.B) {
 		})
 	}
 }
+
+// icmpAbout builds an ICMPv4 fragmentation-needed from src to dst quoting
+// the IP and TCP headers of frame (an Ethernet frame).
+func icmpAbout(t testing.TB, srcMAC lvs.MAC, src, dst netip.Addr, frame []byte) []byte {
+	t.Helper()
+	quote := frame[14 : 14+20+20]
+	return pkttest.Serialize(t,
+		&layers.Ethernet{DstMAC: hw(dirMAC), SrcMAC: hw(srcMAC), EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()},
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1400},
+		gopacket.Payload(quote))
+}
+
+// TestSynproxyICMP: an ICMP error about a segment of a SYN-proxy
+// connection reaches the other side with the quoted sequence numbers in
+// that side's space: the real server's sequence number in an error about
+// a segment the director sent the client (path-MTU discovery: the real
+// server checks it against what it sent), the client's acknowledgment
+// number in an error about the client's segment.
+func TestSynproxyICMP(t *testing.T) {
+	e := newSPEnv(t, false)
+	cookie := e.handshake(t)
+	router := netip.MustParseAddr("192.0.2.1")
+	quotedSeq := func(frame []byte, off int) uint32 {
+		ip := ipOf(forward.Ethernet, frame)
+		if fold(onesSum(ip[:20], 0)) != 0xffff || fold(onesSum(ip[20:], 0)) != 0xffff {
+			t.Errorf("IPv4 or ICMP checksum invalid")
+		}
+		q := ip[20+8:]
+		if fold(onesSum(q[:20], 0)) != 0xffff {
+			t.Errorf("quoted IPv4 checksum invalid")
+		}
+		// The quoted TCP checksum, over the quote's pseudo-header and
+		// its 20 bytes (the segment had no payload).
+		if fold(onesSum(q[20:40], pseudoSum(q[:40]))) != 0xffff {
+			t.Errorf("quoted TCP checksum invalid")
+		}
+		return binary.BigEndian.Uint32(q[20+off:])
+	}
+
+	// About the director's segment to the client (VIP to client, seq in
+	// the cookie's space), from a router on the client's side.
+	toCli := seg{src: e.vip, dst: e.cli, flags: ack, seq: cookie + 1 + 1000, ack: 5001, win: 100}.build(t)
+	out := e.one(t, icmpAbout(t, cliMAC, router, e.vip.Addr(), toCli), forward.VNetHdr{}, forward.Transmit)
+	if got := quotedSeq(out[0], 4); got != 90001+1000 {
+		t.Errorf("quoted sequence number to the real server: %d, want %d", got, 90001+1000)
+	}
+
+	// About the client's segment to the real server (ack in its space),
+	// from a router on the real servers' side.
+	toRS := seg{src: e.cli, dst: e.rip, flags: ack, seq: 5001, ack: 90001 + 7, win: 100}.build(t)
+	out = e.one(t, icmpAbout(t, rsMAC, router, e.cli.Addr(), toRS), forward.VNetHdr{}, forward.Transmit)
+	if got := quotedSeq(out[0], 8); got != cookie+1+7 {
+		t.Errorf("quoted acknowledgment number to the client: %d, want %d", got, cookie+1+7)
+	}
+}
