@@ -134,9 +134,11 @@ func TestSynproxySnapshot(t *testing.T) {
 
 	trailer := len(data) - (snapshotHdrSize + 3*snapshotRecSize)
 	bad := map[string]func(b []byte) []byte{
-		"cut":         func(b []byte) []byte { return b[:len(b)-1] },
-		"magic":       func(b []byte) []byte { b[len(b)-trailer] = 'X'; return b },
-		"zero count":  func(b []byte) []byte { return binary.BigEndian.AppendUint32(append(b[:len(b)-trailer], synproxyMagic...), 0) },
+		"cut":   func(b []byte) []byte { return b[:len(b)-1] },
+		"magic": func(b []byte) []byte { b[len(b)-trailer] = 'X'; return b },
+		"zero count": func(b []byte) []byte {
+			return binary.BigEndian.AppendUint32(append(b[:len(b)-trailer], synproxyMagic...), 0)
+		},
 		"extra byte":  func(b []byte) []byte { return append(b, 0) },
 		"flags":       func(b []byte) []byte { b[len(b)-trailer+8+16] |= 0x80; return b },
 		"index order": func(b []byte) []byte { binary.BigEndian.PutUint32(b[len(b)-trailer+8+synproxyRecSize:], 0); return b },
