@@ -534,3 +534,53 @@ func TestSynproxyICMP(t *testing.T) {
 		t.Errorf("quoted acknowledgment number to the client: %d, want %d", got, cookie+1+7)
 	}
 }
+
+// TestSynproxyIPLink: the handshake and the translation on a link without
+// Ethernet headers (TUN), in both families.
+func TestSynproxyIPLink(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		cli, vip, rip := cli4, vip4, rip4
+		et := []byte{0x08, 0x00}
+		if v6 {
+			cli, vip, rip, et = cli6, vip6, rip6, []byte{0x86, 0xdd}
+		}
+		e := newEnv(t, envOpts{link: forward.IP}, svcSpec{vip: vip, port: 80, proto: lvs.TCP, dest: rs(rip, 8080, lvs.NAT)})
+		e.svc(vip, 80, lvs.TCP).Synproxy = true
+		c, v, r := ap(cli, 40000), ap(vip, 80), ap(rip, 8080)
+		// in strips the Ethernet header of a built frame; out puts one back
+		// for decode.
+		in := func(s seg) []byte { return s.build(t)[14:] }
+		out := func(frames [][]byte, i int) decoded {
+			t.Helper()
+			if len(frames) <= i {
+				t.Fatalf("%d frames", len(frames))
+			}
+			return decode(t, append(append(make([]byte, 12), et...), frames[i]...))
+		}
+		step := func(s seg) [][]byte {
+			t.Helper()
+			verdict, frames := e.processAll(in(s), forward.VNetHdr{})
+			if verdict != forward.Transmit {
+				t.Fatalf("v6 %v: %+v: %v (%v)", v6, s, verdict, e.w.LastDrop())
+			}
+			return frames
+		}
+		sa := out(step(seg{src: c, dst: v, flags: syn, seq: 5000, opts: linuxSYNOptions()}), 0)
+		if sa.flags != syn|ack || sa.dst != c || sa.ack != 5001 || sa.win != 0 {
+			t.Fatalf("v6 %v: SYN-ACK %+v", v6, sa)
+		}
+		if s := out(step(seg{src: c, dst: v, flags: ack, seq: 5001, ack: sa.seq + 1, win: 500}), 0); s.flags != syn || s.dst != r || s.seq != 5000 {
+			t.Fatalf("v6 %v: SYN %+v", v6, s)
+		}
+		frames := step(seg{src: r, dst: c, flags: syn | ack, seq: 70000, ack: 5001, win: 1000})
+		if wu, a := out(frames, 0), out(frames, 1); wu.dst != c || wu.win != 1000 || a.dst != r || a.ack != 70001 {
+			t.Fatalf("v6 %v: window update %+v, ACK %+v", v6, wu, a)
+		}
+		if d := out(step(seg{src: r, dst: c, flags: ack, seq: 70001, ack: 5001, win: 1000, payload: "x"}), 0); d.src != v || d.seq != sa.seq+1 {
+			t.Errorf("v6 %v: reply %+v", v6, d)
+		}
+		if d := out(step(seg{src: c, dst: v, flags: ack, seq: 5001, ack: sa.seq + 2, win: 500, payload: "y"}), 0); d.dst != r || d.ack != 70002 {
+			t.Errorf("v6 %v: client segment %+v", v6, d)
+		}
+	}
+}
