@@ -262,6 +262,14 @@ func (w *Worker) synproxyACK(p *Packet, b []byte, s *snapshot, now int64) Verdic
 		}
 		return w.dropLog(r)
 	}
+	if w.dry != nil {
+		// A dry run's connection is a scratch entry out of the table
+		// (trace.go): the SYN it would send, and nothing recorded.
+		if e.Method != lvs.NAT {
+			return w.dropLog(DropUnsupported)
+		}
+		return w.finish(w.synToServer(p, e, &w.spIns), false)
+	}
 	if !e.Synproxy {
 		// Another reader's connection without the proxy (the
 		// configuration changed in between): not ours to translate.
@@ -367,10 +375,13 @@ func (w *Worker) windowUpdate(p *Packet, e *conntrack.Entry, sp *conntrack.Synpr
 
 // synproxyFound handles a segment of a connection the SYN proxy opened:
 // the handshake with the real server while it is under way, the
-// translation of sequence numbers afterwards.
+// translation of sequence numbers afterwards. In a dry run (trace.go) it
+// rewrites the frame as it would, and records nothing in the table (dry:
+// no Track, Update or SynproxyOpen).
 func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bool, s *snapshot, now int64) Verdict {
 	pk := &w.pk
 	tab := w.f.table
+	live := w.dry == nil
 	sp := &w.spIns
 	open, delta, ok := tab.SynproxyOf(e, sp)
 	if !ok {
@@ -384,18 +395,24 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 				// The client gives up: the real server's half-open
 				// connection goes too (its acknowledgment number cannot
 				// be translated yet, and an RST needs none).
-				tab.Update(e, pk.flags, true, now)
+				if live {
+					tab.Update(e, pk.flags, true, now)
+				}
 				return w.finish(w.natIn(p, b, e), false)
 			}
 			// The client's ACK again, or its zero-window probe: the SYN
 			// or the SYN-ACK was lost. Send the SYN again.
-			tab.Update(e, conntrack.FlagSYN, true, now)
+			if live {
+				tab.Update(e, conntrack.FlagSYN, true, now)
+			}
 			return w.finish(w.synToServer(p, e, sp), false)
 		}
-		if !tab.Track(e, w.segment(b), true) {
-			return w.drop(DropRSTWindow)
+		if live {
+			if !tab.Track(e, w.segment(b), true) {
+				return w.drop(DropRSTWindow)
+			}
+			tab.Update(e, pk.flags, true, now)
 		}
-		tab.Update(e, pk.flags, true, now)
 		if pk.flags&conntrack.FlagACK != 0 {
 			if !w.checkVNet(&p.VNet) {
 				return w.drop(DropBadVNetHdr)
@@ -413,6 +430,9 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 		switch {
 		case synAck && tcp.AckNumber() == sp.ClientISN+1:
 			sISN := tcp.SequenceNumber()
+			if !live {
+				return w.finish(w.ackToServer(p, e, sp, sISN), false)
+			}
 			if !tab.SynproxyOpen(e, sISN-sp.Cookie) {
 				// Another reader took the first SYN-ACK: this one is a
 				// copy, answered as such.
@@ -432,7 +452,9 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 			if !w.checkVNet(&p.VNet) {
 				return w.drop(DropBadVNetHdr)
 			}
-			tab.Update(e, pk.flags, false, now)
+			if live {
+				tab.Update(e, pk.flags, false, now)
+			}
 			setSeq(tcp, header.TCPSeqNumOffset, sp.Cookie+1, partial)
 			return w.finish(w.natOut(p, b, e, s), true)
 		}
@@ -443,10 +465,12 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 		// SYN-ACK again: answered, not forwarded.
 		return w.finish(w.ackToServer(p, e, sp, tcp.SequenceNumber()), false)
 	}
-	if !tab.Track(e, w.segment(b), false) {
-		return w.drop(DropRSTWindow)
+	if live {
+		if !tab.Track(e, w.segment(b), false) {
+			return w.drop(DropRSTWindow)
+		}
+		tab.Update(e, pk.flags, false, now)
 	}
-	tab.Update(e, pk.flags, false, now)
 	if !w.checkVNet(&p.VNet) {
 		return w.drop(DropBadVNetHdr)
 	}

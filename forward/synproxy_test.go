@@ -584,3 +584,50 @@ func TestSynproxyIPLink(t *testing.T) {
 		}
 	}
 }
+
+// TestSynproxyExplain: a dry run (Forwarder.Explain) of a SYN-proxy
+// service's segments rewrites them as Process would and records nothing:
+// the SYN's SYN-ACK, the valid ACK's SYN to the real server (a new
+// connection, not made), and a segment of an open connection translated
+// without moving its state.
+func TestSynproxyExplain(t *testing.T) {
+	e := newSPEnv(t, false)
+	svc := e.svc(vip4, 80, lvs.TCP)
+	svc.Sched = previewSched{svc.Sched.(fakeSched)}
+	synF := seg{src: e.cli, dst: e.vip, flags: syn, seq: 5000}.build(t)
+	x := e.f.Explain(synF)
+	if x.Verdict != forward.Transmit {
+		t.Fatalf("SYN: %v %v", x.Verdict, x.Drop)
+	}
+	sa := decode(t, x.After)
+	if sa.flags != syn|ack || sa.ack != 5001 || sa.mss != 536 {
+		t.Errorf("SYN-ACK: %+v", sa)
+	}
+	x = e.f.Explain(seg{src: e.cli, dst: e.vip, flags: ack, seq: 5001, ack: sa.seq + 1, win: 500}.build(t))
+	if x.Verdict != forward.Transmit || !x.NewConn {
+		t.Fatalf("ACK: %v %v new %v", x.Verdict, x.Drop, x.NewConn)
+	}
+	if d := decode(t, x.After); d.flags != syn || d.dst != e.rip || d.seq != 5000 {
+		t.Errorf("SYN to the real server: %+v", d)
+	}
+	if n := e.tab.Len(); n != 0 {
+		t.Fatalf("%d entries after dry runs", n)
+	}
+	cookie := e.handshake(t)
+	rep := seg{srcMAC: rsMAC, src: e.rip, dst: e.cli, flags: fin | ack, seq: 90001, ack: 5001, win: 100}.build(t)
+	x = e.f.Explain(rep)
+	if x.Verdict != forward.Transmit || !x.Found || !x.Reply {
+		t.Fatalf("reply: %+v", x)
+	}
+	if d := decode(t, x.After); d.seq != cookie+1 || d.src != e.vip {
+		t.Errorf("reply: %+v", d)
+	}
+	if st := e.state(t); st != conntrack.StateEstablished {
+		t.Errorf("state after a dry run of a FIN: %v", st)
+	}
+}
+
+// previewSched is fakeSched with a dry run (sched.Previewer).
+type previewSched struct{ fakeSched }
+
+func (s previewSched) Preview(*lvs.Tuple) *lvs.Dest { return s.d }
