@@ -43,8 +43,8 @@ func TestHandoff(t *testing.T) {
 	for _, d := range []struct {
 		name, kind string
 		queues     int
-	}{{"lan", "tap", 2}, {"wan", "packet", 1}} {
-		dev := Device{Interface: d.name, Kind: d.kind}
+	}{{"lan", "tap", 2}, {"wan", "packet", 3}} {
+		dev := Device{Interface: d.name, Kind: d.kind, MAC: [6]byte{2, 0, 0, 0, 0, byte(len(d.name))}}
 		for range d.queues {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -74,7 +74,8 @@ func TestHandoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.Devices) != 2 || r.Devices[0].Interface != "lan" || r.Devices[0].Kind != "tap" || len(r.Devices[0].Files) != 2 ||
-		r.Devices[1].Interface != "wan" || r.Devices[1].Kind != "packet" || len(r.Devices[1].Files) != 1 {
+		r.Devices[1].Interface != "wan" || r.Devices[1].Kind != "packet" || len(r.Devices[1].Files) != 3 ||
+		r.Devices[0].MAC != devs[0].MAC || r.Devices[1].MAC != devs[1].MAC {
 		t.Fatalf("devices %+v", r.Devices)
 	}
 	if stopped.Load() {
@@ -152,6 +153,8 @@ func TestTakeBadManifest(t *testing.T) {
 		{"kind", `{"version":1,"devices":[{"interface":"lan","kind":"eth","fds":1}]}`, 1},
 		{"name", `{"version":1,"devices":[{"interface":"","kind":"tap","fds":1}]}`, 1},
 		{"json", `{"version":1,`, 1},
+		{"packet", `{"version":1,"devices":[{"interface":"wan","kind":"packet","fds":2}]}`, 2},
+		{"mac", `{"version":1,"devices":[{"interface":"lan","kind":"tap","mac":"AQID","fds":1}]}`, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

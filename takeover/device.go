@@ -1,0 +1,38 @@
+package takeover
+
+import (
+	"errors"
+	"os"
+)
+
+const (
+	// MaxManifest bounds the manifest's length.
+	MaxManifest = 64 << 10
+	// MaxFDs bounds the descriptors of one handoff (all devices, all
+	// queues).
+	MaxFDs = 64
+	// MaxTable bounds the length of the state handed over (package
+	// director's handoff state): its headers, the connection table's
+	// snapshot (10 bytes and 83 for each of conntrack.MaxSnapshot
+	// connections) and 256 MiB of neighbours and persistence templates.
+	MaxTable = 14 + 10 + 83<<24 + 256<<20
+
+	ackDevices = 'D'
+	ackRunning = 'R'
+	version    = 1
+)
+
+// ErrProtocol is wrapped by every error about what the other side sent:
+// the handoff is abandoned (the giver goes on running).
+var ErrProtocol = errors.New("takeover protocol error")
+
+// Device is one device of a handoff: its configured interface name, its
+// kind ("tap", "tun", "packet"), the MAC the giver's netstack has on it
+// (zero on a TUN), and its descriptors: one per queue of a TAP or TUN,
+// three per queue of a packet interface (device.AFPacket.Dup's order).
+type Device struct {
+	Interface string
+	Kind      string
+	MAC       [6]byte
+	Files     []*os.File
+}
