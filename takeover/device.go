@@ -36,3 +36,7 @@ type Device struct {
 	MAC       [6]byte
 	Files     []*os.File
 }
+
+// Path returns the handoff socket of the lvsd whose control socket is
+// control: beside it, so that it has the same owner and directory.
+func Path(control string) string { return control + ".takeover" }

@@ -212,3 +212,53 @@ func FuzzManifest(f *testing.F) {
 		}
 	})
 }
+
+// TestListenDialAccept: a taker dials the giver's socket and is accepted;
+// a stale socket file is replaced, a live one refused, and the socket is
+// its owner's only.
+func TestListenDialAccept(t *testing.T) {
+	path := Path(t.TempDir() + "/lvsd.sock")
+	// A stale socket: bound, never listened on again.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	defer ln.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		c, err := Accept(ln)
+		if err == nil {
+			_, err = c.Write([]byte{'x'})
+			c.Close()
+		}
+		done <- err
+	}()
+	c, err := Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || b[0] != 'x' {
+		t.Errorf("read %q, %v", b, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Last: its probe connection waits in the listener's backlog.
+	if _, err := Listen(path); !errors.Is(err, ErrInUse) {
+		t.Errorf("second Listen: %v, want ErrInUse", err)
+	}
+	if _, err := Dial(path + ".none"); err == nil {
+		t.Error("Dial of a missing socket: no error")
+	}
+}
