@@ -4,6 +4,7 @@ package device_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -99,5 +100,59 @@ func TestAdoptAFPacketNotPacket(t *testing.T) {
 		if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
 			t.Errorf("pipe %d still has a writer: %d %v", i, n, err)
 		}
+	}
+}
+
+// TestStopReadingAFPacket: StopReading wakes a reader blocked in ReadBatch
+// with ErrStopped (which IsClosed recognises) and later reads fail at
+// once, while the device still sends; what arrives after it waits in the
+// socket for the device adopted from a duplicate.
+func TestStopReadingAFPacket(t *testing.T) {
+	lab := devicetest.NewLoopback(t, device.AFPacketOptions{})
+	orig := lab.Devs[0]
+	files, err := orig.Dup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		bufs, sizes := newBufs(device.AFPacketBatch, 2048)
+		_, err := orig.ReadBatch(bufs, sizes)
+		blocked <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	orig.StopReading()
+	select {
+	case err := <-blocked:
+		if !errors.Is(err, device.ErrStopped) || !device.IsClosed(err) {
+			t.Fatalf("blocked ReadBatch returned %v, want ErrStopped", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadBatch still blocked after StopReading")
+	}
+	// Sent by the stopped device, received by the adopted one.
+	frame := devicetest.Frame(devicetest.LoMAC, 1, 64)
+	if _, err := orig.Write(frame); err != nil {
+		t.Fatalf("write after StopReading: %v", err)
+	}
+	if _, err := orig.Read(make([]byte, 2048)); !errors.Is(err, device.ErrStopped) {
+		t.Errorf("read after StopReading: %v, want ErrStopped", err)
+	}
+	var fds [3]int
+	for i, f := range files {
+		fds[i], err = unix.Dup(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := device.AdoptAFPacket(fds[0], fds[1], fds[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	got := readFrames(t, d, 1, 5*time.Second)
+	if !bytes.Equal(got[0], frame) {
+		t.Errorf("adopted device read % x, want % x", got[0], frame)
 	}
 }

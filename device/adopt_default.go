@@ -18,3 +18,9 @@ func (d *AFPacket) VNetHdr() bool { return false }
 
 // Dup needs Linux.
 func (d *AFPacket) Dup() ([]*os.File, error) { return nil, errNotLinux }
+
+// StopReading does nothing off Linux.
+func (d *Tun) StopReading() {}
+
+// StopReading does nothing off Linux.
+func (d *AFPacket) StopReading() {}

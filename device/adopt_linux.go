@@ -159,3 +159,32 @@ func (d *AFPacket) Dup() ([]*os.File, error) {
 	}
 	return files, nil
 }
+
+// stopReading makes the reads of the guarded device fail with ErrStopped
+// from now on, waking a reader asleep in wait; writes go on. The eventfd
+// stays signalled: a later wait returns at once (with ErrStopped).
+func (g *fdGuard) stopReading() {
+	if g.stopped.Swap(true) || g.closed.Load() {
+		return
+	}
+	if err := g.enter(); err != nil {
+		return
+	}
+	defer g.leave()
+	var one [8]byte
+	one[0] = 1 // the eventfd counter, native (little-endian) order
+	unix.Write(g.wake, one[:])
+}
+
+// StopReading ends the reading of the queue for good, as a graceful
+// restart's giver needs: a Read under way returns ErrStopped once it has
+// no frame to return (one that has a frame returns it), and every later
+// Read at once; writes go on, so that a frame read before is still
+// forwarded. The frames that arrive from then on stay queued in the
+// device for whoever reads it next (the taker, with its duplicate of the
+// descriptor).
+func (d *Tun) StopReading() { d.g.stopReading() }
+
+// StopReading is Tun.StopReading for a packet device's receive sockets:
+// ReadBatch returns ErrStopped, Write and WriteBatch go on.
+func (d *AFPacket) StopReading() { d.g.stopReading() }

@@ -181,20 +181,14 @@ func handKind(t config.LinkType) string {
 }
 
 // StopForHandoff stops reading every interface's device, waits until no
-// frame is being forwarded, and returns the state to hand over: the
-// connection table, the neighbours' MACs and the persistence templates.
-// The devices stay open in the taker (which holds duplicates); this
-// director's own descriptors are closed. The netstack still runs, without
-// devices: ResumeAfterHandoff puts them back if the handoff fails.
+// frame is being forwarded (the frames read before are written out), and
+// returns the state to hand over: the connection table, the neighbours'
+// MACs and the persistence templates. The frames that arrive from then on
+// wait in the devices' queues for the taker. The netstack still runs and
+// can write; ResumeAfterHandoff puts readers back if the handoff fails.
 func (d *Director) StopForHandoff() ([]byte, error) {
 	for _, ic := range d.running {
-		ifc := d.ifaces[ic.Name]
-		if err := ifc.link.Replace(nil); err != nil {
-			return nil, fmt.Errorf("interface %q: %w", ic.Name, err)
-		}
-	}
-	for _, ic := range d.running {
-		d.ifaces[ic.Name].link.Wait()
+		d.ifaces[ic.Name].link.StopReading()
 	}
 	return d.handoffState()
 }

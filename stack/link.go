@@ -192,6 +192,24 @@ func (l *Link) Replace(devs []device.Device) error {
 // or those the last Replace put in place. The Link still owns them.
 func (l *Link) Devices() []device.Device { return slices.Clone(*l.devs.Load()) }
 
+// StopReading ends the reading of the link's devices and waits until every
+// reader has finished the frames it read (forwarded and written: the
+// devices stay open for writing) and stopped: a graceful restart's giver
+// (package takeover), after which the frames that arrive wait in the
+// devices' queues for the process that takes them over. A device that
+// cannot stop reading (device.Tun and device.AFPacket can) is closed
+// instead. Replace puts readers on new devices again.
+func (l *Link) StopReading() {
+	for _, dev := range *l.devs.Load() {
+		if s, ok := dev.(interface{ StopReading() }); ok {
+			s.StopReading()
+		} else {
+			dev.Close()
+		}
+	}
+	l.wg.Wait()
+}
+
 // Release starts the readers of a link made with Options.Held (at once if
 // the netstack attached it already, else when it does). It does nothing
 // on other links, or the second time.

@@ -88,6 +88,7 @@ func (t *taker) finish(d *director.Director) error {
 	if err != nil {
 		return err
 	}
+	received := time.Since(t0) // the giver's stop and snapshot, and the transfer
 	got, err := d.RestoreHandoff(state)
 	if err != nil {
 		return err
@@ -103,7 +104,7 @@ func (t *taker) finish(d *director.Director) error {
 	// main process before the old one exits.
 	daemon.SdNotify(false, fmt.Sprintf("MAINPID=%d", os.Getpid()))
 	t.log.Info("takeover: running", "connections", got.Conns, "neighbors", got.Neighbors,
-		"templates", got.Templates, "state_bytes", len(state), "gap", gap.String())
+		"templates", got.Templates, "state_bytes", len(state), "gap", gap.String(), "state_received_after", received.String())
 	// The giver closes the connection by exiting.
 	t.c.SetReadDeadline(time.Now().Add(giverExitWait))
 	var b [1]byte
@@ -173,12 +174,15 @@ func give(c *net.UnixConn, d *director.Director, log *slog.Logger) bool {
 	}()
 	stopped := false
 	t0 := time.Now()
+	var stopTook time.Duration
 	err = takeover.Give(c, devs, func() ([]byte, error) {
 		stopped = true
+		t1 := time.Now()
+		defer func() { stopTook = time.Since(t1) }()
 		return d.StopForHandoff()
 	})
 	if err == nil {
-		log.Info("takeover: handed over; exiting", "took", time.Since(t0).String())
+		log.Info("takeover: handed over; exiting", "took", time.Since(t0).String(), "stop_and_snapshot", stopTook.String())
 		return true
 	}
 	if stopped {
