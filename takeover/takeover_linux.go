@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,12 +55,24 @@ func parseManifest(b []byte, nfds int) (*manifest, error) {
 	return &m, nil
 }
 
+// Bounds on the giver's waits, so that a taker that hangs cannot hold the
+// giver: DevicesWait for the taker to hold the devices (it builds its
+// director meanwhile; the giver still forwards), RunningWait plus
+// RunningWaitPerByte for each byte of the state for it to run once the
+// giver stopped (it restores the state meanwhile, and nobody forwards).
+var (
+	DevicesWait        = 60 * time.Second
+	RunningWait        = 5 * time.Second
+	RunningWaitPerByte = 50 * time.Nanosecond // about 4 µs a connection
+)
+
 // Give runs the giver's side on c. It sends devs, waits until the taker
 // holds them, calls stop (which must stop reading the devices and return
 // the table's snapshot), sends the snapshot and waits until the taker
 // runs. When Give returns nil the giver must exit without touching the
 // devices; on an error after stop was called, the caller resumes reading.
-// Give does not close devs' files (the process's exit does).
+// Each wait is bounded (DevicesWait, RunningWait). Give does not close
+// devs' files (the process's exit does).
 func Give(c *net.UnixConn, devs []Device, stop func() ([]byte, error)) error {
 	m := manifest{Version: version}
 	var fds []int
@@ -81,6 +94,7 @@ func Give(c *net.UnixConn, devs []Device, stop func() ([]byte, error)) error {
 	if _, _, err := c.WriteMsgUnix(msg, unix.UnixRights(fds...), nil); err != nil {
 		return fmt.Errorf("takeover: send devices: %w", err)
 	}
+	c.SetDeadline(time.Now().Add(DevicesWait))
 	if err := readAck(c, ackDevices); err != nil {
 		return err
 	}
@@ -91,10 +105,13 @@ func Give(c *net.UnixConn, devs []Device, stop func() ([]byte, error)) error {
 	if len(table) > MaxTable {
 		return fmt.Errorf("takeover: snapshot of %d bytes, at most %d", len(table), MaxTable)
 	}
+	c.SetDeadline(time.Now().Add(RunningWait + time.Duration(len(table))*RunningWaitPerByte))
 	if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(table))), table...)); err != nil {
 		return fmt.Errorf("takeover: send table: %w", err)
 	}
-	return readAck(c, ackRunning)
+	err = readAck(c, ackRunning)
+	c.SetDeadline(time.Time{})
+	return err
 }
 
 func readAck(c *net.UnixConn, want byte) error {

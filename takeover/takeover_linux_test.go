@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -260,5 +261,43 @@ func TestListenDialAccept(t *testing.T) {
 	}
 	if _, err := Dial(path + ".none"); err == nil {
 		t.Error("Dial of a missing socket: no error")
+	}
+}
+
+// TestGiveTakerHangs checks that a taker that stops answering once the
+// giver stopped cannot hold the giver: Give returns an error within
+// RunningWait, so that the giver resumes.
+func TestGiveTakerHangs(t *testing.T) {
+	defer func(w time.Duration) { RunningWait = w }(RunningWait)
+	RunningWait = 100 * time.Millisecond
+	giver, taker := pair(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- Give(giver, []Device{{Interface: "lan", Kind: "tap", Files: []*os.File{w}}}, func() ([]byte, error) {
+			return []byte("state"), nil
+		})
+	}()
+	rc, err := Take(taker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Devices[0].Files[0].Close()
+	if _, err := rc.Table(); err != nil {
+		t.Fatal(err)
+	}
+	// The taker never says it runs.
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Give returned nil with no running ack")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Give still waiting 5 s after the taker hung")
 	}
 }
