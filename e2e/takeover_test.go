@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lvsd/lvsd/internal/lab"
+	"github.com/lvsd/lvsd/takeover"
 )
 
 // takeoverFlows is the number of keep-alive connections TestTakeover
@@ -67,7 +68,7 @@ func TestTakeover(t *testing.T) {
 			dial := lab.DialContext(tp.Client)
 			conf := tp.Config(svc)
 			cfg := l.WriteFile("takeover-"+tp.Type+".toml", conf)
-			takeover := func(name, cfg string) *lab.Proc {
+			startTaker := func(name, cfg string) *lab.Proc {
 				return l.Start(tp.Director, name, bin.Lvsd, "run", "-c", cfg, "-control", tp.Control, "-takeover")
 			}
 
@@ -108,7 +109,7 @@ func TestTakeover(t *testing.T) {
 				{"lvsd-bad", bad, "takeover-bad.toml:"},
 				{"lvsd-wrong", wrongPath, "differs from the configuration"},
 			} {
-				p := takeover(f.name, f.cfg)
+				p := startTaker(f.name, f.cfg)
 				status := waitExit(t, p, 30*time.Second)
 				if status == 0 {
 					t.Fatalf("%s: exited 0", f.name)
@@ -126,6 +127,39 @@ func TestTakeover(t *testing.T) {
 				}
 				t.Logf("%s: exited %d; the running lvsd serves on", f.name, status)
 			}
+			// A taker that goes away once the old lvsd has stopped reading
+			// and sent its state (this test, speaking the protocol): the
+			// old lvsd takes its devices back and forwards again.
+			vanish := func() {
+				c, err := takeover.Dial(takeover.Path(tp.Control))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				r, err := takeover.Take(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, dv := range r.Devices {
+					for _, f := range dv.Files {
+						f.Close()
+					}
+				}
+				state, err := r.Table()
+				if err != nil || len(state) == 0 {
+					t.Fatalf("state: %d bytes, %v", len(state), err)
+				}
+			}
+			vanish()
+			for i := range 8 {
+				if got, err := conns[i].ask(5 * time.Second); err != nil || got != conns[i].server {
+					t.Fatalf("after a taker vanished: flow %d answered by %q (%v), was %s", i, got, err, conns[i].server)
+				}
+			}
+			if !strings.Contains(old.Output(), "takeover failed; still running") {
+				t.Errorf("the old lvsd does not say it resumed:\n%s", old.Output())
+			}
+			t.Log("a taker that vanished after the old lvsd stopped: the old lvsd serves on")
 			if exited, _ := old.Exited(); exited {
 				t.Fatal("old lvsd gone before the takeover")
 			}
@@ -199,7 +233,7 @@ func TestTakeover(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				newLvsd = takeover("lvsd-new", cfg)
+				newLvsd = startTaker("lvsd-new", cfg)
 				defer newLvsd.Stop()
 			}
 			if status := waitExit(t, old, 30*time.Second); status != 0 {
