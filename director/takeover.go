@@ -467,6 +467,10 @@ func (d *Director) handedDevices(ic config.Interface) ([]device.Device, [6]byte,
 			return fail(differs(fmt.Sprintf("offload %v, configured %v", vnet, ic.Offload)))
 		}
 	}
+	if q := max(ic.Queues, 1); q != len(qs) {
+		d.log.Warn("takeover: the device keeps its queues; the configured number applies at a plain restart",
+			"interface", ic.Name, "queues", len(qs), "configured", q)
+	}
 	switch ic.Type {
 	case config.TAP:
 		if mac != ic.MAC {

@@ -95,14 +95,15 @@ func (t *taker) finish(d *director.Director) error {
 	}
 	d.Release()
 	gap := time.Since(t0)
+	// Under systemd (NotifyAccess=all) this process becomes the service's
+	// main process before the old one exits, or systemd would take the old
+	// one's exit for the service's end.
+	daemon.SdNotify(false, fmt.Sprintf("MAINPID=%d", os.Getpid()))
 	if err := t.recv.Running(); err != nil {
 		// The devices are read here now; a giver that cannot be told
-		// exits when it finds its socket closed, or stays without them.
+		// resumes once its wait runs out.
 		t.log.Warn("takeover: giver not told to exit", "err", err)
 	}
-	// Under systemd (NotifyAccess=all) this process becomes the service's
-	// main process before the old one exits.
-	daemon.SdNotify(false, fmt.Sprintf("MAINPID=%d", os.Getpid()))
 	t.log.Info("takeover: running", "connections", got.Conns, "neighbors", got.Neighbors,
 		"templates", got.Templates, "state_bytes", len(state), "gap", gap.String(), "state_received_after", received.String())
 	// The giver closes the connection by exiting.
