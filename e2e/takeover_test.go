@@ -29,7 +29,8 @@ const takeoverFlows = 48
 const takeoverMaxGap = time.Second
 
 // TestTakeover: a graceful restart keeps every established NAT flow, on a
-// TAP (lvsd run -takeover) and on an AF_PACKET interface (SIGUSR2).
+// TAP (lvsd run -takeover) and on an AF_PACKET interface with two sockets
+// (SIGUSR2).
 //
 // Before each takeover, failing new processes must leave the running lvsd
 // serving: one with a configuration that does not load (exits before it
@@ -50,7 +51,10 @@ func TestTakeover(t *testing.T) {
 	l := lab.New(t)
 	tapTP := l.NATLab(lab.Options{})
 	tapTP.StartHTTP(bin, 8080)
+	// Two sockets in a fanout group: six descriptors handed over, and the
+	// group must go on spreading flows to the new process's readers.
 	pktTP := tapTP.WithPacketLink("02:00:5e:10:00:02")
+	pktTP.Options.Queues = 2
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr", Method: "nat"}
 
 	for _, tc := range []struct {
@@ -59,7 +63,7 @@ func TestTakeover(t *testing.T) {
 		signal bool // SIGUSR2 instead of lvsd run -takeover
 	}{
 		{"tap -takeover", tapTP, false},
-		{"packet SIGUSR2", pktTP, true},
+		{"packet 2 queues SIGUSR2", pktTP, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tp := tc.tp
@@ -297,9 +301,27 @@ func TestTakeover(t *testing.T) {
 					t.Errorf("new connection after the takeover: %v", err)
 				}
 			}
-			if st := tp.Status(); st == nil {
-				t.Error("no status from the control socket after the takeover")
+			// The control socket answers at the same path, for the new
+			// process: every queue reads (the fanout group spreads flows to
+			// the new sockets' readers too), and the kernel dropped no frame
+			// while nobody read.
+			st := tp.Status()
+			if len(st.Interfaces) != 1 {
+				t.Fatalf("status after the takeover: %d interfaces", len(st.Interfaces))
 			}
+			ifc := st.Interfaces[0]
+			if want := max(tp.Options.Queues, 1); len(ifc.Queues) != want && !(want == 1 && len(ifc.Queues) == 0) {
+				t.Errorf("status: %d queues, want %d", len(ifc.Queues), want)
+			}
+			for q, c := range ifc.Queues {
+				if c.RxFrames == 0 {
+					t.Errorf("queue %d of the new lvsd read nothing", q)
+				}
+			}
+			if ifc.KernelDrops != 0 {
+				t.Errorf("the kernel dropped %d frames of the established queue", ifc.KernelDrops)
+			}
+			t.Logf("new lvsd: %d frames read, queues %+v, kernel drops %d", ifc.RxFrames, ifc.Queues, ifc.KernelDrops)
 		})
 	}
 }
