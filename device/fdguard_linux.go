@@ -25,7 +25,7 @@ type fdGuard struct {
 	// stopped is set by stopReading: reads fail with ErrStopped, writes
 	// go on (a graceful restart's giver, see adopt_linux.go).
 	stopped atomic.Bool
-	wake   int // eventfd; -1 before init and after Close
+	wake    int // eventfd; -1 before init and after Close
 }
 
 func (g *fdGuard) init() error {

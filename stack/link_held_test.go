@@ -64,9 +64,12 @@ func (s *stoppable) Read(b []byte) (int, error) {
 		return 0, device.ErrStopped
 	}
 }
-func (s *stoppable) Write(b []byte) (int, error) { s.out <- append([]byte(nil), b...); return len(b), nil }
-func (s *stoppable) Close() error                { return nil }
-func (s *stoppable) StopReading()                { close(s.stopped) }
+func (s *stoppable) Write(b []byte) (int, error) {
+	s.out <- append([]byte(nil), b...)
+	return len(b), nil
+}
+func (s *stoppable) Close() error { return nil }
+func (s *stoppable) StopReading() { close(s.stopped) }
 
 // gateProc transmits every frame, after it was told to go on.
 type gateProc struct{ in, goOn chan struct{} }
