@@ -86,10 +86,19 @@ func (d *Director) TableSnapshot() ([]byte, error) {
 // is one whose real server changed its method. It returns how many it
 // restored. Call it after New and before the interfaces carry traffic.
 func (d *Director) RestoreTable(data []byte) (int, error) {
+	return d.restoreTable(data, false)
+}
+
+// restoreTable is RestoreTable; with templates, each connection of a
+// persistent service is linked to its client's template in the
+// persistence table (restored before), which it then keeps alive as in
+// the giver (IPVS's n_control).
+func (d *Director) restoreTable(data []byte, templates bool) (int, error) {
 	recs, err := conntrack.DecodeSnapshot(data)
 	if err != nil {
 		return 0, fmt.Errorf("restore connection table: %w", err)
 	}
+	now := d.table.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	resolve := func(in *lvs.Tuple, addr lvs.Addr, port uint16) (*lvs.Dest, *lvs.Stats) {
@@ -104,7 +113,26 @@ func (d *Director) RestoreTable(data []byte) (int, error) {
 		}
 		return nil, nil
 	}
-	return d.table.Restore(recs, resolve, d.table.Now()), nil
+	var control func(*lvs.Tuple, *lvs.Dest) conntrack.Controller
+	if templates {
+		control = func(in *lvs.Tuple, dst *lvs.Dest) conntrack.Controller {
+			rs := d.serviceOf(lvs.ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto})
+			if rs == nil || rs.svc.Persist == nil {
+				return nil
+			}
+			k := rs.svc.Persist.Key(in)
+			tp := rs.svc.Persist.Table.Get(&k, now)
+			if tp == nil {
+				return nil
+			}
+			if tp.Dest != dst {
+				tp.Release()
+				return nil
+			}
+			return tp
+		}
+	}
+	return d.table.RestoreControlled(recs, resolve, control, now), nil
 }
 
 // serviceOf returns the running service of k, or of k's address and
@@ -275,16 +303,13 @@ type HandoffRestored struct {
 // running services and real servers, each with the time it had left.
 // Call it after New and before Release.
 //
-// Restored connections are not controlled by their templates (IPVS's
-// n_control): a template expires when its time runs out even while
-// connections made through it live on.
+// Templates are restored first; each connection of a persistent service
+// is then linked to its client's template (IPVS's n_control), which it
+// keeps alive as in the giver.
 func (d *Director) RestoreHandoff(state []byte) (HandoffRestored, error) {
 	var r HandoffRestored
 	table, ex, err := parseHandoff(state)
 	if err != nil {
-		return r, err
-	}
-	if r.Conns, err = d.RestoreTable(table); err != nil {
 		return r, err
 	}
 	macs := make(map[lvs.Addr]lvs.MAC, len(ex.Neighbors))
@@ -297,7 +322,6 @@ func (d *Director) RestoreHandoff(state []byte) (HandoffRestored, error) {
 	}
 	now := d.table.Now()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	seeded := make(map[*lvs.Neighbor]bool)
 	for _, dst := range d.dests {
 		m, ok := macs[dst.Addr]
@@ -331,10 +355,12 @@ func (d *Director) RestoreHandoff(state []byte) (HandoffRestored, error) {
 		if err != nil {
 			break // full
 		}
-		tp.Release() // it controls no connection here
+		tp.Release() // the connections restored next acquire it again
 		r.Templates++
 	}
-	return r, nil
+	d.mu.Unlock()
+	r.Conns, err = d.restoreTable(table, true)
+	return r, err
 }
 
 // Release starts reading the devices adopted from a handoff (see

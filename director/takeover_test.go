@@ -104,12 +104,22 @@ func TestHandoffState(t *testing.T) {
 			t.Errorf("%s: new connection to %q after the handoff, want %q (its template)", c, got, was)
 		}
 	}
+	// Each client's template controls its restored connection and the new
+	// one (IPVS's n_control), so it lives as long as they do.
+	templates := 0
 	nd.persist.Range(func(in persist.Info) bool {
+		templates++
 		if in.Expires <= 0 || in.Expires > int64(300*time.Second) {
 			t.Errorf("template of %s: %v left", in.Client, time.Duration(in.Expires))
 		}
+		if in.Controlled != 2 {
+			t.Errorf("template of %s controls %d connections, want 2 (the restored one and the new one)", in.Client, in.Controlled)
+		}
 		return true
 	})
+	if templates != 2 {
+		t.Errorf("%d templates, want 2", templates)
+	}
 
 	for _, bad := range [][]byte{state[:len(state)-1], append([]byte("XXXX"), state[4:]...), state[:9]} {
 		if _, err := nd.RestoreHandoff(bad); !errors.Is(err, ErrHandoff) {
