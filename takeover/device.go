@@ -12,10 +12,13 @@ const (
 	// queues).
 	MaxFDs = 64
 	// MaxTable bounds the length of the state handed over (package
-	// director's handoff state): its headers, the connection table's
-	// snapshot (10 bytes and 83 for each of conntrack.MaxSnapshot
-	// connections) and 256 MiB of neighbours and persistence templates.
-	MaxTable = 14 + 10 + 83<<24 + 256<<20
+	// director's handoff state: the connection table's snapshot, 83 bytes
+	// a connection and about 30 more for one of the SYN proxy, and up to
+	// 256 MiB of neighbours and persistence templates): 2 GiB, which a
+	// length of 31 bits holds, and which only a table near
+	// conntrack.MaxSnapshot connections together with a million templates
+	// exceeds (Give then refuses, and the giver goes on).
+	MaxTable = 1<<31 - 1
 
 	ackDevices = 'D'
 	ackRunning = 'R'
