@@ -60,6 +60,7 @@ fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzSynproxyOptions$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime 30s ./conntrack/
 	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime 30s ./takeover/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandoffState$$' -fuzztime 30s ./director/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzCoalesce$$' -fuzztime 30s ./realserver/

@@ -4,9 +4,10 @@ package conntrack
 // table can be written out and rebuilt in another process (or another
 // Table): each connection with its state, the time it has left, and its
 // real server by identity, (service, address, port), since *lvs.Dest
-// pointers do not cross processes. Persistence templates are not carried:
-// a restored connection has no Control, and its client's next connection
-// is scheduled anew.
+// pointers do not cross processes. Persistence templates are not carried
+// here: Restore gives a restored connection no Control, and
+// RestoreControlled links it to a template its caller restored first (a
+// graceful restart's handoff, package director).
 //
 // Format, all integers big-endian:
 //
@@ -233,6 +234,15 @@ type Resolver func(in *lvs.Tuple, addr lvs.Addr, port uint16) (*lvs.Dest, *lvs.S
 // serves packets: a connection restored while its flow runs may see a
 // segment accounted twice.
 func (t *Table) Restore(recs []Record, resolve Resolver, now int64) int {
+	return t.RestoreControlled(recs, resolve, nil, now)
+}
+
+// RestoreControlled is Restore with persistence: control (nil for none)
+// returns the template a restored connection to d is made through,
+// acquired for it (nil if none), which becomes the entry's Control as
+// InsertInto's ctl; a template of a connection that is not restored is
+// released.
+func (t *Table) RestoreControlled(recs []Record, resolve Resolver, control func(in *lvs.Tuple, d *lvs.Dest) Controller, now int64) int {
 	e := new(Entry)
 	n := 0
 	to := t.to.Load()
@@ -242,16 +252,23 @@ func (t *Table) Restore(recs []Record, resolve Resolver, now int64) int {
 		if d == nil || d.Method != rc.Method {
 			continue
 		}
+		var ctl Controller
+		if control != nil {
+			ctl = control(&rc.In, d)
+		}
 		var (
 			created bool
 			err     error
 		)
 		if rc.Synproxy {
-			created, err = t.InsertSynproxy(e, &rc.In, d, svc, rc.ClientMAC, now, nil, &rc.SP)
+			created, err = t.InsertSynproxy(e, &rc.In, d, svc, rc.ClientMAC, now, ctl, &rc.SP)
 		} else {
-			created, err = t.InsertInto(e, &rc.In, d, svc, rc.ClientMAC, now, nil)
+			created, err = t.InsertInto(e, &rc.In, d, svc, rc.ClientMAC, now, ctl)
 		}
 		if err != nil || !created {
+			if ctl != nil {
+				ctl.Release()
+			}
 			continue
 		}
 		if rc.Synproxy && rc.SPOpen {

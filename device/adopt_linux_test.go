@@ -1,10 +1,12 @@
 package device
 
 import (
+	"errors"
 	"net"
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,4 +87,54 @@ func TestAdoptTunNotTun(t *testing.T) {
 	if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Errorf("pipe still written to: %d %v", n, err)
 	}
+}
+
+// TestStopReadingTun: StopReading wakes a reader blocked in Read with
+// ErrStopped; the queue still writes.
+func TestStopReadingTun(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a network namespace and a TAP)")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: see TestAdoptTun
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Errorf("unshare: %v", err)
+			return
+		}
+		qs, err := OpenTun(TunOptions{Name: "lvtstop0", TAP: true})
+		if err != nil {
+			t.Errorf("open: %v", err)
+			return
+		}
+		d := qs[0]
+		defer d.Close()
+		blocked := make(chan error, 1)
+		go func() {
+			_, err := d.Read(make([]byte, 2048))
+			blocked <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		d.StopReading()
+		select {
+		case err := <-blocked:
+			if !errors.Is(err, ErrStopped) || !IsClosed(err) {
+				t.Errorf("blocked Read returned %v, want ErrStopped", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Error("Read still blocked after StopReading")
+			return
+		}
+		if _, err := d.Read(make([]byte, 2048)); !errors.Is(err, ErrStopped) {
+			t.Errorf("read after StopReading: %v", err)
+		}
+		// The TAP is down: the kernel takes the frame and drops it.
+		frame := make([]byte, 60)
+		frame[0] = 0xff
+		if _, err := d.Write(frame); err != nil && !errors.Is(err, unix.EIO) {
+			t.Errorf("write after StopReading: %v", err)
+		}
+	}()
+	<-done
 }

@@ -309,6 +309,9 @@ func (d *AFPacket) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	defer d.g.leave()
 	want := min(len(bufs), len(sizes), AFPacketBatch)
 	for {
+		if d.g.stopped.Load() {
+			return 0, ErrStopped
+		}
 		// Raw system calls: they never block (MSG_DONTWAIT), so the Go
 		// scheduler need not know, and no thread hand-off follows them.
 		n, err := d.readSteered(bufs[:want], sizes[:want])

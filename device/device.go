@@ -38,8 +38,13 @@ var (
 	_ Device      = (*Mem)(nil)
 )
 
-// IsClosed reports whether an I/O error means the device was closed: the
-// reader's normal way out, not a failure.
+// IsClosed reports whether an I/O error means the device was closed, or
+// its reading stopped (ErrStopped): the reader's normal way out, not a
+// failure.
 func IsClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, errMemClosed)
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, errMemClosed) || errors.Is(err, ErrStopped)
 }
+
+// ErrStopped is the error of a read after StopReading (Tun, AFPacket): the
+// device's reading was handed over; IsClosed recognises it.
+var ErrStopped = errors.New("device reading stopped (handed over)")

@@ -22,7 +22,10 @@ import (
 type fdGuard struct {
 	mu     sync.RWMutex
 	closed atomic.Bool
-	wake   int // eventfd; -1 before init and after Close
+	// stopped is set by stopReading: reads fail with ErrStopped, writes
+	// go on (a graceful restart's giver, see adopt_linux.go).
+	stopped atomic.Bool
+	wake    int // eventfd; -1 before init and after Close
 }
 
 func (g *fdGuard) init() error {
@@ -60,6 +63,9 @@ func (g *fdGuard) wait(set []unix.PollFd) error {
 		_, err := unix.Poll(set, -1)
 		if g.closed.Load() {
 			return os.ErrClosed
+		}
+		if g.stopped.Load() {
+			return ErrStopped
 		}
 		if err == nil {
 			return nil

@@ -136,6 +136,9 @@ func (d *Tun) Read(b []byte) (int, error) {
 	}
 	defer d.g.leave()
 	for {
+		if d.g.stopped.Load() {
+			return 0, ErrStopped
+		}
 		n, err := rawIO(unix.SYS_READ, d.fd, b)
 		switch err {
 		case nil:

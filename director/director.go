@@ -36,6 +36,7 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
 	"github.com/lvsd/lvsd/stack"
+	"github.com/lvsd/lvsd/takeover"
 )
 
 // Options configure a Director.
@@ -46,6 +47,11 @@ type Options struct {
 	Devices func(config.Interface) ([]device.Device, error)
 	// Version is reported by Status.
 	Version string
+	// Takeover are the devices handed over by the lvsd this one takes
+	// over from (lvsd run -takeover; see takeover.go): New adopts
+	// duplicates of those of its interfaces instead of opening them, and
+	// reads them only after Release. The caller keeps the files.
+	Takeover []takeover.Device
 }
 
 // Director runs one lvsd instance.
@@ -111,6 +117,7 @@ type iface struct {
 	link *stack.Link
 	fw   *forward.Forwarder
 	vips map[netip.Addr]bool
+	mac  [6]byte // the link's MAC (a packet interface's own)
 	// reattached counts the times the device was opened again after it
 	// was lost (link.Lost; see devices.go).
 	reattached atomic.Uint64
@@ -169,7 +176,10 @@ func New(cfg *config.Config, opts Options) (*Director, error) {
 }
 
 func (d *Director) addInterface(ic config.Interface) error {
-	devs, mac, vnet, err := d.openDevices(ic)
+	devs, mac, vnet, held, err := d.handedDevices(ic)
+	if err == nil && !held {
+		devs, mac, vnet, err = d.openDevices(ic)
+	}
 	if err != nil {
 		return err
 	}
@@ -196,6 +206,7 @@ func (d *Director) addInterface(ic config.Interface) error {
 		NewProcessor: func() stack.Processor { return fw.NewWorker() },
 		Logger:       d.log.With("interface", ic.Name),
 		OnLost:       func(err error) { d.deviceLost(ic, err) },
+		Held:         held,
 	})
 	routes := make([]stack.Route, 0, len(ic.Routes))
 	for _, r := range ic.Routes {
@@ -208,7 +219,7 @@ func (d *Director) addInterface(ic config.Interface) error {
 		link.Close()
 		return fmt.Errorf("interface %q: %w", ic.Name, err)
 	}
-	d.ifaces[ic.Name] = &iface{cfg: ic, nic: nic, link: link, fw: fw, vips: make(map[netip.Addr]bool)}
+	d.ifaces[ic.Name] = &iface{cfg: ic, nic: nic, link: link, fw: fw, vips: make(map[netip.Addr]bool), mac: mac}
 	d.log.Info("interface attached", "interface", ic.Name, "type", ic.Type.String(),
 		"queues", len(devs), "offload", vnet, "addresses", fmt.Sprint(ic.Addresses))
 	return nil

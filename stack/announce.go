@@ -107,15 +107,18 @@ func unsolicitedNA(mac tcpip.LinkAddress, a netip.Addr) []byte {
 }
 
 // writeFrame writes one complete frame of the director's own (no checksum
-// or segmentation offload) to the link's first queue, as WritePackets does
-// for the netstack's packets.
+// or segmentation offload) to the first queue of the link's current
+// devices (those Replace put in place after a re-attach or a handoff, not
+// the ones the link was made with, which are closed by then), as
+// WritePackets does for the netstack's packets.
 func (l *Link) writeFrame(frame []byte) error {
-	if len(l.opts.Devices) == 0 {
+	devs := *l.devs.Load()
+	if len(devs) == 0 {
 		return errNoDevice
 	}
 	b := make([]byte, l.vh+len(frame)) // an empty virtio-net header first
 	copy(b[l.vh:], frame)
-	if _, err := l.opts.Devices[0].Write(b); err != nil {
+	if _, err := devs[0].Write(b); err != nil {
 		l.stats.TxErrors.Add(1)
 		return err
 	}

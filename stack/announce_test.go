@@ -133,3 +133,47 @@ func TestAnnounce(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestAnnounceAfterReplace: once the link's device was replaced (a lost
+// device re-attached), announcements go out on the new device, not on the
+// closed one the link was made with; with no device at all they fail.
+func TestAnnounceAfterReplace(t *testing.T) {
+	first := device.NewMem(64)
+	st := New(Options{})
+	t.Cleanup(st.Close)
+	link := NewLink(LinkOptions{Devices: []device.Device{first}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
+	id, err := st.AddNIC(NICOptions{
+		Name: "lvt0", Link: link, Ethernet: true,
+		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := device.NewMem(64)
+	if err := link.Replace([]device.Device{second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddVIP(id, netip.MustParseAddr("192.0.2.100")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		b, err := second.Next(ctx)
+		if err != nil {
+			t.Fatalf("no announcement of the VIP on the replacing device: %v", err)
+		}
+		if p := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default); p.Layer(layers.LayerTypeARP) == nil {
+			continue
+		}
+		if a := readAnnouncement(t, b); a.Addr == "192.0.2.100" {
+			break
+		}
+	}
+	if err := link.Replace(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.announce(id, netip.MustParseAddr("192.0.2.100")); err == nil {
+		t.Error("announce with no device: no error")
+	}
+}

@@ -59,6 +59,11 @@ type LinkOptions struct {
 	// reader finds the device gone (deleted, or its queue detached): the
 	// owner re-attaches it with Replace, or stops. It must not block.
 	OnLost func(err error)
+	// Held keeps the readers from starting when the netstack attaches the
+	// link, until Release: the devices were handed over by a process that
+	// still reads them (a graceful restart, package takeover). Writes go
+	// out at once.
+	Held bool
 }
 
 // Link is lvsd's own tcpipstack.LinkEndpoint over a packet device. Its readers
@@ -79,6 +84,7 @@ type Link struct {
 	dispatcher tcpipstack.NetworkDispatcher
 	started    bool // guarded by mu
 	closed     bool // guarded by mu
+	held       bool // Options.Held until Release; guarded by mu
 
 	disp atomic.Pointer[dispatcherBox]
 	tap  atomic.Pointer[tapBox] // a capture's, or nil; see SetTap
@@ -133,7 +139,7 @@ var _ tcpipstack.LinkEndpoint = (*Link)(nil)
 // NewLink returns a Link over the devices. Readers start when the netstack
 // attaches it (CreateNIC).
 func NewLink(opts LinkOptions) *Link {
-	l := &Link{opts: opts, log: opts.Logger}
+	l := &Link{opts: opts, log: opts.Logger, held: opts.Held}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -169,7 +175,7 @@ func (l *Link) Replace(devs []device.Device) error {
 	old := *l.devs.Load()
 	l.devs.Store(&devs)
 	l.lost.Store(false)
-	if l.started {
+	if l.started && !l.held {
 		for i, dev := range devs {
 			l.wg.Add(1)
 			go l.reader(dev, &l.queues[i])
@@ -180,6 +186,46 @@ func (l *Link) Replace(devs []device.Device) error {
 		d.Close()
 	}
 	return nil
+}
+
+// Devices returns the device's queues now: those the link was made with,
+// or those the last Replace put in place. The Link still owns them.
+func (l *Link) Devices() []device.Device { return slices.Clone(*l.devs.Load()) }
+
+// StopReading ends the reading of the link's devices and waits until every
+// reader has finished the frames it read (forwarded and written: the
+// devices stay open for writing) and stopped: a graceful restart's giver
+// (package takeover), after which the frames that arrive wait in the
+// devices' queues for the process that takes them over. A device that
+// cannot stop reading (device.Tun and device.AFPacket can) is closed
+// instead. Replace puts readers on new devices again.
+func (l *Link) StopReading() {
+	for _, dev := range *l.devs.Load() {
+		if s, ok := dev.(interface{ StopReading() }); ok {
+			s.StopReading()
+		} else {
+			dev.Close()
+		}
+	}
+	l.wg.Wait()
+}
+
+// Release starts the readers of a link made with Options.Held (at once if
+// the netstack attached it already, else when it does). It does nothing
+// on other links, or the second time.
+func (l *Link) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held {
+		return
+	}
+	l.held = false
+	if l.started && !l.closed {
+		for i, dev := range *l.devs.Load() {
+			l.wg.Add(1)
+			go l.reader(dev, &l.queues[i])
+		}
+	}
 }
 
 // Lost reports whether a reader found the devices gone since they were
@@ -306,6 +352,9 @@ func (l *Link) Attach(d tcpipstack.NetworkDispatcher) {
 		return
 	}
 	l.started = true
+	if l.held {
+		return // Release starts them
+	}
 	for i, dev := range *l.devs.Load() {
 		l.wg.Add(1)
 		go l.reader(dev, &l.queues[i])

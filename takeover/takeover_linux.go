@@ -3,41 +3,14 @@ package takeover
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-const (
-	// MaxManifest bounds the manifest's length.
-	MaxManifest = 64 << 10
-	// MaxFDs bounds the descriptors of one handoff (all devices, all
-	// queues).
-	MaxFDs = 64
-	// MaxTable bounds the table snapshot's length: the header and 83 bytes
-	// for each of conntrack.MaxSnapshot connections.
-	MaxTable = 10 + 83<<24
-
-	ackDevices = 'D'
-	ackRunning = 'R'
-	version    = 1
-)
-
-// ErrProtocol is wrapped by every error about what the other side sent:
-// the handoff is abandoned (the giver goes on running).
-var ErrProtocol = errors.New("takeover protocol error")
-
-// Device is one device of a handoff: its configured interface name, its
-// kind ("tap", "tun", "packet") and one descriptor per queue.
-type Device struct {
-	Interface string
-	Kind      string
-	Files     []*os.File
-}
 
 // manifest is the first message's JSON.
 type manifest struct {
@@ -48,6 +21,7 @@ type manifest struct {
 type devHeader struct {
 	Interface string `json:"interface"`
 	Kind      string `json:"kind"`
+	MAC       []byte `json:"mac,omitempty"`
 	FDs       int    `json:"fds"`
 }
 
@@ -68,8 +42,10 @@ func parseManifest(b []byte, nfds int) (*manifest, error) {
 			return nil, fmt.Errorf("%w: device with interface name of %d bytes", ErrProtocol, len(d.Interface))
 		case d.Kind != "tap" && d.Kind != "tun" && d.Kind != "packet":
 			return nil, fmt.Errorf("%w: device %q: kind %q", ErrProtocol, d.Interface, d.Kind)
-		case d.FDs < 1 || d.FDs > MaxFDs:
+		case d.FDs < 1 || d.FDs > MaxFDs || d.Kind == "packet" && d.FDs%3 != 0:
 			return nil, fmt.Errorf("%w: device %q: %d descriptors", ErrProtocol, d.Interface, d.FDs)
+		case len(d.MAC) != 0 && len(d.MAC) != 6:
+			return nil, fmt.Errorf("%w: device %q: MAC of %d bytes", ErrProtocol, d.Interface, len(d.MAC))
 		}
 		total += d.FDs
 	}
@@ -79,17 +55,29 @@ func parseManifest(b []byte, nfds int) (*manifest, error) {
 	return &m, nil
 }
 
+// Bounds on the giver's waits, so that a taker that hangs cannot hold the
+// giver: DevicesWait for the taker to hold the devices (it builds its
+// director meanwhile; the giver still forwards), RunningWait plus
+// RunningWaitPerByte for each byte of the state for it to run once the
+// giver stopped (it restores the state meanwhile, and nobody forwards).
+var (
+	DevicesWait        = 60 * time.Second
+	RunningWait        = 5 * time.Second
+	RunningWaitPerByte = 50 * time.Nanosecond // about 4 µs a connection
+)
+
 // Give runs the giver's side on c. It sends devs, waits until the taker
 // holds them, calls stop (which must stop reading the devices and return
 // the table's snapshot), sends the snapshot and waits until the taker
 // runs. When Give returns nil the giver must exit without touching the
 // devices; on an error after stop was called, the caller resumes reading.
-// Give does not close devs' files (the process's exit does).
+// Each wait is bounded (DevicesWait, RunningWait). Give does not close
+// devs' files (the process's exit does).
 func Give(c *net.UnixConn, devs []Device, stop func() ([]byte, error)) error {
 	m := manifest{Version: version}
 	var fds []int
 	for _, d := range devs {
-		m.Devices = append(m.Devices, devHeader{Interface: d.Interface, Kind: d.Kind, FDs: len(d.Files)})
+		m.Devices = append(m.Devices, devHeader{Interface: d.Interface, Kind: d.Kind, MAC: d.MAC[:], FDs: len(d.Files)})
 		for _, f := range d.Files {
 			fds = append(fds, int(f.Fd()))
 		}
@@ -106,6 +94,7 @@ func Give(c *net.UnixConn, devs []Device, stop func() ([]byte, error)) error {
 	if _, _, err := c.WriteMsgUnix(msg, unix.UnixRights(fds...), nil); err != nil {
 		return fmt.Errorf("takeover: send devices: %w", err)
 	}
+	c.SetDeadline(time.Now().Add(DevicesWait))
 	if err := readAck(c, ackDevices); err != nil {
 		return err
 	}
@@ -116,10 +105,13 @@ func Give(c *net.UnixConn, devs []Device, stop func() ([]byte, error)) error {
 	if len(table) > MaxTable {
 		return fmt.Errorf("takeover: snapshot of %d bytes, at most %d", len(table), MaxTable)
 	}
+	c.SetDeadline(time.Now().Add(RunningWait + time.Duration(len(table))*RunningWaitPerByte))
 	if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(table))), table...)); err != nil {
 		return fmt.Errorf("takeover: send table: %w", err)
 	}
-	return readAck(c, ackRunning)
+	err = readAck(c, ackRunning)
+	c.SetDeadline(time.Time{})
+	return err
 }
 
 func readAck(c *net.UnixConn, want byte) error {
@@ -169,7 +161,9 @@ func Take(c *net.UnixConn) (*Received, error) {
 	}
 	r := &Received{c: c}
 	for _, d := range m.Devices {
-		r.Devices = append(r.Devices, Device{Interface: d.Interface, Kind: d.Kind, Files: files[:d.FDs]})
+		dev := Device{Interface: d.Interface, Kind: d.Kind, Files: files[:d.FDs]}
+		copy(dev.MAC[:], d.MAC)
+		r.Devices = append(r.Devices, dev)
 		files = files[d.FDs:]
 	}
 	return r, nil

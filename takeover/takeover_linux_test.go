@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,8 +44,8 @@ func TestHandoff(t *testing.T) {
 	for _, d := range []struct {
 		name, kind string
 		queues     int
-	}{{"lan", "tap", 2}, {"wan", "packet", 1}} {
-		dev := Device{Interface: d.name, Kind: d.kind}
+	}{{"lan", "tap", 2}, {"wan", "packet", 3}} {
+		dev := Device{Interface: d.name, Kind: d.kind, MAC: [6]byte{2, 0, 0, 0, 0, byte(len(d.name))}}
 		for range d.queues {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -74,7 +75,8 @@ func TestHandoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.Devices) != 2 || r.Devices[0].Interface != "lan" || r.Devices[0].Kind != "tap" || len(r.Devices[0].Files) != 2 ||
-		r.Devices[1].Interface != "wan" || r.Devices[1].Kind != "packet" || len(r.Devices[1].Files) != 1 {
+		r.Devices[1].Interface != "wan" || r.Devices[1].Kind != "packet" || len(r.Devices[1].Files) != 3 ||
+		r.Devices[0].MAC != devs[0].MAC || r.Devices[1].MAC != devs[1].MAC {
 		t.Fatalf("devices %+v", r.Devices)
 	}
 	if stopped.Load() {
@@ -152,6 +154,8 @@ func TestTakeBadManifest(t *testing.T) {
 		{"kind", `{"version":1,"devices":[{"interface":"lan","kind":"eth","fds":1}]}`, 1},
 		{"name", `{"version":1,"devices":[{"interface":"","kind":"tap","fds":1}]}`, 1},
 		{"json", `{"version":1,`, 1},
+		{"packet", `{"version":1,"devices":[{"interface":"wan","kind":"packet","fds":2}]}`, 2},
+		{"mac", `{"version":1,"devices":[{"interface":"lan","kind":"tap","mac":"AQID","fds":1}]}`, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,4 +212,92 @@ func FuzzManifest(f *testing.F) {
 			t.Fatalf("accepted %d descriptors for %d", total, nfds)
 		}
 	})
+}
+
+// TestListenDialAccept: a taker dials the giver's socket and is accepted;
+// a stale socket file is replaced, a live one refused, and the socket is
+// its owner's only.
+func TestListenDialAccept(t *testing.T) {
+	path := Path(t.TempDir() + "/lvsd.sock")
+	// A stale socket: bound, never listened on again.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	defer ln.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		c, err := Accept(ln)
+		if err == nil {
+			_, err = c.Write([]byte{'x'})
+			c.Close()
+		}
+		done <- err
+	}()
+	c, err := Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || b[0] != 'x' {
+		t.Errorf("read %q, %v", b, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Last: its probe connection waits in the listener's backlog.
+	if _, err := Listen(path); !errors.Is(err, ErrInUse) {
+		t.Errorf("second Listen: %v, want ErrInUse", err)
+	}
+	if _, err := Dial(path + ".none"); err == nil {
+		t.Error("Dial of a missing socket: no error")
+	}
+}
+
+// TestGiveTakerHangs checks that a taker that stops answering once the
+// giver stopped cannot hold the giver: Give returns an error within
+// RunningWait, so that the giver resumes.
+func TestGiveTakerHangs(t *testing.T) {
+	defer func(w time.Duration) { RunningWait = w }(RunningWait)
+	RunningWait = 100 * time.Millisecond
+	giver, taker := pair(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- Give(giver, []Device{{Interface: "lan", Kind: "tap", Files: []*os.File{w}}}, func() ([]byte, error) {
+			return []byte("state"), nil
+		})
+	}()
+	rc, err := Take(taker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Devices[0].Files[0].Close()
+	if _, err := rc.Table(); err != nil {
+		t.Fatal(err)
+	}
+	// The taker never says it runs.
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Give returned nil with no running ack")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Give still waiting 5 s after the taker hung")
+	}
 }

@@ -26,8 +26,9 @@ import (
 const usage = `usage: lvsd <command> [flags]
 
 commands:
-  run      [-c FILE] [-control PATH] [-control-group GROUP] [-state PATH] [-log-level L]
-                     run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop)
+  run      [-c FILE] [-control PATH] [-control-group GROUP] [-state PATH] [-log-level L] [-takeover]
+                     run the director (SIGHUP reloads FILE, SIGINT/SIGTERM stop; SIGUSR2 or
+                     -takeover: a new lvsd takes over the running one, keeping every flow)
   check    [FILE]    validate FILE (default /etc/lvsd/lvsd.toml) and exit
   list     [-stats|-rate|-health] [-json] [-control PATH]
                      the virtual services of a running lvsd, as ipvsadm -Ln [--stats|--rate];

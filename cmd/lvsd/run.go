@@ -28,6 +28,7 @@ func runDaemon(args []string) int {
 	ctl := fs.String("control", "", "control socket (default "+systemControl+", or $XDG_RUNTIME_DIR/lvsd.sock when /run/lvsd is not writable); \"none\" for none")
 	group := fs.String("control-group", "", "group owning the control socket: its members may read (lvsd list, lvsd adm -L); default lvsd's own group")
 	state := fs.String("state", "", "file keeping runtime changes across restarts (default: beside the control socket; \"none\" to keep them in memory only)")
+	takeOver := fs.Bool("takeover", false, "take over from the lvsd running on the same control socket: its devices, connections and control socket, without losing a flow (it exits once this one runs)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,8 +54,21 @@ func runDaemon(args []string) int {
 	case "none":
 		control = ""
 	}
-	// A second lvsd on the socket of a running one would run unmanaged.
-	if control != "" && controlLive(control) {
+	// A second lvsd on the socket of a running one would run unmanaged;
+	// with -takeover it replaces that one.
+	var tk *taker
+	if *takeOver {
+		if control == "" {
+			fmt.Fprintln(os.Stderr, "lvsd: -takeover needs the control socket (the handoff socket is beside it)")
+			return 2
+		}
+		if tk, err = startTakeover(control, log); err != nil {
+			fmt.Fprintf(os.Stderr, "lvsd: takeover: %v\n", err)
+			return 1
+		}
+		// Until finish, closing the connection leaves the old lvsd serving.
+		defer tk.close()
+	} else if control != "" && controlLive(control) {
 		fmt.Fprintf(os.Stderr, "lvsd: control socket %s: another lvsd is listening; stop it, or give this lvsd a socket of its own with -control PATH\n", control)
 		return 1
 	}
@@ -77,9 +91,17 @@ func runDaemon(args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := notifyUSR2() // a graceful restart (reexecOnSignal)
 
 	start := runstate.Start(file, store, log)
-	d, err := director.New(start, director.Options{Logger: log, Version: buildVersion()})
+	opts := director.Options{Logger: log, Version: buildVersion()}
+	if tk != nil {
+		opts.Takeover = tk.devices()
+	}
+	d, err := director.New(start, opts)
+	if tk != nil {
+		tk.closeFiles() // the director holds duplicates of those it adopted
+	}
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -92,6 +114,15 @@ func runDaemon(args []string) int {
 	// after both have (the control socket file is removed then).
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if tk != nil {
+		// The old lvsd stops, this one reads the devices, the old one
+		// exits (and removes its control socket).
+		if err := tk.finish(d); err != nil {
+			log.Error("takeover failed; the old lvsd goes on", "err", err)
+			d.Close()
+			return 1
+		}
+	}
 	wg.Go(func() {
 		for {
 			select {
@@ -118,6 +149,10 @@ func runDaemon(args []string) int {
 			return err
 		}}
 		wg.Go(func() { serveControl(ctx, control, *group, d, admin, log) })
+		// A graceful restart: a new lvsd takes over through the handoff
+		// socket, started by hand (-takeover) or by SIGUSR2.
+		wg.Go(func() { serveHandoff(ctx, control, d, log, stop) })
+		wg.Go(func() { reexecOnSignal(ctx, usr2, log) })
 	}
 	if err := startService(ctx, &wg, file, d, buildVersion(), log); err != nil {
 		log.Error("start failed", "err", err)
