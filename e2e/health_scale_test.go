@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -130,7 +131,7 @@ func TestHealthScale(t *testing.T) {
 	c0, t0 := cpuTicks(t, p.Pid()), time.Now()
 	r0, w0 := sysCalls(t, p.Pid())
 	x0 := ctxSwitches(t, p.Pid())
-	m0 := scrapeMetrics(t, tp)
+	m0, err0 := scrape(tp)
 	k0, _ := checks(tp.Status())
 	logStart := len(srv.Output())
 	lvsdLog := len(p.Output())
@@ -148,7 +149,7 @@ func TestHealthScale(t *testing.T) {
 	c1, t1 := cpuTicks(t, p.Pid()), time.Now()
 	r1, w1 := sysCalls(t, p.Pid())
 	x1 := ctxSwitches(t, p.Pid())
-	m1 := scrapeMetrics(t, tp)
+	m1, err1 := scrape(tp)
 	k1, _ := checks(tp.Status())
 	el := t1.Sub(t0).Seconds()
 	cpu := float64(c1-c0) / 100 / el * 100 // clock ticks are 1/100 s
@@ -162,10 +163,15 @@ func TestHealthScale(t *testing.T) {
 	// Allocations and collections do not depend on the machine's load as
 	// the CPU does. (The two scrapes of /metrics are counted too: a few
 	// thousand allocations against twenty thousand checks.)
-	delta := func(name string) float64 { return m1[name] - m0[name] }
-	t.Logf("per check: %.0f allocations, %.0f bytes; %.1f garbage collections a second",
-		delta("go_memstats_mallocs_total")/float64(k1-k0), delta("go_memstats_alloc_bytes_total")/float64(k1-k0),
-		delta("go_gc_duration_seconds_count")/el)
+	if err := errors.Join(err0, err1); err != nil {
+		// A starved lvsd may answer too late: the figures below are extras.
+		t.Logf("metrics: %v", err)
+	} else {
+		delta := func(name string) float64 { return m1[name] - m0[name] }
+		t.Logf("per check: %.0f allocations, %.0f bytes; %.1f garbage collections a second",
+			delta("go_memstats_mallocs_total")/float64(k1-k0), delta("go_memstats_alloc_bytes_total")/float64(k1-k0),
+			delta("go_gc_duration_seconds_count")/el)
+	}
 	// The machine is shared (8 agents on 2 vCPUs): the rate and the CPU
 	// share depend on its load, the CPU per check much less. A starved lvsd
 	// checks less often than asked; it must not stop checking.
