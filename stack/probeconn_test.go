@@ -176,3 +176,67 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// Many probes at once, each a request and its response over a ProbeConn:
+// every one gets its answer long before its context ends (a wakeup lost
+// between a read that would block and the wait would hold a probe until
+// then).
+func TestProbeConnConcurrent(t *testing.T) {
+	a, b := stackPair(t)
+	l, err := gonet.ListenTCP(b.s, tcpip.FullAddress{Port: 80}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				if _, err := io.ReadFull(c, buf[:4]); err != nil {
+					return
+				}
+				c.Write(append([]byte("re:"), buf[:4]...))
+			}()
+		}
+	}()
+	const probes = 100
+	errs := make(chan error, probes)
+	for i := range probes {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			c, err := a.DialTCPReset(ctx, netip.MustParseAddrPort("192.0.2.10:80"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			msg := []byte{'p', byte('0' + i/100), byte('0' + i/10%10), byte('0' + i%10)}
+			if _, err := c.Write(msg); err != nil {
+				errs <- err
+				return
+			}
+			got := make([]byte, 7)
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != "re:"+string(msg) {
+				errs <- errors.Join(err, errors.New("reply "+string(got)))
+				return
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				errs <- errors.New("probe took " + d.String())
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range probes {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
