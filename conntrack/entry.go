@@ -40,6 +40,8 @@ type Entry struct {
 	loc  uint32       // 0: not in a table
 	gen  uint32
 	bind uint32
+	// scratch marks an Entry of NewScratchEntry (a dry run's).
+	scratch bool
 }
 
 // NewEntry returns an Entry for one goroutine of the packet path, with

@@ -351,22 +351,37 @@ const (
 //
 // Connections to a quiescent real server (weight 0) go on (Use).
 func (t *Table) Check(e *Entry, tcpFlags uint8) CheckResult {
-	if e.Dest != nil && e.Dest.Removed.Load() {
-		if !t.expireNodest.Load() {
-			return DropPacket
-		}
-		if t.Remove(e) {
+	r, nodest := t.check(e, tcpFlags)
+	if r == Reschedule && t.Remove(e) {
+		if nodest {
 			t.nodest.Add(1)
-		}
-		return Reschedule
-	}
-	if e.In.Proto == lvs.TCP && tcpFlags&(FlagSYN|FlagACK|FlagRST) == FlagSYN && e.State().closed() {
-		if t.Remove(e) {
+		} else {
 			t.reused.Add(1)
 		}
-		return Reschedule
 	}
-	return Use
+	return r
+}
+
+// CheckDry is Check without its effect, for a dry run (a trace of a
+// described packet): it returns what Check would, and removes nothing.
+func (t *Table) CheckDry(e *Entry, tcpFlags uint8) CheckResult {
+	r, _ := t.check(e, tcpFlags)
+	return r
+}
+
+// check is Check's decision; nodest tells a removed real server from a
+// reused port.
+func (t *Table) check(e *Entry, tcpFlags uint8) (r CheckResult, nodest bool) {
+	if e.Dest != nil && e.Dest.Removed.Load() {
+		if !t.expireNodest.Load() {
+			return DropPacket, true
+		}
+		return Reschedule, true
+	}
+	if e.In.Proto == lvs.TCP && tcpFlags&(FlagSYN|FlagACK|FlagRST) == FlagSYN && e.State().closed() {
+		return Reschedule, false
+	}
+	return Use, false
 }
 
 // Remove takes the connection e out of the table now (expire_nodest_conn,

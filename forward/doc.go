@@ -55,6 +55,9 @@
 //     the side that sent the quoted packet, with the outer and quoted
 //     headers un-NATed and every checksum updated (icmperr.go).
 //
+// Forwarder.Explain runs Process on a copy of a frame in a dry run, for
+// `lvsd trace -packet`: the same decisions, none committed (trace.go).
+//
 // Not implemented yet (the frames are dropped and counted, see each
 // function): ICMP port unreachable for a packet without a destination,
 // SCTP.

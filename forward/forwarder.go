@@ -256,6 +256,9 @@ type Worker struct {
 	c    workerCounters
 	// lastDrop is the reason of the last drop, for a trace (LastDrop).
 	lastDrop DropReason
+	// dry is nil, except in the Worker of a dry run (Forwarder.Explain),
+	// which records its decisions there and changes no shared state.
+	dry *Explanation
 	// ent receives the connection of each packet (Lookup and Insert copy it
 	// there) and holds the worker's packet counters; see conntrack.Entry.
 	ent *conntrack.Entry
@@ -291,7 +294,7 @@ func (w *Worker) drop(r DropReason) Verdict {
 func (w *Worker) dropLog(r DropReason) Verdict {
 	w.c.drops[r].inc()
 	w.lastDrop = r
-	if w.f.log != nil {
+	if w.f.log != nil && w.dry == nil {
 		w.f.logDrop(r, &w.pk.t)
 	}
 	return Drop
