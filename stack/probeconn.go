@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -65,16 +66,32 @@ func (c *ProbeConn) NotifyEvent(waiter.EventMask) {
 // (source: the director's address on the route). The connection is bound
 // to ctx (see ProbeConn). A RST answering the SYN is ErrRefused.
 func (st *Stack) DialTCPReset(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	c, err := dialProbe(ctx, st.s, nil, tcpip.FullAddress{Addr: tcpipAddr(dst.Addr()), Port: dst.Port()}, protoOf(dst.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", dst, err)
+	}
+	return c, nil
+}
+
+// dialProbe connects a ProbeConn bound to ctx from s to dst, from bind
+// when not nil. Its errors are ctx's, ErrRefused, or the netstack's.
+func dialProbe(ctx context.Context, s *tcpipstack.Stack, bind *tcpip.FullAddress, dst tcpip.FullAddress, proto tcpip.NetworkProtocolNumber) (*ProbeConn, error) {
 	c := &ProbeConn{ctx: ctx, ev: make(chan struct{}, 1)}
-	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, protoOf(dst.Addr()), &c.wq)
+	ep, terr := s.NewEndpoint(tcp.ProtocolNumber, proto, &c.wq)
 	if terr != nil {
-		return nil, fmt.Errorf("dial %s: %w", dst, convErr(terr))
+		return nil, convErr(terr)
 	}
 	c.ep = ep
 	ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
 	c.entry.Init(c, waiter.ReadableEvents|waiter.WritableEvents|waiter.EventErr|waiter.EventHUp)
 	c.wq.EventRegister(&c.entry)
-	terr = ep.Connect(tcpip.FullAddress{Addr: tcpipAddr(dst.Addr()), Port: dst.Port()})
+	if bind != nil {
+		if terr := ep.Bind(*bind); terr != nil {
+			c.Close()
+			return nil, fmt.Errorf("bind %s port %d: %w", bind.Addr, bind.Port, convErr(terr))
+		}
+	}
+	terr = ep.Connect(dst)
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		// Connected (writable) or failed (error, hang-up): nothing else
 		// ends a connect.
@@ -82,7 +99,7 @@ func (st *Stack) DialTCPReset(ctx context.Context, dst netip.AddrPort) (net.Conn
 			select {
 			case <-ctx.Done():
 				c.Close()
-				return nil, fmt.Errorf("dial %s: %w", dst, ctx.Err())
+				return nil, ctx.Err()
 			case <-c.ev:
 			}
 		}
@@ -91,9 +108,9 @@ func (st *Stack) DialTCPReset(ctx context.Context, dst netip.AddrPort) (net.Conn
 	if terr != nil {
 		c.Close()
 		if _, ok := terr.(*tcpip.ErrConnectionRefused); ok {
-			return nil, fmt.Errorf("dial %s: %w", dst, ErrRefused)
+			return nil, ErrRefused
 		}
-		return nil, fmt.Errorf("dial %s: %w", dst, convErr(terr))
+		return nil, convErr(terr)
 	}
 	return c, nil
 }
