@@ -174,12 +174,16 @@ func (c *ProbeConn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Close implements net.Conn: the connection ends with a RST. Only the first
-// call does anything.
+// Close implements net.Conn: the connection ends with a RST, and a Read or
+// Write blocked in another goroutine returns. Only the first call does
+// anything.
 func (c *ProbeConn) Close() error {
 	c.closeOnce.Do(func() {
-		c.wq.EventUnregister(&c.entry)
 		c.ep.Close()
+		// A Read or Write blocked in another goroutine wakes, finds the
+		// endpoint closed and returns.
+		c.NotifyEvent(0)
+		c.wq.EventUnregister(&c.entry)
 		c.mu.Lock()
 		for _, t := range []*time.Timer{c.rt, c.wt} {
 			if t != nil {

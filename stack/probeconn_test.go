@@ -115,6 +115,27 @@ func TestProbeConnDeadline(t *testing.T) {
 	}
 	c2.Close()
 	c2.Close() // a second Close does nothing
+
+	// Close unblocks a Read waiting in another goroutine.
+	c3, err := a.DialTCPReset(ctx, netip.MustParseAddrPort("[2001:db8::10]:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c3.Read(make([]byte, 10))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c3.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("read on a closed connection succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read still blocked 5 s after Close")
+	}
 }
 
 // TLS runs over a ProbeConn, and data larger than one segment crosses it
