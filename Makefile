@@ -57,6 +57,7 @@ bench-go: ## Go benchmarks of the packet path, connection table, persistence tem
 fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzReassembly$$' -fuzztime 30s ./forward/
+	$(GO) test -run '^$$' -fuzz '^FuzzSynproxyOptions$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime 30s ./conntrack/
 	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime 30s ./takeover/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/

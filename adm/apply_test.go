@@ -176,3 +176,32 @@ method = "dr"
 		t.Errorf("-Sn: %q", out.Stdout)
 	}
 }
+
+// TestAddDRToSynproxyRefused: a SYN-proxy service translates every segment
+// in both directions, so a DR or TUN real server added at run time is
+// refused with the file's message, as lvsd check refuses it in a file.
+func TestAddDRToSynproxyRefused(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(baseTOML+`
+[[virtual_server]]
+protocol = "tcp"
+address = "192.0.2.100"
+port = 80
+method = "nat"
+synproxy = true
+  [[virtual_server.real_server]]
+  address = "192.0.2.21"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv()
+	for _, m := range []string{"-g", "-i"} {
+		res := e.Run(cfg, []string{"-a", "-t", "192.0.2.100:80", "-r", "192.0.2.22", m}, nil)
+		if res.Code == 0 || !strings.Contains(res.Stderr, "needs nat real servers") {
+			t.Errorf("%s server on a synproxy service: code %d %q", m, res.Code, res.Stderr)
+		}
+	}
+	if res := e.Run(cfg, []string{"-a", "-t", "192.0.2.100:80", "-r", "192.0.2.22", "-m"}, nil); res.Code != 0 {
+		t.Errorf("NAT server on a synproxy service refused: %q", res.Stderr)
+	}
+}

@@ -80,6 +80,9 @@ func Format(c *Config) []byte {
 		}
 		fmt.Fprintf(&b, "scheduler = %s\nscheduler_flags = [%s]\ninterface = %s\none_packet = %t\n",
 			q(sc.Scheduler), strings.Join(flags, ", "), q(sc.Interface), sc.OnePacket)
+		if sc.Synproxy {
+			b.WriteString("synproxy = true\n")
+		}
 		fmt.Fprintf(&b, "persistence_timeout = %s\n", dur(sc.Persistence.Timeout))
 		if sc.Persistence.Timeout > 0 {
 			fmt.Fprintf(&b, "persistence_netmask = %d\n", sc.Persistence.Netmask)

@@ -583,6 +583,13 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 			svc.OnePacket = true
 		}
 	}
+	if b, good := c.boolean(key+".synproxy", raw.Synproxy); good && b {
+		if svc.Proto != lvs.TCP {
+			c.errorf(key+".synproxy", "applies to tcp services only: it answers SYNs with SYN cookies")
+		} else {
+			svc.Synproxy = true
+		}
+	}
 	if d, good := c.optDuration(key+".slow_start", raw.SlowStart); good {
 		svc.SlowStart = d
 	}
@@ -679,6 +686,10 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		if svc.OnePacket && r.Method == lvs.NAT {
 			c.errorf(key+".one_packet", "needs dr or tun real servers: a NAT reply is translated through the connection entry that one-packet scheduling does not keep, and %s uses nat", rkey)
 			svc.OnePacket = false
+		}
+		if svc.Synproxy && r.Method != lvs.NAT {
+			c.errorf(key+".synproxy", "needs nat real servers: the director translates the sequence numbers of every segment in both directions, and the replies of %s (%s) bypass it", rkey, r.Method)
+			svc.Synproxy = false
 		}
 		// A zero port of a one-port service is the default from a bad
 		// service port: nothing to compare.

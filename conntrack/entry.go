@@ -34,6 +34,9 @@ type Entry struct {
 	// (IPVS's cp->control), or nil. The table calls its Release once, when
 	// the connection leaves the table.
 	Control Controller
+	// Synproxy is set for a connection that lvsd's SYN proxy opened
+	// (InsertSynproxy): its sequence numbers are translated (SynproxyOf).
+	Synproxy bool
 
 	t    *Table
 	ws   *workerStats // the owner's counters, or nil
@@ -67,6 +70,7 @@ func (t *Table) fill(e *Entry, r *rec, loc, w uint32) {
 	if w&wordCtl != 0 {
 		e.Control = t.controller(loc)
 	}
+	e.Synproxy = w&wordSynproxy != 0
 	if e.Method == lvs.NAT {
 		e.Out = outTuple(&r.in, b.dest)
 	} else {

@@ -134,6 +134,12 @@ func findLoc(s *shard, tag, loc uint32, reply bool) int {
 // d must not be nil. In the steady state (the slab and index grown to the
 // table's working size) InsertInto allocates nothing.
 func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats, clientMAC lvs.MAC, now int64, ctl Controller) (created bool, err error) {
+	return t.insert(e, in, d, svc, clientMAC, now, ctl, nil)
+}
+
+// insert is InsertInto; sp, when not nil, is the state of a connection of
+// the SYN proxy (InsertSynproxy), recorded before the entry can be found.
+func (t *Table) insert(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats, clientMAC lvs.MAC, now int64, ctl Controller, sp *Synproxy) (created bool, err error) {
 	h := hashTuple(in, t.seed)
 	si := shardOfHash(h)
 	s := &t.shards[si]
@@ -191,6 +197,10 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 	}
 	if ctl != nil {
 		w |= wordCtl
+	}
+	if sp != nil {
+		w |= wordSynproxy
+		s.setSynproxy(i, sp)
 	}
 	if t.countSource(&in.Src) {
 		w |= wordSrc

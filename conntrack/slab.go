@@ -34,7 +34,7 @@ type rec struct {
 	mac  lvs.MAC   // the client's (or its router's) MAC
 	bind uint32    // the binding (real server) index
 	// word packs the state (bits 0-7), the word* flags and a
-	// generation (bits 13-31) that changes each time the rec is reused.
+	// generation (bits 15-31) that changes each time the rec is reused.
 	word atomic.Uint32
 	// last is the table time of the last packet, in milliseconds modulo
 	// 2^32.
@@ -55,7 +55,8 @@ const (
 	wordRef       = 1 << 11 // UDP: a packet came since eviction last looked (see victim)
 	wordSrc       = 1 << 12 // counted by the per-source limits (see sources)
 	wordReplied   = 1 << 13 // NAT: a packet of the real server's came (see failures.go)
-	wordGenShift  = 14
+	wordSynproxy  = 1 << 14 // opened by lvsd's SYN proxy: see synproxy.go
+	wordGenShift  = 15
 )
 
 func stateOf(w uint32) State { return State(w & wordStateMask) }
@@ -63,12 +64,14 @@ func genOf(w uint32) uint32  { return w >> wordGenShift }
 
 // chunk is a slab chunk. ctl, allocated on the first controlled entry of
 // the chunk, holds the entries' controllers (persistence templates); win,
-// allocated on the first NAT TCP entry, their sequence windows (window.go).
-// They are the only pointers, and the first fields, so that the collector
-// scans two words per chunk.
+// allocated on the first NAT TCP entry, their sequence windows (window.go);
+// syn, allocated on the first entry of the SYN proxy, its state
+// (synproxy.go). They are the only pointers, and the first fields, so that
+// the collector scans three words per chunk.
 type chunk struct {
 	ctl  atomic.Pointer[[chunkSize]Controller]
 	win  atomic.Pointer[[chunkSize]seqWin]
+	syn  atomic.Pointer[[chunkSize]synState]
 	recs [chunkSize]rec
 }
 

@@ -78,6 +78,8 @@ type Forwarder struct {
 	reasm *reassembler
 	// fragID is the last identification of IPv6 fragments lvsd sent.
 	fragID atomic.Uint32
+	// cookies is the SYN proxy's key (synproxy_cookie.go), made in New.
+	cookies cookieKey
 
 	snap    atomic.Pointer[snapshot]
 	lastLog atomic.Int64 // table clock time of the last drop report; neverLogged before
@@ -136,6 +138,7 @@ func New(opts Options) *Forwarder {
 	}
 	f.reasm = newReassembler(opts.FragMemory, opts.FragTimeout4, opts.FragTimeout6)
 	f.fragID.Store(rand.Uint32())
+	f.cookies = newCookieKey()
 	f.lastLog.Store(neverLogged)
 	f.SetConfig(nil)
 	return f
@@ -188,6 +191,9 @@ type Counters struct {
 	// (each then counted as one packet: forwarded, to the netstack or
 	// dropped).
 	FragsHeld, Reassembled uint64
+	// SynCookies counts the SYN-ACKs the SYN proxy sent (synproxy.go);
+	// SynproxyOpened the connections it opened on a valid cookie.
+	SynCookies, SynproxyOpened uint64
 }
 
 // FragMemory returns the bytes the Forwarder set aside for reassembly (the
@@ -226,6 +232,8 @@ func (f *Forwarder) Counters() Counters {
 		c.NewConns += w.c.newConns.Load()
 		c.FragsHeld += w.c.fragsHeld.Load()
 		c.Reassembled += w.c.reassembled.Load()
+		c.SynCookies += w.c.synCookies.Load()
+		c.SynproxyOpened += w.c.synproxyOpened.Load()
 	}
 	return c
 }
@@ -242,6 +250,7 @@ type workerCounters struct {
 	drops                            [NumDropReasons]counter
 	fwdIn, fwdOut, toStack, newConns counter
 	fragsHeld, reassembled           counter
+	synCookies, synproxyOpened       counter
 }
 
 // Worker processes the frames of one reader goroutine. It is not safe for
@@ -278,6 +287,13 @@ type Worker struct {
 	ri      reasmInfo
 	ftmpl   [header.EthernetMinimumSize + fragHdrMax]byte
 	fragMax int
+
+	// spIns is the SYN proxy's record of the connection being handled
+	// (synproxy.go); spOn tells newConn to insert it with the entry.
+	// spBuf is the scratch of the window update it sends to a client.
+	spIns conntrack.Synproxy
+	spOn  bool
+	spBuf [spBufLen]byte
 
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte

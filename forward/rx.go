@@ -103,6 +103,11 @@ func (w *Worker) Process(p *Packet) Verdict {
 		}
 	}
 	if !found {
+		if pk.t.Proto == lvs.TCP {
+			if svc := w.synproxyService(s); svc != nil {
+				return w.synproxyNew(p, b, svc, s, now)
+			}
+		}
 		var (
 			v Verdict
 			r DropReason
@@ -118,6 +123,8 @@ func (w *Worker) Process(p *Packet) Verdict {
 			// nothing.)
 			tab.Track(e, w.segment(b), true) // the client's SYN: its ISN and window scale
 		}
+	} else if e.Synproxy {
+		return w.synproxyFound(p, b, e, reply, s, now)
 	} else if w.dry == nil {
 		// A dry run neither moves the connection's state and timer nor
 		// checks a RST against its window (Track would record it).
@@ -423,7 +430,12 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		ctl = tp
 	}
 	e := w.ent
-	created, err := w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
+	var created bool
+	if w.spOn {
+		created, err = w.f.table.InsertSynproxy(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl, &w.spIns)
+	} else {
+		created, err = w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
+	}
 	if err != nil {
 		release(tp)
 		return nil, Drop, DropTableFull

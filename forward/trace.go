@@ -165,7 +165,9 @@ const explainHeadroom = 64
 func (f *Forwarder) Explain(frame []byte) *Explanation {
 	x := &Explanation{Before: slices.Clone(frame)}
 	w := &Worker{f: f, ent: f.table.NewScratchEntry(), dry: x}
-	buf := make([]byte, explainHeadroom+len(frame))
+	// Room after the frame too: the SYN proxy's SYN-ACK or SYN may be
+	// longer than the segment it rewrites (synproxy.go).
+	buf := make([]byte, explainHeadroom+len(frame)+synproxyOptLen)
 	copy(buf[explainHeadroom:], frame)
 	p := Packet{Buf: buf, Off: explainHeadroom, Len: len(frame)}
 	s := f.snap.Load()

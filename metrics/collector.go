@@ -55,7 +55,7 @@ type collector struct {
 	healthTransitions                         *prometheus.Desc
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
-	kernelDrops                               *prometheus.Desc
+	kernelDrops, synCookies, synproxyOpened   *prometheus.Desc
 	entries, limit, evicted, refused          *prometheus.Desc
 	unestablished, removed, sourceRefused     *prometheus.Desc
 	reloadsTotal, reloadFailures, stale       *prometheus.Desc
@@ -99,6 +99,8 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		devErrors: desc("lvsd_device_errors_total", "Device read (rx) and write (tx) errors.", "interface", "direction"),
 		kernelDrops: desc("lvsd_kernel_drops_total", "Frames the kernel dropped before lvsd read them (a packet interface's full receive queue: established or syn).",
 			"interface", "queue"),
+		synCookies:     desc("lvsd_syn_cookies_total", "SYN-ACKs with a SYN cookie the SYN proxy answered SYNs with (services with synproxy = true).", "interface"),
+		synproxyOpened: desc("lvsd_synproxy_opened_total", "Connections the SYN proxy opened on a client's valid cookie.", "interface"),
 
 		entries:       desc("lvsd_conntrack_entries", "Connections in the connection table."),
 		limit:         desc("lvsd_conntrack_limit", "Most connections the table holds ([connections] max)."),
@@ -121,7 +123,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
 		c.healthUp, c.healthChecks, c.healthChange, c.healthTransitions,
-		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops,
+		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops, c.synCookies, c.synproxyOpened,
 		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
 		ch <- d
@@ -234,6 +236,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.devErrors, float64(ifc.TxErrors), ifc.Name, "tx")
 		counter(c.kernelDrops, float64(ifc.KernelDrops), ifc.Name, "established")
 		counter(c.kernelDrops, float64(ifc.KernelSYN), ifc.Name, "syn")
+		counter(c.synCookies, float64(ifc.SynCookies), ifc.Name)
+		counter(c.synproxyOpened, float64(ifc.SynproxyOpened), ifc.Name)
 	}
 
 	gauge(c.entries, float64(st.Connections))

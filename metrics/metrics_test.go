@@ -47,7 +47,7 @@ func testStatus() control.Status {
 		}},
 		Interfaces: []control.Interface{{
 			Name: "lvttap0", Type: "tap", ForwardedIn: 100, ForwardedOut: 90, ToStack: 3, NewConns: 10,
-			KernelDrops: 6, KernelSYN: 70,
+			KernelDrops: 6, KernelSYN: 70, SynCookies: 40, SynproxyOpened: 4,
 			Drops:  map[string]uint64{"no-conn": 2, "truncated": 0},
 			Queues: []control.Queue{{RxFrames: 150, TxFrames: 140}, {RxFrames: 43, TxFrames: 50}},
 		}},
@@ -122,6 +122,8 @@ func TestMetricNames(t *testing.T) {
 		`lvsd_device_frames_total{direction="tx", interface="lvttap0", queue="0"}`: 140,
 		`lvsd_kernel_drops_total{interface="lvttap0", queue="established"}`:        6,
 		`lvsd_kernel_drops_total{interface="lvttap0", queue="syn"}`:                70,
+		`lvsd_syn_cookies_total{interface="lvttap0"}`:                              40,
+		`lvsd_synproxy_opened_total{interface="lvttap0"}`:                          4,
 		"lvsd_conntrack_entries":                                                   7,
 		"lvsd_conntrack_limit":                                                     1000,
 		"lvsd_conntrack_evictions_total":                                           3,
