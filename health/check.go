@@ -14,8 +14,10 @@ import (
 // Net is the way out for probes: the director's netstack. Declared here,
 // by its consumer; package director adapts *stack.Stack to it.
 type Net interface {
-	// DialTCP connects to dst; the returned connection is closed with a
-	// RST so that probes leave no TIME_WAIT behind.
+	// DialTCP connects to dst. The returned connection is bound to ctx:
+	// its reads and writes fail once ctx ends (so that a probe needs no
+	// deadline of its own); Close ends it with a RST, so that probes leave
+	// no TIME_WAIT behind.
 	DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
 	// ExchangeUDP sends msg to dst from a fresh UDP endpoint, then reads
 	// one datagram into buf (up to len(buf) bytes) until ctx ends, skipping

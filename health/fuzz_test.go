@@ -20,6 +20,7 @@ type replyNet struct{ reply []byte }
 
 func (n replyNet) DialTCP(ctx context.Context, _ netip.AddrPort) (net.Conn, error) {
 	c, s := net.Pipe()
+	bindConn(ctx, c)
 	go func() {
 		defer s.Close()
 		s.SetDeadline(time.Now().Add(time.Second))

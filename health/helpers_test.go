@@ -17,7 +17,21 @@ type hostNet struct{ pingErr error }
 
 func (hostNet) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	var d net.Dialer
-	return d.DialContext(ctx, "tcp", dst.String())
+	c, err := d.DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		return nil, err
+	}
+	bindConn(ctx, c)
+	return c, nil
+}
+
+// bindConn makes c's reads and writes fail once ctx ends, as Net's
+// DialTCP promises.
+func bindConn(ctx context.Context, c net.Conn) {
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 }
 
 func (hostNet) ExchangeUDP(ctx context.Context, dst netip.AddrPort, msg, buf []byte, keep func([]byte) bool) (int, error) {

@@ -236,7 +236,7 @@ func (m *Manager[K]) loop(ctx context.Context, mon *monitor[K]) {
 	if first <= 0 {
 		first = c.Interval
 	}
-	t := time.NewTimer(rand.N(first) + 1)
+	t := time.NewTimer(onTick(time.Now(), rand.N(first)+1))
 	defer t.Stop()
 	for {
 		select {
@@ -252,8 +252,9 @@ func (m *Manager[K]) loop(ctx context.Context, mon *monitor[K]) {
 		ev := mon.observe(r, m.opts.Now())
 		m.emit(mon, ev)
 		// Checks start every interval (not an interval after the last one
-		// ended), so that slow answers do not stretch the period.
-		t.Reset(max(ev.next-time.Since(start), time.Millisecond))
+		// ended), so that slow answers do not stretch the period; on the
+		// probe grid (tick.go).
+		t.Reset(onTick(start, ev.next))
 	}
 }
 

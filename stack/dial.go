@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -24,39 +21,6 @@ import (
 // ErrRefused is returned when the peer refused: a TCP RST to a SYN, or an
 // ICMP port unreachable answering a UDP datagram.
 var ErrRefused = errors.New("connection refused")
-
-// DialTCPReset is DialTCP for probes: the connection it returns is closed
-// with a RST (SO_LINGER 0), so that thousands of probes leave no TIME_WAIT
-// endpoints behind in the netstack.
-func (st *Stack) DialTCPReset(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
-	var wq waiter.Queue
-	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, protoOf(dst.Addr()), &wq)
-	if terr != nil {
-		return nil, fmt.Errorf("dial %s: %w", dst, convErr(terr))
-	}
-	ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
-	entry, ch := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventErr | waiter.EventHUp)
-	wq.EventRegister(&entry)
-	defer wq.EventUnregister(&entry)
-	terr = ep.Connect(tcpip.FullAddress{Addr: tcpipAddr(dst.Addr()), Port: dst.Port()})
-	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
-		select {
-		case <-ctx.Done():
-			ep.Close()
-			return nil, fmt.Errorf("dial %s: %w", dst, ctx.Err())
-		case <-ch:
-		}
-		terr = ep.LastError()
-	}
-	if terr != nil {
-		ep.Close()
-		if _, ok := terr.(*tcpip.ErrConnectionRefused); ok {
-			return nil, fmt.Errorf("dial %s: %w", dst, ErrRefused)
-		}
-		return nil, fmt.Errorf("dial %s: %w", dst, convErr(terr))
-	}
-	return gonet.NewTCPConn(&wq, ep), nil
-}
 
 // Datagram is a connected datagram endpoint of the netstack (UDP, or an
 // ICMP echo socket) for one probe. Its methods are not safe for concurrent

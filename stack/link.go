@@ -741,9 +741,18 @@ func (l *Link) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error)
 		bp := writeBufs.Get().(*[]byte)
 		b := (*bp)[:l.vh+size]
 		clear(b[:l.vh])
+		// The views from the packet's first header on (AsSlices would
+		// allocate a slice of them per packet).
+		vl, skip := pkt.AsViewList()
 		off := l.vh
-		for _, s := range pkt.AsSlices() {
-			off += copy(b[off:], s)
+		for v := vl.Front(); v != nil && off < len(b); v = v.Next() {
+			s := v.AsSlice()
+			if skip >= len(s) {
+				skip -= len(s)
+				continue
+			}
+			off += copy(b[off:], s[skip:])
+			skip = 0
 		}
 		_, err := dev.Write(b)
 		writeBufs.Put(bp)

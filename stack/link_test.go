@@ -369,3 +369,49 @@ func TestLinkReplace(t *testing.T) {
 		t.Error("Replace with more queues than the link has: no error")
 	}
 }
+
+// Close returns while frames keep arriving: a reader that is delivering a
+// frame when the netstack stops must not wait for the netstack's lock that
+// gVisor's Wait holds while it waits for the link (the readers are waited
+// for first).
+func TestCloseWhileDelivering(t *testing.T) {
+	ping := serialize(t,
+		&layers.Ethernet{SrcMAC: clientMAC, DstMAC: dirMAC, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: clientIP, DstIP: dirIP},
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1},
+		gopacket.Payload("ping"),
+	)
+	for range 20 {
+		dev := device.NewMem(64)
+		st := New(Options{})
+		link := NewLink(LinkOptions{Devices: []device.Device{dev}, Ethernet: true, MTU: 1500, MAC: [6]byte(dirMAC)})
+		if _, err := st.AddNIC(NICOptions{Name: "lvt0", Link: link, Ethernet: true,
+			Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}}); err != nil {
+			t.Fatal(err)
+		}
+		go func() { // drain the replies
+			for {
+				select {
+				case <-dev.Outbound():
+				case <-time.After(time.Second):
+					return
+				}
+			}
+		}()
+		go func() {
+			for dev.Inject(ping) {
+			}
+		}()
+		time.Sleep(5 * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			st.Close()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close still waiting after 10 s while frames arrive")
+		}
+	}
+}

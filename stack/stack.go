@@ -460,11 +460,14 @@ func (st *Stack) Close() {
 	for _, l := range links {
 		l.Close()
 	}
-	st.s.Close()
-	st.s.Wait()
+	// The readers first: gVisor's Wait holds the netstack's lock while it
+	// waits for each link, and a reader still delivering a frame read
+	// before Close needs that lock.
 	for _, l := range links {
 		l.Wait()
 	}
+	st.s.Close()
+	st.s.Wait()
 	st.mu.Lock()
 	ts := st.throughS
 	st.throughS, st.throughClosed = nil, true

@@ -11,13 +11,11 @@ import (
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // This file holds whole TCP connections through the forwarding path, for
@@ -141,54 +139,25 @@ func (st *Stack) DialThrough(ctx context.Context, rip netip.Addr, vip netip.Addr
 		st.probes.close(port)
 		return nil, fmt.Errorf("dial %s via %s: %w", vip, rip, err)
 	}
-	return &throughConn{TCPConn: c, release: func() { st.probes.close(port) }}, nil
+	return &throughConn{ProbeConn: c, release: func() { st.probes.close(port) }}, nil
 }
 
 // dial connects from src (a DIP and a probe port) to dst in the through
-// stack, as DialTCPReset does in the director's.
-func (ts *throughStack) dial(ctx context.Context, src, dst netip.AddrPort) (*gonet.TCPConn, error) {
-	var wq waiter.Queue
-	ep, terr := ts.s.NewEndpoint(tcp.ProtocolNumber, protoOf(dst.Addr()), &wq)
-	if terr != nil {
-		return nil, convErr(terr)
-	}
-	ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
-	if terr := ep.Bind(tcpip.FullAddress{NIC: throughNIC, Addr: tcpipAddr(src.Addr()), Port: src.Port()}); terr != nil {
-		ep.Close()
-		return nil, fmt.Errorf("bind %s: %w", src, convErr(terr))
-	}
-	entry, ch := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventErr | waiter.EventHUp)
-	wq.EventRegister(&entry)
-	defer wq.EventUnregister(&entry)
-	terr = ep.Connect(tcpip.FullAddress{NIC: throughNIC, Addr: tcpipAddr(dst.Addr()), Port: dst.Port()})
-	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
-		select {
-		case <-ctx.Done():
-			ep.Close()
-			return nil, ctx.Err()
-		case <-ch:
-		}
-		terr = ep.LastError()
-	}
-	if terr != nil {
-		ep.Close()
-		if _, ok := terr.(*tcpip.ErrConnectionRefused); ok {
-			return nil, ErrRefused
-		}
-		return nil, convErr(terr)
-	}
-	return gonet.NewTCPConn(&wq, ep), nil
+// stack, as DialTCPReset does in the director's: a ProbeConn bound to ctx.
+func (ts *throughStack) dial(ctx context.Context, src, dst netip.AddrPort) (*ProbeConn, error) {
+	return dialProbe(ctx, ts.s, &tcpip.FullAddress{NIC: throughNIC, Addr: tcpipAddr(src.Addr()), Port: src.Port()},
+		tcpip.FullAddress{NIC: throughNIC, Addr: tcpipAddr(dst.Addr()), Port: dst.Port()}, protoOf(dst.Addr()))
 }
 
 // throughConn releases its probe port when closed.
 type throughConn struct {
-	*gonet.TCPConn
+	*ProbeConn
 	once    sync.Once
 	release func()
 }
 
 func (c *throughConn) Close() error {
-	err := c.TCPConn.Close()
+	err := c.ProbeConn.Close()
 	c.once.Do(c.release)
 	return err
 }

@@ -92,6 +92,18 @@ func TestDialThrough(t *testing.T) {
 					t.Fatalf("answer %d: %d bytes %.60q..., err %v; want %d bytes from the VIP", i, len(got), got, err, len(want))
 				}
 			}
+			// The connection is bound to its context, as DialTCPReset's:
+			// a server that sends nothing holds a read only until then.
+			quiet, cancel3 := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel3()
+			c, err := a.DialThrough(quiet, rip, netip.AddrPortFrom(vip, tc.port), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(make([]byte, 10)); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("read from a silent server: %v, want the context's deadline", err)
+			}
+			c.Close()
 			if _, err := a.DialThrough(ctx, rip, netip.AddrPortFrom(vip, tc.port+1), false); !errors.Is(err, ErrRefused) {
 				t.Fatalf("dial of a closed port: %v, want ErrRefused", err)
 			}
