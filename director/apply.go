@@ -65,6 +65,7 @@ type svcPlan struct {
 	stats      *lvs.Stats
 	schedOpts  sched.Options
 	unlinkOnly []*lvs.Dest // unlinked with a new scheduler: marked, not told
+	kept       bool        // untouched by a run of health edges: prev as it is
 }
 
 // realPlan is one configured real server of a service.
@@ -101,8 +102,29 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 		wantVIPs: make(map[string]map[netip.Addr]bool),
 		revived:  make(map[destKey]bool),
 	}
+	// A run of health edges (d.touched set, same configuration) leaves the
+	// services it does not touch as they are: their destinations are
+	// carried over and their snapshot objects reused.
+	keep := func(lvs.ServiceKey) bool { return false }
+	if d.touched != nil && cfg == d.cfg {
+		keep = func(k lvs.ServiceKey) bool { return !d.touched[k] && d.services[k] != nil }
+		for dk, x := range d.dests {
+			if keep(dk.svc) {
+				p.dests[dk] = x
+			}
+		}
+	}
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
+		if key := serviceKey(sc); keep(key) {
+			prev := d.services[key]
+			p.svcs = append(p.svcs, &svcPlan{sc: sc, key: key, ifc: d.ifaces[sc.Interface], prev: prev, sched: prev.sched, kept: true})
+			if p.wantVIPs[sc.Interface] == nil {
+				p.wantVIPs[sc.Interface] = make(map[netip.Addr]bool)
+			}
+			p.wantVIPs[sc.Interface][sc.Addr] = true
+			continue
+		}
 		ifc := d.ifaces[sc.Interface]
 		if ifc == nil {
 			return nil, fmt.Errorf("virtual server %s: interface %q is not running", sc.Addr, sc.Interface)
@@ -130,6 +152,10 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 			}
 		}
 		linkedNext := make(map[*lvs.Dest]bool)
+		var order map[*lvs.Dest]int // edge positions (d.seq) by destination
+		if d.seq != nil {
+			order = make(map[*lvs.Dest]int)
+		}
 		for j := range sc.Reals {
 			rc := &sc.Reals[j]
 			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}
@@ -161,6 +187,9 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 			}
 			p.dests[dk] = rp.dst
 			sp.reals = append(sp.reals, rp)
+			if n, ok := d.seq[KeyOf(sc, rc)]; ok {
+				order[rp.dst] = n
+			}
 		}
 		// keepalived's sorry_server, while no real server is up.
 		d.planSorry(p, sp, health, linkedNow, linkedNext)
@@ -170,6 +199,13 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 					sp.del = append(sp.del, x)
 				}
 			}
+		}
+		if order != nil {
+			// A run of health edges: the scheduler is told in the
+			// order the edges happened, as separate commands would.
+			orderBySeq(sp.del, order)
+			orderBySeq(sp.upd, order)
+			orderBySeq(sp.add, order)
 		}
 		// New and the changes below fail only on a bad name, option or
 		// size: check now, before anything is committed. The new
@@ -298,6 +334,11 @@ func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 	}
 	services := make(map[lvs.ServiceKey]*runService, len(p.svcs))
 	for _, sp := range p.svcs {
+		if sp.kept {
+			services[sp.key] = sp.prev
+			d.snapService(snaps, sp.prev.conf, sp.key, sp.prev.svc)
+			continue
+		}
 		if sp.build != nil {
 			s, err := sp.build()
 			if err != nil {
@@ -325,19 +366,25 @@ func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 		svc := &forward.Service{Key: sp.key, Ports: sc.Ports,
 			OnePacket: sc.OnePacket, Synproxy: sc.Synproxy, Sched: sp.sched, Dests: sp.sched.Dests(), Stats: sp.stats, Persist: sp.persist}
 		services[sp.key] = &runService{conf: sc, svc: svc, sched: sp.sched}
-		if sc.Ports == nil {
-			snaps[sc.Interface].Services[sp.key] = svc
-		}
-		for _, port := range sc.Ports {
-			pk := sp.key
-			pk.Port = port
-			snaps[sc.Interface].Services[pk] = svc
-		}
+		d.snapService(snaps, sc, sp.key, svc)
 	}
 	for name, ifc := range d.ifaces {
 		ifc.fw.SetConfig(snaps[name])
 	}
 	return services
+}
+
+// snapService puts svc, the service of sc known by key, in its
+// interface's snapshot under each of its ports.
+func (d *Director) snapService(snaps map[string]*forward.Config, sc *config.Service, key lvs.ServiceKey, svc *forward.Service) {
+	if sc.Ports == nil {
+		snaps[sc.Interface].Services[key] = svc
+	}
+	for _, port := range sc.Ports {
+		pk := key
+		pk.Port = port
+		snaps[sc.Interface].Services[pk] = svc
+	}
 }
 
 // tell logs a scheduler callback that failed: the director's list and the

@@ -97,6 +97,13 @@ type Director struct {
 	// needs a restart for interface changes; "" otherwise. Guarded by mu.
 	restartNeeded string
 	obs           observe // reload outcomes and the capture in force; atomic
+	// edges are the health edges waiting to be applied (edges.go).
+	edges edgeQueue
+	// seq and touched describe the run of health edges a change applies
+	// (edges.go): the position of each edge by real server, and the
+	// services they touch; nil for any other change. Guarded by mu.
+	seq     map[RealKey]int
+	touched map[lvs.ServiceKey]bool
 	// stopped is set when Run begins to close everything; apply refuses
 	// to run after it. Guarded by mu.
 	stopped bool

@@ -98,4 +98,3 @@ func BenchmarkHealthMassDown(b *testing.B) {
 		}
 	}
 }
-

@@ -2,7 +2,6 @@ package director
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -63,16 +62,20 @@ func (s *healthSink) SetHealth(k RealKey, up, inhibit bool) {
 	if up {
 		d.passive.Confirm(k, time.Now())
 	}
-	if err := d.SetRealHealth(k, up, inhibit); err != nil && !errors.Is(err, ErrUnknownReal) {
-		d.log.Warn("health edge not applied", "real", k.String(), "up", up, "err", err)
-	}
+	d.queueEdge(healthEdge{k: k, origin: "health", edit: func(s *realState) {
+		s.down, s.inhibit = !up, !up && inhibit
+	}})
 }
 
 func (s *healthSink) SetWeight(k RealKey, w int32) {
 	d := (*Director)(s)
-	if err := d.SetRealWeight(k, w); err != nil && !errors.Is(err, ErrUnknownReal) {
-		d.log.Warn("dynamic weight not applied", "real", k.String(), "weight", w, "err", err)
+	if w > maxWeight {
+		d.log.Warn("dynamic weight not applied", "real", k.String(), "weight", w, "max", maxWeight)
+		return
 	}
+	d.queueEdge(healthEdge{k: k, origin: "weight", edit: func(s *realState) {
+		s.dynamic, s.weight = w >= 0, max(w, 0)
+	}})
 }
 
 // checkOverlay returns the health overlay a change to cfg starts from: the
@@ -92,7 +95,9 @@ func (d *Director) checkOverlay(cfg *config.Config, cur map[RealKey]realState) m
 		out[k] = s
 	}
 	hadCheck := make(map[RealKey]bool)
-	if d.cfg != nil {
+	// With the configuration in force (a health edge), a server had a
+	// check iff it has one: hadCheck is not needed.
+	if d.cfg != nil && d.cfg != cfg {
 		for _, sc := range d.cfg.Services {
 			svc := lvs.ServiceKey{Addr: lvs.AddrFromNetip(sc.Addr), Port: sc.Port, Proto: sc.Proto}
 			for _, rc := range sc.Reals {

@@ -246,6 +246,9 @@ func (d *Director) change(cfg *config.Config, health map[RealKey]realState, orig
 	if d.stopped {
 		return ErrStopping
 	}
+	// A change with the configuration in force (a health edge) changes
+	// no check: the monitors are left alone.
+	sameCfg := cfg == d.cfg
 	health = d.checkOverlay(cfg, health)
 	p, err := d.buildServices(cfg, health)
 	if err != nil {
@@ -265,7 +268,9 @@ func (d *Director) change(cfg *config.Config, health map[RealKey]realState, orig
 			delete(d.health, k)
 		}
 	}
-	d.syncChecks(cfg)
+	if !sameCfg {
+		d.syncChecks(cfg)
+	}
 	linked := 0
 	for _, rs := range services {
 		linked += len(rs.svc.Dests)
