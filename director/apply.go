@@ -98,7 +98,7 @@ func sameScheduler(a, b *config.Service) bool {
 func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realState) (*plan, error) {
 	p := &plan{
 		cfg: cfg, health: health, now: d.table.Now(),
-		dests:    make(map[destKey]*lvs.Dest),
+		dests:    make(map[destKey]*lvs.Dest, len(d.dests)),
 		wantVIPs: make(map[string]map[netip.Addr]bool),
 		revived:  make(map[destKey]bool),
 	}
@@ -145,13 +145,16 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 			sp.persist = &persist.Policy{Table: d.persist, Timeout: int64(pc.Timeout),
 				Mask: persist.Mask(pc.Netmask, sc.Addr.Is4()), Port: key.Port}
 		}
-		linkedNow := make(map[*lvs.Dest]bool)
+		// Sized up front: a table of thousands of real servers is
+		// rebuilt at every health edge of its service.
+		sp.reals = make([]realPlan, 0, len(sc.Reals)+1)
+		linkedNow := make(map[*lvs.Dest]bool, len(sc.Reals))
 		if sp.prev != nil {
 			for _, x := range sp.prev.sched.Dests() {
 				linkedNow[x] = true
 			}
 		}
-		linkedNext := make(map[*lvs.Dest]bool)
+		linkedNext := make(map[*lvs.Dest]bool, len(sc.Reals))
 		var order map[*lvs.Dest]int // edge positions (d.seq) by destination
 		if d.seq != nil {
 			order = make(map[*lvs.Dest]int)
