@@ -2,6 +2,7 @@ package director
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -90,6 +91,10 @@ func BenchmarkHealthMassDown(b *testing.B) {
 	d, keys := benchDirector(b, 1, 1000)
 	s := (*healthSink)(d)
 	wave := keys[:500]
+	c := new(changeCounter)
+	d.mu.Lock()
+	d.log = slog.New(c)
+	d.mu.Unlock()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -97,4 +102,5 @@ func BenchmarkHealthMassDown(b *testing.B) {
 			healthWave(s, wave, up)
 		}
 	}
+	b.ReportMetric(float64(c.n.Load())/float64(2*b.N), "changes/wave")
 }
