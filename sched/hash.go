@@ -62,7 +62,7 @@ type sourceHash struct {
 
 var _ Picker = (*sourceHash)(nil)
 
-func newSourceHash(dests []*lvs.Dest, c *config) (Picker, error) {
+func newSourceHash(dests []*lvs.Dest, c *config) (*sourceHash, error) {
 	s := &sourceHash{
 		fallback: c.flags&flagSched1 != 0,
 		port:     c.flags&flagSched2 != 0,
@@ -122,7 +122,7 @@ type destinationHash struct {
 
 var _ Picker = (*destinationHash)(nil)
 
-func newDestinationHash(dests []*lvs.Dest, _ *config) (Picker, error) {
+func newDestinationHash(dests []*lvs.Dest, _ *config) (*destinationHash, error) {
 	s := &destinationHash{}
 	if len(dests) == 0 {
 		return s, nil

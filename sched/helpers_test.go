@@ -85,6 +85,12 @@ func mustNew(t testing.TB, name string, dests []*lvs.Dest, opts Options) Schedul
 	return s
 }
 
+// inner returns the Picker in force in s, which rebuilds its Picker on
+// every change (not rr, wrr, lblc or lblcr); tests read its tables.
+func inner(s Scheduler) Picker {
+	return s.(interface{ inner() Picker }).inner()
+}
+
 // label names d by its position in dests: "A", "B", ... ("-" for nil).
 func label(dests []*lvs.Dest, d *lvs.Dest) string {
 	if d == nil {

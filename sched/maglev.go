@@ -53,7 +53,7 @@ type maglev struct {
 
 var _ Picker = (*maglev)(nil)
 
-func newMaglev(dests []*lvs.Dest, c *config) (Picker, error) {
+func newMaglev(dests []*lvs.Dest, c *config) (*maglev, error) {
 	type backend struct {
 		d *lvs.Dest
 		w int64

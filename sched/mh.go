@@ -47,7 +47,7 @@ type maglevIPVS struct {
 
 var _ Picker = (*maglevIPVS)(nil)
 
-func newMaglevIPVS(dests []*lvs.Dest, c *config) (Picker, error) {
+func newMaglevIPVS(dests []*lvs.Dest, c *config) (*maglevIPVS, error) {
 	size := mhPrimes[c.mhTableIndex-minMHTableIndex]
 	if uint64(len(dests)) > uint64(size) {
 		return nil, fmt.Errorf("%d destinations do not fit %d mh slots (raise MHTableIndex)", len(dests), size)
