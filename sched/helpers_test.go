@@ -85,10 +85,10 @@ func mustNew(t testing.TB, name string, dests []*lvs.Dest, opts Options) Schedul
 	return s
 }
 
-// inner returns the Picker in force in s, which rebuilds its Picker on
-// every change (not rr, wrr, lblc or lblcr); tests read its tables.
-func inner(s Scheduler) Picker {
-	return s.(interface{ inner() Picker }).inner()
+// table returns the table T in force in s, a Scheduler that rebuilds it on
+// every change (not rr, wrr, lblc or lblcr).
+func table[T any](s Scheduler) *T {
+	return &s.(interface{ base() *rebuilt[T] }).base().cur.Load().p
 }
 
 // label names d by its position in dests: "A", "B", ... ("-" for nil).

@@ -101,8 +101,8 @@ type config struct {
 
 // builder builds a scheduler for dests, which New has copied and checked for
 // nil entries. rr, wrr, lblc and lblcr keep state across changes and handle
-// them themselves; the others are Pickers that each change rebuilds (rebuild,
-// direct).
+// them themselves; the others rebuild from the list on each change (rebuilt:
+// direct for the hashing schedulers, rebuild for the Pickers).
 type builder func(dests []*lvs.Dest, c *config) (Scheduler, error)
 
 // registry maps each ipvsadm scheduler name to its builder. Read-only.
@@ -113,15 +113,15 @@ var registry = map[string]builder{
 	"wlc":    rebuild(newWeightedLeastConn),
 	"sed":    rebuild(newShortestExpectedDelay),
 	"nq":     rebuild(newNeverQueue),
-	"dh":     direct[dhSched](newDestinationHash),
-	"sh":     direct[shSched](newSourceHash),
+	"dh":     direct[destinationHash](newDHTable),
+	"sh":     direct[sourceHash](newSHTable),
 	"lblc":   newLBLC,
 	"lblcr":  newLBLCR,
 	"fo":     rebuild(newFailover),
 	"ovf":    rebuild(newOverflow),
-	"mh":     direct[mhSched](newMaglevIPVS),
+	"mh":     direct[maglevIPVS](newMHTable),
 	"twos":   rebuild(newTwoChoices),
-	"maglev": direct[maglevSched](newMaglev),
+	"maglev": direct[maglev](newMaglevTable),
 }
 
 // names is the sorted list of registry's keys.
