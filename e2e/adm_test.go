@@ -57,6 +57,7 @@ func counts(t *testing.T, tp *lab.Topology, bin lab.Binaries, n int) map[string]
 // config dump is a file lvsd check accepts, and that discarding the runtime
 // changes brings back the file.
 func TestAdmRuntimeChanges(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -279,6 +280,7 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 // lvsd list and lvsd adm find it without flags; as the socket's owner the
 // user may change the table.
 func TestAdmUnprivilegedXDG(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	lab.NeedTools(t, "setpriv")
 	const nobody = 65534

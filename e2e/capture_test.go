@@ -26,6 +26,7 @@ import (
 // new one may start), and a client killed mid-capture stops it too; lvsd
 // forwards throughout.
 func TestCapture(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

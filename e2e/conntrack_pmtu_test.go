@@ -20,6 +20,7 @@ import (
 // from RIP:rport to VIP:vport (checksums included), or the client never
 // learns the path MTU and the upload stalls.
 func TestConntrackPathMTU(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -29,6 +29,7 @@ import (
 //     status shows the interface lost, then up and re-attached once.
 //  5. on_loss = "exit": the device deleted under lvsd: lvsd exits 1.
 func TestDeviceLifecycle(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -12,6 +12,7 @@ import (
 // and gets its packets by its own method, and only the NAT server's replies
 // pass through the director.
 func TestMixedMethods(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

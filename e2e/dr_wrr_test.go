@@ -25,6 +25,7 @@ import (
 var directHTTP = lab.Service{Protocol: "tcp", Port: 80, Scheduler: "wrr", Weights: []int{3, 2, 1}}
 
 func TestDRWRR(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

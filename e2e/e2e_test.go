@@ -57,6 +57,7 @@ func checkWRR(t *testing.T, tp *lab.Topology, bin lab.Binaries, servers []*lab.P
 }
 
 func TestNATWRR(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -109,6 +110,7 @@ func checkStatus(t *testing.T, tp *lab.Topology, bin lab.Binaries, before *contr
 }
 
 func TestNATUDPEcho(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -143,6 +145,7 @@ func TestNATUDPEcho(t *testing.T) {
 }
 
 func TestARPAndPing(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	lab.NeedTools(t, "ping")
 	bin := lab.BuildBinaries(t)
@@ -174,6 +177,7 @@ func TestARPAndPing(t *testing.T) {
 }
 
 func TestNATOverTUN(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -184,6 +188,7 @@ func TestNATOverTUN(t *testing.T) {
 }
 
 func TestUnprivileged(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	lab.NeedTools(t, "setpriv")
 	const nobody = 65534
@@ -215,6 +220,7 @@ func TestUnprivileged(t *testing.T) {
 // TestNATMultiQueue runs lvsd on a two-queue TAP: one reader per queue, the
 // flows spread over both by the kernel's queue selection.
 func TestNATMultiQueue(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

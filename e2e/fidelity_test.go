@@ -23,6 +23,7 @@ import (
 // with a RST, and the client's read fails at once with ECONNRESET instead of
 // retransmitting for minutes.
 func TestStrayACKGetsRST(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -67,6 +68,7 @@ func TestStrayACKGetsRST(t *testing.T) {
 // (the TUN one's outer header too); the client's capture shows the time
 // exceeded for a datagram sent with TTL 1, which no real server receives.
 func TestTTL(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -82,29 +84,7 @@ func TestTTL(t *testing.T) {
 
 	send := func(ttl int, msg string) {
 		t.Helper()
-		err := lab.Do(dt.Client, func() error {
-			c, err := net.Dial("udp", lab.VIP.String()+":53")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			rc, err := c.(*net.UDPConn).SyscallConn()
-			if err != nil {
-				return err
-			}
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TTL, ttl)
-			}); err != nil {
-				return err
-			}
-			if serr != nil {
-				return serr
-			}
-			_, err = c.Write([]byte(msg))
-			return err
-		})
-		if err != nil {
+		if err := lab.SendUDP(dt.Client, lab.VIP.String()+":53", syscall.IP_TTL, ttl, []byte(msg)); err != nil {
 			t.Fatalf("send with TTL %d: %v", ttl, err)
 		}
 	}
@@ -203,6 +183,7 @@ func quotedPayload(q []byte) string {
 // DIP) update their neighbour caches; without them every request fails
 // until those entries expire (tens of seconds).
 func TestAnnounceAfterRestart(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
@@ -258,6 +239,7 @@ func TestAnnounceAfterRestart(t *testing.T) {
 // namespace, makes the kernel answer or route the traffic beside lvsd
 // (requests then fail at random); lvsd refuses to start and says why.
 func TestPacketPreconditions(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

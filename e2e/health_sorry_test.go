@@ -12,6 +12,7 @@ import (
 // (a lab server on another port of rs1) answers; when one comes back it
 // takes the traffic again.
 func TestHealthSorryServer(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -98,6 +98,7 @@ func waitHealth(t *testing.T, tp *lab.Topology, timeout time.Duration, ok func(*
 // certificate, a UDP echo, a DNS server built on miekg/dns, ping, an exec
 // script), each once where it must pass and once where it must fail.
 func TestHealthCheckTypes(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

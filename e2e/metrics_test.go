@@ -92,6 +92,7 @@ next:
 // through a NAT service, and checks that the IPVS connection, packet and
 // byte counters grew by exactly what the client sent and received.
 func TestMetricsScrape(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

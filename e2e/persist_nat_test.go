@@ -23,6 +23,7 @@ import (
 //     its template has run out, its next connection is scheduled again: rr
 //     moves every client to the next server.
 func TestPersistNAT(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

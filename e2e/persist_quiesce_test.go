@@ -15,6 +15,7 @@ import (
 // connection established before keeps going to it; raising the weight again
 // brings new connections back.
 func TestQuiesceOnReload(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -15,6 +15,7 @@ import (
 // sends SIGHUP: lvsd logs the file, line and key, keeps balancing with the
 // configuration it had, and reports itself stale until a good reload.
 func TestBadReloadKeepsRunning(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

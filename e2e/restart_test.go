@@ -81,6 +81,7 @@ func kill9(t *testing.T, p *lab.Proc) {
 // socket, resets them. Without sloppy_tcp the netstack resets every flow.
 // The shares are logged and stated in docs/conntrack.md.
 func TestRestartSloppy(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

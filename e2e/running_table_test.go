@@ -16,6 +16,7 @@ import (
 // one comes back at the head of the list, so the cycle becomes
 // rs2 → rs3 → rs1.
 func TestRunningTableOrder(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -41,6 +41,7 @@ var replaySkip = map[string]string{
 // counted under its reason (but other-host, which the TAP's MAC filter
 // keeps from lvsd).
 func TestScenarioReplay(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	byMethod := map[string][]*pkttest.Scenario{}

@@ -19,6 +19,7 @@ import (
 // by RELOADING=1 and READY=1, and that the log lines are JSON without a
 // time of their own (the journal stamps them).
 func TestSystemdNotify(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -16,6 +16,7 @@ import (
 // sends smaller ones. Before IPv6 TUN existed every packet was dropped as
 // unsupported.
 func TestTUN6Lab(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)

@@ -22,3 +22,6 @@ func DialContext(ns NS) func(ctx context.Context, network, addr string) (net.Con
 func mknodTun(path string) error { return errNotLinux }
 
 func backgroundAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// SendUDP needs Linux; elsewhere it returns an error.
+func SendUDP(ns NS, addr string, opt, value int, payload []byte) error { return errNotLinux }

@@ -114,3 +114,31 @@ func mknodTun(path string) error {
 func backgroundAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// SendUDP sends one datagram with payload from ns to addr (an IP address
+// and port) from a fresh socket, with the IPv4 socket option opt (at level
+// IPPROTO_IP, such as IP_TTL or IP_MTU_DISCOVER) set to value first.
+func SendUDP(ns NS, addr string, opt, value int, payload []byte) error {
+	return Do(ns, func() error {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		rc, err := c.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, opt, value)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("setsockopt %d = %d: %w", opt, value, serr)
+		}
+		_, err = c.Write(payload)
+		return err
+	})
+}
