@@ -58,9 +58,7 @@ func counts(t *testing.T, tp *lab.Topology, bin lab.Binaries, n int) map[string]
 // changes brings back the file.
 func TestAdmRuntimeChanges(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	state := filepath.Join(l.Dir(), "runtime.state")
@@ -281,11 +279,8 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 // user may change the table.
 func TestAdmUnprivilegedXDG(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
 	lab.NeedTools(t, "setpriv")
-	const nobody = 65534
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	xdg, err := os.MkdirTemp("", "lvt-xdg-")
 	if err != nil {
 		t.Fatal(err)

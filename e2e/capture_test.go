@@ -27,9 +27,7 @@ import (
 // forwards throughout.
 func TestCapture(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)

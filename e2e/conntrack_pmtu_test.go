@@ -21,9 +21,7 @@ import (
 // learns the path MTU and the upload stalls.
 func TestConntrackPathMTU(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 1})
 	const farMTU = 1400
 	far := tp.AddRoutedReal("rsm", farMTU)

@@ -17,9 +17,7 @@ import (
 // remaining servers.
 func TestConntrackReload(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 4})
 	tp.StartHTTP(bin, 8080)
 	all := tp.Reals

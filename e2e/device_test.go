@@ -30,9 +30,7 @@ import (
 //  5. on_loss = "exit": the device deleted under lvsd: lvsd exits 1.
 func TestDeviceLifecycle(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr"}

@@ -13,9 +13,7 @@ import (
 // pass through the director.
 func TestMixedMethods(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
 	servers := dt.StartHTTP(bin, 80)
 	dt.StartRealservers(bin)

@@ -26,9 +26,7 @@ var directHTTP = lab.Service{Protocol: "tcp", Port: 80, Scheduler: "wrr", Weight
 
 func TestDRWRR(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealDR, lab.RealDR, lab.RealDR)
 	servers := dt.StartHTTP(bin, 80)
 	capture := l.Capture(dt.Director, lab.TAPName)

@@ -24,9 +24,7 @@ import (
 // retransmitting for minutes.
 func TestStrayACKGetsRST(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 80)
 	svc := lab.Service{Port: 80, Scheduler: "rr"}
@@ -69,9 +67,7 @@ func TestStrayACKGetsRST(t *testing.T) {
 // exceeded for a datagram sent with TTL 1, which no real server receives.
 func TestTTL(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
 	dt.StartUDP(bin, 53)
 	dt.StartRealservers(bin)
@@ -184,9 +180,7 @@ func quotedPayload(q []byte) string {
 // until those entries expire (tens of seconds).
 func TestAnnounceAfterRestart(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{IPv6: true})
 	tp.StartHTTP(bin, 80)
 	svcs := []lab.Service{{Port: 80, Scheduler: "rr"}, {VIP: lab.VIP6, Port: 80, Scheduler: "rr"}}
@@ -240,9 +234,7 @@ func TestAnnounceAfterRestart(t *testing.T) {
 // (requests then fail at random); lvsd refuses to start and says why.
 func TestPacketPreconditions(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Packet: true})
 	path := l.WriteFile("packet.toml", tp.Config(lab.Service{Port: 80}))
 	run := func() string {

@@ -13,9 +13,7 @@ import (
 // takes the traffic again.
 func TestHealthSorryServer(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	rs1 := tp.Reals[0]

@@ -99,9 +99,7 @@ func waitHealth(t *testing.T, tp *lab.Topology, timeout time.Duration, ok func(*
 // script), each once where it must pass and once where it must fail.
 func TestHealthCheckTypes(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	var ips []net.IP

@@ -93,9 +93,7 @@ next:
 // byte counters grew by exactly what the client sent and received.
 func TestMetricsScrape(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	withMetrics(tp)
 	tp.StartUDP(bin, 5353)

@@ -24,9 +24,7 @@ import (
 //     moves every client to the next server.
 func TestPersistNAT(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	clients := tp.AddClientAddrs(3)
 	tp.StartHTTP(bin, 8080)

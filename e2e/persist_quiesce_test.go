@@ -16,9 +16,7 @@ import (
 // brings new connections back.
 func TestQuiesceOnReload(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "wrr", Method: "nat", Weights: []int{1, 1, 1}}

@@ -16,9 +16,7 @@ import (
 // configuration it had, and reports itself stale until a good reload.
 func TestBadReloadKeepsRunning(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	p := tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)

@@ -82,9 +82,7 @@ func kill9(t *testing.T, p *lab.Proc) {
 // The shares are logged and stated in docs/conntrack.md.
 func TestRestartSloppy(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	dial := lab.DialContext(tp.Client)

@@ -17,9 +17,7 @@ import (
 // rs2 → rs3 → rs1.
 func TestRunningTableOrder(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 3})
 	tp.StartHTTP(bin, 8080)
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr", Method: "nat"}

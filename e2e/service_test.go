@@ -20,9 +20,7 @@ import (
 // time of their own (the journal stamps them).
 func TestSystemdNotify(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 1})
 	tp.StartHTTP(bin, 8080)
 

@@ -23,9 +23,7 @@ import (
 // blind RST closes the connection, which is gone 2 s later.
 func TestSpoofs(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	tp.Globals = []string{"[timeouts]", `tcp_close = "2s"`}

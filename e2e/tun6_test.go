@@ -17,9 +17,7 @@ import (
 // unsupported.
 func TestTUN6Lab(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab6(lab.RealTUNLvsd)
 	dt.StartHTTP(bin, 80)
 	rs := dt.StartRealservers(bin)

@@ -27,9 +27,7 @@ import (
 // learnt MTU, lvsd's counters the packets answered (drop reason too-big).
 func TestTUNPathMTU(t *testing.T) {
 	t.Parallel() // see the package doc
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealTUNLvsd)
 	dt.StartHTTP(bin, 80)
 	dt.StartRealservers(bin)

@@ -26,9 +26,7 @@ import (
 // at least 99 % of the new connections do. Before UDP entries were
 // evictable, the flood refused every new connection for the UDP timeout.
 func TestUDPFlood(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	tp.Globals = []string{"[connections]", "max = 1000"}
