@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 )
 
@@ -17,6 +18,11 @@ func Do(ns NS, fn func() error) error { return errNotLinux }
 // DialContext needs Linux; elsewhere its function returns an error.
 func DialContext(ns NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(context.Context, string, string) (net.Conn, error) { return nil, errNotLinux }
+}
+
+// DialContextFrom needs Linux; elsewhere its function returns an error.
+func DialContextFrom(ns NS, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialContext(ns)
 }
 
 func mknodTun(path string) error { return errNotLinux }

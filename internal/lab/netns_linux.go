@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -80,10 +81,19 @@ func Do(ns NS, fn func() error) error {
 // address and port: a name would be resolved inside the caller's namespace
 // by goroutines that are not.
 func DialContext(ns NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialContextFrom(ns, netip.Addr{})
+}
+
+// DialContextFrom is DialContext with the local address src (one of ns's;
+// the zero Addr lets the kernel choose).
+func DialContextFrom(ns NS, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := Do(ns, func() error {
 			var d net.Dialer
+			if src.IsValid() {
+				d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+			}
 			var err error
 			c, err = d.DialContext(ctx, network, addr)
 			return err
