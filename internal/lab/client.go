@@ -102,19 +102,10 @@ func (l *Lab) Get(ns NS, bin Binaries, url string, n int, args ...string) GetRes
 	out, err := l.TryExec(ns, timeout, argv...)
 	// The summary is the last line of stdout; stderr (merged in out) may
 	// follow it.
-	var res GetResult
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	last := ""
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.HasPrefix(lines[i], `{"requests":`) {
-			last = lines[i]
-			break
-		}
+	res, perr := ParseGetResult(out)
+	if perr != nil {
+		l.t.Fatalf("lab: %s: %v; command error: %v; output:\n%s", strings.Join(argv, " "), perr, err, tail(out, 16<<10))
 	}
-	if jerr := json.Unmarshal([]byte(last), &res); jerr != nil || res.Requests == 0 {
-		l.t.Fatalf("lab: %s: no summary (%v); command error: %v; output:\n%s", strings.Join(argv, " "), jerr, err, tail(out, 16<<10))
-	}
-	res.Output = out
 	res.Err = err
 	return res
 }
