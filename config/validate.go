@@ -692,12 +692,15 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		r.Check = c.check(key, raw.Check, rkey, raw.RealServer[i].Check, &svc, &r)
 		svc.Reals = append(svc.Reals, r)
 	}
+	var own *Check
 	if raw.Check != nil {
 		// The service's own check, judged once whatever its real servers
-		// override (a pseudo server with a port of its own).
-		c.check(key, raw.Check, key, nil, &svc, &Real{Port: 1})
+		// override (a pseudo server with a port of its own), and kept for
+		// the real servers added at run time.
+		own = c.check(key, raw.Check, key, nil, &svc, &Real{Port: 1})
 	}
 	svc.Health = c.health(key, raw, &svc)
+	svc.Health.Check = own
 	return svc, ok
 }
 
