@@ -3,6 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 	"math/bits"
+	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -34,6 +35,10 @@ type index struct {
 	shift uint
 	// n counts occupied slots.
 	n int
+	// mem is the table's index arena; mapped is true while slots are in
+	// it (minMappedIndex bytes or more), false while on the Go heap.
+	mem    *arena
+	mapped bool
 }
 
 const (
@@ -45,7 +50,8 @@ const (
 	maxLoadNum, maxLoadDen = 3, 4
 )
 
-func (x *index) init() {
+func (x *index) init(mem *arena) {
+	x.mem = mem
 	x.slots = make([]uint64, 1<<minIndexLog)
 	x.shift = tagBits - minIndexLog
 	x.n = 0
@@ -78,8 +84,19 @@ func (x *index) add(tag uint32, loc uint32, reply bool) {
 }
 
 func (x *index) grow() {
-	old := x.slots
-	x.slots = make([]uint64, 2*len(old))
+	old, oldMapped := x.slots, x.mapped
+	n := 2 * len(old)
+	x.slots, x.mapped = nil, false
+	if size := uintptr(n) * 8; size >= minMappedIndex && x.mem != nil {
+		// Aligned to its size (up to a huge page), so that an index of
+		// up to 2 MiB lies within one huge page.
+		if p := x.mem.alloc(size, min(size, hugePage)); p != nil {
+			x.slots, x.mapped = unsafe.Slice((*uint64)(p), n), true
+		}
+	}
+	if x.slots == nil {
+		x.slots = make([]uint64, n)
+	}
 	x.shift--
 	for _, v := range old {
 		if v == 0 {
@@ -90,6 +107,11 @@ func (x *index) grow() {
 			i = x.next(i)
 		}
 		x.slots[i] = v
+	}
+	if oldMapped {
+		// Readers hold the shard's lock, which the caller holds for
+		// writing: nobody reads the old slots any more.
+		x.mem.free(unsafe.Pointer(unsafe.SliceData(old)), uintptr(len(old))*8)
 	}
 }
 

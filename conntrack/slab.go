@@ -6,6 +6,7 @@ package conntrack
 
 import (
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -20,13 +21,15 @@ const (
 	maxIdx    = 1<<idxBits - 1
 )
 
-// rec is one connection as the table stores it: 76 bytes and no pointer, so
-// that ten million of them cost the garbage collector nothing to scan.
+// rec is one connection as the table stores it: 72 bytes and no pointer,
+// kept outside the Go heap (the table's slab arena, mem.go), so that ten
+// million of them cost the garbage collector nothing to scan and can sit
+// in huge pages.
 //
 // in, mac and bind are written when the entry is allocated (under its
 // shard's mu, before any index slot refers to it) and read by anyone who
 // found it through a slot. word and last are atomics, written by the packet
-// path without a lock. due, next and prev belong to the timer wheel and the
+// path without a lock. next and prev belong to the timer wheel and the
 // free list, fnext and fprev to the eviction list: guarded by the home
 // shard's mu.
 type rec struct {
@@ -34,14 +37,16 @@ type rec struct {
 	mac  lvs.MAC   // the client's (or its router's) MAC
 	bind uint32    // the binding (real server) index
 	// word packs the state (bits 0-7), the word* flags and a
-	// generation (bits 13-31) that changes each time the rec is reused.
+	// generation (bits 14-31) that changes each time the rec is reused.
 	word atomic.Uint32
 	// last is the table time of the last packet, in milliseconds modulo
 	// 2^32.
 	last atomic.Uint32
-	due  uint32 // the wheel tick the entry is filed at
 	next uint32 // wheel or free list
-	prev uint32 // wheel
+	// prev is the previous entry on the wheel list, or wheelHead | the
+	// list's wheel slot for the first entry of a list (so that unlink
+	// finds the list's head without a field for the tick).
+	prev uint32
 	// fnext and fprev link the shard's eviction list; fprev has fifoIn set
 	// while the entry is on it.
 	fnext, fprev uint32
@@ -61,22 +66,25 @@ const (
 func stateOf(w uint32) State { return State(w & wordStateMask) }
 func genOf(w uint32) uint32  { return w >> wordGenShift }
 
-// chunk is a slab chunk. ctl, allocated on the first controlled entry of
-// the chunk, holds the entries' controllers (persistence templates); win,
-// allocated on the first NAT TCP entry, their sequence windows (window.go).
-// They are the only pointers, and the first fields, so that the collector
-// scans two words per chunk.
+// chunk is a slab chunk's Go half. ctl, allocated on the first controlled
+// entry of the chunk, holds the entries' controllers (persistence
+// templates); win, allocated on the first NAT TCP entry, their sequence
+// windows (window.go). The entries themselves are in the shard's recs, at
+// the same chunk number.
 type chunk struct {
-	ctl  atomic.Pointer[[chunkSize]Controller]
-	win  atomic.Pointer[[chunkSize]seqWin]
-	recs [chunkSize]rec
+	ctl atomic.Pointer[[chunkSize]Controller]
+	win atomic.Pointer[[chunkSize]seqWin]
 }
+
+// recBlock is a chunk's entries: in the table's slab arena (outside the Go
+// heap), or on the heap when the kernel refused a mapping.
+type recBlock = [chunkSize]rec
 
 // rec returns the entry at a location. It takes no lock: chunks never move.
 func (t *Table) rec(loc uint32) *rec {
 	s := &t.shards[loc>>idxBits]
 	i := loc & maxIdx
-	return &(*s.chunks.Load())[i>>chunkLog].recs[i&(chunkSize-1)]
+	return &(*s.recs.Load())[i>>chunkLog][i&(chunkSize-1)]
 }
 
 // controller returns the controller of the entry at loc, or nil. The
@@ -93,7 +101,7 @@ func (t *Table) controller(loc uint32) Controller {
 
 // rec returns the entry at index i of s.
 func (s *shard) rec(i uint32) *rec {
-	return &(*s.chunks.Load())[i>>chunkLog].recs[i&(chunkSize-1)]
+	return &(*s.recs.Load())[i>>chunkLog][i&(chunkSize-1)]
 }
 
 func (s *shard) loc(i uint32) uint32 { return s.id<<idxBits | i }
@@ -113,7 +121,14 @@ func (s *shard) alloc() uint32 {
 	i := s.used
 	chunks := *s.chunks.Load()
 	if int(i>>chunkLog) == len(chunks) {
+		recs := *s.recs.Load()
+		b := (*recBlock)(s.slab.alloc(unsafe.Sizeof(recBlock{}), 64))
+		if b == nil {
+			b = new(recBlock)
+		}
+		grownRecs := append(recs[:len(recs):len(recs)], b)
 		grown := append(chunks[:len(chunks):len(chunks)], new(chunk))
+		s.recs.Store(&grownRecs)
 		s.chunks.Store(&grown)
 	}
 	s.used++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,10 @@ type shard struct {
 	// mu and is read without it: chunks never move or go away, so a
 	// location stays valid memory for the table's life.
 	chunks atomic.Pointer[[]*chunk]
+	// recs are the chunks' entries, by chunk number, published like
+	// chunks (and before them); slab is the table's arena they come from.
+	recs atomic.Pointer[[]*recBlock]
+	slab *arena
 	// used is the next never-used index; free heads the free list (linked
 	// by rec.next); n counts live entries. Guarded by mu.
 	used, free uint32
@@ -154,6 +159,10 @@ type Table struct {
 	victims []uint32
 
 	st stats
+
+	// slabMem holds the entries, idxMem the large indexes: memory outside
+	// the Go heap, unmapped when the Table is garbage collected.
+	slabMem, idxMem *arena
 }
 
 // New returns an empty table.
@@ -162,7 +171,13 @@ func New(opts Options) *Table {
 		seed:       hashSeed{rand.Uint64(), rand.Uint64()},
 		clock:      opts.Clock,
 		bindByDest: make(map[*lvs.Dest]uint32),
+		slabMem:    new(arena),
+		idxMem:     new(arena),
 	}
+	// Nothing outside the table refers to its arenas' memory: the entries
+	// are copied out (Entry), and an Entry keeps the Table reachable.
+	runtime.AddCleanup(t, func(a *arena) { a.release() }, t.slabMem)
+	runtime.AddCleanup(t, func(a *arena) { a.release() }, t.idxMem)
 	if t.clock == nil {
 		start := time.Now()
 		t.clock = func() int64 { return int64(time.Since(start)) }
@@ -182,11 +197,14 @@ func New(opts Options) *Table {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.id = uint32(i)
-		s.idx.init()
+		s.idx.init(t.idxMem)
 		s.used = 1
 		s.binds = make(map[*lvs.Dest]uint32)
 		chunks := []*chunk{}
 		s.chunks.Store(&chunks)
+		recs := []*recBlock{}
+		s.recs.Store(&recs)
+		s.slab = t.slabMem
 	}
 	t.st.init()
 	return t
