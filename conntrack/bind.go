@@ -13,8 +13,11 @@ import (
 // it by index (rec.bind) instead of by pointer, and the per-worker counters
 // are indexed by it too. A destination is expected to belong to one virtual
 // service, as an ip_vs_dest does; its binding records the service of its
-// first connection. Bindings are never removed: the table keeps one
-// (about 200 bytes, plus 32 per worker) for every real server it has seen.
+// first connection. The entries take their VIP and protocol from their
+// binding (key.Addr, key.Proto), so a destination reached through two VIPs
+// or protocols has a binding for each. Bindings are never removed: the
+// table keeps one (about 200 bytes, plus 32 per worker) for every real
+// server it has seen.
 type binding struct {
 	dest *lvs.Dest
 	key  lvs.ServiceKey
@@ -37,6 +40,14 @@ type binding struct {
 	est    estimator
 }
 
+// bindKey names a binding: a destination and the VIP and protocol of its
+// connections.
+type bindKey struct {
+	d     *lvs.Dest
+	vip   lvs.Addr
+	proto lvs.Proto
+}
+
 // binding returns binding i (0 < i < number of bindings).
 func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
 
@@ -45,18 +56,19 @@ func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
 //
 // Preconditions: s.mu is held.
 func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) uint32 {
-	i, ok := s.binds[d]
+	k := bindKey{d, in.Dst, in.Proto}
+	i, ok := s.binds[k]
 	if !ok {
 		t.bindMu.Lock()
-		if i, ok = t.bindByDest[d]; !ok {
+		if i, ok = t.bindByDest[k]; !ok {
 			b := &binding{dest: d, key: lvs.ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
 			bs := append(*t.binds.Load(), b)
 			i = uint32(len(bs) - 1)
 			t.binds.Store(&bs)
-			t.bindByDest[d] = i
+			t.bindByDest[k] = i
 		}
 		t.bindMu.Unlock()
-		s.binds[d] = i
+		s.binds[k] = i
 	}
 	if b := t.binding(i); svc != nil && b.svc.Load() != svc {
 		b.svc.Store(svc)

@@ -21,21 +21,24 @@ const (
 	maxIdx    = 1<<idxBits - 1
 )
 
-// rec is one connection as the table stores it: 72 bytes and no pointer,
+// rec is one connection as the table stores it: 56 bytes and no pointer,
 // kept outside the Go heap (the table's slab arena, mem.go), so that ten
 // million of them cost the garbage collector nothing to scan and can sit
-// in huge pages.
+// in huge pages. The In tuple's destination (the VIP) and protocol are
+// those of the entry's binding (one per real server, VIP and protocol), so
+// the entry keeps only the client's address and the ports.
 //
-// in, mac and bind are written when the entry is allocated (under its
-// shard's mu, before any index slot refers to it) and read by anyone who
-// found it through a slot. word and last are atomics, written by the packet
-// path without a lock. next and prev belong to the timer wheel and the
-// free list, fnext and fprev to the eviction list: guarded by the home
-// shard's mu.
+// src, sport, dport, mac and bind are written when the entry is allocated
+// (under its shard's mu, before any index slot refers to it) and read by
+// anyone who found it through a slot. word and last are atomics, written
+// by the packet path without a lock. next and prev belong to the timer
+// wheel and the free list, fnext and fprev to the eviction list: guarded
+// by the home shard's mu.
 type rec struct {
-	in   lvs.Tuple // client to VIP:vport, as received
-	mac  lvs.MAC   // the client's (or its router's) MAC
-	bind uint32    // the binding (real server) index
+	src          lvs.Addr // the client's address, as received
+	sport, dport uint16   // the client's port and the virtual port
+	mac          lvs.MAC  // the client's (or its router's) MAC
+	bind         uint32   // the binding (real server, VIP, protocol) index
 	// word packs the state (bits 0-7), the word* flags and a
 	// generation (bits 14-31) that changes each time the rec is reused.
 	word atomic.Uint32
@@ -50,6 +53,16 @@ type rec struct {
 	// fnext and fprev link the shard's eviction list; fprev has fifoIn set
 	// while the entry is on it.
 	fnext, fprev uint32
+}
+
+// in returns the entry's In tuple; b is its binding.
+func (r *rec) in(b *binding) lvs.Tuple {
+	return lvs.Tuple{Src: r.src, Dst: b.key.Addr, SPort: r.sport, DPort: r.dport, Proto: b.key.Proto}
+}
+
+// isIn reports whether k is the In tuple of the entry, whose binding is b.
+func (r *rec) isIn(k *lvs.Tuple, b *binding) bool {
+	return r.src == k.Src && r.sport == k.SPort && r.dport == k.DPort && b.key.Addr == k.Dst && b.key.Proto == k.Proto
 }
 
 const (

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lvsd/lvsd/lvs"
 )
 
 // Options configure a Table. Every field is optional; the defaults are:
@@ -113,9 +111,10 @@ type shard struct {
 	// without the lock to skip shards with nothing to evict. Guarded by mu.
 	fifoHead, fifoTail uint32
 	fifoLen            atomic.Int32
-	// binds caches the binding index of each destination, so that Insert
+	// binds caches the binding index of each destination (and VIP and
+	// protocol), so that Insert
 	// takes no table-wide lock. Guarded by mu.
-	binds map[*lvs.Dest]uint32
+	binds map[bindKey]uint32
 	id    uint32
 
 	// Keeps the locks of neighbouring shards out of one cache line.
@@ -148,7 +147,7 @@ type Table struct {
 
 	bindMu sync.Mutex
 	// bindByDest indexes binds. Guarded by bindMu.
-	bindByDest map[*lvs.Dest]uint32
+	bindByDest map[bindKey]uint32
 	// binds holds every binding by index (0 unused). Appended under bindMu
 	// and published whole; read without a lock.
 	binds atomic.Pointer[[]*binding]
@@ -170,7 +169,7 @@ func New(opts Options) *Table {
 	t := &Table{
 		seed:       hashSeed{rand.Uint64(), rand.Uint64()},
 		clock:      opts.Clock,
-		bindByDest: make(map[*lvs.Dest]uint32),
+		bindByDest: make(map[bindKey]uint32),
 		slabMem:    new(arena),
 		idxMem:     new(arena),
 	}
@@ -199,7 +198,7 @@ func New(opts Options) *Table {
 		s.id = uint32(i)
 		s.idx.init(t.idxMem)
 		s.used = 1
-		s.binds = make(map[*lvs.Dest]uint32)
+		s.binds = make(map[bindKey]uint32)
 		chunks := []*chunk{}
 		s.chunks.Store(&chunks)
 		recs := []*recBlock{}
