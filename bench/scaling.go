@@ -11,16 +11,24 @@ import (
 // BenchmarkScaleConns (forward/scale_test.go), pivoted into tables, and
 // what the lab can show of the device queues.
 
-// scaleResult returns the ns/op of the forward benchmark name, or -1.
+// scaleResult returns the cpu-ns/op of the forward benchmark name (the
+// CPU time of its thread per operation), or its ns/op if it reported none,
+// or -1.
 func (g *goBenchRun) scaleResult(name string) float64 {
 	for _, p := range g.pkgs {
 		if shortPkg(p.path) != "forward" {
 			continue
 		}
 		for _, r := range p.results {
-			if r.name == name {
-				return r.nsOp
+			if r.name != name {
+				continue
 			}
+			for _, m := range r.other {
+				if m.unit == "cpu-ns/op" {
+					return m.value
+				}
+			}
+			return r.nsOp
 		}
 	}
 	return -1
@@ -79,7 +87,9 @@ func (g *goBenchRun) scalingMarkdown() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
 	w("## Scaling\n\n")
 	w("How the cost of the packet path grows with the work: ns per packet (or per new connection) from the Go\n")
-	w("benchmarks above (`forward/scale_test.go`, one worker, NAT over Ethernet, 0 allocations each), one run each.\n\n")
+	w("benchmarks above (`forward/scale_test.go`, one worker, NAT over Ethernet, 0 allocations each), one run each.\n")
+	w("The figures are the benchmarks' `cpu-ns/op`, the CPU time of the benchmark's thread per operation, rather than\n")
+	w("ns/op: on a machine shared with other work, wall time also counts the time slices other processes took.\n\n")
 
 	row := func(label, prefix string, sizes []string) {
 		w("| %s |", label)

@@ -9,7 +9,7 @@ func TestScalingMarkdown(t *testing.T) {
 	out := `goos: linux
 pkg: github.com/lvsd/lvsd/forward
 BenchmarkNATIn-2                	 7000000	       165.9 ns/op	 711.40 MB/s	       0 B/op	       0 allocs/op
-BenchmarkScaleServices/1-2      	 1000000	       900.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkScaleServices/1-2      	 1000000	      2900 ns/op	       0 B/op	       0 allocs/op	       900.0 cpu-ns/op
 BenchmarkScaleServices/100000-2 	 1000000	      1500 ns/op	       0 B/op	       0 allocs/op
 BenchmarkScaleReals/lc/8-2      	 1000000	       950.5 ns/op	       0 B/op	       0 allocs/op
 BenchmarkScaleReals/lc/1024-2   	 1000000	      4100 ns/op	       0 B/op	       0 allocs/op

@@ -5,6 +5,7 @@ package conntrack
 
 import (
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -48,6 +49,25 @@ type bindKey struct {
 	proto lvs.Proto
 }
 
+// bindCacheSize is the number of bindings a shard remembers (a
+// direct-mapped cache): enough for the real servers of a few busy services;
+// a miss takes the table's bindMu. A cache per shard of every binding would
+// grow to (real servers × shards) entries: 25 million at 100,000.
+const bindCacheSize = 64
+
+// bindCached is one entry of a shard's cache; i 0 is empty.
+type bindCached struct {
+	k bindKey
+	i uint32
+}
+
+// slot is k's place in a shard's cache.
+func (k *bindKey) slot() int {
+	// Dests are 128-byte objects: the low 7 bits of their address are 0.
+	h := uint(uintptr(unsafe.Pointer(k.d))>>7) ^ uint(k.vip[15])<<3 ^ uint(k.vip[14])<<5 ^ uint(k.proto)
+	return int(h % bindCacheSize)
+}
+
 // binding returns binding i (0 < i < number of bindings).
 func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
 
@@ -57,9 +77,11 @@ func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
 // Preconditions: s.mu is held.
 func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) uint32 {
 	k := bindKey{d, in.Dst, in.Proto}
-	i, ok := s.binds[k]
-	if !ok {
+	c := &s.binds[k.slot()]
+	i := c.i
+	if c.k != k || i == 0 {
 		t.bindMu.Lock()
+		var ok bool
 		if i, ok = t.bindByDest[k]; !ok {
 			b := &binding{dest: d, key: lvs.ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
 			bs := append(*t.binds.Load(), b)
@@ -68,7 +90,7 @@ func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) 
 			t.bindByDest[k] = i
 		}
 		t.bindMu.Unlock()
-		s.binds[k] = i
+		*c = bindCached{k, i}
 	}
 	if b := t.binding(i); svc != nil && b.svc.Load() != svc {
 		b.svc.Store(svc)

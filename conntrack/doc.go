@@ -11,12 +11,16 @@
 // The table is split into 256 shards by a seeded hash of the tuple. Each
 // shard holds:
 //
-//   - a slab of 76-byte entries (rec) in fixed chunks that never move, with
-//     a free list: an entry holds no pointer (its real server is an index
-//     into the table's bindings), so the garbage collector does not scan the
-//     table, and a steady state of connections coming and going allocates
-//     nothing;
-//   - an open-addressing index of 8-byte slots (index.go) from the In tuple
+//   - a slab of 56-byte entries (rec) in fixed chunks that never move, with
+//     a free list: an entry holds no pointer (its real server, VIP and
+//     protocol are an index into the table's bindings), and the chunks are
+//     outside the Go heap (mem.go: anonymous mappings, advised for
+//     transparent huge pages once the table passes 32 MiB), so the garbage
+//     collector neither scans nor counts the table, and a steady state of
+//     connections coming and going allocates nothing;
+//   - an open-addressing index of 8-byte slots (index.go), in the table's
+//     index arena from 64 KiB on (its old slots given back to the kernel
+//     when it grows), from the In tuple
 //     (client to VIP:vport) and, for NAT, from the Out tuple (RIP:rport to
 //     client) to an entry's location; DR and TUN replies never pass the
 //     director, so those entries index only In;
@@ -30,7 +34,8 @@
 // # Files
 //
 // One file per mechanism: table.go (Options, the Table and its shards, the
-// setters, Run), slab.go (entries and their chunks), index.go (the hash
+// setters, Run), slab.go (entries and their chunks), mem.go (the arenas
+// outside the Go heap), index.go (the hash
 // index), wheel.go (the timer wheel and expiry), evict.go (eviction when
 // full), bind.go (real servers and their connection counts), ops.go
 // (lookup, insertion, the per-packet update, checks, removal), entry.go (the

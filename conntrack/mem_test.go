@@ -182,3 +182,58 @@ func TestTableMemoryReleased(t *testing.T) {
 	}
 	t.Errorf("slab memory at %p still mapped after the table was collected", p)
 }
+
+// TestBindingsManyDests inserts connections to more real servers (and
+// VIPs) than a shard's binding cache holds: every connection keeps its own
+// real server and VIP through the cache's collisions, and each real
+// server and VIP has one binding.
+func TestBindingsManyDests(t *testing.T) {
+	tab := New(Options{})
+	const nd = 4 * bindCacheSize
+	vips := []lvs.Addr{lvs.AddrFrom4([]byte{192, 0, 2, 100}), lvs.AddrFrom4([]byte{192, 0, 2, 101})}
+	dests := make([]*lvs.Dest, nd)
+	for i := range dests {
+		dests[i] = lvs.NewDest(lvs.AddrFrom4([]byte{192, 0, 2, byte(i)}).Netip(), uint16(8000+i), lvs.NAT, 1)
+	}
+	e := tab.NewEntry()
+	key := func(i, v int) lvs.Tuple {
+		return lvs.Tuple{Src: lvs.AddrFrom4([]byte{192, 0, 2, 10}), Dst: vips[v], SPort: uint16(1000 + i), DPort: 80, Proto: lvs.TCP}
+	}
+	for round := range 3 { // the same real servers again: cache hits and misses
+		for i, d := range dests {
+			for v := range vips {
+				k := key(i, v)
+				k.SPort += uint16(round * nd)
+				if created, err := tab.InsertInto(e, &k, d, nil, lvs.MAC{}, 0, nil); !created || err != nil {
+					t.Fatalf("insert %d/%d: %v %v", i, v, created, err)
+				}
+			}
+		}
+	}
+	for round := range 3 {
+		for i, d := range dests {
+			for v := range vips {
+				k := key(i, v)
+				k.SPort += uint16(round * nd)
+				found, reply := tab.LookupInto(&k, e)
+				if !found || reply || e.Dest != d || e.In != k {
+					t.Fatalf("lookup %d/%d: found %v reply %v dest %v in %v, want %v %v", i, v, found, reply, e.Dest, e.In, d, k)
+				}
+				// Both VIPs' connections have this Out tuple: the newest
+				// (the last VIP's) receives the replies.
+				newest := key(i, len(vips)-1)
+				newest.SPort = k.SPort
+				out := lvs.Tuple{Src: d.Addr, Dst: k.Src, SPort: d.Port, DPort: k.SPort, Proto: lvs.TCP}
+				if found, reply := tab.LookupInto(&out, e); !found || !reply || e.Dest != d || e.In != newest {
+					t.Fatalf("reply lookup %d/%d: found %v reply %v dest %v in %v", i, v, found, reply, e.Dest, e.In)
+				}
+			}
+			if n := d.InactiveConns.Load(); n != int32(len(vips)*3) {
+				t.Fatalf("dest %d: %d inactive connections, want %d", i, n, len(vips)*3)
+			}
+		}
+	}
+	if n := len(*tab.binds.Load()) - 1; n != nd*len(vips) {
+		t.Errorf("%d bindings, want %d (one per real server and VIP)", n, nd*len(vips))
+	}
+}

@@ -111,10 +111,10 @@ type shard struct {
 	// without the lock to skip shards with nothing to evict. Guarded by mu.
 	fifoHead, fifoTail uint32
 	fifoLen            atomic.Int32
-	// binds caches the binding index of each destination (and VIP and
-	// protocol), so that Insert
-	// takes no table-wide lock. Guarded by mu.
-	binds map[bindKey]uint32
+	// binds caches the binding indexes of recent destinations (and VIPs
+	// and protocols), so that Insert seldom takes a table-wide lock.
+	// Guarded by mu.
+	binds [bindCacheSize]bindCached
 	id    uint32
 
 	// Keeps the locks of neighbouring shards out of one cache line.
@@ -198,7 +198,6 @@ func New(opts Options) *Table {
 		s.id = uint32(i)
 		s.idx.init(t.idxMem)
 		s.used = 1
-		s.binds = make(map[bindKey]uint32)
 		chunks := []*chunk{}
 		s.chunks.Store(&chunks)
 		recs := []*recBlock{}
