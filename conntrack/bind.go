@@ -5,7 +5,6 @@ package conntrack
 
 import (
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -59,13 +58,6 @@ const bindCacheSize = 64
 type bindCached struct {
 	k bindKey
 	i uint32
-}
-
-// slot is k's place in a shard's cache.
-func (k *bindKey) slot() int {
-	// Dests are 128-byte objects: the low 7 bits of their address are 0.
-	h := uint(uintptr(unsafe.Pointer(k.d))>>7) ^ uint(k.vip[15])<<3 ^ uint(k.vip[14])<<5 ^ uint(k.proto)
-	return int(h % bindCacheSize)
 }
 
 // binding returns binding i (0 < i < number of bindings).

@@ -14,7 +14,7 @@
 //   - a slab of 56-byte entries (rec) in fixed chunks that never move, with
 //     a free list: an entry holds no pointer (its real server, VIP and
 //     protocol are an index into the table's bindings), and the chunks are
-//     outside the Go heap (mem.go: anonymous mappings, advised for
+//     outside the Go heap (mem_unsafe.go: anonymous mappings, advised for
 //     transparent huge pages once the table passes 32 MiB), so the garbage
 //     collector neither scans nor counts the table, and a steady state of
 //     connections coming and going allocates nothing;
@@ -34,7 +34,7 @@
 // # Files
 //
 // One file per mechanism: table.go (Options, the Table and its shards, the
-// setters, Run), slab.go (entries and their chunks), mem.go (the arenas
+// setters, Run), slab.go (entries and their chunks), mem_unsafe.go (the arenas
 // outside the Go heap), index.go (the hash
 // index), wheel.go (the timer wheel and expiry), evict.go (eviction when
 // full), bind.go (real servers and their connection counts), ops.go

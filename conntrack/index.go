@@ -3,7 +3,6 @@ package conntrack
 import (
 	"encoding/binary"
 	"math/bits"
-	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -87,12 +86,9 @@ func (x *index) grow() {
 	old, oldMapped := x.slots, x.mapped
 	n := 2 * len(old)
 	x.slots, x.mapped = nil, false
-	if size := uintptr(n) * 8; size >= minMappedIndex && x.mem != nil {
-		// Aligned to its size (up to a huge page), so that an index of
-		// up to 2 MiB lies within one huge page.
-		if p := x.mem.alloc(size, min(size, hugePage)); p != nil {
-			x.slots, x.mapped = unsafe.Slice((*uint64)(p), n), true
-		}
+	if n*8 >= minMappedIndex && x.mem != nil {
+		x.slots = x.mem.allocSlots(n)
+		x.mapped = x.slots != nil
 	}
 	if x.slots == nil {
 		x.slots = make([]uint64, n)
@@ -111,7 +107,7 @@ func (x *index) grow() {
 	if oldMapped {
 		// Readers hold the shard's lock, which the caller holds for
 		// writing: nobody reads the old slots any more.
-		x.mem.free(unsafe.Pointer(unsafe.SliceData(old)), uintptr(len(old))*8)
+		x.mem.freeSlots(old)
 	}
 }
 

@@ -6,7 +6,6 @@ package conntrack
 
 import (
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -22,7 +21,7 @@ const (
 )
 
 // rec is one connection as the table stores it: 56 bytes and no pointer,
-// kept outside the Go heap (the table's slab arena, mem.go), so that ten
+// kept outside the Go heap (the table's slab arena, mem_unsafe.go), so that ten
 // million of them cost the garbage collector nothing to scan and can sit
 // in huge pages. The In tuple's destination (the VIP) and protocol are
 // those of the entry's binding (one per real server, VIP and protocol), so
@@ -135,7 +134,7 @@ func (s *shard) alloc() uint32 {
 	chunks := *s.chunks.Load()
 	if int(i>>chunkLog) == len(chunks) {
 		recs := *s.recs.Load()
-		b := (*recBlock)(s.slab.alloc(unsafe.Sizeof(recBlock{}), 64))
+		b := s.slab.allocRecs()
 		if b == nil {
 			b = new(recBlock)
 		}

@@ -163,3 +163,31 @@ func (a *arena) mappedBytes() uintptr {
 	defer a.mu.Unlock()
 	return a.mapped
 }
+
+// allocRecs returns a slab chunk's entries from the arena, or nil.
+func (a *arena) allocRecs() *recBlock {
+	return (*recBlock)(a.alloc(unsafe.Sizeof(recBlock{}), 64))
+}
+
+// allocSlots returns n index slots from the arena, aligned to their size
+// (up to a huge page, so that an index of up to 2 MiB lies within one huge
+// page), or nil.
+func (a *arena) allocSlots(n int) []uint64 {
+	size := uintptr(n) * 8
+	if p := a.alloc(size, min(size, hugePage)); p != nil {
+		return unsafe.Slice((*uint64)(p), n)
+	}
+	return nil
+}
+
+// freeSlots gives slots from allocSlots back to the kernel.
+func (a *arena) freeSlots(s []uint64) {
+	a.free(unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s))*8)
+}
+
+// slot is k's place in a shard's cache.
+func (k *bindKey) slot() int {
+	// Dests are 128-byte objects: the low 7 bits of their address are 0.
+	h := uint(uintptr(unsafe.Pointer(k.d))>>7) ^ uint(k.vip[15])<<3 ^ uint(k.vip[14])<<5 ^ uint(k.proto)
+	return int(h % bindCacheSize)
+}
