@@ -20,10 +20,10 @@
 //     connections coming and going allocates nothing;
 //   - an open-addressing index of 8-byte slots (index.go), in the table's
 //     index arena from 64 KiB on (its old slots given back to the kernel
-//     when it grows), from the In tuple
-//     (client to VIP:vport) and, for NAT, from the Out tuple (RIP:rport to
-//     client) to an entry's location; DR and TUN replies never pass the
-//     director, so those entries index only In;
+//     when it grows), from the In tuple (client to VIP:vport) and, for NAT,
+//     from the Out tuple (RIP:rport to client) to an entry's location; DR
+//     and TUN replies never pass the director, so those entries index only
+//     In;
 //   - a timer wheel (1 s ticks, 1024 slots) of intrusive lists through the
 //     entries: expiry looks only at the entries whose deadline came, never
 //     at the whole table. The packet path refreshes a last-seen time
@@ -34,9 +34,8 @@
 // # Files
 //
 // One file per mechanism: table.go (Options, the Table and its shards, the
-// setters, Run), slab.go (entries and their chunks), mem_unsafe.go (the arenas
-// outside the Go heap), index.go (the hash
-// index), wheel.go (the timer wheel and expiry), evict.go (eviction when
+// setters, Run), slab.go (entries and their chunks), mem_unsafe.go (the
+// arenas outside the Go heap), index.go (the hash index), wheel.go (the timer wheel and expiry), evict.go (eviction when
 // full), bind.go (real servers and their connection counts), ops.go
 // (lookup, insertion, the per-packet update, checks, removal), entry.go (the
 // Entry copies callers hold), state.go and timeouts.go (IPVS's TCP states
