@@ -35,9 +35,10 @@
 //
 // One file per mechanism: table.go (Options, the Table and its shards, the
 // setters, Run), slab.go (entries and their chunks), mem_unsafe.go (the
-// arenas outside the Go heap), index.go (the hash index), wheel.go (the timer wheel and expiry), evict.go (eviction when
-// full), bind.go (real servers and their connection counts), ops.go
-// (lookup, insertion, the per-packet update, checks, removal), entry.go (the
+// arenas outside the Go heap), index.go (the hash index), wheel.go (the
+// timer wheel and expiry), evict.go (eviction when full), bind.go (real
+// servers and their connection counts), ops.go (lookup, insertion, the
+// per-packet update, checks, removal), entry.go (the
 // Entry copies callers hold), state.go and timeouts.go (IPVS's TCP states
 // and their timeouts), stats.go (counters and rates). The tests' own
 // conveniences (allocating Insert, Range, ...) are in export_test.go.
