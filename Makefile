@@ -25,10 +25,11 @@ completion: build ## bin/lvsd.bash, bash (and zsh with bashcompinit) completion 
 
 dist: build man completion ## bin/: lvsd, its man page and completion; dist/lvsd.service is the systemd unit
 
-lab-deps: ## install what the lab tests use and the machine lacks (ip, ping, chromium-headless-shell), when root with apt-get; make test runs it
+lab-deps: ## install what the lab tests use and the machine lacks (ip, ping, iperf, chromium-headless-shell), when root with apt-get; make test runs it
 	@need=""; \
 	command -v ip >/dev/null 2>&1 || need="$$need iproute2"; \
 	command -v ping >/dev/null 2>&1 || need="$$need iputils-ping"; \
+	command -v iperf >/dev/null 2>&1 || need="$$need iperf"; \
 	command -v chromium-headless-shell >/dev/null 2>&1 || need="$$need chromium-headless-shell"; \
 	if [ -n "$$need" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -56,16 +57,19 @@ bench-go: ## Go benchmarks of the packet path, connection table, persistence tem
 fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzReassembly$$' -fuzztime 30s ./forward/
+	$(GO) test -run '^$$' -fuzz '^FuzzSynproxyOptions$$' -fuzztime 30s ./forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime 30s ./conntrack/
 	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime 30s ./takeover/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzCoalesce$$' -fuzztime 30s ./realserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzProberTake$$' -fuzztime 30s ./stack/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./adm/
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzDNSCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime 30s ./keepalived/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 30s ./capture/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 30s ./control/
 
 vet: ## go vet
 	$(GO) vet $(PKGS)

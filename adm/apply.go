@@ -143,7 +143,10 @@ func applyTo(out *config.Config, c *Command) error {
 			if c.LThresh > c.UThresh {
 				return refuse("Numerical result out of range")
 			}
-			r := config.Real{Addr: c.Dest.Addr(), Port: c.Dest.Port(), SlowStart: s.SlowStart}
+			// A real server added at run time gets its service's check,
+			// as the file's real servers without a check of their own
+			// (keepalived checks whatever its virtual server lists).
+			r := config.Real{Addr: c.Dest.Addr(), Port: c.Dest.Port(), SlowStart: s.SlowStart, Check: s.Health.Check.Clone()}
 			setReal(&r, c)
 			s.Reals = append(s.Reals, r)
 		case CmdEditDest:

@@ -1,10 +1,12 @@
 package adm
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -127,5 +129,79 @@ func TestRunListing(t *testing.T) {
 	}
 	if out := e.Run(res.Changed, []string{"-v"}, nil); !strings.HasPrefix(out.Stdout, "ipvsadm test ") {
 		t.Errorf("-v: %q", out.Stdout)
+	}
+}
+
+// TestAddDestGetsServiceCheck: a real server added at run time (-a) is
+// checked with its service's check; -e keeps it; a check that cannot apply
+// to the new server (through_vip on a NAT server) refuses the command with
+// the file's message; -S still prints ipvsadm's lines only.
+func TestAddDestGetsServiceCheck(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(baseTOML+`
+[[virtual_server]]
+protocol = "tcp"
+address = "192.0.2.100"
+port = 80
+method = "dr"
+  [virtual_server.check]
+  type = "tcp"
+  through_vip = true
+  fall = 3
+  [[virtual_server.real_server]]
+  address = "192.0.2.21"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv()
+	res := e.Run(cfg, []string{"-R"}, []string{"-a -t 192.0.2.100:80 -r 192.0.2.22 -g -w 2", "-e -t 192.0.2.100:80 -r 192.0.2.22 -g -w 3"})
+	if res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	s := res.Changed.Services[0]
+	want := s.Health.Check
+	if want == nil || !want.ThroughVIP || want.Fall != 3 {
+		t.Fatalf("service check %+v", want)
+	}
+	for _, r := range s.Reals {
+		if r.Check == nil || !reflect.DeepEqual(r.Check, want) || r.Check == want {
+			t.Errorf("%s: check %+v, want a copy of the service's %+v", r.Addr, r.Check, want)
+		}
+	}
+	res = e.Run(cfg, []string{"-a", "-t", "192.0.2.100:80", "-r", "192.0.2.23:8080", "-m"}, nil)
+	if res.Code == 0 || !strings.Contains(res.Stderr, "needs a real server forwarded by dr or tun: 192.0.2.23 is nat") {
+		t.Errorf("NAT server under a through_vip check: code %d %q", res.Code, res.Stderr)
+	}
+	if out := e.Run(cfg, []string{"-S", "-n"}, nil); out.Stdout != "-A -t 192.0.2.100:80 -s wlc\n-a -t 192.0.2.100:80 -r 192.0.2.21:80 -g -w 1\n" {
+		t.Errorf("-Sn: %q", out.Stdout)
+	}
+}
+
+// TestAddDRToSynproxyRefused: a SYN-proxy service translates every segment
+// in both directions, so a DR or TUN real server added at run time is
+// refused with the file's message, as lvsd check refuses it in a file.
+func TestAddDRToSynproxyRefused(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(baseTOML+`
+[[virtual_server]]
+protocol = "tcp"
+address = "192.0.2.100"
+port = 80
+method = "nat"
+synproxy = true
+  [[virtual_server.real_server]]
+  address = "192.0.2.21"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv()
+	for _, m := range []string{"-g", "-i"} {
+		res := e.Run(cfg, []string{"-a", "-t", "192.0.2.100:80", "-r", "192.0.2.22", m}, nil)
+		if res.Code == 0 || !strings.Contains(res.Stderr, "needs nat real servers") {
+			t.Errorf("%s server on a synproxy service: code %d %q", m, res.Code, res.Stderr)
+		}
+	}
+	if res := e.Run(cfg, []string{"-a", "-t", "192.0.2.100:80", "-r", "192.0.2.22", "-m"}, nil); res.Code != 0 {
+		t.Errorf("NAT server on a synproxy service refused: %q", res.Stderr)
 	}
 }

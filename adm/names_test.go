@@ -63,3 +63,25 @@ func TestLvsdListing(t *testing.T) {
 		t.Errorf("--lvsd:\n%s\nwant the end:\n%s", b.String(), want)
 	}
 }
+
+// TestListingLeavesOutDownServers: a server its check took out is not in
+// ipvsadm's listing (keepalived would have run ipvsadm -d), is in --lvsd's,
+// marked, and in -S's, so that -S | -R gives back the configured table.
+func TestListingLeavesOutDownServers(t *testing.T) {
+	s := svc(lvs.TCP, "192.0.2.100", 80, "rr", dest("192.0.2.21", 80, lvs.NAT, 1, 0, 0), dest("192.0.2.22", 80, lvs.NAT, 1, 0, 0))
+	s.Dests[0].Down = true
+	tab := &Table{Services: []Service{s}}
+	for _, c := range []struct {
+		f        Format
+		wantDown bool
+	}{{FmtNumeric, false}, {FmtNumeric | FmtLvsd, true}, {FmtNumeric | FmtRule, true}} {
+		var b bytes.Buffer
+		(&Printer{}).WriteList(&b, tab, c.f)
+		if got := strings.Contains(b.String(), "192.0.2.21"); got != c.wantDown {
+			t.Errorf("format %#x lists the down server: %v, want %v:\n%s", c.f, got, c.wantDown, b.String())
+		}
+		if !strings.Contains(b.String(), "192.0.2.22") {
+			t.Errorf("format %#x leaves out the live server:\n%s", c.f, b.String())
+		}
+	}
+}

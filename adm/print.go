@@ -270,6 +270,13 @@ func (p *Printer) writeService(b *buf, s *Service, f Format) {
 		msort(dests, cmpDests)
 	}
 	for _, d := range dests {
+		if d.Down && f&(FmtLvsd|FmtRule) == 0 {
+			// keepalived takes a failed server out with ipvsadm -d, so
+			// ipvsadm's listing no longer shows it; --lvsd shows it
+			// marked, and -S keeps it so that -S | -R gives back the
+			// configured table.
+			continue
+		}
 		dname := p.addrPort(d.Addr, d.Port, s.Proto, f)
 		if f&FmtRule == 0 && !d.Addr.Is6() && len(dname) > 28 {
 			dname = dname[:28]

@@ -144,7 +144,7 @@ func (b *bench) setupTunnels() {
 		return
 	}
 	if b.lvsdRealserver {
-		b.tunDecap = "`lvsd realserver` on each real server (the kernel has no ipip module): a userspace decapsulator that writes the inner packets into a TUN device, and competes for the same CPUs"
+		b.tunDecap = "`lvsd realserver` on each real server (the kernel has no ipip module): a userspace decapsulator that reads batches of packets, joins the TCP segments of a flow into super-frames and writes them into a TUN device, and competes for the same CPUs"
 		logf("TUN mode: the kernel has no ipip device (%s); the real servers decapsulate with `lvsd realserver`", firstLine(kerr.Error()))
 		return
 	}
@@ -160,9 +160,12 @@ func (b *bench) startRealservers() (stop func(), procs []*lab.Proc, err error) {
 			p.Stop()
 		}
 	}
+	// lvsd's outer source is its address toward the real server (the
+	// route's preferred source): RealGateway on the servers' subnet.
+	directors := lab.DIP.String() + "," + lab.RealGateway.String()
 	for _, r := range b.tp.Reals {
 		procs = append(procs, b.lab.Start(r.NS, r.Name+"-realserver", b.bin.Lvsd, "realserver",
-			"-tun", lab.RealserverTUN, "-vip", lab.VIP.String(), "-director", lab.DIP.String()))
+			"-tun", lab.RealserverTUN, "-vip", lab.VIP.String(), "-director", directors))
 	}
 	for _, p := range procs {
 		if werr := p.WaitOutput("realserver running", 10*time.Second); werr != nil {

@@ -79,7 +79,7 @@ var checkKeyTypes = map[string][]string{
 	"query_name":    {"dns"},
 	"command":       {"exec"},
 	"dynamic":       {"exec"},
-	"through_vip":   {"tcp"},
+	"through_vip":   {"tcp", "http", "https"},
 }
 
 // Limits of check keys.
@@ -509,11 +509,12 @@ func formatHealth(b *strings.Builder, h *Health) {
 	}
 }
 
-// formatCheck writes a real server's check as its own complete check
-// table, for Format: every value explicit, so that it does not depend on
-// its virtual server's.
-func formatCheck(b *strings.Builder, c *Check) {
-	fmt.Fprintf(b, "    [virtual_server.real_server.check]\n    type = %s\n", q(c.Type))
+// formatCheck writes a check as a complete check table named table, for
+// Format: every value explicit, so that a real server's does not depend on
+// its virtual server's (the keys it leaves out are empty in c, and so in a
+// check merged from the file's tables, which cannot empty a key).
+func formatCheck(b *strings.Builder, table string, c *Check) {
+	fmt.Fprintf(b, "    [%s]\n    type = %s\n", table, q(c.Type))
 	fmt.Fprintf(b, "    interval = %s\n    timeout = %s\n    delay_before_retry = %s\n    warmup = %s\n",
 		q(c.Interval.String()), q(c.Timeout.String()), q(c.DelayBeforeRetry.String()), q(c.Warmup.String()))
 	fmt.Fprintf(b, "    rise = %d\n    fall = %d\n    alpha = %t\n    inhibit_on_failure = %t\n",
@@ -562,9 +563,8 @@ func formatCheck(b *strings.Builder, c *Check) {
 		str("query_name", c.QueryName)
 	case "exec":
 		fmt.Fprintf(b, "    command = %s\n    dynamic = %t\n", q(c.Command), c.Dynamic)
-	case "tcp":
-		if c.ThroughVIP {
-			fmt.Fprintf(b, "    through_vip = true\n")
-		}
+	}
+	if c.ThroughVIP {
+		fmt.Fprintf(b, "    through_vip = true\n")
 	}
 }

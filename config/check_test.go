@@ -53,14 +53,18 @@ func TestParseChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := cfg.Services[0]
-	wantH := Health{SorryServer: netip.MustParseAddrPort("198.18.2.99:80"), Quorum: 3, Hysteresis: 1, QuorumDown: "logger down"}
-	if diff := cmp.Diff(wantH, svc.Health, cmpOpts...); diff != "" {
-		t.Errorf("health (-want +got):\n%s", diff)
-	}
 	base := Check{
 		Type: "http", Interval: 500 * time.Millisecond, Timeout: DefaultCheckTimeout, Rise: 1, Fall: 2,
 		DelayBeforeRetry: DefaultRetryDelay, Warmup: 500 * time.Millisecond, Path: "/health",
 		Status: []StatusRange{{Lo: 200, Hi: 200}, {Lo: 300, Hi: 302}}, Digest: "9b3a0c85a887a256d6939da88aabd8cd",
+	}
+	// The service's own check is kept, as the check of real servers added
+	// later: the one its real servers without a table of their own get.
+	svcCheck := base
+	wantH := Health{SorryServer: netip.MustParseAddrPort("198.18.2.99:80"), Quorum: 3, Hysteresis: 1, QuorumDown: "logger down",
+		Check: &svcCheck}
+	if diff := cmp.Diff(wantH, svc.Health, cmpOpts...); diff != "" {
+		t.Errorf("health (-want +got):\n%s", diff)
 	}
 	over := base
 	over.Port, over.Fall, over.InhibitOnFailure = 9000, 5, true

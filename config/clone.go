@@ -19,16 +19,23 @@ func (c *Config) Clone() *Config {
 		sc.Ports = slices.Clone(sc.Ports)
 		sc.SchedFlags = slices.Clone(sc.SchedFlags)
 		sc.Reals = slices.Clone(sc.Reals)
+		sc.Health.Check = sc.Health.Check.Clone()
 		for j := range sc.Reals {
 			rc := &sc.Reals[j]
-			if rc.Check != nil {
-				ck := *rc.Check
-				ck.Status = slices.Clone(ck.Status)
-				ck.Payload = slices.Clone(ck.Payload)
-				ck.Expect = slices.Clone(ck.Expect)
-				rc.Check = &ck
-			}
+			rc.Check = rc.Check.Clone()
 		}
 	}
 	return &n
+}
+
+// Clone returns a deep copy of c (nil for nil).
+func (c *Check) Clone() *Check {
+	if c == nil {
+		return nil
+	}
+	ck := *c
+	ck.Status = slices.Clone(ck.Status)
+	ck.Payload = slices.Clone(ck.Payload)
+	ck.Expect = slices.Clone(ck.Expect)
+	return &ck
 }

@@ -239,6 +239,12 @@ type Service struct {
 	// leaves no connection entry. Only with Proto UDP, and only when no real
 	// server uses NAT (whose replies need the entry).
 	OnePacket bool
+	// Synproxy is an lvsd extension after DPVS's synproxy: the director
+	// answers the service's SYNs itself with SYN cookies and opens the
+	// connection to a real server only on the client's valid ACK, so that
+	// spoofed SYNs cost no connection entry (forward.Service.Synproxy).
+	// Only with Proto TCP, and only when every real server uses NAT.
+	Synproxy bool
 	// SlowStart is the default slow start of the real servers, 0 for none.
 	SlowStart time.Duration
 	// MaglevTableSize is the prime size of scheduler maglev's lookup table;

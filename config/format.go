@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +80,9 @@ func Format(c *Config) []byte {
 		}
 		fmt.Fprintf(&b, "scheduler = %s\nscheduler_flags = [%s]\ninterface = %s\none_packet = %t\n",
 			q(sc.Scheduler), strings.Join(flags, ", "), q(sc.Interface), sc.OnePacket)
+		if sc.Synproxy {
+			b.WriteString("synproxy = true\n")
+		}
 		fmt.Fprintf(&b, "persistence_timeout = %s\n", dur(sc.Persistence.Timeout))
 		if sc.Persistence.Timeout > 0 {
 			fmt.Fprintf(&b, "persistence_netmask = %d\n", sc.Persistence.Netmask)
@@ -88,6 +92,9 @@ func Format(c *Config) []byte {
 			fmt.Fprintf(&b, "maglev_table_size = %d\n", sc.MaglevTableSize)
 		}
 		formatHealth(&b, &sc.Health)
+		if sc.Health.Check != nil {
+			formatCheck(&b, "virtual_server.check", sc.Health.Check)
+		}
 		multiPort := sc.Ports != nil || sc.Port == 0
 		for _, r := range sc.Reals {
 			fmt.Fprintf(&b, "  [[virtual_server.real_server]]\n  address = %s\n", q(r.Addr.String()))
@@ -99,8 +106,14 @@ func Format(c *Config) []byte {
 			if r.SlowStart != sc.SlowStart {
 				fmt.Fprintf(&b, "  slow_start = %s\n", dur(r.SlowStart))
 			}
-			if r.Check != nil {
-				formatCheck(&b, r.Check)
+			// A real server's check is written when it is not its
+			// service's: a table of its own, or type none to turn the
+			// service's off.
+			switch {
+			case r.Check == nil && sc.Health.Check != nil:
+				b.WriteString("  check = { type = \"none\" }\n")
+			case r.Check != nil && !reflect.DeepEqual(r.Check, sc.Health.Check):
+				formatCheck(&b, "virtual_server.real_server.check", r.Check)
 			}
 		}
 		b.WriteString("\n")

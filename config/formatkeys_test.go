@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,8 +60,8 @@ func TestFormatKeepsEveryKey(t *testing.T) {
 
 // formattedAs returns the keys of Format's output that stand for key of
 // the input: key itself; for a virtual server's method or check key, that
-// key of each of its real servers (of its real servers whose check type the
-// key applies to); the hex form of a check's text payload or expect. The
+// key of each of its real servers (a check table is written as its own
+// table, and a real server's that comes to its service's is not written); the hex form of a check's text payload or expect. The
 // elements of a static array are not compared (status = [200, "300-399"]
 // is written as ranges), the array's key is.
 func formattedAs(cfg *Config, key string) []string {
@@ -69,22 +69,25 @@ func formattedAs(cfg *Config, key string) []string {
 		return nil
 	}
 	key = checkAlias.ReplaceAllString(key, "${1}_hex")
+	if m := realCheck.FindStringSubmatch(key); m != nil {
+		// A real server's own check table that comes to its service's
+		// check is not written: the service's table stands for it.
+		i, _ := strconv.Atoi(m[1])
+		j, _ := strconv.Atoi(m[2])
+		sc := &cfg.Services[i]
+		if r := sc.Reals[j]; r.Check != nil && reflect.DeepEqual(r.Check, sc.Health.Check) {
+			return []string{fmt.Sprintf("virtual_server[%d].check%s", i, m[3])}
+		}
+		return []string{key}
+	}
 	m := serviceDefault.FindStringSubmatch(key)
-	if m == nil {
+	if m == nil || m[2] == "check" {
+		// The service's check is written as its own table.
 		return []string{key}
 	}
 	i, _ := strconv.Atoi(m[1])
 	var keys []string
-	for j, r := range cfg.Services[i].Reals {
-		if m[2] == "check" {
-			if r.Check == nil {
-				continue // "none" in the real server's own table
-			}
-			name := key[strings.LastIndexByte(key, '.')+1:]
-			if ts, ok := checkKeyTypes[name]; ok && !slices.Contains(ts, r.Check.Type) {
-				continue
-			}
-		}
+	for j := range cfg.Services[i].Reals {
 		keys = append(keys, fmt.Sprintf("virtual_server[%d].real_server[%d].%s%s", i, j, m[2], m[3]))
 	}
 	return keys
@@ -94,6 +97,8 @@ var (
 	// serviceDefault matches the keys of a virtual server that are the
 	// defaults of its real servers: method and the check table.
 	serviceDefault = regexp.MustCompile(`^virtual_server\[(\d+)\]\.(method|check)(\..*)?$`)
+	// realCheck matches the keys of a real server's own check table.
+	realCheck = regexp.MustCompile(`^virtual_server\[(\d+)\]\.real_server\[(\d+)\]\.check(\..*)?$`)
 	// elemOfTables matches the elements of lvsd's arrays of tables.
 	elemOfTables = regexp.MustCompile(`^(interface|virtual_server)\[\d+\](\.(route|real_server)\[\d+\])?$`)
 	// checkAlias matches the check keys that Format writes in hex.

@@ -35,10 +35,11 @@ type Check struct {
 	// Warmup is the upper bound of the random delay before the first check
 	// (warmup), so that many checks do not fire together.
 	Warmup time.Duration
-	// ThroughVIP (tcp only, dr and tun real servers) probes the virtual
-	// address through the forwarding path: a SYN to the VIP sent to the
-	// real server's MAC (dr) or inside IPIP (tun), as Seesaw's DSR and TUN
-	// check modes. The real server must answer for the VIP to pass.
+	// ThroughVIP (tcp, http and https; dr and tun real servers) probes the
+	// virtual address through the forwarding path, as Seesaw's DSR and TUN
+	// check modes: the connection to the VIP goes to the real server's MAC
+	// (dr) or inside IPIP (tun). The real server must answer for the VIP
+	// to pass.
 	ThroughVIP bool
 	// Alpha starts the server down until its first success (alpha).
 	Alpha bool
@@ -91,6 +92,11 @@ type StatusRange struct{ Lo, Hi int }
 // Health holds a virtual server's keys around checks that are not per real
 // server.
 type Health struct {
+	// Check is the service's own `check` table, resolved as a real server
+	// without a `check` of its own gets it (its port 0: the real server's):
+	// the check of each real server added later, at run time (lvsd adm -a)
+	// or by a reload, that the file does not give one. nil: none.
+	Check *Check
 	// SorryServer receives new connections while no real server of the
 	// service is up (sorry_server); invalid: none. Its port is the
 	// service's when the file gives none. It is forwarded to by NAT.

@@ -86,9 +86,10 @@ func TestParseNestingLinear(t *testing.T) {
 		if want := "nested more"; strings.Contains(err.Error(), want) != (name == "deep") {
 			t.Errorf("%s: Parse: %v", name, err)
 		}
-		// Generous for a shared machine with the race detector: the
-		// quadratic check took minutes on these.
-		if el := time.Since(start); el > 3*time.Second {
+		// A bound, not a speed figure: the quadratic check took minutes
+		// on these, a linear one takes well under a second, and a
+		// shared machine under the race detector has been seen at 9 s.
+		if el := time.Since(start); el > 45*time.Second {
 			t.Errorf("%s: Parse took %v on %d bytes", name, el, len(doc))
 		}
 	}

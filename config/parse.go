@@ -152,6 +152,7 @@ type rawService struct {
 	Persistence     any         `toml:"persistence_timeout"`
 	Netmask         any         `toml:"persistence_netmask"`
 	OnePacket       any         `toml:"one_packet"`
+	Synproxy        any         `toml:"synproxy"`
 	SlowStart       any         `toml:"slow_start"`
 	MaglevTableSize any         `toml:"maglev_table_size"`
 	SorryServer     any         `toml:"sorry_server"`

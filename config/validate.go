@@ -583,6 +583,13 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 			svc.OnePacket = true
 		}
 	}
+	if b, good := c.boolean(key+".synproxy", raw.Synproxy); good && b {
+		if svc.Proto != lvs.TCP {
+			c.errorf(key+".synproxy", "applies to tcp services only: it answers SYNs with SYN cookies")
+		} else {
+			svc.Synproxy = true
+		}
+	}
 	if d, good := c.optDuration(key+".slow_start", raw.SlowStart); good {
 		svc.SlowStart = d
 	}
@@ -680,6 +687,10 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 			c.errorf(key+".one_packet", "needs dr or tun real servers: a NAT reply is translated through the connection entry that one-packet scheduling does not keep, and %s uses nat", rkey)
 			svc.OnePacket = false
 		}
+		if svc.Synproxy && r.Method != lvs.NAT {
+			c.errorf(key+".synproxy", "needs nat real servers: the director translates the sequence numbers of every segment in both directions, and the replies of %s (%s) bypass it", rkey, r.Method)
+			svc.Synproxy = false
+		}
 		// A zero port of a one-port service is the default from a bad
 		// service port: nothing to compare.
 		if ap := netip.AddrPortFrom(r.Addr, r.Port); r.Port != 0 || multiPort {
@@ -692,12 +703,15 @@ func (c *checker) service(key string, raw *rawService, nifs int, byName map[stri
 		r.Check = c.check(key, raw.Check, rkey, raw.RealServer[i].Check, &svc, &r)
 		svc.Reals = append(svc.Reals, r)
 	}
+	var own *Check
 	if raw.Check != nil {
 		// The service's own check, judged once whatever its real servers
-		// override (a pseudo server with a port of its own).
-		c.check(key, raw.Check, key, nil, &svc, &Real{Port: 1})
+		// override (a pseudo server with a port of its own), and kept for
+		// the real servers added at run time.
+		own = c.check(key, raw.Check, key, nil, &svc, &Real{Port: 1})
 	}
 	svc.Health = c.health(key, raw, &svc)
+	svc.Health.Check = own
 	return svc, ok
 }
 

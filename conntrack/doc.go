@@ -38,8 +38,10 @@
 // arenas outside the Go heap), index.go (the hash index), wheel.go (the
 // timer wheel and expiry), evict.go (eviction when full), bind.go (real
 // servers and their connection counts), ops.go (lookup, insertion, the
-// per-packet update, checks, removal), entry.go (the
-// Entry copies callers hold), state.go and timeouts.go (IPVS's TCP states
+// per-packet update, checks, removal), entry.go (the Entry copies callers
+// hold), synproxy.go (the state of connections that forward's SYN proxy
+// opened: its cookie, the client's ISN and options, the sequence delta),
+// state.go and timeouts.go (IPVS's TCP states
 // and their timeouts), stats.go (counters and rates). The tests' own
 // conveniences (allocating Insert, Range, ...) are in export_test.go.
 //

@@ -34,12 +34,17 @@ type Entry struct {
 	// (IPVS's cp->control), or nil. The table calls its Release once, when
 	// the connection leaves the table.
 	Control Controller
+	// Synproxy is set for a connection that lvsd's SYN proxy opened
+	// (InsertSynproxy): its sequence numbers are translated (SynproxyOf).
+	Synproxy bool
 
 	t    *Table
 	ws   *workerStats // the owner's counters, or nil
 	loc  uint32       // 0: not in a table
 	gen  uint32
 	bind uint32
+	// scratch marks an Entry of NewScratchEntry (a dry run's).
+	scratch bool
 }
 
 // NewEntry returns an Entry for one goroutine of the packet path, with
@@ -65,6 +70,7 @@ func (t *Table) fill(e *Entry, r *rec, loc, w uint32) {
 	if w&wordCtl != 0 {
 		e.Control = t.controller(loc)
 	}
+	e.Synproxy = w&wordSynproxy != 0
 	if e.Method == lvs.NAT {
 		e.Out = outTuple(&e.In, b.dest)
 	} else {

@@ -135,6 +135,12 @@ func findLoc(s *shard, tag, loc uint32, reply bool) int {
 // d must not be nil. In the steady state (the slab and index grown to the
 // table's working size) InsertInto allocates nothing.
 func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats, clientMAC lvs.MAC, now int64, ctl Controller) (created bool, err error) {
+	return t.insert(e, in, d, svc, clientMAC, now, ctl, nil)
+}
+
+// insert is InsertInto; sp, when not nil, is the state of a connection of
+// the SYN proxy (InsertSynproxy), recorded before the entry can be found.
+func (t *Table) insert(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats, clientMAC lvs.MAC, now int64, ctl Controller, sp *Synproxy) (created bool, err error) {
 	h := hashTuple(in, t.seed)
 	si := shardOfHash(h)
 	s := &t.shards[si]
@@ -192,6 +198,10 @@ func (t *Table) InsertInto(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats,
 	}
 	if ctl != nil {
 		w |= wordCtl
+	}
+	if sp != nil {
+		w |= wordSynproxy
+		s.setSynproxy(i, sp)
 	}
 	if t.countSource(&in.Src) {
 		w |= wordSrc
@@ -352,22 +362,37 @@ const (
 //
 // Connections to a quiescent real server (weight 0) go on (Use).
 func (t *Table) Check(e *Entry, tcpFlags uint8) CheckResult {
-	if e.Dest != nil && e.Dest.Removed.Load() {
-		if !t.expireNodest.Load() {
-			return DropPacket
-		}
-		if t.Remove(e) {
+	r, nodest := t.check(e, tcpFlags)
+	if r == Reschedule && t.Remove(e) {
+		if nodest {
 			t.nodest.Add(1)
-		}
-		return Reschedule
-	}
-	if e.In.Proto == lvs.TCP && tcpFlags&(FlagSYN|FlagACK|FlagRST) == FlagSYN && e.State().closed() {
-		if t.Remove(e) {
+		} else {
 			t.reused.Add(1)
 		}
-		return Reschedule
 	}
-	return Use
+	return r
+}
+
+// CheckDry is Check without its effect, for a dry run (a trace of a
+// described packet): it returns what Check would, and removes nothing.
+func (t *Table) CheckDry(e *Entry, tcpFlags uint8) CheckResult {
+	r, _ := t.check(e, tcpFlags)
+	return r
+}
+
+// check is Check's decision; nodest tells a removed real server from a
+// reused port.
+func (t *Table) check(e *Entry, tcpFlags uint8) (r CheckResult, nodest bool) {
+	if e.Dest != nil && e.Dest.Removed.Load() {
+		if !t.expireNodest.Load() {
+			return DropPacket, true
+		}
+		return Reschedule, true
+	}
+	if e.In.Proto == lvs.TCP && tcpFlags&(FlagSYN|FlagACK|FlagRST) == FlagSYN && e.State().closed() {
+		return Reschedule, false
+	}
+	return Use, false
 }
 
 // Remove takes the connection e out of the table now (expire_nodest_conn,

@@ -39,7 +39,7 @@ type rec struct {
 	mac          lvs.MAC  // the client's (or its router's) MAC
 	bind         uint32   // the binding (real server, VIP, protocol) index
 	// word packs the state (bits 0-7), the word* flags and a
-	// generation (bits 14-31) that changes each time the rec is reused.
+	// generation (bits 15-31) that changes each time the rec is reused.
 	word atomic.Uint32
 	// last is the table time of the last packet, in milliseconds modulo
 	// 2^32.
@@ -72,7 +72,8 @@ const (
 	wordRef       = 1 << 11 // UDP: a packet came since eviction last looked (see victim)
 	wordSrc       = 1 << 12 // counted by the per-source limits (see sources)
 	wordReplied   = 1 << 13 // NAT: a packet of the real server's came (see failures.go)
-	wordGenShift  = 14
+	wordSynproxy  = 1 << 14 // opened by lvsd's SYN proxy: see synproxy.go
+	wordGenShift  = 15
 )
 
 func stateOf(w uint32) State { return State(w & wordStateMask) }
@@ -81,11 +82,13 @@ func genOf(w uint32) uint32  { return w >> wordGenShift }
 // chunk is a slab chunk's Go half. ctl, allocated on the first controlled
 // entry of the chunk, holds the entries' controllers (persistence
 // templates); win, allocated on the first NAT TCP entry, their sequence
-// windows (window.go). The entries themselves are in the shard's recs, at
-// the same chunk number.
+// windows (window.go); syn, allocated on the first entry of the SYN proxy,
+// its state (synproxy.go). The entries themselves are in the shard's recs,
+// at the same chunk number.
 type chunk struct {
 	ctl atomic.Pointer[[chunkSize]Controller]
 	win atomic.Pointer[[chunkSize]seqWin]
+	syn atomic.Pointer[[chunkSize]synState]
 }
 
 // recBlock is a chunk's entries: in the table's slab arena (outside the Go

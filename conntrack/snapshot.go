@@ -16,9 +16,13 @@ package conntrack
 //	        dest.Addr [16] | dest.Port u16 | method u8
 //	        client MAC [6] | state u8 | flags u8 | remaining ms u32
 //	        nxt[0] u32 | nxt[1] u32 | win[0] u32 | win[1] u32
+//	trailer (only when a record is of the SYN proxy; snapshot_synproxy.go)
+//	        "LVSP" | n uint32 | n of: record index u32 | cookie u32 |
+//	        client ISN u32 | MSS u16 | window u16 | flags u8 | delta u32
 //
-// The length must be exactly the header plus count records, and count at
-// most MaxSnapshot: DecodeSnapshot checks both before it allocates.
+// The length must be exactly the header plus count records (plus the
+// trailer), and count at most MaxSnapshot: DecodeSnapshot checks both before
+// it allocates.
 
 import (
 	"encoding/binary"
@@ -71,6 +75,13 @@ type Record struct {
 	// Nxt and Win are the NAT TCP sequence windows (see Track), by
 	// direction; zero when not tracked.
 	Nxt, Win [2]uint32
+	// Synproxy is set for a connection of the SYN proxy (InsertSynproxy),
+	// with its record SP and, once the real server's SYN-ACK came
+	// (SPOpen), its sequence delta SPDelta.
+	Synproxy bool
+	SP       Synproxy
+	SPOpen   bool
+	SPDelta  uint32
 }
 
 // Snapshot returns every connection of the table at time now. It holds no
@@ -97,6 +108,9 @@ func (t *Table) Snapshot(now int64) []Record {
 			for d := range 2 {
 				rc.Nxt[d], rc.Win[d] = sw.nxt[d].Load(), sw.win[d].Load()
 			}
+		}
+		if e.Synproxy {
+			rc.SPOpen, rc.SPDelta, rc.Synproxy = t.SynproxyOf(e, &rc.SP)
 		}
 		recs = append(recs, rc)
 		return true
@@ -143,7 +157,7 @@ func EncodeSnapshot(recs []Record) ([]byte, error) {
 			b = binary.BigEndian.AppendUint32(b, v)
 		}
 	}
-	return b, nil
+	return appendSynproxy(b, recs), nil
 }
 
 // DecodeSnapshot parses data written by EncodeSnapshot. It checks the
@@ -161,7 +175,8 @@ func DecodeSnapshot(data []byte) ([]Record, error) {
 	if n > MaxSnapshot {
 		return nil, fmt.Errorf("%w: %d connections, at most %d", ErrSnapshot, n, MaxSnapshot)
 	}
-	if want := snapshotHdrSize + int(n)*snapshotRecSize; len(data) != want {
+	want := snapshotHdrSize + int(n)*snapshotRecSize
+	if len(data) < want {
 		return nil, fmt.Errorf("%w: %d bytes for %d connections, want %d", ErrSnapshot, len(data), n, want)
 	}
 	recs := make([]Record, n)
@@ -196,6 +211,9 @@ func DecodeSnapshot(data []byte) ([]Record, error) {
 			return nil, fmt.Errorf("%w: connection %d: flags %#x", ErrSnapshot, i, fl)
 		}
 	}
+	if err := decodeSynproxy(data[want:], recs); err != nil {
+		return nil, err
+	}
 	return recs, nil
 }
 
@@ -224,8 +242,20 @@ func (t *Table) Restore(recs []Record, resolve Resolver, now int64) int {
 		if d == nil || d.Method != rc.Method {
 			continue
 		}
-		if created, err := t.InsertInto(e, &rc.In, d, svc, rc.ClientMAC, now, nil); err != nil || !created {
+		var (
+			created bool
+			err     error
+		)
+		if rc.Synproxy {
+			created, err = t.InsertSynproxy(e, &rc.In, d, svc, rc.ClientMAC, now, nil, &rc.SP)
+		} else {
+			created, err = t.InsertInto(e, &rc.In, d, svc, rc.ClientMAC, now, nil)
+		}
+		if err != nil || !created {
 			continue
+		}
+		if rc.Synproxy && rc.SPOpen {
+			t.SynproxyOpen(e, rc.SPDelta)
 		}
 		r := t.rec(e.loc)
 		// last is set so that the state's timeout, counted from it, leaves

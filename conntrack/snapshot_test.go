@@ -193,6 +193,12 @@ func FuzzDecodeSnapshot(f *testing.F) {
 		{In: tuple(lvs.UDP, "2001:db8::1", 2, "2001:db8::100", 53), State: StateUDP, NoOutput: true, Method: lvs.DR},
 	})
 	f.Add(seed)
+	withSP, _ := EncodeSnapshot([]Record{
+		{In: tuple(lvs.TCP, "192.0.2.10", 1, "192.0.2.100", 80), State: StateSynRecv, Remaining: time.Minute},
+		{In: tuple(lvs.TCP, "192.0.2.10", 2, "192.0.2.100", 80), State: StateEstablished, Remaining: time.Minute,
+			Synproxy: true, SP: Synproxy{Cookie: 1, ClientISN: 2, MSS: 1452, SACK: true, Window: 3}, SPOpen: true, SPDelta: 9},
+	})
+	f.Add(withSP)
 	empty, _ := EncodeSnapshot(nil)
 	f.Add(empty)
 	f.Add([]byte("LVCT"))

@@ -149,13 +149,18 @@ type Interface struct {
 	NewConns     uint64 `json:"new_conns"`
 	// FragsHeld counts the fragments kept for reassembly, Reassembled the
 	// datagrams completed from them (forward.Counters).
-	FragsHeld   uint64            `json:"frags_held"`
-	Reassembled uint64            `json:"reassembled"`
-	Drops       map[string]uint64 `json:"drops"`
-	RxFrames    uint64            `json:"rx_frames"`
-	TxFrames    uint64            `json:"tx_frames"`
-	RxErrors    uint64            `json:"rx_errors"`
-	TxErrors    uint64            `json:"tx_errors"`
+	FragsHeld   uint64 `json:"frags_held"`
+	Reassembled uint64 `json:"reassembled"`
+	// SynCookies counts the SYN-ACKs the SYN proxy answered SYNs with,
+	// SynproxyOpened the connections it opened on a valid cookie
+	// (services with synproxy = true; docs/defence.md).
+	SynCookies     uint64            `json:"syn_cookies,omitempty"`
+	SynproxyOpened uint64            `json:"synproxy_opened,omitempty"`
+	Drops          map[string]uint64 `json:"drops"`
+	RxFrames       uint64            `json:"rx_frames"`
+	TxFrames       uint64            `json:"tx_frames"`
+	RxErrors       uint64            `json:"rx_errors"`
+	TxErrors       uint64            `json:"tx_errors"`
 	// KernelDrops and KernelSYN are the frames the kernel dropped before
 	// lvsd read them (a full socket buffer), in the established and the SYN
 	// queue of a packet interface (docs/defence.md); 0 for TAP and TUN.

@@ -32,7 +32,7 @@ var sample = Status{
 	}},
 	Interfaces: []Interface{
 		{Name: "lvt0", State: "lost", Reattached: 2, ForwardedIn: 30, FragsHeld: 14, Reassembled: 5, Drops: map[string]uint64{"no-dest": 2, "truncated": 0}, Queues: []Queue{{RxFrames: 9}}},
-		{Name: "lvt1", Type: "packet", State: "up", RxFrames: 12, TxFrames: 10, Queues: []Queue{{RxFrames: 5, TxFrames: 4}, {RxFrames: 7, TxFrames: 6}}},
+		{Name: "lvt1", Type: "packet", State: "up", RxFrames: 12, TxFrames: 10, SynCookies: 15, SynproxyOpened: 3, Queues: []Queue{{RxFrames: 5, TxFrames: 4}, {RxFrames: 7, TxFrames: 6}}},
 	},
 }
 
@@ -84,6 +84,9 @@ func TestWriteCounters(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "drop no-dest") || strings.Contains(b.String(), "truncated") {
 		t.Errorf("counters should list non-zero drops only:\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), "\n  SYN proxy: SYN cookies sent 15, connections opened 3\n") || strings.Count(b.String(), "SYN proxy") != 1 {
+		t.Errorf("counters should show the SYN proxy's of the interface that has them:\n%s", b.String())
 	}
 	// Queues are listed when there are several, each with its own counts.
 	if !strings.Contains(b.String(), "lvt1: rx 12 tx 10 ") || !strings.Contains(b.String(), "; device up, re-attached 0\n") ||

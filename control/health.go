@@ -26,6 +26,10 @@ type Health struct {
 	// start); LastCheck of the last probe (zero before any).
 	LastChange time.Time `json:"last_change"`
 	LastCheck  time.Time `json:"last_check,omitzero"`
+	// TransitionsUp and TransitionsDown count the check's transitions to
+	// up and to down since it (re)started.
+	TransitionsUp   uint64 `json:"transitions_up"`
+	TransitionsDown uint64 `json:"transitions_down"`
 	// Weight is the last dynamic weight of an exec check, when it gave one.
 	Weight *int32 `json:"dynamic_weight,omitempty"`
 	// Passive is the state of the server's passive detection, when its

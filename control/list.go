@@ -21,6 +21,9 @@ func WriteCounters(w io.Writer, st *Status) {
 		if i.KernelDrops+i.KernelSYN > 0 {
 			fmt.Fprintf(w, "  dropped by the kernel before lvsd read them: established queue %d, SYN queue %d\n", i.KernelDrops, i.KernelSYN)
 		}
+		if i.SynCookies+i.SynproxyOpened > 0 {
+			fmt.Fprintf(w, "  SYN proxy: SYN cookies sent %d, connections opened %d\n", i.SynCookies, i.SynproxyOpened)
+		}
 		if len(i.Queues) > 1 {
 			for q, c := range i.Queues {
 				fmt.Fprintf(w, "  queue %d: rx %d tx %d\n", q, c.RxFrames, c.TxFrames)

@@ -29,10 +29,25 @@ type TraceSession interface {
 	Stop()
 }
 
+// PacketTracer is a Source that can explain a described packet (the
+// director).
+type PacketTracer interface {
+	// TracePacket builds the packet p describes, runs it through the
+	// fast path's decisions without committing any (no connection,
+	// template or scheduler state changes) and explains them. An error
+	// of type *PacketError is the caller's (an unknown interface, a
+	// packet that cannot be built).
+	TracePacket(p PacketDesc) (string, error)
+}
+
 // handleTrace serves POST /v1/trace?filter=F&count=N&timeout=D: it
 // writes the explanation of each of the next N frames matching F as it
 // comes, and ends after N frames, after D (default 60 s), when lvsd stops
 // or when the client goes away; the trace is then disarmed.
+//
+// With packet=DESC instead (ParsePacket's syntax), it writes the
+// explanation of the described packet, which lvsd builds and does not
+// forward.
 func handleTrace(ctx context.Context, mux *http.ServeMux, src Source) {
 	ts, ok := src.(Tracer)
 	if !ok {
@@ -40,6 +55,10 @@ func handleTrace(ctx context.Context, mux *http.ServeMux, src Source) {
 	}
 	mux.HandleFunc("POST /v1/trace", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		if q.Has("packet") {
+			tracePacket(w, src, q.Get("packet"))
+			return
+		}
 		n := 1
 		if v := q.Get("count"); v != "" {
 			var err error

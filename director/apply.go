@@ -323,7 +323,7 @@ func (d *Director) publish(p *plan) map[lvs.ServiceKey]*runService {
 		}
 		sc := sp.sc
 		svc := &forward.Service{Key: sp.key, Ports: sc.Ports,
-			OnePacket: sc.OnePacket, Sched: sp.sched, Dests: sp.sched.Dests(), Stats: sp.stats, Persist: sp.persist}
+			OnePacket: sc.OnePacket, Synproxy: sc.Synproxy, Sched: sp.sched, Dests: sp.sched.Dests(), Stats: sp.stats, Persist: sp.persist}
 		services[sp.key] = &runService{conf: sc, svc: svc, sched: sp.sched}
 		if sc.Ports == nil {
 			snaps[sc.Interface].Services[sp.key] = svc

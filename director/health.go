@@ -25,8 +25,9 @@ import (
 type probeNet struct{ st *stack.Stack }
 
 var (
-	_ health.Net        = probeNet{}
-	_ health.ThroughNet = probeNet{}
+	_ health.Net           = probeNet{}
+	_ health.ThroughNet    = probeNet{}
+	_ health.ThroughDialer = probeNet{}
 )
 
 func (p probeNet) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
@@ -44,6 +45,10 @@ func (p probeNet) ExchangeUDP(ctx context.Context, dst netip.AddrPort, msg, buf 
 
 func (p probeNet) ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.AddrPort, tunnel bool) error {
 	return p.st.ProbeThrough(ctx, rip, vip, tunnel)
+}
+
+func (p probeNet) DialThrough(ctx context.Context, rip netip.Addr, vip netip.AddrPort, tunnel bool) (net.Conn, error) {
+	return p.st.DialThrough(ctx, rip, vip, tunnel)
 }
 
 func (p probeNet) Ping(ctx context.Context, dst netip.Addr, payload []byte) (time.Duration, error) {
@@ -194,6 +199,7 @@ func (d *Director) checkStatus(k RealKey) *control.Health {
 	h := &control.Health{
 		Check: typ, State: "down", Checks: st.Checks, LastError: st.LastError,
 		ConsecutiveOK: st.OKRun, ConsecutiveFailed: st.FailRun, LastChange: st.LastChange, LastCheck: st.LastCheck,
+		TransitionsUp: st.Ups, TransitionsDown: st.Downs,
 	}
 	if st.Up {
 		h.State = "up"

@@ -102,6 +102,9 @@ func TestChecksDriveTheRunningTable(t *testing.T) {
 	}
 	up("192.0.2.22", true)
 	waitFor(t, ".22 back at the head", func() bool { return td.list() == "22 23 21" })
+	if h := realHealth(td.d, "192.0.2.22"); h.TransitionsDown != 1 || h.TransitionsUp != 1 {
+		t.Errorf("transitions of .22 after down and up: %d up, %d down; want 1 and 1", h.TransitionsUp, h.TransitionsDown)
+	}
 
 	// A reload with the same checks keeps the monitors: their counts go on.
 	before := realHealth(td.d, "192.0.2.21").Checks

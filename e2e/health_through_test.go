@@ -16,7 +16,9 @@ import (
 // its lo and fails, while the plain tcp check of its RIP (port 81's
 // service) still passes. Traffic to the VIP then avoids rs2, and once the
 // VIP is back on rs2's lo the through-the-path check brings it back; losing
-// it again takes rs2 out within the interval and the timeout.
+// it again takes rs2 out within the interval and the timeout. Port 82's
+// service does the same with http checks through the path (whole
+// connections from lvsd's through stack), with the same outcome.
 func TestHealthThroughVIP(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
@@ -33,7 +35,11 @@ func TestHealthThroughVIP(t *testing.T) {
 		Extra: checkTable(append(append([]string{}, fast...), `  through_vip = true`)...)})
 	plain := dt.Service(lab.Service{Protocol: "tcp", Port: 81, Scheduler: "rr", Method: "dr",
 		Extra: checkTable(append(append([]string{}, fast...), `  port = 80`)...)})
-	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain)
+	// Port 82's service checks the same path with whole HTTP requests: a
+	// GET to VIP:80 through each real server.
+	httpThrough := dt.Service(lab.Service{Protocol: "tcp", Port: 82, Scheduler: "rr", Method: "dr",
+		Extra: checkTable(append(append([]string{}, fast[:len(fast)-1]...), `  type = "http"`, `  port = 80`, `  path = "/"`, `  through_vip = true`)...)})
+	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain, httpThrough)
 
 	states := func(want map[string]string) func(*control.Status) string {
 		return func(st *control.Status) string {
@@ -55,9 +61,17 @@ func TestHealthThroughVIP(t *testing.T) {
 		"198.18.1.100:81 198.18.1.21:81": "up",
 		"198.18.1.100:81 198.18.1.22:81": "up", // its RIP answers all the same
 		"198.18.1.100:81 198.18.1.23:81": "up",
+		"198.18.1.100:82 198.18.1.21:82": "up",
+		"198.18.1.100:82 198.18.1.22:82": "down", // the GET to the VIP through it gets no answer
+		"198.18.1.100:82 198.18.1.23:82": "up",   // a whole connection inside IPIP
 	}))
 	if h := healthOf(st, "tcp", "198.18.1.100:80")["198.18.1.22:80"]; h != nil {
 		t.Logf("rs2 through the VIP: %s (%s)", h.State, h.LastError)
+	}
+	if h := healthOf(st, "tcp", "198.18.1.100:82")["198.18.1.22:82"]; h == nil || !strings.Contains(h.LastError, "http") {
+		t.Errorf("rs2's http check through the VIP: %+v, want an http failure", h)
+	} else {
+		t.Logf("rs2's http check through the VIP: %s (%s)", h.State, h.LastError)
 	}
 	res := dt.Get(bin, "http://198.18.1.100:80/", 20, "-timeout", "2s")
 	if res.OK != 20 || res.Servers["rs2"] != 0 {
@@ -67,6 +81,7 @@ func TestHealthThroughVIP(t *testing.T) {
 	l.IP(rs2.NS, "addr", "add", vip, "dev", "lo")
 	waitHealth(t, dt.Topology, 10*time.Second, states(map[string]string{
 		"198.18.1.100:80 198.18.1.22:80": "up",
+		"198.18.1.100:82 198.18.1.22:82": "up",
 	}))
 	res = dt.Get(bin, "http://198.18.1.100:80/", 30, "-timeout", "2s")
 	if res.OK != 30 || res.Servers["rs2"] == 0 {
@@ -79,6 +94,7 @@ func TestHealthThroughVIP(t *testing.T) {
 	waitHealth(t, dt.Topology, 10*time.Second, states(map[string]string{
 		"198.18.1.100:80 198.18.1.22:80": "down",
 		"198.18.1.100:81 198.18.1.22:81": "up",
+		"198.18.1.100:82 198.18.1.22:82": "down",
 	}))
 	took := time.Since(start)
 	t.Logf("rs2 down %v after losing the VIP (interval 300ms, timeout 1s, fall 1)", took.Round(10*time.Millisecond))
@@ -89,7 +105,8 @@ func TestHealthThroughVIP(t *testing.T) {
 
 // TestHealthThroughVIP6 is the DR case over IPv6: the probe to VIP6 goes to
 // the real server's MAC; rs2 without VIP6 on its lo fails it while its RIP
-// passes a plain check, rs1 with VIP6 passes.
+// passes a plain check, rs1 with VIP6 passes; the same with http checks
+// through the path (port 82's service).
 func TestHealthThroughVIP6(t *testing.T) {
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
@@ -104,7 +121,9 @@ func TestHealthThroughVIP6(t *testing.T) {
 		Extra: checkTable(append(append([]string{}, fast...), `  through_vip = true`)...)})
 	plain := dt.Service(lab.Service{Protocol: "tcp", VIP: lab.VIP6, Port: 81, Scheduler: "rr", Method: "dr",
 		Extra: checkTable(append(append([]string{}, fast...), `  port = 80`)...)})
-	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain)
+	httpThrough := dt.Service(lab.Service{Protocol: "tcp", VIP: lab.VIP6, Port: 82, Scheduler: "rr", Method: "dr",
+		Extra: checkTable(append(append([]string{}, fast[:len(fast)-1]...), `  type = "http"`, `  port = 80`, `  through_vip = true`)...)})
+	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain, httpThrough)
 
 	vip := "[" + lab.VIP6.String() + "]"
 	rs := func(i int, port string) string { return "[" + dt.Reals[i].Addr6.String() + "]:" + port }
@@ -113,6 +132,8 @@ func TestHealthThroughVIP6(t *testing.T) {
 		{vip + ":80", rs(1, "80")}: "down",
 		{vip + ":81", rs(0, "81")}: "up",
 		{vip + ":81", rs(1, "81")}: "up",
+		{vip + ":82", rs(0, "82")}: "up",   // a GET of [VIP6]:80 through it
+		{vip + ":82", rs(1, "82")}: "down", // no answer for VIP6
 	}
 	st := waitHealth(t, dt.Topology, 20*time.Second, func(st *control.Status) string {
 		var bad []string

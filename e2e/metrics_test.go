@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/lvsd/lvsd/control"
 	"github.com/lvsd/lvsd/internal/lab"
 )
 
@@ -213,4 +214,58 @@ func TestMetricsScrape(t *testing.T) {
 		t.Errorf("lvsd_ipvs_backend_connections_inactive sums to %v, want at least the %d UDP flows", got, flows)
 	}
 	t.Logf("%d scrapes during the traffic; %d datagrams, %d bytes in, %d bytes out", scrapes, flows*msgs, inBytes, outBytes)
+}
+
+// TestMetricsHealthTransitions stops one real server's HTTP server under a
+// tcp check (every 200 ms, fall 1, rise 1), starts it again, and checks
+// /metrics: lvsd_ipvs_backend_health_transitions_total counts its one
+// transition down and its one up, health_up follows, and the other real
+// servers have no transition.
+func TestMetricsHealthTransitions(t *testing.T) {
+	lab.Skip(t)
+	bin := lab.BuildBinaries(t)
+	l := lab.New(t)
+	tp := l.NATLab(lab.Options{})
+	withMetrics(tp)
+	servers := tp.StartHTTP(bin, 8080)
+	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr", Extra: checkTable(`  type = "tcp"`,
+		`  interval = "200ms"`, `  timeout = "150ms"`, `  fall = 1`, `  rise = 1`)}
+	tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
+	addr := lab.VIP.String() + ":80"
+	waitHealth(t, tp, 10*time.Second, func(st *control.Status) string { return allUp(st, addr, 3) })
+
+	rs2 := tp.Reals[1]
+	series := func(m map[string]float64, name, to string) float64 {
+		return sumPrefix(m, name+"{", `remote_address="`+rs2.Addr.String()+`"`, `to="`+to+`"`)
+	}
+	servers[1].Stop()
+	waitHealth(t, tp, 10*time.Second, func(st *control.Status) string {
+		if h := healthOf(st, "tcp", addr)[rs2.Addr.String()+":8080"]; h == nil || h.State != "down" {
+			return fmt.Sprintf("rs2 not down yet: %+v", h)
+		}
+		return ""
+	})
+	m := scrapeMetrics(t, tp)
+	if got := series(m, "lvsd_ipvs_backend_health_transitions_total", "down"); got != 1 {
+		t.Errorf("rs2's transitions to down after it stopped: %v, want 1", got)
+	}
+	if got := sumPrefix(m, "lvsd_ipvs_backend_health_up{", `remote_address="`+rs2.Addr.String()+`"`); got != 0 {
+		t.Errorf("rs2's health_up while down: %v", got)
+	}
+
+	p := l.Start(rs2.NS, "rs2-http-again", bin.Labserver, "http", "-listen", ":8080", "-name", rs2.Name)
+	if err := p.WaitOutput("listening", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, tp, 10*time.Second, func(st *control.Status) string { return allUp(st, addr, 3) })
+	m = scrapeMetrics(t, tp)
+	if up, down := series(m, "lvsd_ipvs_backend_health_transitions_total", "up"), series(m, "lvsd_ipvs_backend_health_transitions_total", "down"); up != 1 || down != 1 {
+		t.Errorf("rs2's transitions after it came back: up %v down %v, want 1 and 1", up, down)
+	}
+	if all := sumPrefix(m, "lvsd_ipvs_backend_health_transitions_total{"); all != 2 {
+		t.Errorf("transitions of all real servers: %v, want rs2's 2", all)
+	}
+	if got := sumPrefix(m, "lvsd_ipvs_backend_health_up{", `remote_address="`+rs2.Addr.String()+`"`); got != 1 {
+		t.Errorf("rs2's health_up after it came back: %v", got)
+	}
 }

@@ -141,54 +141,60 @@ func (p *Packet) Frame() []byte { return p.Buf[p.Off : p.Off+p.Len] }
 type DropReason uint8
 
 const (
-	DropNone          DropReason = iota
-	DropTruncated                // shorter than the headers it claims
-	DropBadIPHeader              // bad version, IHL or total length
-	DropBadIPChecksum            // IPv4 header checksum wrong
-	DropBadL4Header              // bad TCP data offset, UDP length, ...
-	DropFragment                 // fragment that cannot be reassembled: bad length, datagram over 64 KiB, ECN mix
-	DropNoDest                   // no usable real server for a new connection
-	DropNoNeighbor               // real server's MAC not yet resolved (resolution under way)
-	DropTableFull                // connection table at its limit
-	DropBadVNetHdr               // virtio-net header inconsistent with the frame
-	DropTTLExceeded              // TTL/hop limit would reach zero: answered with ICMP time exceeded (see timeExceeded)
-	DropUnsupported              // forwarding method or GSO type not supported for this frame
-	DropOtherHost                // unicast frame for another MAC (a TAP on a bridge sees flooded traffic)
-	DropTooBig                   // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
-	DropSourceLimit              // new connection from a client prefix that holds [connections] per_source connections
-	DropSourceRate               // new connection from a client prefix over [connections] per_source_rate this second
-	DropV4Mapped                 // IPv6 packet with an IPv4-mapped source or destination (::ffff:a.b.c.d): never valid on the wire
-	DropRSTWindow                // RST of a NAT connection outside its receiver's window (a blind reset; [connections] check_rst)
-	DropFragTimeout              // fragment of a datagram not complete within the reassembly timeout
-	DropFragOverlap              // fragment of a datagram discarded for overlapping fragments
-	DropFragDup                  // fragment whose bytes were all received already (the datagram goes on)
-	DropFragLimit                // fragment beyond the reassembly memory, queue or per-datagram fragment limit
+	DropNone           DropReason = iota
+	DropTruncated                 // shorter than the headers it claims
+	DropBadIPHeader               // bad version, IHL or total length
+	DropBadIPChecksum             // IPv4 header checksum wrong
+	DropBadL4Header               // bad TCP data offset, UDP length, ...
+	DropFragment                  // fragment that cannot be reassembled: bad length, datagram over 64 KiB, ECN mix
+	DropNoDest                    // no usable real server for a new connection
+	DropNoNeighbor                // real server's MAC not yet resolved (resolution under way)
+	DropTableFull                 // connection table at its limit
+	DropBadVNetHdr                // virtio-net header inconsistent with the frame
+	DropTTLExceeded               // TTL/hop limit would reach zero: answered with ICMP time exceeded (see timeExceeded)
+	DropUnsupported               // forwarding method or GSO type not supported for this frame
+	DropOtherHost                 // unicast frame for another MAC (a TAP on a bridge sees flooded traffic)
+	DropTooBig                    // too big for the tunnel and not to be fragmented: answered with an ICMP error (see tunnel)
+	DropSourceLimit               // new connection from a client prefix that holds [connections] per_source connections
+	DropSourceRate                // new connection from a client prefix over [connections] per_source_rate this second
+	DropV4Mapped                  // IPv6 packet with an IPv4-mapped source or destination (::ffff:a.b.c.d): never valid on the wire
+	DropRSTWindow                 // RST of a NAT connection outside its receiver's window (a blind reset; [connections] check_rst)
+	DropFragTimeout               // fragment of a datagram not complete within the reassembly timeout
+	DropFragOverlap               // fragment of a datagram discarded for overlapping fragments
+	DropFragDup                   // fragment whose bytes were all received already (the datagram goes on)
+	DropFragLimit                 // fragment beyond the reassembly memory, queue or per-datagram fragment limit
+	DropSynproxyCookie            // ACK to a SYN-proxy service, without a connection, whose acknowledgment number is no valid cookie (forged, expired, or its connection gone)
+	DropSynproxyFlags             // segment to a SYN-proxy service, without a connection, that neither opens one (SYN) nor completes one (ACK)
+	DropSynproxyState             // real server's segment of a SYN-proxy connection before its SYN-ACK, or a SYN-ACK that acknowledges another number
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{
-	DropNone:          "none",
-	DropTruncated:     "truncated",
-	DropBadIPHeader:   "bad-ip-header",
-	DropBadIPChecksum: "bad-ip-checksum",
-	DropBadL4Header:   "bad-l4-header",
-	DropFragment:      "fragment",
-	DropNoDest:        "no-dest",
-	DropNoNeighbor:    "no-neighbor",
-	DropTableFull:     "table-full",
-	DropBadVNetHdr:    "bad-vnet-hdr",
-	DropTTLExceeded:   "ttl-exceeded",
-	DropUnsupported:   "unsupported",
-	DropOtherHost:     "other-host",
-	DropTooBig:        "too-big",
-	DropSourceLimit:   "source-limit",
-	DropSourceRate:    "source-rate",
-	DropV4Mapped:      "v4-mapped",
-	DropRSTWindow:     "rst-window",
-	DropFragTimeout:   "frag-timeout",
-	DropFragOverlap:   "frag-overlap",
-	DropFragDup:       "frag-dup",
-	DropFragLimit:     "frag-limit",
+	DropNone:           "none",
+	DropTruncated:      "truncated",
+	DropBadIPHeader:    "bad-ip-header",
+	DropBadIPChecksum:  "bad-ip-checksum",
+	DropBadL4Header:    "bad-l4-header",
+	DropFragment:       "fragment",
+	DropNoDest:         "no-dest",
+	DropNoNeighbor:     "no-neighbor",
+	DropTableFull:      "table-full",
+	DropBadVNetHdr:     "bad-vnet-hdr",
+	DropTTLExceeded:    "ttl-exceeded",
+	DropUnsupported:    "unsupported",
+	DropOtherHost:      "other-host",
+	DropTooBig:         "too-big",
+	DropSourceLimit:    "source-limit",
+	DropSourceRate:     "source-rate",
+	DropV4Mapped:       "v4-mapped",
+	DropRSTWindow:      "rst-window",
+	DropFragTimeout:    "frag-timeout",
+	DropFragOverlap:    "frag-overlap",
+	DropFragDup:        "frag-dup",
+	DropFragLimit:      "frag-limit",
+	DropSynproxyCookie: "synproxy-cookie",
+	DropSynproxyFlags:  "synproxy-flags",
+	DropSynproxyState:  "synproxy-state",
 }
 
 func (r DropReason) String() string {
@@ -229,6 +235,13 @@ type Service struct {
 	// entry. It applies to DR and TUN destinations only: a NAT reply needs
 	// the entry to be translated back, so NAT destinations keep entries.
 	OnePacket bool
+	// Synproxy is an lvsd extension after DPVS: the director answers SYNs
+	// to the service itself with SYN cookies and opens the connection to
+	// the real server only on the client's valid ACK (synproxy.go), so
+	// that spoofed SYNs cost no connection entry. NAT TCP services only:
+	// a connection scheduled to a DR or TUN destination is dropped
+	// (DropUnsupported).
+	Synproxy bool
 }
 
 // Config is an immutable snapshot of the forwarding configuration. A reload

@@ -50,10 +50,20 @@
 //     the outer packet; a TCP super-frame for a TUN-mode real server is
 //     segmented in place (gso.go). Frames beyond the one a Transmit verdict
 //     writes go out through Packet.Emit during Process.
+//   - TCP segments of a service with Service.Synproxy: a SYN is answered
+//     by the director with a SYN cookie and leaves no entry; the client's
+//     ACK with a valid cookie opens the connection and becomes the SYN to
+//     the real server; afterwards sequence numbers are translated
+//     (synproxy.go, synproxy_cookie.go). The SYN-ACK, the SYN, the ACK to
+//     the real server and the client's window update are written in the
+//     frame's buffer or the worker's scratch, without allocation.
 //   - ICMP errors (unreachable, fragmentation needed / packet too big, time
 //     exceeded) whose quoted packet belongs to a connection: forwarded to
 //     the side that sent the quoted packet, with the outer and quoted
 //     headers un-NATed and every checksum updated (icmperr.go).
+//
+// Forwarder.Explain runs Process on a copy of a frame in a dry run, for
+// `lvsd trace -packet`: the same decisions, none committed (trace.go).
 //
 // Not implemented yet (the frames are dropped and counted, see each
 // function): ICMP port unreachable for a packet without a destination,

@@ -78,6 +78,8 @@ type Forwarder struct {
 	reasm *reassembler
 	// fragID is the last identification of IPv6 fragments lvsd sent.
 	fragID atomic.Uint32
+	// cookies is the SYN proxy's key (synproxy_cookie.go), made in New.
+	cookies cookieKey
 
 	snap    atomic.Pointer[snapshot]
 	lastLog atomic.Int64 // table clock time of the last drop report; neverLogged before
@@ -157,6 +159,7 @@ func New(opts Options) *Forwarder {
 	}
 	f.reasm = newReassembler(opts.FragMemory, opts.FragTimeout4, opts.FragTimeout6)
 	f.fragID.Store(rand.Uint32())
+	f.cookies = newCookieKey()
 	f.lastLog.Store(neverLogged)
 	f.SetConfig(nil)
 	return f
@@ -222,6 +225,9 @@ type Counters struct {
 	// (each then counted as one packet: forwarded, to the netstack or
 	// dropped).
 	FragsHeld, Reassembled uint64
+	// SynCookies counts the SYN-ACKs the SYN proxy sent (synproxy.go);
+	// SynproxyOpened the connections it opened on a valid cookie.
+	SynCookies, SynproxyOpened uint64
 }
 
 // FragMemory returns the bytes the Forwarder set aside for reassembly (the
@@ -260,6 +266,8 @@ func (f *Forwarder) Counters() Counters {
 		c.NewConns += w.c.newConns.Load()
 		c.FragsHeld += w.c.fragsHeld.Load()
 		c.Reassembled += w.c.reassembled.Load()
+		c.SynCookies += w.c.synCookies.Load()
+		c.SynproxyOpened += w.c.synproxyOpened.Load()
 	}
 	return c
 }
@@ -276,6 +284,7 @@ type workerCounters struct {
 	drops                            [NumDropReasons]counter
 	fwdIn, fwdOut, toStack, newConns counter
 	fragsHeld, reassembled           counter
+	synCookies, synproxyOpened       counter
 }
 
 // Worker processes the frames of one reader goroutine. It is not safe for
@@ -290,6 +299,9 @@ type Worker struct {
 	c    workerCounters
 	// lastDrop is the reason of the last drop, for a trace (LastDrop).
 	lastDrop DropReason
+	// dry is nil, except in the Worker of a dry run (Forwarder.Explain),
+	// which records its decisions there and changes no shared state.
+	dry *Explanation
 	// ent receives the connection of each packet (Lookup and Insert copy it
 	// there) and holds the worker's packet counters; see conntrack.Entry.
 	ent *conntrack.Entry
@@ -310,6 +322,13 @@ type Worker struct {
 	ftmpl   [header.EthernetMinimumSize + fragHdrMax]byte
 	fragMax int
 
+	// spIns is the SYN proxy's record of the connection being handled
+	// (synproxy.go); spOn tells newConn to insert it with the entry.
+	// spBuf is the scratch of the window update it sends to a client.
+	spIns conntrack.Synproxy
+	spOn  bool
+	spBuf [spBufLen]byte
+
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte
 }
@@ -325,7 +344,7 @@ func (w *Worker) drop(r DropReason) Verdict {
 func (w *Worker) dropLog(r DropReason) Verdict {
 	w.c.drops[r].inc()
 	w.lastDrop = r
-	if w.f.log != nil {
+	if w.f.log != nil && w.dry == nil {
 		w.f.logDrop(r, &w.pk.t)
 	}
 	return Drop

@@ -12,7 +12,9 @@ import (
 // fuzzEnv has a service of every method and family; connections accumulate
 // across inputs (up to 256) so that replies can find them.
 func fuzzEnv(t testing.TB, link forward.Framing) *env {
-	return newEnv(t, envOpts{link: link, max: 256},
+	e := newEnv(t, envOpts{link: link, max: 256},
+		svcSpec{vip: vip4, port: 84, proto: lvs.TCP, dest: rs(rip4, 8084, lvs.NAT)},
+		svcSpec{vip: vip6, port: 84, proto: lvs.TCP, dest: rs(rip6, 8084, lvs.NAT)},
 		svcSpec{vip: vip4, port: 80, proto: lvs.TCP, dest: rs(rip4, 8080, lvs.NAT)},
 		svcSpec{vip: vip4, port: 53, proto: lvs.UDP, dest: rs(rip4, 5353, lvs.NAT)},
 		svcSpec{vip: vip6, port: 443, proto: lvs.TCP, dest: rs(rip6, 8443, lvs.NAT)},
@@ -21,6 +23,10 @@ func fuzzEnv(t testing.TB, link forward.Framing) *env {
 		svcSpec{vip: vip4, port: 82, proto: lvs.TCP, dest: rs(rip4, 82, lvs.TUN), tunSrc: dip4},
 		svcSpec{vip: vip6, port: 82, proto: lvs.UDP, dest: rs(rip4, 82, lvs.TUN), tunSrc: dip4},
 	)
+	// Port 84: the SYN proxy.
+	e.svc(vip4, 84, lvs.TCP).Synproxy = true
+	e.svc(vip6, 84, lvs.TCP).Synproxy = true
+	return e
 }
 
 // FuzzProcess feeds arbitrary frames and virtio headers to Process on both
@@ -41,6 +47,10 @@ func FuzzProcess(f *testing.F) {
 		{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, ipOptions: true},
 		{src: ap(cli4, 40000), dst: ap(vip4, 53), proto: lvs.UDP, fragOff: 10},
 		{src: ap(cli4, 40000), dst: ap(vip4, 53), proto: lvs.UDP, mf: true},
+		{src: ap(cli4, 40000), dst: ap(vip4, 84), flags: syn},
+		{src: ap(cli4, 40000), dst: ap(vip4, 84), flags: ack, seq: 1001},
+		{srcMAC: rsMAC, src: ap(rip4, 8084), dst: ap(cli4, 40000), flags: syn | ack},
+		{src: ap(cli6, 40000), dst: ap(vip6, 84), flags: syn},
 	}
 	for _, s := range seeds {
 		for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {

@@ -100,6 +100,9 @@ func (w *Worker) icmpError(p *Packet, b []byte, s *snapshot) Verdict {
 		// passive health detection (conntrack/failures.go).
 		e.CountFailure()
 	}
+	if e.Synproxy {
+		w.synproxyQuote(b, e, &q, reply)
+	}
 	var r DropReason
 	switch {
 	case reply:

@@ -81,12 +81,21 @@ func (w *Worker) Process(p *Packet) Verdict {
 	now := tab.Now()
 	e := w.ent
 	found, reply := tab.LookupInto(&pk.t, e)
+	if w.dry != nil {
+		w.dry.lookedUp(e, found, reply, now)
+	}
 	if found && !reply {
 		// IPVS's checks at the lookup (ip_vs_in), before any state change:
 		// a connection whose real server was removed (expire_nodest_conn),
 		// and a new SYN on a closed connection (the client reuses its port),
 		// leave the table, and the packet is scheduled as a new one.
-		switch tab.Check(e, pk.flags) {
+		var res conntrack.CheckResult
+		if w.dry == nil {
+			res = tab.Check(e, pk.flags)
+		} else {
+			res = w.dry.checked(tab.CheckDry(e, pk.flags))
+		}
+		switch res {
 		case conntrack.Reschedule:
 			found = false
 		case conntrack.DropPacket:
@@ -94,6 +103,11 @@ func (w *Worker) Process(p *Packet) Verdict {
 		}
 	}
 	if !found {
+		if pk.t.Proto == lvs.TCP {
+			if svc := w.synproxyService(s); svc != nil {
+				return w.synproxyNew(p, b, svc, s, now)
+			}
+		}
 		var (
 			v Verdict
 			r DropReason
@@ -105,9 +119,15 @@ func (w *Worker) Process(p *Packet) Verdict {
 			return w.dropLog(r)
 		}
 		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP {
+			// (A dry run's entry is not in the table: Track changes
+			// nothing.)
 			tab.Track(e, w.segment(b), true) // the client's SYN: its ISN and window scale
 		}
-	} else {
+	} else if e.Synproxy {
+		return w.synproxyFound(p, b, e, reply, s, now)
+	} else if w.dry == nil {
+		// A dry run neither moves the connection's state and timer nor
+		// checks a RST against its window (Track would record it).
 		if e.Method == lvs.NAT && pk.t.Proto == lvs.TCP && !tab.Track(e, w.segment(b), !reply) {
 			// A blind RST: out of the window its receiver accepts.
 			return w.drop(DropRSTWindow)
@@ -350,7 +370,13 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 	}
 	// The per-source limits come before the scheduler, so that a client
 	// over them moves no scheduler state and takes no template.
-	switch err := w.f.table.Admit(&pk.t.Src, now); err {
+	var err error
+	if w.dry == nil {
+		err = w.f.table.Admit(&pk.t.Src, now)
+	} else {
+		err = w.f.table.AdmitDry(&pk.t.Src, now)
+	}
+	switch err {
 	case nil:
 	case conntrack.ErrSourceRate:
 		return nil, Drop, DropSourceRate
@@ -363,7 +389,12 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		d  *lvs.Dest
 		tp *persist.Template
 	)
-	if pp := svc.Persist; pp != nil {
+	if w.dry != nil {
+		// The same decision, committing nothing (trace.go).
+		if d = w.dry.choose(svc, &pk.t, now); d == nil {
+			return nil, Drop, DropNoDest
+		}
+	} else if pp := svc.Persist; pp != nil {
 		key := pp.Key(&pk.t)
 		if tp = pp.Table.Get(&key, now); tp == nil {
 			if d = svc.Sched.Schedule(&pk.t); d == nil {
@@ -382,6 +413,9 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		release(tp)
 		return nil, Drop, r
 	}
+	if w.dry != nil {
+		return w.dryEntry(d, svc), Transmit, DropNone
+	}
 	if svc.OnePacket && pk.t.Proto == lvs.UDP && d.Method != lvs.NAT {
 		// IPVS's one-packet scheduling: the connection would end with this
 		// datagram, and so does its control of the template (whose timer the
@@ -396,7 +430,12 @@ func (w *Worker) newConn(s *snapshot, now int64) (*conntrack.Entry, Verdict, Dro
 		ctl = tp
 	}
 	e := w.ent
-	created, err := w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
+	var created bool
+	if w.spOn {
+		created, err = w.f.table.InsertSynproxy(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl, &w.spIns)
+	} else {
+		created, err = w.f.table.InsertInto(e, &pk.t, d, svc.Stats, pk.srcMAC, now, ctl)
+	}
 	if err != nil {
 		release(tp)
 		return nil, Drop, DropTableFull

@@ -92,17 +92,17 @@ func NewChecker(c *config.Check, t Target, n Net) (Checker, error) {
 			if !ok {
 				return nil, fmt.Errorf("%w: through_vip needs a probe path through the fast path", ErrConfig)
 			}
-			vip := t.Virtual
-			if c.Port != 0 {
-				vip = netip.AddrPortFrom(vip.Addr(), c.Port)
-			}
-			if vip.Port() == 0 {
-				return nil, fmt.Errorf("%w: tcp check through %s has no port", ErrConfig, t.Virtual)
+			vip, err := throughVIP(c, t)
+			if err != nil {
+				return nil, err
 			}
 			return &throughChecker{net: tn, rip: t.Real.Addr(), vip: vip, tunnel: t.Tunnel, timeout: c.Timeout}, nil
 		}
 		return &tcpChecker{net: n, dst: dst, timeout: c.Timeout}, nil
 	case "http", "https":
+		if c.ThroughVIP {
+			return newHTTPThroughChecker(c, t, n)
+		}
 		return newHTTPChecker(c, dst, n)
 	case "udp":
 		return &udpChecker{net: n, dst: dst, timeout: c.Timeout, payload: c.Payload, expect: c.Expect,

@@ -56,6 +56,9 @@ type Status struct {
 	LastCheck, LastChange time.Time
 	// Weight is the last dynamic weight of an exec check, -1 for none.
 	Weight int32
+	// Ups and Downs count the transitions to up and to down since the
+	// monitor started.
+	Ups, Downs uint64
 }
 
 // Options configure a Manager.
@@ -278,6 +281,7 @@ func (mon *monitor[K]) observe(r Result, now time.Time) event {
 		st.FailRun = 0
 		if !st.Up && st.OKRun >= rise {
 			st.Up, st.LastChange = true, now
+			st.Ups++
 			ev.edge, ev.up = true, true
 		}
 		if r.Weight >= 0 && r.Weight != st.Weight {
@@ -290,6 +294,7 @@ func (mon *monitor[K]) observe(r Result, now time.Time) event {
 		st.OKRun = 0
 		if st.Up && st.FailRun >= fall {
 			st.Up, st.LastChange = false, now
+			st.Downs++
 			ev.edge, ev.up = true, false
 		} else if st.Up && c.DelayBeforeRetry > 0 {
 			// A retry before the server is declared down.

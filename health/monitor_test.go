@@ -55,6 +55,7 @@ func TestObserveRiseFall(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mon := &monitor[string]{spec: Spec[string]{Check: c}, st: Status{Up: tc.start, Weight: -1}}
 			now := time.Unix(1000, 0)
+			var ups, downs uint64
 			for i, s := range tc.steps {
 				r := pass
 				if !s.OK {
@@ -69,6 +70,14 @@ func TestObserveRiseFall(t *testing.T) {
 				}
 				if ev.edge && !st.LastChange.Equal(now) {
 					t.Errorf("step %d: last change %v, want %v", i, st.LastChange, now)
+				}
+				if ev.edge && ev.up {
+					ups++
+				} else if ev.edge {
+					downs++
+				}
+				if st.Ups != ups || st.Downs != downs {
+					t.Errorf("step %d: transitions up %d down %d, want %d and %d", i, st.Ups, st.Downs, ups, downs)
 				}
 			}
 		})

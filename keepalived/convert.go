@@ -98,7 +98,14 @@ func Convert(file string, data []byte, o Options) ([]byte, []Note, error) {
 			c.note(n, "no equivalent in lvsd")
 		}
 	}
-	return []byte(c.out.String()), c.notes, nil
+	out := []byte(c.out.String())
+	if o.Interface != "" && len(o.Addresses) > 0 {
+		// A whole configuration: what lvsd check refuses is left out.
+		if out, err = c.prune(file, out); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, c.notes, nil
 }
 
 func quoteList(ss []string) string {
@@ -203,7 +210,12 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 			host = k
 			defaultNodes = append(defaultNodes, k)
 		case "sorry_server":
-			if ap, ok := addrPort(firstOr(k.args, ""), k.args[min(1, len(k.args)):]); ok {
+			// keepalived takes the port as optional (0 without it).
+			args := k.args
+			if len(args) == 1 {
+				args = append(args[:1:1], "0")
+			}
+			if ap, ok := addrPort(firstOr(args, ""), args[min(1, len(args)):]); ok {
 				sorry, sorryNode = ap, k
 			} else {
 				c.note(k, "%s: not an address and a port", strings.Join(k.args, " "))
@@ -266,10 +278,20 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 			c.w("%s\n", k)
 		}
 		if sorryNode != nil {
-			if sorry.Addr().Unmap().Is4() == t.Addr().Unmap().Is4() {
-				c.w("sorry_server = %q\n", sorry.String())
-			} else {
+			sp := sorry
+			if sp.Port() == 0 {
+				// Port 0 (or none) is the virtual server's port: keepalived
+				// sets it so for a DR or TUN sorry server, and IPVS
+				// forwards a NAT one of port 0 to the virtual port.
+				sp = netip.AddrPortFrom(sp.Addr(), t.Port())
+			}
+			switch {
+			case sorry.Addr().Unmap().Is4() != t.Addr().Unmap().Is4():
 				c.note(sorryNode, "%s is not of the family of the virtual address %s: left out", sorry.Addr(), t.Addr())
+			case sp.Port() == 0:
+				c.note(sorryNode, "%s has no port, and the virtual server %s has none to give it (lvsd forwards to a sorry server by NAT, to one port): left out", sorry.Addr(), t)
+			default:
+				c.w("sorry_server = %q\n", sp.String())
 			}
 		}
 		for _, r := range reals {

@@ -12,4 +12,9 @@
 // Checkers become the check table of their real server (check.go): the
 // keywords of the virtual server and the real server around a checker are
 // its defaults, and the checker's own override them, as in keepalived.
+//
+// Given an interface and addresses (a whole configuration), Convert checks
+// its output as lvsd check does and leaves out, with a note, the virtual or
+// real servers lvsd check refuses (prune.go): the output passes lvsd check,
+// but for an exec program absent from the importing host.
 package keepalived

@@ -1,8 +1,10 @@
 package keepalived
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,14 +107,37 @@ func TestConvertErrors(t *testing.T) {
 	}
 }
 
-// FuzzConvert: no input panics the importer or makes it loop.
+// FuzzConvert: no input panics the importer or makes it loop, and every
+// input is either refused with an error that names the file, or imported
+// into a configuration that lvsd check accepts (what lvsd would refuse is
+// reported and left out, never written; only an exec check's program that
+// is not on this host is written and reported, for the director to have).
 func FuzzConvert(f *testing.F) {
 	for _, p := range []string{"testdata/nat.conf", "testdata/shapes.conf", "testdata/tcp.conf", "testdata/http.conf", "testdata/udp.conf", "testdata/misc.conf"} {
 		data, _ := os.ReadFile(p)
 		f.Add(data)
 	}
+	// What the converter does not foresee and lvsd check refuses: a VIP that
+	// is a DIP, a real server that is the VIP, a duplicate service, a sorry
+	// server without a port.
+	f.Add([]byte("virtual_server 198.18.1.1 80 {\n real_server 198.18.2.11 80 {\n }\n}\nvirtual_server 198.18.1.100 80 {\n sorry_server 198.18.2.99\n real_server 198.18.1.100 80 {\n }\n}\nvirtual_server 198.18.1.100 80 {\n}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		Convert("fuzz.conf", data, lab)
+		out, _, err := Convert("fuzz.conf", data, lab)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.conf:") {
+				t.Fatalf("error without the file's name: %v", err)
+			}
+			return
+		}
+		if _, err := config.Parse("imported.toml", out); err != nil {
+			var list config.ErrorList
+			if errors.As(err, &list) {
+				list = slices.DeleteFunc(list, CommandNotHere)
+			}
+			if len(list) > 0 {
+				t.Fatalf("the import does not pass lvsd check: %v\n--- input:\n%s\n--- output:\n%s", err, data, out)
+			}
+		}
 	})
 }
 
@@ -317,5 +342,111 @@ func TestConvertHysteresis(t *testing.T) {
 		if len(notes) != 1 || notes[0].String() != want {
 			t.Errorf("%q: report %v, want %q", conf, notes, want)
 		}
+	}
+}
+
+// TestConvertSorryServerPort: a sorry_server with port 0, or without a
+// port, gets its virtual server's port (keepalived sets it so for a DR or
+// TUN sorry server; IPVS forwards a NAT one of port 0 to the virtual port),
+// per address of a group; a virtual server of port 0 has none to give, and
+// the sorry server is left out with a note.
+func TestConvertSorryServerPort(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf string
+		want       []string // sorry_server of each service
+		note       string
+	}{
+		{name: "port 0", conf: "virtual_server 198.18.1.100 80 {\n sorry_server 198.18.2.99 0\n real_server 198.18.2.11 80 {\n }\n}\n",
+			want: []string{"198.18.2.99:80"}},
+		{name: "no port, DR", conf: "virtual_server 198.18.1.100 443 {\n lb_kind DR\n sorry_server 198.18.1.99\n real_server 198.18.1.11 443 {\n }\n}\n",
+			want: []string{"198.18.1.99:443"}},
+		{name: "a port of its own", conf: "virtual_server 198.18.1.100 80 {\n sorry_server 198.18.2.99 8080\n}\n",
+			want: []string{"198.18.2.99:8080"}},
+		{name: "group", conf: "virtual_server_group web {\n 198.18.1.100 80\n 198.18.1.100 8080\n}\nvirtual_server group web {\n sorry_server 198.18.2.99 0\n}\n",
+			want: []string{"198.18.2.99:80", "198.18.2.99:8080"}},
+		{name: "port-zero virtual server", conf: "virtual_server 198.18.1.100 0 {\n persistence_timeout 60\n sorry_server 198.18.2.99 0\n}\n",
+			want: []string{"invalid AddrPort"},
+			note: "3: sorry_server: 198.18.2.99 has no port, and the virtual server 198.18.1.100:0 has none to give it (lvsd forwards to a sorry server by NAT, to one port): left out"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, notes, err := Convert("s.conf", []byte(tc.conf), lab)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse("imported.toml", out)
+			if err != nil {
+				t.Fatalf("the import does not pass lvsd check: %v\n%s", err, out)
+			}
+			var got []string
+			for _, s := range cfg.Services {
+				got = append(got, s.Health.SorryServer.String())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("sorry servers (-want +got):\n%s", diff)
+			}
+			var lines []string
+			for _, n := range notes {
+				lines = append(lines, n.String())
+			}
+			if tc.note == "" && len(lines) > 0 || tc.note != "" && (len(lines) != 1 || lines[0] != tc.note) {
+				t.Errorf("report %q, want %q", lines, tc.note)
+			}
+		})
+	}
+}
+
+// TestConvertLeavesOutWhatLvsdRefuses: what the converter does not foresee
+// and lvsd check refuses is left out whole (the virtual server, or only the
+// real server the message is about), with lvsd check's message in the
+// report, and the rest passes lvsd check.
+func TestConvertLeavesOutWhatLvsdRefuses(t *testing.T) {
+	conf := `virtual_server 198.18.1.1 80 {
+ real_server 198.18.2.11 80 {
+ }
+}
+virtual_server 198.18.1.100 80 {
+ real_server 198.18.2.11 80 {
+ }
+ real_server 198.18.1.100 80 {
+ }
+}
+virtual_server 198.18.1.100 80 {
+ real_server 198.18.2.12 80 {
+ }
+}
+`
+	out, notes, err := Convert("r.conf", []byte(conf), lab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("imported.toml", out)
+	if err != nil {
+		t.Fatalf("the import does not pass lvsd check: %v\n%s", err, out)
+	}
+	if len(cfg.Services) != 1 || len(cfg.Services[0].Reals) != 1 || cfg.Services[0].Reals[0].Addr.String() != "198.18.2.11" {
+		t.Errorf("services: %+v", cfg.Services)
+	}
+	var lines []string
+	for _, n := range notes {
+		lines = append(lines, n.String())
+	}
+	want := []string{
+		"1: virtual_server: lvsd check refuses it (address: 198.18.1.1 is a director address",
+		"8: real_server: lvsd check refuses it (",
+		"11: virtual_server: lvsd check refuses it (",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("report %q, want %d lines", lines, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) || !strings.HasSuffix(lines[i], "): left out") {
+			t.Errorf("report line %d: %q, want %q...: left out", i, lines[i], w)
+		}
+	}
+	t.Logf("report:\n%s", strings.Join(lines, "\n"))
+	// Without an interface the output is a fragment to complete: nothing
+	// is checked or left out.
+	if _, notes, err := Convert("r.conf", []byte(conf), Options{}); err != nil || len(notes) != 0 {
+		t.Errorf("without an interface: %v, %v", err, notes)
 	}
 }

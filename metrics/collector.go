@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,9 +52,10 @@ type collector struct {
 	beInBytes, beOutBytes                     *prometheus.Desc
 	beAvailable, beOverloaded                 *prometheus.Desc
 	healthUp, healthChecks, healthChange      *prometheus.Desc
+	healthTransitions                         *prometheus.Desc
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
-	kernelDrops                               *prometheus.Desc
+	kernelDrops, synCookies, synproxyOpened   *prometheus.Desc
 	entries, limit, evicted, refused          *prometheus.Desc
 	unestablished, removed, sourceRefused     *prometheus.Desc
 	reloadsTotal, reloadFailures, stale       *prometheus.Desc
@@ -86,6 +88,8 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		healthUp:     desc("lvsd_ipvs_backend_health_up", "1 while a real server's health check says up, 0 down; only real servers with a check.", backendLabels...),
 		healthChecks: desc("lvsd_ipvs_backend_health_checks_total", "Health probes of a real server since its check (re)started.", backendLabels...),
 		healthChange: desc("lvsd_ipvs_backend_health_last_change_timestamp_seconds", "Time of a real server's last health transition (or of its check's start), Unix seconds.", backendLabels...),
+		healthTransitions: desc("lvsd_ipvs_backend_health_transitions_total", "Health transitions of a real server's check since it (re)started, by the state it went to (up or down).",
+			append(slices.Clone(backendLabels), "to")...),
 
 		drops:     desc("lvsd_drops_total", "Frames the fast path dropped, by interface and reason.", "interface", "reason"),
 		forwarded: desc("lvsd_forwarded_packets_total", "Frames the fast path forwarded, by interface and direction (in: client to real server, out: real server to client).", "interface", "direction"),
@@ -95,6 +99,8 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		devErrors: desc("lvsd_device_errors_total", "Device read (rx) and write (tx) errors.", "interface", "direction"),
 		kernelDrops: desc("lvsd_kernel_drops_total", "Frames the kernel dropped before lvsd read them (a packet interface's full receive queue: established or syn).",
 			"interface", "queue"),
+		synCookies:     desc("lvsd_syn_cookies_total", "SYN-ACKs with a SYN cookie the SYN proxy answered SYNs with (services with synproxy = true).", "interface"),
+		synproxyOpened: desc("lvsd_synproxy_opened_total", "Connections the SYN proxy opened on a client's valid cookie.", "interface"),
 
 		entries:       desc("lvsd_conntrack_entries", "Connections in the connection table."),
 		limit:         desc("lvsd_conntrack_limit", "Most connections the table holds ([connections] max)."),
@@ -116,8 +122,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
-		c.healthUp, c.healthChecks, c.healthChange,
-		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops,
+		c.healthUp, c.healthChecks, c.healthChange, c.healthTransitions,
+		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops, c.synCookies, c.synproxyOpened,
 		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
 		ch <- d
@@ -208,6 +214,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.healthUp, b2f(h.State == "up"), b.labels...)
 			counter(c.healthChecks, float64(h.Checks), b.labels...)
 			gauge(c.healthChange, float64(h.LastChange.UnixNano())/1e9, b.labels...)
+			counter(c.healthTransitions, float64(h.TransitionsUp), append(slices.Clone(b.labels), "up")...)
+			counter(c.healthTransitions, float64(h.TransitionsDown), append(slices.Clone(b.labels), "down")...)
 		}
 	}
 
@@ -228,6 +236,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.devErrors, float64(ifc.TxErrors), ifc.Name, "tx")
 		counter(c.kernelDrops, float64(ifc.KernelDrops), ifc.Name, "established")
 		counter(c.kernelDrops, float64(ifc.KernelSYN), ifc.Name, "syn")
+		counter(c.synCookies, float64(ifc.SynCookies), ifc.Name)
+		counter(c.synproxyOpened, float64(ifc.SynproxyOpened), ifc.Name)
 	}
 
 	gauge(c.entries, float64(st.Connections))

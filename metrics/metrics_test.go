@@ -38,7 +38,7 @@ func testStatus() control.Status {
 				{Address: "192.0.2.11:8080", Method: "nat", Weight: 3, ActiveConn: 2, InactConn: 5, Available: true,
 					Stats: control.Stats{Conns: 6, InPkts: 60, OutPkts: 50, InBytes: 3000, OutBytes: 5000}},
 				{Address: "192.0.2.12:8080", Method: "nat", Weight: 1, Overloaded: true,
-					Health: &control.Health{Check: "tcp", State: "down", Checks: 9, LastChange: time.Unix(1700000000, 0)},
+					Health: &control.Health{Check: "tcp", State: "down", Checks: 9, LastChange: time.Unix(1700000000, 0), TransitionsUp: 2, TransitionsDown: 3},
 					Stats:  control.Stats{Conns: 4, InPkts: 40, OutPkts: 40, InBytes: 2000, OutBytes: 4000}},
 			},
 		}, {
@@ -47,7 +47,7 @@ func testStatus() control.Status {
 		}},
 		Interfaces: []control.Interface{{
 			Name: "lvttap0", Type: "tap", ForwardedIn: 100, ForwardedOut: 90, ToStack: 3, NewConns: 10,
-			KernelDrops: 6, KernelSYN: 70,
+			KernelDrops: 6, KernelSYN: 70, SynCookies: 40, SynproxyOpened: 4,
 			Drops:  map[string]uint64{"no-conn": 2, "truncated": 0},
 			Queues: []control.Queue{{RxFrames: 150, TxFrames: 140}, {RxFrames: 43, TxFrames: 50}},
 		}},
@@ -112,6 +112,8 @@ func TestMetricNames(t *testing.T) {
 		"lvsd_ipvs_backend_health_up" + be2:                                        0,
 		"lvsd_ipvs_backend_health_checks_total" + be2:                              9,
 		"lvsd_ipvs_backend_health_last_change_timestamp_seconds" + be2:             1700000000,
+		"lvsd_ipvs_backend_health_transitions_total" + beTo(be2, "up"):             2,
+		"lvsd_ipvs_backend_health_transitions_total" + beTo(be2, "down"):           3,
 		`lvsd_drops_total{interface="lvttap0", reason="no-conn"}`:                  2,
 		`lvsd_drops_total{interface="lvttap0", reason="truncated"}`:                0,
 		`lvsd_forwarded_packets_total{direction="in", interface="lvttap0"}`:        100,
@@ -120,6 +122,8 @@ func TestMetricNames(t *testing.T) {
 		`lvsd_device_frames_total{direction="tx", interface="lvttap0", queue="0"}`: 140,
 		`lvsd_kernel_drops_total{interface="lvttap0", queue="established"}`:        6,
 		`lvsd_kernel_drops_total{interface="lvttap0", queue="syn"}`:                70,
+		`lvsd_syn_cookies_total{interface="lvttap0"}`:                              40,
+		`lvsd_synproxy_opened_total{interface="lvttap0"}`:                          4,
 		"lvsd_conntrack_entries":                                                   7,
 		"lvsd_conntrack_limit":                                                     1000,
 		"lvsd_conntrack_evictions_total":                                           3,
@@ -151,6 +155,12 @@ func TestMetricNames(t *testing.T) {
 	if _, ok := got["go_goroutines"]; !ok {
 		t.Errorf("no Go runtime metrics")
 	}
+}
+
+// beTo is the label set be with the label to="state" (labels sort by name:
+// "to" comes last).
+func beTo(be, state string) string {
+	return strings.TrimSuffix(be, "}") + `, to="` + state + `"}`
 }
 
 // TestHistory checks the page's samples: rates from counter differences,

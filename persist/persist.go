@@ -394,3 +394,17 @@ func (t *Table) Range(fn func(Info) bool) {
 		}
 	}
 }
+
+// Peek is Get for a dry run (a trace of a described packet): the valid
+// template of k that Get would return, without acquiring it, restarting
+// its timer or removing an invalid one; nil when Get would return nil.
+func (t *Table) Peek(k *Key, now int64) *Template {
+	s := t.shardOf(k)
+	eq := t.expireQuiescent.Load()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if tp := s.m[*k]; tp != nil && !tp.expired(now) && tp.usable(eq) {
+		return tp
+	}
+	return nil
+}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,6 +62,7 @@ type Server struct {
 	tun   device.Device
 
 	counts  [NumReasons]atomic.Uint64
+	writes  atomic.Uint64 // frames written into the TUN (a super-frame counts once)
 	lastLog atomic.Int64
 	// closing is set before the sockets close: a read through a raw
 	// connection then fails with the poller's own "use of closed file",
@@ -136,7 +136,7 @@ func New(o Options) (*Server, error) {
 		}
 		s.socks = append(s.socks, rawSocket{File: os.NewFile(uintptr(fd), name), v6: sk.family == unix.AF_INET6, proto: sk.proto})
 	}
-	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Create: true, Logger: s.log})
+	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Create: true, VNetHdr: true, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("realserver: %w", err)
 	}
@@ -219,31 +219,37 @@ func (s *Server) Run(ctx context.Context) error {
 	for r := range NumReasons {
 		args = append(args, r.String(), c[r])
 	}
+	args = append(args, "tun_writes", s.writes.Load())
 	s.log.Info("realserver stopped", args...)
 	return ferr
 }
 
-// receive reads one raw socket until it is closed.
+// receive reads one raw socket until it is closed: a batch of packets per
+// system call (recvmmsg), each decapsulated in its receive slot, the inner
+// TCP segments of a flow that follow each other joined into one super-frame
+// (coalescer), and one TUN write per frame.
 func (s *Server) receive(sock rawSocket) error {
-	buf := make([]byte, 1<<16)
-	var rc syscall.RawConn
-	if sock.v6 {
-		var err error
-		if rc, err = sock.SyscallConn(); err != nil {
-			return fmt.Errorf("realserver: %s: %w", sock.Name(), err)
-		}
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("realserver: %s: %w", sock.Name(), err)
 	}
-	for {
-		var (
-			n    int
-			from netip.Addr
-			err  error
-		)
-		if sock.v6 {
-			n, from, err = recvFrom6(rc, buf)
-		} else {
-			n, err = sock.Read(buf)
+	b := newRxBatch(sock.v6)
+	c := newCoalescer(rxBatchSize)
+	var closed bool
+	write := func(frame []byte, segs int) {
+		r := Injected
+		if _, err := s.tun.Write(frame); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				closed = true
+			}
+			r = WriteFailed
+			s.logDrop(r)
 		}
+		s.counts[r].Add(uint64(segs))
+		s.writes.Add(1)
+	}
+	for !closed {
+		n, err := b.recv(rc)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) || s.closing.Load() {
 				return nil
@@ -253,61 +259,46 @@ func (s *Server) receive(sock rawSocket) error {
 			}
 			return fmt.Errorf("realserver: read %s: %w", sock.Name(), err)
 		}
+		s.decapBatch(b, n, sock, c)
+		c.flush(write)
+	}
+	return nil
+}
+
+// decapBatch decapsulates the n packets of b, received on sock, and hands
+// the inner ones that pass to c; the others are counted by reason. It does
+// not allocate.
+func (s *Server) decapBatch(b *rxBatch, n int, sock rawSocket, c *coalescer) {
+	for i := range n {
+		slot, data, trunc, from := b.packet(i)
 		var (
 			inner []byte
 			r     Reason
 		)
-		if sock.v6 {
+		switch {
+		case trunc:
+			r = Malformed
+		case sock.v6:
 			// An IPv6 raw socket returns the payload after the outer
 			// header and its extension headers, reassembled.
-			inner, r = s.f.decapInner(buf[:n], sock.proto, from)
-		} else {
-			inner, r = s.f.decap(buf[:n])
+			inner, r = s.f.decapInner(data, sock.proto, from)
+		default:
+			inner, r = s.f.decap(data)
 		}
-		if r == Injected {
-			if _, err := s.tun.Write(inner); err != nil {
-				if errors.Is(err, os.ErrClosed) {
-					return nil
-				}
-				r = WriteFailed
-			}
-		}
-		s.counts[r].Add(1)
 		if r != Injected {
+			s.counts[r].Add(1)
 			s.logDrop(r)
+			continue
 		}
+		start := cap(slot) - cap(inner) // inner is slot[start:start+len(inner)]
+		c.add(slot, start, start+len(inner))
 	}
-}
-
-// recvFrom6 reads one packet from a non-blocking IPv6 raw socket through
-// the runtime's poller, with its source address.
-func recvFrom6(rc syscall.RawConn, buf []byte) (int, netip.Addr, error) {
-	var (
-		n    int
-		from unix.Sockaddr
-		rerr error
-	)
-	err := rc.Read(func(fd uintptr) bool {
-		n, from, rerr = unix.Recvfrom(int(fd), buf, 0)
-		return rerr != unix.EAGAIN
-	})
-	if err != nil {
-		return 0, netip.Addr{}, err
-	}
-	if rerr != nil {
-		return 0, netip.Addr{}, rerr
-	}
-	var src netip.Addr
-	if sa, ok := from.(*unix.SockaddrInet6); ok {
-		src = netip.AddrFrom16(sa.Addr)
-	}
-	return n, src, nil
 }
 
 // drain reads and discards what the kernel routes into the TUN: nothing,
 // when the host is set up as docs/modes.md says.
 func (s *Server) drain() {
-	buf := make([]byte, 1<<16)
+	buf := make([]byte, vnetHdrLen+1<<16) // a GSO frame with its virtio-net header
 	for {
 		if _, err := s.tun.Read(buf); err != nil {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {

@@ -105,7 +105,9 @@ func Merge(base, running, file *config.Config) *config.Config {
 }
 
 // mergeReals merges the real servers of one service; whole: take f's as
-// they are.
+// they are. A real server added at run time (in neither b nor f) that has
+// b's service check gets f's: it was given its service's check, and the
+// file changes that.
 func mergeReals(b, r, f *config.Service, whole bool) []config.Real {
 	if whole {
 		return append([]config.Real(nil), f.Reals...)
@@ -140,9 +142,16 @@ func mergeReals(b, r, f *config.Service, whole bool) []config.Real {
 		if !sameReal(bb, ff) {
 			pick = ff
 		}
-		if pick != nil {
-			out = append(out, *pick)
+		if pick == nil {
+			continue
 		}
+		rs := *pick
+		if bb == nil && ff == nil && b != nil && f != nil && reflect.DeepEqual(rs.Check, b.Health.Check) {
+			// Added at run time with its service's check: it follows the
+			// service's check as the file has it now.
+			rs.Check = f.Health.Check.Clone()
+		}
+		out = append(out, rs)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package runstate
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -156,5 +157,37 @@ func TestStore(t *testing.T) {
 	}
 	if _, _, _, err := s.Load(); err != ErrNoState {
 		t.Fatalf("after discard: %v", err)
+	}
+}
+
+// TestMergeRuntimeRealFollowsServiceCheck: a real server added at run time
+// with its service's check takes the file's new service check at a reload;
+// one whose check is its own keeps it.
+func TestMergeRuntimeRealFollowsServiceCheck(t *testing.T) {
+	const svc = `
+[[virtual_server]]
+protocol = "tcp"
+address = "192.0.2.100"
+port = 80
+  [virtual_server.check]
+  type = "tcp"
+  fall = %d
+  [[virtual_server.real_server]]
+  address = "192.0.2.21"
+`
+	base := parse(t, fmt.Sprintf(svc, 2))
+	running := base.Clone()
+	added := config.Real{Addr: netip.MustParseAddr("192.0.2.23"), Port: 80, Weight: 1, Check: base.Services[0].Health.Check.Clone()}
+	own := added
+	own.Addr = netip.MustParseAddr("192.0.2.24")
+	own.Check = &config.Check{Type: "ping", Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1}
+	running.Services[0].Reals = append(running.Services[0].Reals, added, own)
+	got := Merge(base, running, parse(t, fmt.Sprintf(svc, 4)))
+	falls := map[string]int{}
+	for _, r := range got.Services[0].Reals {
+		falls[r.Addr.String()] = r.Check.Fall
+	}
+	if want := map[string]int{"192.0.2.21": 4, "192.0.2.23": 4, "192.0.2.24": 1}; !cmp.Equal(want, falls) {
+		t.Errorf("falls %v, want %v", falls, want)
 	}
 }

@@ -81,7 +81,7 @@ func TestRuntimeZero(t *testing.T) {
 	file := parse(t, web)
 	d := &fakeDirector{cfg: file, status: control.Status{Services: []control.Service{{
 		Protocol: "tcp", Address: "192.0.2.100:80", Stats: control.Stats{Conns: 10, InPkts: 100},
-		Reals: []control.Real{{Address: "192.0.2.21:80", Stats: control.Stats{Conns: 6}}},
+		Reals: []control.Real{{Address: "192.0.2.21:80", Available: true, Stats: control.Stats{Conns: 6}}},
 	}}}}
 	rt := New(d, file, Options{})
 	if res := rt.Adm("", []string{"-Z"}, nil, "uid 0"); res.Code != 0 {

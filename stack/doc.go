@@ -10,6 +10,13 @@
 // VIPs), answers ARP, NDP and ICMP echo, resolves neighbours, and dials
 // health checks. Netstack errors (tcpip.Error) become Go errors here, once.
 //
+// Checks through the forwarding path (DR and TUN real servers) cannot use
+// that netstack, which owns the VIPs: a tcp probe is a SYN built here
+// (through.go), and a whole connection (an http check) comes from a second,
+// private netstack that holds the DIPs only (through_conn.go), made at its
+// first use and closed by Close. The Link hands the answers, TCP to the
+// probe ports, to them instead of the director's netstack.
+//
 // Buffers: each reader owns one buffer for its whole life; a frame is valid
 // only while the fast path processes it. Frames for the netstack are copied
 // into a PacketBuffer that the netstack owns; the reader releases its

@@ -76,6 +76,12 @@ type Stack struct {
 
 	// probes matches the answers of probes through the forwarding path.
 	probes prober
+	// throughS is the netstack of connections through the forwarding
+	// path (through_conn.go), made once by through() unless the Stack is
+	// closed (throughClosed). Both guarded by mu.
+	throughOnce   sync.Once
+	throughS      *throughStack
+	throughClosed bool
 }
 
 type neighKey struct {
@@ -458,6 +464,13 @@ func (st *Stack) Close() {
 	st.s.Wait()
 	for _, l := range links {
 		l.Wait()
+	}
+	st.mu.Lock()
+	ts := st.throughS
+	st.throughS, st.throughClosed = nil, true
+	st.mu.Unlock()
+	if ts != nil {
+		ts.close()
 	}
 }
 

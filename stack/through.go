@@ -56,6 +56,44 @@ type prober struct {
 	mu   sync.Mutex
 	next uint16                     // guarded by mu: the next probe port to try, as an offset
 	wait map[uint16]chan probeReply // guarded by mu: by probe port
+	// conns are the probe ports of connections through the forwarding
+	// path (through_conn.go): their path, and where their answers go.
+	// Guarded by mu.
+	conns map[uint16]*connPath
+}
+
+// connPath is the path of one connection through the forwarding path and
+// the receiver of its answers (the through stack).
+type connPath struct {
+	pf      probeFrame
+	deliver func(ip []byte)
+}
+
+// openConn reserves a probe port for a connection along pf.
+func (p *prober) openConn(pf probeFrame, deliver func([]byte)) (uint16, error) {
+	port, _, err := p.open()
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	if p.conns == nil {
+		p.conns = make(map[uint16]*connPath)
+	}
+	pf.src = netip.AddrPortFrom(pf.src.Addr(), port)
+	p.conns[port] = &connPath{pf: pf, deliver: deliver}
+	p.mu.Unlock()
+	return port, nil
+}
+
+// path returns the path of the connection on probe port port.
+func (p *prober) path(port uint16) (probeFrame, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conns[port]
+	if c == nil {
+		return probeFrame{}, false
+	}
+	return c.pf, true
 }
 
 // open reserves a probe port and the channel its answers arrive on.
@@ -80,6 +118,7 @@ func (p *prober) open() (uint16, chan probeReply, error) {
 func (p *prober) close(port uint16) {
 	p.mu.Lock()
 	delete(p.wait, port)
+	delete(p.conns, port)
 	p.mu.Unlock()
 }
 
@@ -111,14 +150,16 @@ func (p *prober) take(frame []byte, ethernet bool) bool {
 			return false
 		}
 		src = netip.AddrFrom4([4]byte(ip[12:16]))
-		l4 = b[ip.HeaderLength():ip.TotalLength()]
+		b = b[:ip.TotalLength()]
+		l4 = b[ip.HeaderLength():]
 	case header.IPv6Version:
 		ip := header.IPv6(b)
 		if !ip.IsValid(len(b)) || tcpip.TransportProtocolNumber(ip.NextHeader()) != header.TCPProtocolNumber {
 			return false
 		}
 		src = netip.AddrFrom16([16]byte(ip[8:24]))
-		l4 = b[header.IPv6MinimumSize : header.IPv6MinimumSize+int(ip.PayloadLength())]
+		b = b[:header.IPv6MinimumSize+int(ip.PayloadLength())]
+		l4 = b[header.IPv6MinimumSize:]
 	default:
 		return false
 	}
@@ -133,7 +174,15 @@ func (p *prober) take(frame []byte, ethernet bool) bool {
 	r := probeReply{src: netip.AddrPortFrom(src, t.SourcePort()), flags: t.Flags(), seq: t.SequenceNumber(), ack: t.AckNumber()}
 	p.mu.Lock()
 	ch := p.wait[port]
+	conn := p.conns[port]
 	p.mu.Unlock()
+	if conn != nil {
+		// A segment of a whole connection: the IP packet to its netstack
+		// (which checks it), on this goroutine as the director's link
+		// delivers to the director's.
+		conn.deliver(b)
+		return true
+	}
 	if ch != nil {
 		select {
 		case ch <- r:
@@ -151,44 +200,16 @@ func (p *prober) take(frame []byte, ethernet bool) bool {
 // when nothing came back. The SYN is sent again every second while ctx
 // lasts, as a TCP client would.
 func (st *Stack) ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.AddrPort, tunnel bool) error {
-	r, terr := st.s.FindRoute(0, tcpip.Address{}, tcpipAddr(rip), protoOf(rip), false)
-	if terr != nil {
-		return fmt.Errorf("probe %s via %s: no route: %w", vip, rip, convErr(terr))
-	}
-	nic := NICID(r.NICID())
-	la := r.LocalAddress()
-	dip, ok := netip.AddrFromSlice(la.AsSlice())
-	r.Release()
-	if !ok {
-		return fmt.Errorf("probe %s via %s: no local address", vip, rip)
-	}
-	st.mu.Lock()
-	info := st.nics[nic]
-	st.mu.Unlock()
-	if info == nil {
-		return fmt.Errorf("probe %s via %s: unknown NIC %d", vip, rip, nic)
-	}
-	var mac [6]byte
-	if info.ethernet {
-		m, err := st.waitNeighbor(ctx, nic, rip)
-		if err != nil {
-			return fmt.Errorf("probe %s via %s: %w", vip, rip, err)
-		}
-		mac = m
-	}
-	src := dip
-	if tunnel && dip.Is4() != vip.Addr().Is4() {
-		return fmt.Errorf("probe %s via %s: the inner packet needs a DIP of the VIP's family", vip, rip)
+	pb, err := st.pathTo(ctx, rip, vip, tunnel)
+	if err != nil {
+		return fmt.Errorf("probe %s via %s: %w", vip, rip, err)
 	}
 	port, ch, err := st.probes.open()
 	if err != nil {
 		return fmt.Errorf("probe %s via %s: %w", vip, rip, err)
 	}
 	defer st.probes.close(port)
-	pb := probeFrame{
-		link: info.link, ethernet: info.ethernet, mac: mac, tunnel: tunnel, rip: rip,
-		src: netip.AddrPortFrom(src, port), dst: vip,
-	}
+	pb.src = netip.AddrPortFrom(pb.src.Addr(), port)
 	seq := rand.Uint32()
 	if err := pb.send(header.TCPFlagSyn, seq, 0); err != nil {
 		return fmt.Errorf("probe %s via %s: %w", vip, rip, err)
@@ -217,6 +238,44 @@ func (st *Stack) ProbeThrough(ctx context.Context, rip netip.Addr, vip netip.Add
 			}
 		}
 	}
+}
+
+// pathTo returns the frame builder of a probe to vip through the forwarding
+// path to rip (its source port left 0): the link and DIP of the route to
+// rip, and on a TAP the MAC of rip's next hop, waited for within ctx.
+func (st *Stack) pathTo(ctx context.Context, rip netip.Addr, vip netip.AddrPort, tunnel bool) (probeFrame, error) {
+	r, terr := st.s.FindRoute(0, tcpip.Address{}, tcpipAddr(rip), protoOf(rip), false)
+	if terr != nil {
+		return probeFrame{}, fmt.Errorf("no route: %w", convErr(terr))
+	}
+	nic := NICID(r.NICID())
+	la := r.LocalAddress()
+	dip, ok := netip.AddrFromSlice(la.AsSlice())
+	r.Release()
+	if !ok {
+		return probeFrame{}, errors.New("no local address")
+	}
+	st.mu.Lock()
+	info := st.nics[nic]
+	st.mu.Unlock()
+	if info == nil {
+		return probeFrame{}, fmt.Errorf("unknown NIC %d", nic)
+	}
+	var mac [6]byte
+	if info.ethernet {
+		m, err := st.waitNeighbor(ctx, nic, rip)
+		if err != nil {
+			return probeFrame{}, err
+		}
+		mac = m
+	}
+	if tunnel && dip.Is4() != vip.Addr().Is4() {
+		return probeFrame{}, errors.New("the inner packet needs a DIP of the VIP's family")
+	}
+	return probeFrame{
+		link: info.link, ethernet: info.ethernet, mac: mac, tunnel: tunnel, rip: rip,
+		src: netip.AddrPortFrom(dip, 0), dst: vip,
+	}, nil
 }
 
 // waitNeighbor returns the MAC of rip's next hop on NIC nic, waiting while

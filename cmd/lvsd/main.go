@@ -44,6 +44,8 @@ commands:
                      on a TUN-mode real server whose kernel has no ipip module:
                      decapsulate the director's IPIP into a local TUN device
   trace    [-n N] [FILTER]   explain what lvsd does with the next N packets matching FILTER
+           -packet 'tcp SRC:PORT > DST:PORT [flags F]'
+                     or a described packet, in a dry run (nothing sent or changed)
   capture  -w FILE [FILTER]   the frames lvsd reads and writes, into a pcapng file
   version            print the version (also --version, -v)
 

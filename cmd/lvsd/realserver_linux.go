@@ -22,7 +22,8 @@ receives the tunnelled packets the director sends to this host (raw IPv4 and
 IPv6 sockets of IP protocols 4 and 41: IPv4 or IPv6 inside an IPv4 or IPv6
 outer header), strips the outer header and writes the inner packet,
 when it is addressed to a VIP, into the TUN device NAME, so that this host's
-kernel answers the client directly. The host must hold each VIP (ip addr add
+kernel answers the client directly. Consecutive TCP segments of a flow are
+joined into one super-frame first (GRO in user space; see docs/modes.md). The host must hold each VIP (ip addr add
 VIP/32 dev lo) and accept clients' addresses on the TUN (rp_filter 0 or 2);
 see docs/modes.md. SIGINT/SIGTERM stop it. Needs CAP_NET_RAW and, to create
 or bring up the TUN, CAP_NET_ADMIN.

@@ -103,6 +103,12 @@ func (tp *Topology) StartLvsd(bin Binaries, o LvsdOptions, services ...Service) 
 		if attached {
 			err = probe()
 		}
+		// lvsd serves its control socket beside forwarding, not
+		// before it: a test that asks the socket right after the probe
+		// must find it there.
+		if err == nil && tp.Control != "" && !control.Live(tp.Control) {
+			err = fmt.Errorf("control socket %s not served yet", tp.Control)
+		}
 		if err == nil {
 			l.t.Logf("lab: lvsd ready after %v", time.Since(start).Round(time.Millisecond))
 			return p

@@ -30,7 +30,8 @@ const usage = `usage: labserver <command> [flags]
 
 commands:
   http      -listen :8080 -name rs1   HTTP server: GET / answers "<name> <client-ip:port>",
-                                      GET /bytes?n=N sends N bytes, POST /upload counts bytes;
+                                      GET /bytes?n=N sends N bytes, POST /upload counts bytes,
+                                      POST /sha256 answers "<name> <client> <bytes> <sha256>";
                                       -cert F -key F: HTTPS; -ports N: N ports from -listen's
   udp       -listen :5353 -name rs1   UDP echo: answers "<name> <message>"
   get       -url URL -n N [-json]     N sequential HTTP requests, one connection each;

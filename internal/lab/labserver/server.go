@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,7 +16,7 @@ import (
 )
 
 // Response headers that carry what the body of GET / carries, for answers
-// whose body is something else (/bytes, /upload).
+// whose body is something else (/bytes, /upload, /sha256).
 const (
 	headerServer = "X-Lab-Server" // the real server's -name
 	headerClient = "X-Lab-Client" // the client ip:port the real server saw
@@ -120,6 +121,17 @@ func handler(name string, logger *log.Logger) http.Handler {
 		}
 		seen(w, r, fmt.Sprintf(" received %d bytes", n))
 		fmt.Fprintf(w, "%s %s %d\n", name, r.RemoteAddr, n)
+	})
+	mux.HandleFunc("POST /sha256", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			seen(w, r, fmt.Sprintf(" upload failed after %d bytes: %v", n, err))
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		seen(w, r, fmt.Sprintf(" received %d bytes", n))
+		fmt.Fprintf(w, "%s %s %d %x\n", name, r.RemoteAddr, n, h.Sum(nil))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		seen(w, r, "")
