@@ -428,6 +428,7 @@ func (r *report) markdown(svgName string) string {
 	w("## Go benchmarks (per-packet work, no devices)\n\n")
 	if g := b.goBench; g != nil {
 		sb.WriteString(g.markdown())
+		sb.WriteString(g.scalingMarkdown())
 	} else {
 		w("Not run in this run (`-go-bench=false`). `make bench-go` runs them on their own.\n\n")
 	}

@@ -13,8 +13,11 @@ import (
 // it by index (rec.bind) instead of by pointer, and the per-worker counters
 // are indexed by it too. A destination is expected to belong to one virtual
 // service, as an ip_vs_dest does; its binding records the service of its
-// first connection. Bindings are never removed: the table keeps one
-// (about 200 bytes, plus 32 per worker) for every real server it has seen.
+// first connection. The entries take their VIP and protocol from their
+// binding (key.Addr, key.Proto), so a destination reached through two VIPs
+// or protocols has a binding for each. Bindings are never removed: the
+// table keeps one (about 200 bytes, plus 32 per worker) for every real
+// server it has seen.
 type binding struct {
 	dest *lvs.Dest
 	key  lvs.ServiceKey
@@ -37,6 +40,26 @@ type binding struct {
 	est    estimator
 }
 
+// bindKey names a binding: a destination and the VIP and protocol of its
+// connections.
+type bindKey struct {
+	d     *lvs.Dest
+	vip   lvs.Addr
+	proto lvs.Proto
+}
+
+// bindCacheSize is the number of bindings a shard remembers (a
+// direct-mapped cache): enough for the real servers of a few busy services;
+// a miss takes the table's bindMu. A cache per shard of every binding would
+// grow to (real servers × shards) entries: 25 million at 100,000.
+const bindCacheSize = 64
+
+// bindCached is one entry of a shard's cache; i 0 is empty.
+type bindCached struct {
+	k bindKey
+	i uint32
+}
+
 // binding returns binding i (0 < i < number of bindings).
 func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
 
@@ -45,18 +68,21 @@ func (t *Table) binding(i uint32) *binding { return (*t.binds.Load())[i] }
 //
 // Preconditions: s.mu is held.
 func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) uint32 {
-	i, ok := s.binds[d]
-	if !ok {
+	k := bindKey{d, in.Dst, in.Proto}
+	c := &s.binds[k.slot()]
+	i := c.i
+	if c.k != k || i == 0 {
 		t.bindMu.Lock()
-		if i, ok = t.bindByDest[d]; !ok {
+		var ok bool
+		if i, ok = t.bindByDest[k]; !ok {
 			b := &binding{dest: d, key: lvs.ServiceKey{Addr: in.Dst, Port: in.DPort, Proto: in.Proto}}
 			bs := append(*t.binds.Load(), b)
 			i = uint32(len(bs) - 1)
 			t.binds.Store(&bs)
-			t.bindByDest[d] = i
+			t.bindByDest[k] = i
 		}
 		t.bindMu.Unlock()
-		s.binds[d] = i
+		*c = bindCached{k, i}
 	}
 	if b := t.binding(i); svc != nil && b.svc.Load() != svc {
 		b.svc.Store(svc)

@@ -11,15 +11,19 @@
 // The table is split into 256 shards by a seeded hash of the tuple. Each
 // shard holds:
 //
-//   - a slab of 76-byte entries (rec) in fixed chunks that never move, with
-//     a free list: an entry holds no pointer (its real server is an index
-//     into the table's bindings), so the garbage collector does not scan the
-//     table, and a steady state of connections coming and going allocates
-//     nothing;
-//   - an open-addressing index of 8-byte slots (index.go) from the In tuple
-//     (client to VIP:vport) and, for NAT, from the Out tuple (RIP:rport to
-//     client) to an entry's location; DR and TUN replies never pass the
-//     director, so those entries index only In;
+//   - a slab of 56-byte entries (rec) in fixed chunks that never move, with
+//     a free list: an entry holds no pointer (its real server, VIP and
+//     protocol are an index into the table's bindings), and the chunks are
+//     outside the Go heap (mem_unsafe.go: anonymous mappings, advised for
+//     transparent huge pages once the table passes 32 MiB), so the garbage
+//     collector neither scans nor counts the table, and a steady state of
+//     connections coming and going allocates nothing;
+//   - an open-addressing index of 8-byte slots (index.go), in the table's
+//     index arena from 64 KiB on (its old slots given back to the kernel
+//     when it grows), from the In tuple (client to VIP:vport) and, for NAT,
+//     from the Out tuple (RIP:rport to client) to an entry's location; DR
+//     and TUN replies never pass the director, so those entries index only
+//     In;
 //   - a timer wheel (1 s ticks, 1024 slots) of intrusive lists through the
 //     entries: expiry looks only at the entries whose deadline came, never
 //     at the whole table. The packet path refreshes a last-seen time
@@ -30,13 +34,14 @@
 // # Files
 //
 // One file per mechanism: table.go (Options, the Table and its shards, the
-// setters, Run), slab.go (entries and their chunks), index.go (the hash
-// index), wheel.go (the timer wheel and expiry), evict.go (eviction when
-// full), bind.go (real servers and their connection counts), ops.go
-// (lookup, insertion, the per-packet update, checks, removal), entry.go (the
-// Entry copies callers hold), synproxy.go (the state of connections that
-// forward's SYN proxy opened: its cookie, the client's ISN and options,
-// the sequence delta), state.go and timeouts.go (IPVS's TCP states
+// setters, Run), slab.go (entries and their chunks), mem_unsafe.go (the
+// arenas outside the Go heap), index.go (the hash index), wheel.go (the
+// timer wheel and expiry), evict.go (eviction when full), bind.go (real
+// servers and their connection counts), ops.go (lookup, insertion, the
+// per-packet update, checks, removal), entry.go (the Entry copies callers
+// hold), synproxy.go (the state of connections that forward's SYN proxy
+// opened: its cookie, the client's ISN and options, the sequence delta),
+// state.go and timeouts.go (IPVS's TCP states
 // and their timeouts), stats.go (counters and rates). The tests' own
 // conveniences (allocating Insert, Range, ...) are in export_test.go.
 //

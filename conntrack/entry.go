@@ -61,7 +61,7 @@ func (t *Table) NewEntry() *Entry {
 // Preconditions: the lock of the shard whose slot led to the entry is held.
 func (t *Table) fill(e *Entry, r *rec, loc, w uint32) {
 	b := t.binding(r.bind)
-	e.In = r.in
+	e.In = r.in(b)
 	e.ClientMAC = r.mac
 	e.Dest = b.dest
 	e.Method = b.dest.Method
@@ -72,7 +72,7 @@ func (t *Table) fill(e *Entry, r *rec, loc, w uint32) {
 	}
 	e.Synproxy = w&wordSynproxy != 0
 	if e.Method == lvs.NAT {
-		e.Out = outTuple(&r.in, b.dest)
+		e.Out = outTuple(&e.In, b.dest)
 	} else {
 		e.Out = lvs.Tuple{}
 	}

@@ -43,10 +43,11 @@ func (t *Table) countExpiredHandshake(s *shard, i uint32, st State) {
 		return
 	}
 	r := s.rec(i)
-	if r.word.Load()&wordReplied != 0 || r.in.Proto != lvs.TCP {
+	b := t.binding(r.bind)
+	if r.word.Load()&wordReplied != 0 || b.key.Proto != lvs.TCP {
 		return
 	}
-	if b := t.binding(r.bind); b.dest.Method == lvs.NAT {
+	if b.dest.Method == lvs.NAT {
 		b.expFails.Add(1)
 	}
 }

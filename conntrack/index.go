@@ -34,6 +34,10 @@ type index struct {
 	shift uint
 	// n counts occupied slots.
 	n int
+	// mem is the table's index arena; mapped is true while slots are in
+	// it (minMappedIndex bytes or more), false while on the Go heap.
+	mem    *arena
+	mapped bool
 }
 
 const (
@@ -45,7 +49,8 @@ const (
 	maxLoadNum, maxLoadDen = 3, 4
 )
 
-func (x *index) init() {
+func (x *index) init(mem *arena) {
+	x.mem = mem
 	x.slots = make([]uint64, 1<<minIndexLog)
 	x.shift = tagBits - minIndexLog
 	x.n = 0
@@ -78,8 +83,16 @@ func (x *index) add(tag uint32, loc uint32, reply bool) {
 }
 
 func (x *index) grow() {
-	old := x.slots
-	x.slots = make([]uint64, 2*len(old))
+	old, oldMapped := x.slots, x.mapped
+	n := 2 * len(old)
+	x.slots, x.mapped = nil, false
+	if n*8 >= minMappedIndex && x.mem != nil {
+		x.slots = x.mem.allocSlots(n)
+		x.mapped = x.slots != nil
+	}
+	if x.slots == nil {
+		x.slots = make([]uint64, n)
+	}
 	x.shift--
 	for _, v := range old {
 		if v == 0 {
@@ -90,6 +103,11 @@ func (x *index) grow() {
 			i = x.next(i)
 		}
 		x.slots[i] = v
+	}
+	if oldMapped {
+		// Readers hold the shard's lock, which the caller holds for
+		// writing: nobody reads the old slots any more.
+		x.mem.freeSlots(old)
 	}
 }
 

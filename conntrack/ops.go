@@ -57,11 +57,12 @@ func (t *Table) LookupInto(k *lvs.Tuple, e *Entry) (found, reply bool) {
 // matches reports whether k is the entry's In tuple (reply false) or its Out
 // tuple (reply true).
 func (t *Table) matches(r *rec, k *lvs.Tuple, reply bool) bool {
+	b := t.binding(r.bind)
 	if !reply {
-		return r.in == *k
+		return r.isIn(k, b)
 	}
-	d := t.binding(r.bind).dest
-	return outTuple(&r.in, d) == *k
+	in := r.in(b)
+	return outTuple(&in, b.dest) == *k
 }
 
 // find returns the slot index of key k with hash h in s (reply telling
@@ -184,7 +185,7 @@ func (t *Table) insert(e *Entry, in *lvs.Tuple, d *lvs.Dest, svc *lvs.Stats, cli
 	bi := t.bindingIn(s, d, in, svc)
 	loc := s.loc(i)
 	r := s.rec(i)
-	r.in = *in
+	r.src, r.sport, r.dport = in.Src, in.SPort, in.DPort
 	r.mac = clientMAC
 	r.bind = bi
 	st := StateUDP
@@ -431,7 +432,8 @@ func (t *Table) kill(s *shard, i, gen uint32, allow func(State, uint32) bool) (S
 			return st, false
 		}
 		if r.word.CompareAndSwap(w, w&^wordStateMask|uint32(stateDead)) {
-			h := hashTuple(&r.in, t.seed)
+			in := r.in(t.binding(r.bind))
+			h := hashTuple(&in, t.seed)
 			if pos := findLoc(s, tagOfHash(h), s.loc(i), false); pos >= 0 {
 				s.idx.del(pos)
 			}
@@ -453,11 +455,12 @@ func (t *Table) finish(s *shard, i uint32, st State) {
 	// The entry is dead, so that only this call reads or writes it until
 	// release gives it back.
 	w := r.word.Load()
-	src := r.in.Src
+	src := r.src
 	b := t.binding(r.bind)
 	d := b.dest
 	if d.Method == lvs.NAT {
-		out := outTuple(&r.in, d)
+		in := r.in(b)
+		out := outTuple(&in, d)
 		h := hashTuple(&out, t.seed)
 		so := &t.shards[shardOfHash(h)]
 		so.mu.Lock()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -22,21 +24,33 @@ func scaleKey(i int) lvs.Tuple {
 	}
 }
 
-// rssBytes returns the process's resident set size (VmRSS).
-func rssBytes() uint64 {
-	f, err := os.Open("/proc/self/status")
+// procField returns a "Name:   N kB" field of a /proc/self file in bytes.
+func procField(file, name string) uint64 {
+	f, err := os.Open(file)
 	if err != nil {
 		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+":"); ok {
 			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10
 		}
 	}
 	return 0
+}
+
+// rssBytes returns the process's resident set size (VmRSS).
+func rssBytes() uint64 { return procField("/proc/self/status", "VmRSS") }
+
+// threadCPU returns the CPU time the calling thread has used.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // tableBytes is the memory the table's own structures hold: slab chunks
@@ -55,7 +69,10 @@ func tableBytes(t *Table) uint64 {
 // costliest method) and measures memory, then times lookups of random
 // flows. Metrics: ns/op is one lookup (a hit); B/entry the table's memory
 // per connection; heap-B/entry the Go heap's growth per connection;
-// MiB-rss the process's resident memory with the table full; ns/insert;
+// MiB-rss the process's resident memory with the table full (VmRSS;
+// MiB-rss-anon its anonymous part, RssAnon; MiB-huge the part in
+// transparent huge pages, AnonHugePages); cpu-ns/op the lookup's CPU time;
+// ns/insert;
 // ms/gc a full garbage collection with the table in memory.
 func benchScale(b *testing.B, n int) {
 	var before runtime.MemStats
@@ -82,6 +99,8 @@ func benchScale(b *testing.B, n int) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	rss := rssBytes()
+	anon := procField("/proc/self/status", "RssAnon")
+	huge := procField("/proc/self/smaps_rollup", "AnonHugePages")
 
 	// Lookups in a pseudo-random order (a full-period LCG over the flows'
 	// numbers), so that each one misses the caches as a busy director's
@@ -92,9 +111,18 @@ func benchScale(b *testing.B, n int) {
 		mask <<= 1
 	}
 	mask--
+	// The lookups' CPU time (this thread's, locked to it), beside ns/op:
+	// on a machine shared with other work, wall time counts the time
+	// slices other processes took; CPU time does not (their cache and TLB
+	// pollution it does).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	lookups := 0
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := threadCPU()
 	for b.Loop() {
+		lookups++
 		for {
 			x = (x*6364136223846793005 + 1442695040888963407) & mask
 			if x < uint64(n) {
@@ -106,7 +134,11 @@ func benchScale(b *testing.B, n int) {
 			b.Fatalf("flow %d not found", x)
 		}
 	}
+	cpu := threadCPU() - cpu0
 	b.StopTimer()
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(max(lookups, 1)), "cpu-ns/op")
+	b.ReportMetric(float64(anon)/(1<<20), "MiB-rss-anon")
+	b.ReportMetric(float64(huge)/(1<<20), "MiB-huge")
 	b.ReportMetric(float64(tableBytes(tab))/float64(n), "B/entry")
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/entry")
 	b.ReportMetric(float64(rss)/(1<<20), "MiB-rss")

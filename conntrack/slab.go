@@ -20,31 +20,48 @@ const (
 	maxIdx    = 1<<idxBits - 1
 )
 
-// rec is one connection as the table stores it: 76 bytes and no pointer, so
-// that ten million of them cost the garbage collector nothing to scan.
+// rec is one connection as the table stores it: 56 bytes and no pointer,
+// kept outside the Go heap (the table's slab arena, mem_unsafe.go), so that ten
+// million of them cost the garbage collector nothing to scan and can sit
+// in huge pages. The In tuple's destination (the VIP) and protocol are
+// those of the entry's binding (one per real server, VIP and protocol), so
+// the entry keeps only the client's address and the ports.
 //
-// in, mac and bind are written when the entry is allocated (under its
-// shard's mu, before any index slot refers to it) and read by anyone who
-// found it through a slot. word and last are atomics, written by the packet
-// path without a lock. due, next and prev belong to the timer wheel and the
-// free list, fnext and fprev to the eviction list: guarded by the home
-// shard's mu.
+// src, sport, dport, mac and bind are written when the entry is allocated
+// (under its shard's mu, before any index slot refers to it) and read by
+// anyone who found it through a slot. word and last are atomics, written
+// by the packet path without a lock. next and prev belong to the timer
+// wheel and the free list, fnext and fprev to the eviction list: guarded
+// by the home shard's mu.
 type rec struct {
-	in   lvs.Tuple // client to VIP:vport, as received
-	mac  lvs.MAC   // the client's (or its router's) MAC
-	bind uint32    // the binding (real server) index
+	src          lvs.Addr // the client's address, as received
+	sport, dport uint16   // the client's port and the virtual port
+	mac          lvs.MAC  // the client's (or its router's) MAC
+	bind         uint32   // the binding (real server, VIP, protocol) index
 	// word packs the state (bits 0-7), the word* flags and a
 	// generation (bits 15-31) that changes each time the rec is reused.
 	word atomic.Uint32
 	// last is the table time of the last packet, in milliseconds modulo
 	// 2^32.
 	last atomic.Uint32
-	due  uint32 // the wheel tick the entry is filed at
 	next uint32 // wheel or free list
-	prev uint32 // wheel
+	// prev is the previous entry on the wheel list, or wheelHead | the
+	// list's wheel slot for the first entry of a list (so that unlink
+	// finds the list's head without a field for the tick).
+	prev uint32
 	// fnext and fprev link the shard's eviction list; fprev has fifoIn set
 	// while the entry is on it.
 	fnext, fprev uint32
+}
+
+// in returns the entry's In tuple; b is its binding.
+func (r *rec) in(b *binding) lvs.Tuple {
+	return lvs.Tuple{Src: r.src, Dst: b.key.Addr, SPort: r.sport, DPort: r.dport, Proto: b.key.Proto}
+}
+
+// isIn reports whether k is the In tuple of the entry, whose binding is b.
+func (r *rec) isIn(k *lvs.Tuple, b *binding) bool {
+	return r.src == k.Src && r.sport == k.SPort && r.dport == k.DPort && b.key.Addr == k.Dst && b.key.Proto == k.Proto
 }
 
 const (
@@ -62,24 +79,27 @@ const (
 func stateOf(w uint32) State { return State(w & wordStateMask) }
 func genOf(w uint32) uint32  { return w >> wordGenShift }
 
-// chunk is a slab chunk. ctl, allocated on the first controlled entry of
-// the chunk, holds the entries' controllers (persistence templates); win,
-// allocated on the first NAT TCP entry, their sequence windows (window.go);
-// syn, allocated on the first entry of the SYN proxy, its state
-// (synproxy.go). They are the only pointers, and the first fields, so that
-// the collector scans three words per chunk.
+// chunk is a slab chunk's Go half. ctl, allocated on the first controlled
+// entry of the chunk, holds the entries' controllers (persistence
+// templates); win, allocated on the first NAT TCP entry, their sequence
+// windows (window.go); syn, allocated on the first entry of the SYN proxy,
+// its state (synproxy.go). The entries themselves are in the shard's recs,
+// at the same chunk number.
 type chunk struct {
-	ctl  atomic.Pointer[[chunkSize]Controller]
-	win  atomic.Pointer[[chunkSize]seqWin]
-	syn  atomic.Pointer[[chunkSize]synState]
-	recs [chunkSize]rec
+	ctl atomic.Pointer[[chunkSize]Controller]
+	win atomic.Pointer[[chunkSize]seqWin]
+	syn atomic.Pointer[[chunkSize]synState]
 }
+
+// recBlock is a chunk's entries: in the table's slab arena (outside the Go
+// heap), or on the heap when the kernel refused a mapping.
+type recBlock = [chunkSize]rec
 
 // rec returns the entry at a location. It takes no lock: chunks never move.
 func (t *Table) rec(loc uint32) *rec {
 	s := &t.shards[loc>>idxBits]
 	i := loc & maxIdx
-	return &(*s.chunks.Load())[i>>chunkLog].recs[i&(chunkSize-1)]
+	return &(*s.recs.Load())[i>>chunkLog][i&(chunkSize-1)]
 }
 
 // controller returns the controller of the entry at loc, or nil. The
@@ -96,7 +116,7 @@ func (t *Table) controller(loc uint32) Controller {
 
 // rec returns the entry at index i of s.
 func (s *shard) rec(i uint32) *rec {
-	return &(*s.chunks.Load())[i>>chunkLog].recs[i&(chunkSize-1)]
+	return &(*s.recs.Load())[i>>chunkLog][i&(chunkSize-1)]
 }
 
 func (s *shard) loc(i uint32) uint32 { return s.id<<idxBits | i }
@@ -116,7 +136,14 @@ func (s *shard) alloc() uint32 {
 	i := s.used
 	chunks := *s.chunks.Load()
 	if int(i>>chunkLog) == len(chunks) {
+		recs := *s.recs.Load()
+		b := s.slab.allocRecs()
+		if b == nil {
+			b = new(recBlock)
+		}
+		grownRecs := append(recs[:len(recs):len(recs)], b)
 		grown := append(chunks[:len(chunks):len(chunks)], new(chunk))
+		s.recs.Store(&grownRecs)
 		s.chunks.Store(&grown)
 	}
 	s.used++

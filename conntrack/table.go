@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lvsd/lvsd/lvs"
 )
 
 // Options configure a Table. Every field is optional; the defaults are:
@@ -92,6 +91,10 @@ type shard struct {
 	// mu and is read without it: chunks never move or go away, so a
 	// location stays valid memory for the table's life.
 	chunks atomic.Pointer[[]*chunk]
+	// recs are the chunks' entries, by chunk number, published like
+	// chunks (and before them); slab is the table's arena they come from.
+	recs atomic.Pointer[[]*recBlock]
+	slab *arena
 	// used is the next never-used index; free heads the free list (linked
 	// by rec.next); n counts live entries. Guarded by mu.
 	used, free uint32
@@ -108,9 +111,10 @@ type shard struct {
 	// without the lock to skip shards with nothing to evict. Guarded by mu.
 	fifoHead, fifoTail uint32
 	fifoLen            atomic.Int32
-	// binds caches the binding index of each destination, so that Insert
-	// takes no table-wide lock. Guarded by mu.
-	binds map[*lvs.Dest]uint32
+	// binds caches the binding indexes of recent destinations (and VIPs
+	// and protocols), so that Insert seldom takes a table-wide lock.
+	// Guarded by mu.
+	binds [bindCacheSize]bindCached
 	id    uint32
 
 	// Keeps the locks of neighbouring shards out of one cache line.
@@ -143,7 +147,7 @@ type Table struct {
 
 	bindMu sync.Mutex
 	// bindByDest indexes binds. Guarded by bindMu.
-	bindByDest map[*lvs.Dest]uint32
+	bindByDest map[bindKey]uint32
 	// binds holds every binding by index (0 unused). Appended under bindMu
 	// and published whole; read without a lock.
 	binds atomic.Pointer[[]*binding]
@@ -154,6 +158,10 @@ type Table struct {
 	victims []uint32
 
 	st stats
+
+	// slabMem holds the entries, idxMem the large indexes: memory outside
+	// the Go heap, unmapped when the Table is garbage collected.
+	slabMem, idxMem *arena
 }
 
 // New returns an empty table.
@@ -161,8 +169,14 @@ func New(opts Options) *Table {
 	t := &Table{
 		seed:       hashSeed{rand.Uint64(), rand.Uint64()},
 		clock:      opts.Clock,
-		bindByDest: make(map[*lvs.Dest]uint32),
+		bindByDest: make(map[bindKey]uint32),
+		slabMem:    new(arena),
+		idxMem:     new(arena),
 	}
+	// Nothing outside the table refers to its arenas' memory: the entries
+	// are copied out (Entry), and an Entry keeps the Table reachable.
+	runtime.AddCleanup(t, func(a *arena) { a.release() }, t.slabMem)
+	runtime.AddCleanup(t, func(a *arena) { a.release() }, t.idxMem)
 	if t.clock == nil {
 		start := time.Now()
 		t.clock = func() int64 { return int64(time.Since(start)) }
@@ -182,11 +196,13 @@ func New(opts Options) *Table {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.id = uint32(i)
-		s.idx.init()
+		s.idx.init(t.idxMem)
 		s.used = 1
-		s.binds = make(map[*lvs.Dest]uint32)
 		chunks := []*chunk{}
 		s.chunks.Store(&chunks)
+		recs := []*recBlock{}
+		s.recs.Store(&recs)
+		s.slab = t.slabMem
 	}
 	t.st.init()
 	return t

@@ -25,14 +25,17 @@ func (s *shard) file(i uint32, deadlineMs int64) {
 	s.push(i, due)
 }
 
+// wheelHead marks rec.prev of the first entry of a wheel list; the low
+// bits are the list's slot. Entry indexes are below 1<<idxBits.
+const wheelHead = 1 << 31
+
 // push links entry i at the head of the list of tick due.
 //
 // Preconditions: s.mu is held; the entry is on no list.
 func (s *shard) push(i, due uint32) {
 	r := s.rec(i)
-	r.due = due
 	h := &s.wheel[due&wheelMask]
-	r.next, r.prev = *h, 0
+	r.next, r.prev = *h, wheelHead|due&wheelMask
 	if *h != 0 {
 		s.rec(*h).prev = i
 	}
@@ -44,10 +47,10 @@ func (s *shard) push(i, due uint32) {
 // Preconditions: s.mu is held; the entry is on the wheel.
 func (s *shard) unlink(i uint32) {
 	r := s.rec(i)
-	if r.prev != 0 {
-		s.rec(r.prev).next = r.next
+	if r.prev&wheelHead != 0 {
+		s.wheel[r.prev&wheelMask] = r.next
 	} else {
-		s.wheel[r.due&wheelMask] = r.next
+		s.rec(r.prev).next = r.next
 	}
 	if r.next != 0 {
 		s.rec(r.next).prev = r.prev
@@ -128,12 +131,9 @@ func (t *Table) expireSlot(s *shard, slot uint32, nowMs int64, nowTick uint32, t
 	for i != 0 {
 		r := s.rec(i)
 		next := r.next
-		if r.due > nowTick {
-			// Filed for a later turn of the wheel (after a catch-up).
-			s.push(i, r.due)
-			i = next
-			continue
-		}
+		// An entry filed again earlier in this call (a catch-up over
+		// several ticks) for a later turn of the wheel may be met here
+		// once more: it is not expired, and is filed again below.
 		for {
 			w := r.word.Load()
 			st := stateOf(w)

@@ -57,9 +57,8 @@ func counts(t *testing.T, tp *lab.Topology, bin lab.Binaries, n int) map[string]
 // config dump is a file lvsd check accepts, and that discarding the runtime
 // changes brings back the file.
 func TestAdmRuntimeChanges(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	state := filepath.Join(l.Dir(), "runtime.state")
@@ -279,11 +278,9 @@ func TestAdmChangesUnderLoad(t *testing.T) {
 // lvsd list and lvsd adm find it without flags; as the socket's owner the
 // user may change the table.
 func TestAdmUnprivilegedXDG(t *testing.T) {
-	lab.Skip(t)
+	t.Parallel() // see the package doc
 	lab.NeedTools(t, "setpriv")
-	const nobody = 65534
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	xdg, err := os.MkdirTemp("", "lvt-xdg-")
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,8 @@ import (
 // new one may start), and a client killed mid-capture stops it too; lvsd
 // forwards throughout.
 func TestCapture(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)

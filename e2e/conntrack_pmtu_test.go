@@ -20,9 +20,8 @@ import (
 // from RIP:rport to VIP:vport (checksums included), or the client never
 // learns the path MTU and the upload stalls.
 func TestConntrackPathMTU(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 1})
 	const farMTU = 1400
 	far := tp.AddRoutedReal("rsm", farMTU)

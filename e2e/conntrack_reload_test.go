@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -18,9 +16,8 @@ import (
 // (expire_nodest_conn, the default), after which new connections go to the
 // remaining servers.
 func TestConntrackReload(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 4})
 	tp.StartHTTP(bin, 8080)
 	all := tp.Reals
@@ -43,18 +40,8 @@ func TestConntrackReload(t *testing.T) {
 		return n
 	}
 
-	keep := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: lab.DialContext(tp.Client), MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
-	defer keep.CloseIdleConnections()
-	ask := func() (server, client string, err error) {
-		resp, err := keep.Get(vipURL)
-		if err != nil {
-			return "", "", err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.Header.Get("X-Lab-Server"), resp.Header.Get("X-Lab-Client"), nil
-	}
-	mine, conn, err := ask()
+	keep := l.KeepAlive(tp.Client, 3*time.Second)
+	mine, conn, err := keep.Get(vipURL)
 	if err != nil {
 		t.Fatalf("first request: %v", err)
 	}
@@ -62,7 +49,7 @@ func TestConntrackReload(t *testing.T) {
 	same := func(step string) {
 		t.Helper()
 		for range 3 {
-			s, c, err := ask()
+			s, c, err := keep.Get(vipURL)
 			if err != nil || s != mine || c != conn {
 				t.Fatalf("%s: request on the long-lived connection: %s from %s (%v), want %s from %s", step, s, c, err, mine, conn)
 			}
@@ -126,7 +113,7 @@ func TestConntrackReload(t *testing.T) {
 	same("weight 1 again")
 	reals = reals[1:]
 	reload(reals, nil)
-	s, c, err := ask()
+	s, c, err := keep.Get(vipURL)
 	switch {
 	case err != nil:
 		t.Errorf("a request on the connection to the removed %s failed (%v), want a reset and a retry on a new connection", mine, err)

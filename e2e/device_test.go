@@ -29,9 +29,8 @@ import (
 //     status shows the interface lost, then up and re-attached once.
 //  5. on_loss = "exit": the device deleted under lvsd: lvsd exits 1.
 func TestDeviceLifecycle(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr"}

@@ -70,6 +70,7 @@ interface = "lvttun0"
 // and `lvsd run` both refuse it with exit status 2, each mistake reported as
 // FILE:LINE: KEY: message. It needs no privileges.
 func TestDRTUNConfigErrors(t *testing.T) {
+	t.Parallel() // see the package doc
 	if testing.Short() {
 		t.Skip("builds lvsd: skipped in -short mode")
 	}

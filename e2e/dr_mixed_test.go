@@ -12,9 +12,8 @@ import (
 // and gets its packets by its own method, and only the NAT server's replies
 // pass through the director.
 func TestMixedMethods(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
 	servers := dt.StartHTTP(bin, 80)
 	dt.StartRealservers(bin)

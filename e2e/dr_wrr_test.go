@@ -25,9 +25,8 @@ import (
 var directHTTP = lab.Service{Protocol: "tcp", Port: 80, Scheduler: "wrr", Weights: []int{3, 2, 1}}
 
 func TestDRWRR(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealDR, lab.RealDR, lab.RealDR)
 	servers := dt.StartHTTP(bin, 80)
 	capture := l.Capture(dt.Director, lab.TAPName)

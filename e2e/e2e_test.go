@@ -28,6 +28,9 @@ var wrrHTTP = lab.Service{Protocol: "tcp", Port: 80, RealPort: 8080, Scheduler: 
 
 var vipURL = "http://" + lab.VIP.String() + "/"
 
+// nobody is the uid (and gid) the unprivileged tests run lvsd as.
+const nobody = 65534
+
 // checkWRR makes n requests (a multiple of 6) to the VIP and checks that
 // they all succeed, that the real servers got exactly 3:2:1 of them, and
 // that each real server saw the client's own address.
@@ -57,9 +60,8 @@ func checkWRR(t *testing.T, tp *lab.Topology, bin lab.Binaries, servers []*lab.P
 }
 
 func TestNATWRR(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)
@@ -109,9 +111,8 @@ func checkStatus(t *testing.T, tp *lab.Topology, bin lab.Binaries, before *contr
 }
 
 func TestNATUDPEcho(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartUDP(bin, 5353)
 	tp.StartLvsd(bin, lab.LvsdOptions{}, lab.Service{Protocol: "udp", Port: 53, RealPort: 5353, Scheduler: "rr", Method: "nat"})
@@ -143,6 +144,7 @@ func TestNATUDPEcho(t *testing.T) {
 }
 
 func TestARPAndPing(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	lab.NeedTools(t, "ping")
 	bin := lab.BuildBinaries(t)
@@ -174,9 +176,8 @@ func TestARPAndPing(t *testing.T) {
 }
 
 func TestNATOverTUN(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.TUNLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)
@@ -184,11 +185,9 @@ func TestNATOverTUN(t *testing.T) {
 }
 
 func TestUnprivileged(t *testing.T) {
-	lab.Skip(t)
+	t.Parallel() // see the package doc
 	lab.NeedTools(t, "setpriv")
-	const nobody = 65534
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Owner: nobody})
 	if owner := l.DeviceOwner(tp.Director, tp.Device); owner != "nobody" && owner != fmt.Sprint(nobody) {
 		t.Fatalf("%s belongs to %q, want uid %d", tp.Device, owner, nobody)
@@ -215,9 +214,8 @@ func TestUnprivileged(t *testing.T) {
 // TestNATMultiQueue runs lvsd on a two-queue TAP: one reader per queue, the
 // flows spread over both by the kernel's queue selection.
 func TestNATMultiQueue(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Queues: 2})
 	if !strings.Contains(tp.Config(wrrHTTP), "queues = 2") {
 		t.Fatalf("config does not ask for two queues:\n%s", tp.Config(wrrHTTP))

@@ -23,9 +23,8 @@ import (
 // with a RST, and the client's read fails at once with ECONNRESET instead of
 // retransmitting for minutes.
 func TestStrayACKGetsRST(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 80)
 	svc := lab.Service{Port: 80, Scheduler: "rr"}
@@ -67,9 +66,8 @@ func TestStrayACKGetsRST(t *testing.T) {
 // (the TUN one's outer header too); the client's capture shows the time
 // exceeded for a datagram sent with TTL 1, which no real server receives.
 func TestTTL(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
 	dt.StartUDP(bin, 53)
 	dt.StartRealservers(bin)
@@ -82,29 +80,7 @@ func TestTTL(t *testing.T) {
 
 	send := func(ttl int, msg string) {
 		t.Helper()
-		err := lab.Do(dt.Client, func() error {
-			c, err := net.Dial("udp", lab.VIP.String()+":53")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			rc, err := c.(*net.UDPConn).SyscallConn()
-			if err != nil {
-				return err
-			}
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TTL, ttl)
-			}); err != nil {
-				return err
-			}
-			if serr != nil {
-				return serr
-			}
-			_, err = c.Write([]byte(msg))
-			return err
-		})
-		if err != nil {
+		if err := lab.SendUDP(dt.Client, lab.VIP.String()+":53", syscall.IP_TTL, ttl, []byte(msg)); err != nil {
 			t.Fatalf("send with TTL %d: %v", ttl, err)
 		}
 	}
@@ -203,9 +179,8 @@ func quotedPayload(q []byte) string {
 // DIP) update their neighbour caches; without them every request fails
 // until those entries expire (tens of seconds).
 func TestAnnounceAfterRestart(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{IPv6: true})
 	tp.StartHTTP(bin, 80)
 	svcs := []lab.Service{{Port: 80, Scheduler: "rr"}, {VIP: lab.VIP6, Port: 80, Scheduler: "rr"}}
@@ -258,9 +233,8 @@ func TestAnnounceAfterRestart(t *testing.T) {
 // namespace, makes the kernel answer or route the traffic beside lvsd
 // (requests then fail at random); lvsd refuses to start and says why.
 func TestPacketPreconditions(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Packet: true})
 	path := l.WriteFile("packet.toml", tp.Config(lab.Service{Port: 80}))
 	run := func() string {

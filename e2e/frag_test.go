@@ -26,6 +26,7 @@ import (
 // the whole answer. The TAP's capture shows fragments going into lvsd and
 // coming out of it; no fragment is dropped.
 func TestFragmentsLab(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	for _, m := range []lab.RealMethod{lab.RealNAT, lab.RealDR, lab.RealTUNLvsd} {

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 // default) the connection ends at its next packet. New connections avoid
 // it either way.
 func TestHealthFailureKeepsOrEndsConnections(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	bin := lab.BuildBinaries(t)
 	for _, inhibit := range []bool{true, false} {
@@ -47,18 +46,8 @@ func TestHealthFailureKeepsOrEndsConnections(t *testing.T) {
 			tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
 			waitHealth(t, tp, 10*time.Second, func(st *control.Status) string { return allUp(st, "198.18.1.100:80", 3) })
 
-			keep := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: lab.DialContext(tp.Client), MaxIdleConnsPerHost: 1}}
-			defer keep.CloseIdleConnections()
-			ask := func() (server, client string, err error) {
-				resp, err := keep.Get(vipURL)
-				if err != nil {
-					return "", "", err
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				return resp.Header.Get("X-Lab-Server"), resp.Header.Get("X-Lab-Client"), nil
-			}
-			held, conn, err := ask()
+			keep := l.KeepAlive(tp.Client, 3*time.Second)
+			held, conn, err := keep.Get(vipURL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +71,7 @@ func TestHealthFailureKeepsOrEndsConnections(t *testing.T) {
 				}
 			}
 
-			s, c, err := ask()
+			s, c, err := keep.Get(vipURL)
 			switch {
 			case inhibit && (err != nil || s != held || c != conn):
 				t.Errorf("established connection after the check failed: %s from %s (%v), want %s from %s", s, c, err, held, conn)

@@ -59,9 +59,7 @@ func failWindow(res lab.GetResult) (failed int, first, last float64) {
 // and are at most the load's rate times the detection time. Then the
 // server comes back and takes traffic again, ramping up through slow start.
 func TestHealthKillHTTP(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	const (

@@ -53,41 +53,48 @@ func TestHealthPassive(t *testing.T) {
 		return failed, first, last, waitHealth(t, tp, 5*time.Second, func(*control.Status) string { return "" })
 	}
 
-	var offFailed int
-	t.Run("off", func(t *testing.T) {
-		failed, first, last, _ := run(t, false)
-		offFailed = failed
-		// Every third request fails from the kill to the end of the load.
-		if end := float64(n) / rate; last < end-1 {
-			t.Errorf("without detection the failures stopped at %.2fs of %.0fs (first %.2fs)", last, end, first)
-		}
-	})
-	t.Run("on", func(t *testing.T) {
-		failed, first, last, st := run(t, true)
-		// Detection: 3 failures (a tenth of a second at this rate), then
-		// the next observation, at most conntrack.EstimateInterval (2 s)
-		// later, and the change's own time.
-		const bound = 2.5
-		if last-first > bound {
-			t.Errorf("requests failed for %.2fs, longer than the detection bound %.1fs", last-first, bound)
-		}
-		if max := rate / 3 * bound; float64(failed) > max {
-			t.Errorf("%d failed requests, more than rs2's rate × detection time = %.0f", failed, max)
-		}
-		if offFailed > 0 && failed*2 > offFailed {
-			t.Errorf("%d failed requests with passive detection, %d without: not fewer than half", failed, offFailed)
-		}
-		var ejected []string
-		for ra, h := range healthOf(st, "tcp", "198.18.1.100:80") {
-			if h != nil && h.Passive != nil && h.Passive.State == "ejected" {
-				ejected = append(ejected, ra)
-				if h.Passive.Failures < 3 || h.Passive.Ejections != 1 || h.State != "down" {
-					t.Errorf("%s: %+v %+v", ra, h, h.Passive)
+	// Both labs at once (each is mostly waiting); the comparison of their
+	// failures waits for both.
+	var offFailed, onFailed int
+	t.Run("labs", func(t *testing.T) {
+		t.Run("off", func(t *testing.T) {
+			t.Parallel()
+			failed, first, last, _ := run(t, false)
+			offFailed = failed
+			// Every third request fails from the kill to the end of the load.
+			if end := float64(n) / rate; last < end-1 {
+				t.Errorf("without detection the failures stopped at %.2fs of %.0fs (first %.2fs)", last, end, first)
+			}
+		})
+		t.Run("on", func(t *testing.T) {
+			t.Parallel()
+			failed, first, last, st := run(t, true)
+			onFailed = failed
+			// Detection: 3 failures (a tenth of a second at this rate), then
+			// the next observation, at most conntrack.EstimateInterval (2 s)
+			// later, and the change's own time.
+			const bound = 2.5
+			if last-first > bound {
+				t.Errorf("requests failed for %.2fs, longer than the detection bound %.1fs", last-first, bound)
+			}
+			if max := rate / 3 * bound; float64(failed) > max {
+				t.Errorf("%d failed requests, more than rs2's rate × detection time = %.0f", failed, max)
+			}
+			var ejected []string
+			for ra, h := range healthOf(st, "tcp", "198.18.1.100:80") {
+				if h != nil && h.Passive != nil && h.Passive.State == "ejected" {
+					ejected = append(ejected, ra)
+					if h.Passive.Failures < 3 || h.Passive.Ejections != 1 || h.State != "down" {
+						t.Errorf("%s: %+v %+v", ra, h, h.Passive)
+					}
 				}
 			}
-		}
-		if len(ejected) != 1 {
-			t.Errorf("ejected real servers %v, want rs2 alone", ejected)
-		}
+			if len(ejected) != 1 {
+				t.Errorf("ejected real servers %v, want rs2 alone", ejected)
+			}
+		})
 	})
+	if offFailed > 0 && onFailed*2 > offFailed {
+		t.Errorf("%d failed requests with passive detection, %d without: not fewer than half", onFailed, offFailed)
+	}
 }

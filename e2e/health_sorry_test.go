@@ -12,9 +12,8 @@ import (
 // (a lab server on another port of rs1) answers; when one comes back it
 // takes the traffic again.
 func TestHealthSorryServer(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	rs1 := tp.Reals[0]

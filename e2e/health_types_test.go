@@ -98,9 +98,8 @@ func waitHealth(t *testing.T, tp *lab.Topology, timeout time.Duration, ok func(*
 // certificate, a UDP echo, a DNS server built on miekg/dns, ping, an exec
 // script), each once where it must pass and once where it must fail.
 func TestHealthCheckTypes(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	var ips []net.IP

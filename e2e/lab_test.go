@@ -38,6 +38,7 @@ func rootLinks(t *testing.T) []string {
 // of theirs remains and that nothing ever appeared in the root namespace.
 // It also checks that a dead process's namespace is removed.
 func TestLabCleanup(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	before := rootLinks(t)
 

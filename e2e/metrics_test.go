@@ -93,9 +93,8 @@ next:
 // through a NAT service, and checks that the IPVS connection, packet and
 // byte counters grew by exactly what the client sent and received.
 func TestMetricsScrape(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	withMetrics(tp)
 	tp.StartUDP(bin, 5353)

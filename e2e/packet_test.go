@@ -14,6 +14,7 @@ import (
 // scheduling, the netstack's ARP and ICMP on the veth's own MAC, UDP, and
 // bulk transfers both ways, whose TCP super-frames (GSO) must pass whole.
 func TestNATPacket(t *testing.T) {
+	t.Parallel() // see the package doc
 	lab.Skip(t)
 	lab.NeedTools(t, "ping")
 	bin := lab.BuildBinaries(t)

@@ -23,9 +23,8 @@ import (
 //     its template has run out, its next connection is scheduled again: rr
 //     moves every client to the next server.
 func TestPersistNAT(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	clients := tp.AddClientAddrs(3)
 	tp.StartHTTP(bin, 8080)

@@ -15,9 +15,8 @@ import (
 // connection established before keeps going to it; raising the weight again
 // brings new connections back.
 func TestQuiesceOnReload(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "wrr", Method: "nat", Weights: []int{1, 1, 1}}

@@ -15,9 +15,8 @@ import (
 // sends SIGHUP: lvsd logs the file, line and key, keeps balancing with the
 // configuration it had, and reports itself stale until a good reload.
 func TestBadReloadKeepsRunning(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	servers := tp.StartHTTP(bin, 8080)
 	p := tp.StartLvsd(bin, lab.LvsdOptions{}, wrrHTTP)

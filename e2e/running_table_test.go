@@ -16,9 +16,8 @@ import (
 // one comes back at the head of the list, so the cycle becomes
 // rs2 → rs3 → rs1.
 func TestRunningTableOrder(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 3})
 	tp.StartHTTP(bin, 8080)
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr", Method: "nat"}

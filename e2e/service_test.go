@@ -19,9 +19,8 @@ import (
 // by RELOADING=1 and READY=1, and that the log lines are JSON without a
 // time of their own (the journal stamps them).
 func TestSystemdNotify(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{Reals: 1})
 	tp.StartHTTP(bin, 8080)
 

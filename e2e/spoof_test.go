@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"testing"
 	"time"
@@ -24,25 +22,18 @@ import (
 // it. After a reload with check_rst = false (IPVS's behaviour) the same
 // blind RST closes the connection, which is gone 2 s later.
 func TestSpoofs(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	tp.Globals = []string{"[timeouts]", `tcp_close = "2s"`}
 	svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr"}
 	p := tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
 
-	keep := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: lab.DialContext(tp.Client), MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
-	defer keep.CloseIdleConnections()
+	keep := l.KeepAlive(tp.Client, 2*time.Second)
 	get := func() (string, error) {
-		resp, err := keep.Get(vipURL)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		return resp.Header.Get("X-Lab-Client"), nil
+		_, client, err := keep.Get(vipURL)
+		return client, err
 	}
 	client, err := get()
 	if err != nil {

@@ -16,9 +16,8 @@ import (
 // sends smaller ones. Before IPv6 TUN existed every packet was dropped as
 // unsupported.
 func TestTUN6Lab(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab6(lab.RealTUNLvsd)
 	dt.StartHTTP(bin, 80)
 	rs := dt.StartRealservers(bin)

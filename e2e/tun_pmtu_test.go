@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,9 +26,8 @@ import (
 // The client's capture shows the ICMP errors, the client's route cache the
 // learnt MTU, lvsd's counters the packets answered (drop reason too-big).
 func TestTUNPathMTU(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	t.Parallel() // see the package doc
+	bin, l := lab.NewTest(t)
 	dt := l.DirectLab(lab.RealTUNLvsd)
 	dt.StartHTTP(bin, 80)
 	dt.StartRealservers(bin)
@@ -47,29 +45,7 @@ func TestTUNPathMTU(t *testing.T) {
 	}
 
 	// A datagram with DF, 1500 bytes: too big again.
-	err := lab.Do(dt.Client, func() error {
-		c, err := net.Dial("udp", lab.VIP.String()+":5353")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		rc, err := c.(*net.UDPConn).SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, 3 /* IP_PMTUDISC_PROBE */)
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return serr
-		}
-		_, err = c.Write(make([]byte, 1500-28))
-		return err
-	})
-	if err != nil {
+	if err := lab.SendUDP(dt.Client, lab.VIP.String()+":5353", syscall.IP_MTU_DISCOVER, 3 /* IP_PMTUDISC_PROBE */, make([]byte, 1500-28)); err != nil {
 		t.Fatalf("sending a 1500-byte datagram with DF: %v", err)
 	}
 

@@ -11,11 +11,10 @@ import (
 // ipip module, and with the kernel's own tunl0 where the ipip module is
 // loaded (skipped otherwise: a lab never loads a module).
 func TestTUNWRR(t *testing.T) {
+	t.Parallel() // see the package doc
 	for _, m := range []lab.RealMethod{lab.RealTUNLvsd, lab.RealTUNKernel} {
 		t.Run(string(m), func(t *testing.T) {
-			lab.Skip(t)
-			bin := lab.BuildBinaries(t)
-			l := lab.New(t)
+			bin, l := lab.NewTest(t)
 			dt := l.DirectLab(m, m, m)
 			servers := dt.StartHTTP(bin, 80)
 			rsProcs := dt.StartRealservers(bin)

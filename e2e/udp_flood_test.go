@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
-	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,9 +26,7 @@ import (
 // at least 99 % of the new connections do. Before UDP entries were
 // evictable, the flood refused every new connection for the UDP timeout.
 func TestUDPFlood(t *testing.T) {
-	lab.Skip(t)
-	bin := lab.BuildBinaries(t)
-	l := lab.New(t)
+	bin, l := lab.NewTest(t)
 	tp := l.NATLab(lab.Options{})
 	tp.StartHTTP(bin, 8080)
 	tp.Globals = []string{"[connections]", "max = 1000"}
@@ -38,16 +34,10 @@ func TestUDPFlood(t *testing.T) {
 		lab.Service{Port: 80, RealPort: 8080, Scheduler: "rr"},
 		lab.Service{Protocol: "udp", Port: 53, RealPort: 5353, Scheduler: "rr"})
 
-	keep := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: lab.DialContext(tp.Client), MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
-	defer keep.CloseIdleConnections()
+	keep := l.KeepAlive(tp.Client, 3*time.Second)
 	get := func() (string, error) {
-		resp, err := keep.Get(vipURL)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		return resp.Header.Get("X-Lab-Client"), nil
+		_, client, err := keep.Get(vipURL)
+		return client, err
 	}
 	conn, err := get()
 	if err != nil {

@@ -255,9 +255,12 @@ type Config struct {
 	// preferred source of its route to it: config.Interface.Source), or the
 	// zero Addr when the interface has no address of its family. It is the
 	// outer source of TUN packets and the source of the ICMP errors lvsd
-	// sends toward real servers. Process calls it per such packet: it must
-	// be safe for concurrent use and not allocate. nil means no source: TUN
-	// packets are dropped (DropUnsupported).
+	// sends toward real servers. SetConfig calls it once for the address of
+	// every real server in Services and keeps the answers; Process calls it
+	// only for an address that is none of them (an ICMP error about a
+	// packet from elsewhere), so it must be safe for concurrent use and not
+	// allocate. nil means no source: TUN packets are dropped
+	// (DropUnsupported).
 	Source func(dst netip.Addr) netip.Addr
 	// SloppyTCP is IPVS's sloppy_tcp: a TCP segment without SYN (and
 	// without RST) to a service, that matches no connection, is scheduled

@@ -94,13 +94,34 @@ type snapshot struct {
 	services map[lvs.ServiceKey]*Service
 	// src is Config.Source; nil for none.
 	src func(netip.Addr) netip.Addr
+	// srcOf is Config.Source's answer for the address of every real server
+	// of the snapshot's services, computed when the snapshot is built, so
+	// that a TUN packet (or an ICMP error toward a real server) does not
+	// walk the interface's addresses and routes. Read-only once published.
+	srcOf map[lvs.Addr]srcAddr
 	// sloppyTCP is Config.SloppyTCP.
 	sloppyTCP bool
 }
 
+// srcAddr is one precomputed source: ok false means none of the real
+// server's family.
+type srcAddr struct {
+	addr lvs.Addr
+	ok   bool
+}
+
 // source returns the director's address toward a, with a's family, or false
-// when there is none.
+// when there is none: precomputed for the snapshot's real servers, asked of
+// Config.Source for any other address.
 func (s *snapshot) source(a *lvs.Addr) (lvs.Addr, bool) {
+	if c, ok := s.srcOf[*a]; ok {
+		return c.addr, c.ok
+	}
+	return s.lookupSource(a)
+}
+
+// lookupSource is source without the precomputed answers.
+func (s *snapshot) lookupSource(a *lvs.Addr) (lvs.Addr, bool) {
 	if s.src == nil {
 		return lvs.Addr{}, false
 	}
@@ -157,6 +178,19 @@ func (f *Forwarder) SetConfig(c *Config) {
 		for _, svc := range c.Services {
 			if svc.Stats == nil {
 				svc.Stats = new(lvs.Stats)
+			}
+			if s.src == nil {
+				continue
+			}
+			for _, d := range svc.Dests {
+				if _, done := s.srcOf[d.Addr]; done {
+					continue
+				}
+				if s.srcOf == nil {
+					s.srcOf = make(map[lvs.Addr]srcAddr)
+				}
+				addr, ok := s.lookupSource(&d.Addr)
+				s.srcOf[d.Addr] = srcAddr{addr, ok}
 			}
 		}
 	}

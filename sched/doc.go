@@ -22,9 +22,9 @@
 // new connections only, never a per-packet lock. The others (the
 // least-connection family lc, wlc, sed, nq; fo, ovf, twos; the hashing
 // schedulers sh, dh, mh, maglev) take no lock: a change builds a new
-// immutable Picker over the new list (and its table) and publishes both
-// with one atomic store, so Schedule sees the list and the table change
-// together. Changes are serialized by the caller (the director's lock).
+// immutable table (for the hashing schedulers) or Picker over the new list
+// and publishes both with one atomic store (see rebuilt), so Schedule sees
+// the list and the table change together. Changes are serialized by the caller (the director's lock).
 //
 // # Ownership
 //

@@ -13,7 +13,7 @@ type failover struct {
 
 var _ Picker = (*failover)(nil)
 
-func newFailover(dests []*lvs.Dest, _ *config) (Picker, error) {
+func newFailover(dests []*lvs.Dest, _ *config) (*failover, error) {
 	return &failover{dests: dests}, nil
 }
 
@@ -39,7 +39,7 @@ type overflow struct {
 
 var _ Picker = (*overflow)(nil)
 
-func newOverflow(dests []*lvs.Dest, _ *config) (Picker, error) {
+func newOverflow(dests []*lvs.Dest, _ *config) (*overflow, error) {
 	return &overflow{dests: dests}, nil
 }
 

@@ -52,7 +52,12 @@ const (
 // sh-fallback is set: then the buckets are probed from that one on, in an
 // order that depends only on the flow, so a flow still lands on the same
 // destination every time.
-type sourceHash struct {
+type sourceHash struct{ rebuilt[shTable] }
+
+var _ Scheduler = (*sourceHash)(nil)
+
+// shTable is sourceHash's table over one list, immutable once built.
+type shTable struct {
 	// buckets is immutable after New; nil only when there are no
 	// destinations.
 	buckets  [hashTabSize]*lvs.Dest
@@ -60,10 +65,8 @@ type sourceHash struct {
 	port     bool // sh-port (flag-2)
 }
 
-var _ Picker = (*sourceHash)(nil)
-
-func newSourceHash(dests []*lvs.Dest, c *config) (Picker, error) {
-	s := &sourceHash{
+func newSHTable(dests []*lvs.Dest, c *config) (*shTable, error) {
+	s := &shTable{
 		fallback: c.flags&flagSched1 != 0,
 		port:     c.flags&flagSched2 != 0,
 	}
@@ -83,7 +86,8 @@ func newSourceHash(dests []*lvs.Dest, c *config) (Picker, error) {
 	return s, nil
 }
 
-func (s *sourceHash) Schedule(t *lvs.Tuple) *lvs.Dest {
+func (r *sourceHash) Schedule(t *lvs.Tuple) *lvs.Dest {
+	s := &r.cur.Load().p // one load: the table is in the published state
 	var port uint16
 	if s.port && hasPorts(t.Proto) {
 		port = t.SPort
@@ -114,16 +118,19 @@ func (s *sourceHash) Schedule(t *lvs.Tuple) *lvs.Dest {
 // buckets, filled with the destinations in list order, one bucket each in
 // turn; weights other than 0 do not matter. An unusable destination gives no
 // destination.
-type destinationHash struct {
+type destinationHash struct{ rebuilt[dhTable] }
+
+var _ Scheduler = (*destinationHash)(nil)
+
+// dhTable is destinationHash's table over one list, immutable once built.
+type dhTable struct {
 	// buckets is immutable after New; nil only when there are no
 	// destinations.
 	buckets [hashTabSize]*lvs.Dest
 }
 
-var _ Picker = (*destinationHash)(nil)
-
-func newDestinationHash(dests []*lvs.Dest, _ *config) (Picker, error) {
-	s := &destinationHash{}
+func newDHTable(dests []*lvs.Dest, _ *config) (*dhTable, error) {
+	s := &dhTable{}
 	if len(dests) == 0 {
 		return s, nil
 	}
@@ -133,7 +140,8 @@ func newDestinationHash(dests []*lvs.Dest, _ *config) (Picker, error) {
 	return s, nil
 }
 
-func (s *destinationHash) Schedule(t *lvs.Tuple) *lvs.Dest {
+func (r *destinationHash) Schedule(t *lvs.Tuple) *lvs.Dest {
+	s := &r.cur.Load().p // one load: the table is in the published state
 	d := s.buckets[hash32(addrFold(&t.Dst), hashTabBits)]
 	if d == nil || !d.Usable() {
 		return nil

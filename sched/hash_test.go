@@ -84,7 +84,7 @@ func TestSourceHashTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ds := testDests(tt.weights...)
-			s := mustNew(t, "sh", ds, Options{}).(*rebuilt).inner().(*sourceHash)
+			s := table[shTable](mustNew(t, "sh", ds, Options{}))
 			var got []byte
 			for _, d := range s.buckets[:12] {
 				got = append(got, label(ds, d)...)
@@ -207,7 +207,7 @@ func TestDestinationHash(t *testing.T) {
 	ds := testDests(5, 1, 1) // weights do not matter
 	s := mustNew(t, "dh", ds, Options{})
 	var got []byte
-	for _, d := range s.(*rebuilt).inner().(*destinationHash).buckets[:6] {
+	for _, d := range table[dhTable](s).buckets[:6] {
 		got = append(got, label(ds, d)...)
 	}
 	if diff := cmp.Diff("ABCABC", string(got)); diff != "" {

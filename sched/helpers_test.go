@@ -85,6 +85,12 @@ func mustNew(t testing.TB, name string, dests []*lvs.Dest, opts Options) Schedul
 	return s
 }
 
+// table returns the table T in force in s, a Scheduler that rebuilds it on
+// every change (not rr, wrr, lblc or lblcr).
+func table[T any](s Scheduler) *T {
+	return &s.(interface{ base() *rebuilt[T] }).base().cur.Load().p
+}
+
 // label names d by its position in dests: "A", "B", ... ("-" for nil).
 func label(dests []*lvs.Dest, d *lvs.Dest) string {
 	if d == nil {

@@ -65,7 +65,7 @@ type lblc struct {
 
 var _ Scheduler = (*lblc)(nil)
 
-func newLBLC(dests []*lvs.Dest, c *config) (Picker, error) {
+func newLBLC(dests []*lvs.Dest, c *config) (Scheduler, error) {
 	s := &lblc{localityList: localityList{dests: dests}, clock: c.clock}
 	s.tab.init(c.lblcExpiration)
 	return s, nil
@@ -117,7 +117,7 @@ type destSet struct {
 	lastmod int64 // when members last changed (ns)
 }
 
-func newLBLCR(dests []*lvs.Dest, c *config) (Picker, error) {
+func newLBLCR(dests []*lvs.Dest, c *config) (Scheduler, error) {
 	s := &lblcr{localityList: localityList{dests: dests}, clock: c.clock}
 	s.tab.init(c.lblcrExpiration)
 	return s, nil

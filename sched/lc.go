@@ -27,7 +27,7 @@ type leastConn struct {
 
 var _ Picker = (*leastConn)(nil)
 
-func newLeastConn(dests []*lvs.Dest, c *config) (Picker, error) {
+func newLeastConn(dests []*lvs.Dest, c *config) (*leastConn, error) {
 	return &leastConn{dests: dests, clock: c.clock}, nil
 }
 
@@ -56,7 +56,7 @@ type weightedLeastConn struct {
 
 var _ Picker = (*weightedLeastConn)(nil)
 
-func newWeightedLeastConn(dests []*lvs.Dest, c *config) (Picker, error) {
+func newWeightedLeastConn(dests []*lvs.Dest, c *config) (*weightedLeastConn, error) {
 	return &weightedLeastConn{dests: dests, clock: c.clock}, nil
 }
 
@@ -93,7 +93,7 @@ type shortestExpectedDelay struct {
 
 var _ Picker = (*shortestExpectedDelay)(nil)
 
-func newShortestExpectedDelay(dests []*lvs.Dest, c *config) (Picker, error) {
+func newShortestExpectedDelay(dests []*lvs.Dest, c *config) (*shortestExpectedDelay, error) {
 	return &shortestExpectedDelay{dests: dests, clock: c.clock}, nil
 }
 
@@ -125,7 +125,7 @@ type neverQueue struct {
 
 var _ Picker = (*neverQueue)(nil)
 
-func newNeverQueue(dests []*lvs.Dest, c *config) (Picker, error) {
+func newNeverQueue(dests []*lvs.Dest, c *config) (*neverQueue, error) {
 	return &neverQueue{dests: dests, clock: c.clock}, nil
 }
 

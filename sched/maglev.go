@@ -44,16 +44,19 @@ const maglevProbes = 8
 // from a position the flow's hash gives; either way a flow keeps its
 // destination while the set of usable backends stays the same, and the flows
 // of a failed backend spread over the others.
-type maglev struct {
+type maglev struct{ rebuilt[maglevTable] }
+
+var _ Scheduler = (*maglev)(nil)
+
+// maglevTable is maglev's table over one list, immutable once built.
+type maglevTable struct {
 	backends []*lvs.Dest // immutable, sorted by address and port
 	// table holds an index into backends per slot; immutable after New,
 	// empty when there are no backends.
 	table []uint32
 }
 
-var _ Picker = (*maglev)(nil)
-
-func newMaglev(dests []*lvs.Dest, c *config) (Picker, error) {
+func newMaglevTable(dests []*lvs.Dest, c *config) (*maglevTable, error) {
 	type backend struct {
 		d *lvs.Dest
 		w int64
@@ -74,7 +77,7 @@ func newMaglev(dests []*lvs.Dest, c *config) (Picker, error) {
 	if uint64(len(bs)) > uint64(m) {
 		return nil, fmt.Errorf("%d destinations do not fit %d maglev slots (raise MaglevSize)", len(bs), m)
 	}
-	s := &maglev{backends: make([]*lvs.Dest, len(bs))}
+	s := &maglevTable{backends: make([]*lvs.Dest, len(bs))}
 	if len(bs) == 0 {
 		return s, nil
 	}
@@ -210,7 +213,8 @@ func flowHash(t *lvs.Tuple) uint64 {
 	return sip13(maglevFlowKey, msg[:])
 }
 
-func (s *maglev) Schedule(t *lvs.Tuple) *lvs.Dest {
+func (r *maglev) Schedule(t *lvs.Tuple) *lvs.Dest {
+	s := &r.cur.Load().p // one load: the table is in the published state
 	m := uint64(len(s.table))
 	if m == 0 {
 		return nil

@@ -11,7 +11,7 @@ import (
 )
 
 // maglevSlots counts the slots of each destination of ds in s's table.
-func maglevSlots(ds []*lvs.Dest, s *maglev) []int {
+func maglevSlots(ds []*lvs.Dest, s *maglevTable) []int {
 	n := make([]int, len(ds))
 	for _, b := range s.table {
 		n[index(ds, s.backends[b])]++
@@ -43,7 +43,7 @@ func TestMaglevShares(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ds := testDests(tt.weights...)
-			s := mustNew(t, "maglev", ds, Options{MaglevSize: tt.size}).(*rebuilt).inner().(*maglev)
+			s := table[maglevTable](mustNew(t, "maglev", ds, Options{MaglevSize: tt.size}))
 			m := float64(len(s.table))
 			var total float64
 			for _, w := range tt.weights {
@@ -67,7 +67,7 @@ func TestMaglevShares(t *testing.T) {
 // no slot still gets one.
 func TestMaglevEveryBackendHasASlot(t *testing.T) {
 	ds := testDests(65535, 1, 65535)
-	s := mustNew(t, "maglev", ds, Options{MaglevSize: 251}).(*rebuilt).inner().(*maglev)
+	s := table[maglevTable](mustNew(t, "maglev", ds, Options{MaglevSize: 251}))
 	want := []int{125, 1, 125}
 	if diff := cmp.Diff(want, maglevSlots(ds, s)); diff != "" {
 		t.Errorf("slots (-want +got):\n%s", diff)
@@ -78,10 +78,10 @@ func TestMaglevEveryBackendHasASlot(t *testing.T) {
 // the destination list.
 func TestMaglevListOrder(t *testing.T) {
 	ds := testDests(3, 1, 4, 1, 5, 9, 2, 6)
-	a := mustNew(t, "maglev", ds, Options{}).(*rebuilt).inner().(*maglev)
+	a := table[maglevTable](mustNew(t, "maglev", ds, Options{}))
 	rev := slices.Clone(ds)
 	slices.Reverse(rev)
-	b := mustNew(t, "maglev", rev, Options{}).(*rebuilt).inner().(*maglev)
+	b := table[maglevTable](mustNew(t, "maglev", rev, Options{}))
 	for i := range a.table {
 		if a.backends[a.table[i]] != b.backends[b.table[i]] {
 			t.Fatalf("slot %d: %v in list order, %v reversed", i, a.backends[a.table[i]], b.backends[b.table[i]])
@@ -161,7 +161,7 @@ func TestMaglevEmpty(t *testing.T) {
 // no slot, so a later weight does not bring it flows before a rebuild.
 func TestMaglevQuiescentAtBuild(t *testing.T) {
 	ds := testDests(1, 0, 1)
-	s := mustNew(t, "maglev", ds, Options{}).(*rebuilt).inner().(*maglev)
+	s := table[maglevTable](mustNew(t, "maglev", ds, Options{}))
 	want := []int{32769, 0, 32768}
 	if diff := cmp.Diff(want, maglevSlots(ds, s)); diff != "" {
 		t.Errorf("slots (-want +got):\n%s", diff)

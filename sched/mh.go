@@ -35,7 +35,12 @@ var (
 // keeps its slots and moves no other flow: its own flows get no destination,
 // or with mh-fallback are re-hashed, until its weight returns. A destination
 // added with weight 0 never had a weight and takes no slot.
-type maglevIPVS struct {
+type maglevIPVS struct{ rebuilt[mhTable] }
+
+var _ Scheduler = (*maglevIPVS)(nil)
+
+// mhTable is maglevIPVS's table over one list, immutable once built.
+type mhTable struct {
 	dests []*lvs.Dest // immutable
 	// table has size slots, immutable after New; all nil when no
 	// destination has a positive weight.
@@ -45,14 +50,12 @@ type maglevIPVS struct {
 	port     bool // mh-port (flag-2)
 }
 
-var _ Picker = (*maglevIPVS)(nil)
-
-func newMaglevIPVS(dests []*lvs.Dest, c *config) (Picker, error) {
+func newMHTable(dests []*lvs.Dest, c *config) (*mhTable, error) {
 	size := mhPrimes[c.mhTableIndex-minMHTableIndex]
 	if uint64(len(dests)) > uint64(size) {
 		return nil, fmt.Errorf("%d destinations do not fit %d mh slots (raise MHTableIndex)", len(dests), size)
 	}
-	s := &maglevIPVS{
+	s := &mhTable{
 		dests:    dests,
 		table:    make([]*lvs.Dest, size),
 		size:     size,
@@ -74,7 +77,7 @@ func mhHash(fold uint32, port uint16, k sipKey, offset uint32) uint32 {
 
 // populate fills s.table as ip_vs_mh_permutate and ip_vs_mh_populate do.
 // tabBits is the kernel's IP_VS_MH_TAB_BITS.
-func (s *maglevIPVS) populate(weights []int32, tabBits int) {
+func (s *mhTable) populate(weights []int32, tabBits int) {
 	var g, maxw int32
 	for _, w := range weights {
 		if w > 0 {
@@ -131,7 +134,8 @@ func (s *maglevIPVS) populate(weights []int32, tabBits int) {
 	}
 }
 
-func (s *maglevIPVS) Schedule(t *lvs.Tuple) *lvs.Dest {
+func (r *maglevIPVS) Schedule(t *lvs.Tuple) *lvs.Dest {
+	s := &r.cur.Load().p // one load: the table is in the published state
 	var port uint16
 	if s.port && hasPorts(t.Proto) {
 		port = t.SPort
@@ -157,7 +161,7 @@ func (s *maglevIPVS) Schedule(t *lvs.Tuple) *lvs.Dest {
 	return nil
 }
 
-func (s *maglevIPVS) anyUsable() bool {
+func (s *mhTable) anyUsable() bool {
 	for _, d := range s.dests {
 		if d.Usable() {
 			return true

@@ -45,7 +45,7 @@ func TestMHTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ds := testDests(tt.weights...)
-			s := mustNew(t, "mh", ds, Options{MHTableIndex: tt.index}).(*rebuilt).inner().(*maglevIPVS)
+			s := table[mhTable](mustNew(t, "mh", ds, Options{MHTableIndex: tt.index}))
 			if diff := cmp.Diff(tt.want, slotCounts(ds, s.table)); diff != "" {
 				t.Errorf("slots (-want +got):\n%s", diff)
 			}
@@ -68,7 +68,8 @@ func TestMHLookup(t *testing.T) {
 		if port {
 			flags = []string{"mh-port"}
 		}
-		s := mustNew(t, "mh", ds, Options{Flags: flags}).(*rebuilt).inner().(*maglevIPVS)
+		sc := mustNew(t, "mh", ds, Options{Flags: flags})
+		s := table[mhTable](sc)
 		for i := range 500 {
 			src, sport := clientAddr(i), uint16(2000+i)
 			var hp uint16
@@ -76,13 +77,13 @@ func TestMHLookup(t *testing.T) {
 				hp = sport
 			}
 			want := s.table[refMHSlot(src, hp, s.size)]
-			if got := s.Schedule(flow(src, sport)); got != want {
+			if got := sc.Schedule(flow(src, sport)); got != want {
 				t.Fatalf("mh-port %v, %s:%d: got %v, want %v", port, src, sport, got, want)
 			}
 		}
 	}
 	// The first destination claims its first preference before any other.
-	s := mustNew(t, "mh", ds, Options{}).(*rebuilt).inner().(*maglevIPVS)
+	s := table[mhTable](mustNew(t, "mh", ds, Options{}))
 	a := lvs.AddrFromNetip(destAddr(0))
 	if got := s.table[mhHash(addrFold(&a), 80, mhKey1, 0)%s.size]; got != ds[0] {
 		t.Errorf("first preference of A held by %v", got)

@@ -36,7 +36,7 @@ func Preview(p Picker, t *lvs.Tuple) (d *lvs.Dest, ok bool) {
 }
 
 var (
-	_ Previewer = (*rebuilt)(nil)
+	_ Previewer = (*rebuiltPicker[leastConn, *leastConn])(nil)
 	_ Previewer = (*roundRobin)(nil)
 	_ Previewer = (*weightedRoundRobin)(nil)
 	_ Previewer = (*lblc)(nil)
@@ -55,8 +55,8 @@ var (
 )
 
 // Preview asks the Picker in force.
-func (r *rebuilt) Preview(t *lvs.Tuple) *lvs.Dest {
-	d, _ := Preview(r.cur.Load().p, t)
+func (r *rebuiltPicker[P, PP]) Preview(t *lvs.Tuple) *lvs.Dest {
+	d, _ := Preview(PP(&r.cur.Load().p), t)
 	return d
 }
 

@@ -100,28 +100,28 @@ type config struct {
 }
 
 // builder builds a scheduler for dests, which New has copied and checked for
-// nil entries. A builder returns either a full Scheduler (rr, wrr, lblc,
-// lblcr: they keep state across changes and handle them themselves) or a
-// Picker that New wraps in rebuilt.
-type builder func(dests []*lvs.Dest, c *config) (Picker, error)
+// nil entries. rr, wrr, lblc and lblcr keep state across changes and handle
+// them themselves; the others rebuild from the list on each change (rebuilt:
+// direct for the hashing schedulers, rebuild for the Pickers).
+type builder func(dests []*lvs.Dest, c *config) (Scheduler, error)
 
 // registry maps each ipvsadm scheduler name to its builder. Read-only.
 var registry = map[string]builder{
 	"rr":     newRoundRobin,
 	"wrr":    newWeightedRoundRobin,
-	"lc":     newLeastConn,
-	"wlc":    newWeightedLeastConn,
-	"sed":    newShortestExpectedDelay,
-	"nq":     newNeverQueue,
-	"dh":     newDestinationHash,
-	"sh":     newSourceHash,
+	"lc":     rebuild(newLeastConn),
+	"wlc":    rebuild(newWeightedLeastConn),
+	"sed":    rebuild(newShortestExpectedDelay),
+	"nq":     rebuild(newNeverQueue),
+	"dh":     direct[destinationHash](newDHTable),
+	"sh":     direct[sourceHash](newSHTable),
 	"lblc":   newLBLC,
 	"lblcr":  newLBLCR,
-	"fo":     newFailover,
-	"ovf":    newOverflow,
-	"mh":     newMaglevIPVS,
-	"twos":   newTwoChoices,
-	"maglev": newMaglev,
+	"fo":     rebuild(newFailover),
+	"ovf":    rebuild(newOverflow),
+	"mh":     direct[maglevIPVS](newMHTable),
+	"twos":   rebuild(newTwoChoices),
+	"maglev": direct[maglev](newMaglevTable),
 }
 
 // names is the sorted list of registry's keys.
@@ -170,16 +170,11 @@ func New(name string, dests []*lvs.Dest, opts Options) (Scheduler, error) {
 			return nil, fmt.Errorf("new scheduler %q: destination %s: %w", name, d, ErrDestExists)
 		}
 	}
-	p, err := build(list, c)
+	s, err := build(list, c)
 	if err != nil {
 		return nil, fmt.Errorf("new scheduler %q: %w", name, err)
 	}
-	if s, ok := p.(Scheduler); ok {
-		return s, nil
-	}
-	r := &rebuilt{build: build, c: c}
-	r.cur.Store(&pickerState{p: p, list: list})
-	return r, nil
+	return s, nil
 }
 
 // Check reports the error New would return for the scheduler name with
@@ -229,7 +224,7 @@ func NewFromAdds(name string, added []*lvs.Dest, opts Options) (Scheduler, error
 	if err != nil {
 		return nil, err
 	}
-	if r, ok := s.(*rebuilt); ok {
+	if r, ok := s.(interface{ install([]*lvs.Dest) error }); ok {
 		// A Picker's state is a function of the list alone: build it
 		// once over the final list.
 		list := slices.Clone(added)
@@ -245,7 +240,7 @@ func NewFromAdds(name string, added []*lvs.Dest, opts Options) (Scheduler, error
 		if err := r.install(list); err != nil {
 			return nil, fmt.Errorf("new scheduler %q: %w", name, err)
 		}
-		return r, nil
+		return s, nil
 	}
 	for _, d := range added {
 		if d == nil {

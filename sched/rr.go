@@ -27,7 +27,7 @@ type roundRobin struct {
 
 var _ Scheduler = (*roundRobin)(nil)
 
-func newRoundRobin(dests []*lvs.Dest, _ *config) (Picker, error) {
+func newRoundRobin(dests []*lvs.Dest, _ *config) (Scheduler, error) {
 	return &roundRobin{dests: dests, last: -1}, nil
 }
 

@@ -50,9 +50,9 @@ var (
 
 // Picker is the part of a Scheduler the packet path calls (the type of
 // forward.Service.Sched). Within this package it is also what the builders
-// of the schedulers without state of their own return: the least-connection
-// family, fo, ovf, twos and the hashing schedulers. A change builds a new
-// Picker over the new list and publishes both atomically (see rebuilt); the
+// of the least-connection family, fo, ovf and twos return; the hashing
+// schedulers build a table instead. A change builds a new Picker or table
+// over the new list and publishes both atomically (see rebuilt); the
 // kernel's callbacks of these schedulers either do nothing (lc, wlc, sed,
 // nq, fo, ovf, twos) or rebuild their tables from the whole list (sh, dh,
 // mh), which is what a rebuild does.

@@ -60,7 +60,7 @@ func TestNames(t *testing.T) {
 
 func TestNewDefault(t *testing.T) {
 	s := mustNew(t, "", testDests(1), Options{})
-	if _, ok := s.(*rebuilt).inner().(*weightedLeastConn); !ok {
+	if _, ok := s.(*rebuiltPicker[weightedLeastConn, *weightedLeastConn]); !ok {
 		t.Errorf("New(\"\") built %T, want wlc", s)
 	}
 }

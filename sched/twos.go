@@ -27,7 +27,7 @@ type twoChoices struct {
 
 var _ Picker = (*twoChoices)(nil)
 
-func newTwoChoices(dests []*lvs.Dest, c *config) (Picker, error) {
+func newTwoChoices(dests []*lvs.Dest, c *config) (*twoChoices, error) {
 	return &twoChoices{dests: dests, clock: c.clock, seq: c.twosSeq}, nil
 }
 

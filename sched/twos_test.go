@@ -55,7 +55,7 @@ func TestTwoChoicesPick(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(ds)
 			}
-			s := mustNew(t, "twos", ds, Options{}).(*rebuilt).inner().(*twoChoices)
+			s := table[twoChoices](mustNew(t, "twos", ds, Options{}))
 			if diff := cmp.Diff(tt.want, label(ds, s.pick(tt.r1, tt.r2))); diff != "" {
 				t.Errorf("choice (-want +got):\n%s", diff)
 			}

@@ -55,7 +55,7 @@ type weightedRoundRobin struct {
 
 var _ Scheduler = (*weightedRoundRobin)(nil)
 
-func newWeightedRoundRobin(dests []*lvs.Dest, c *config) (Picker, error) {
+func newWeightedRoundRobin(dests []*lvs.Dest, c *config) (Scheduler, error) {
 	s := &weightedRoundRobin{dests: dests, clock: c.clock, pos: -1}
 	s.recompute(&rampClock{clock: c.clock})
 	s.cw = s.mw

@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -101,19 +102,10 @@ func (l *Lab) Get(ns NS, bin Binaries, url string, n int, args ...string) GetRes
 	out, err := l.TryExec(ns, timeout, argv...)
 	// The summary is the last line of stdout; stderr (merged in out) may
 	// follow it.
-	var res GetResult
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	last := ""
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.HasPrefix(lines[i], `{"requests":`) {
-			last = lines[i]
-			break
-		}
+	res, perr := ParseGetResult(out)
+	if perr != nil {
+		l.t.Fatalf("lab: %s: %v; command error: %v; output:\n%s", strings.Join(argv, " "), perr, err, tail(out, 16<<10))
 	}
-	if jerr := json.Unmarshal([]byte(last), &res); jerr != nil || res.Requests == 0 {
-		l.t.Fatalf("lab: %s: no summary (%v); command error: %v; output:\n%s", strings.Join(argv, " "), jerr, err, tail(out, 16<<10))
-	}
-	res.Output = out
 	res.Err = err
 	return res
 }
@@ -173,3 +165,40 @@ func HTTPClient(ns NS, timeout time.Duration) *http.Client {
 		},
 	}
 }
+
+// KeepAlive is an HTTP client from a namespace that keeps one connection
+// open across requests (HTTP keep-alive): the tests that follow one
+// long-lived TCP connection through lvsd ask over it. Make one with
+// Lab.KeepAlive.
+type KeepAlive struct {
+	c *http.Client
+}
+
+// KeepAlive returns a KeepAlive client from ns with a per-request timeout;
+// its connection is closed at the lab's teardown (or by Close). At most one
+// connection is open at a time: a request after a failed one dials anew.
+func (l *Lab) KeepAlive(ns NS, timeout time.Duration) *KeepAlive {
+	k := &KeepAlive{c: &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: DialContext(ns), MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, Proxy: nil}}}
+	l.t.Cleanup(k.Close)
+	return k
+}
+
+// Get asks url (an IP address, not a name) over the kept connection and
+// returns the answering lab server's name and the client address it saw
+// (its X-Lab-Server and X-Lab-Client headers), with the body read, so that
+// the connection can carry the next request.
+func (k *KeepAlive) Get(url string) (server, client string, err error) {
+	resp, err := k.c.Get(url)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "", "", err
+	}
+	return resp.Header.Get("X-Lab-Server"), resp.Header.Get("X-Lab-Client"), nil
+}
+
+// Close closes the idle connection.
+func (k *KeepAlive) Close() { k.c.CloseIdleConnections() }

@@ -20,6 +20,9 @@
 //     removes the namespaces and scratch directories of lab processes that
 //     are no longer alive (lvt-<pid>-* with a dead pid); it never touches a
 //     live process's.
+//   - Labs of one process share nothing but the binaries (built once, under
+//     a lock): each has its own namespaces, scratch directory and control
+//     socket, so tests may run their labs in parallel (t.Parallel).
 //
 // # Reference NAT lab (TAP, L2): Lab.NATLab
 //

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 )
 
@@ -19,6 +20,14 @@ func DialContext(ns NS) func(ctx context.Context, network, addr string) (net.Con
 	return func(context.Context, string, string) (net.Conn, error) { return nil, errNotLinux }
 }
 
+// DialContextFrom needs Linux; elsewhere its function returns an error.
+func DialContextFrom(ns NS, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialContext(ns)
+}
+
 func mknodTun(path string) error { return errNotLinux }
 
 func backgroundAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// SendUDP needs Linux; elsewhere it returns an error.
+func SendUDP(ns NS, addr string, opt, value int, payload []byte) error { return errNotLinux }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -80,10 +81,19 @@ func Do(ns NS, fn func() error) error {
 // address and port: a name would be resolved inside the caller's namespace
 // by goroutines that are not.
 func DialContext(ns NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialContextFrom(ns, netip.Addr{})
+}
+
+// DialContextFrom is DialContext with the local address src (one of ns's;
+// the zero Addr lets the kernel choose).
+func DialContextFrom(ns NS, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := Do(ns, func() error {
 			var d net.Dialer
+			if src.IsValid() {
+				d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+			}
 			var err error
 			c, err = d.DialContext(ctx, network, addr)
 			return err
@@ -113,4 +123,32 @@ func mknodTun(path string) error {
 // changes its uid, as setpriv does.
 func backgroundAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// SendUDP sends one datagram with payload from ns to addr (an IP address
+// and port) from a fresh socket, with the IPv4 socket option opt (at level
+// IPPROTO_IP, such as IP_TTL or IP_MTU_DISCOVER) set to value first.
+func SendUDP(ns NS, addr string, opt, value int, payload []byte) error {
+	return Do(ns, func() error {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		rc, err := c.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, opt, value)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("setsockopt %d = %d: %w", opt, value, serr)
+		}
+		_, err = c.Write(payload)
+		return err
+	})
 }

@@ -62,3 +62,12 @@ func skipOrFail(tb testing.TB, missing []string) {
 	}
 	tb.Skipf("%s; set %s=1 to make this a failure", msg, EnvE2E)
 }
+
+// NewTest is the start of a lab test: it skips tb where a lab cannot run
+// (Skip), builds the binaries (BuildBinaries) and makes a lab (New). A test
+// that runs beside others calls tb's Parallel first.
+func NewTest(tb testing.TB) (Binaries, *Lab) {
+	tb.Helper()
+	Skip(tb)
+	return BuildBinaries(tb), New(tb)
+}

@@ -1,10 +1,8 @@
 package lab
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -43,17 +41,7 @@ func (tp *Topology) AddClientAddrs(n int) []netip.Addr {
 // server that answered (a lab server's X-Lab-Server) and the client address
 // it saw (X-Lab-Client, ip:port).
 func (tp *Topology) GetFrom(src netip.Addr, url string, timeout time.Duration) (server, client string, err error) {
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := Do(tp.Client, func() error {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true, Proxy: nil}}
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: DialContextFrom(tp.Client, src), DisableKeepAlives: true, Proxy: nil}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Get(url)
 	if err != nil {
