@@ -35,17 +35,63 @@ func edgeTestDirector(t *testing.T) (*testDirector, *changeCounter) {
 	return td, c
 }
 
-// edge is one step of a scenario: real server .addr up or down.
+// edge is one step of a scenario: real server .addr up or down (with
+// inhibit: weight 0).
 type edge struct {
-	addr string
-	up   bool
+	addr    string
+	up      bool
+	inhibit bool
 }
 
 func (e edge) healthEdge() healthEdge {
-	up := e.up
+	up, inhibit := e.up, e.inhibit
 	return healthEdge{k: realKey("192.0.2." + e.addr), origin: "health", edit: func(s *realState) {
-		s.down, s.inhibit = !up, false
+		s.down, s.inhibit = !up, !up && inhibit
 	}}
+}
+
+// TestEdgeBatchesSorryAndInhibit: the sorry server and inhibit_on_failure
+// come out of a batch as out of the same edges one by one.
+func TestEdgeBatchesSorryAndInhibit(t *testing.T) {
+	conf := realsConf(`sorry_server = "192.0.2.99:8080"`, "192.0.2.21 2", "192.0.2.22 1", "192.0.2.23 1")
+	batched, seq := newTestDirector(t, conf), newTestDirector(t, conf)
+	c := new(changeCounter)
+	batched.d.mu.Lock()
+	batched.d.log = slog.New(c)
+	batched.d.mu.Unlock()
+	waves := []struct {
+		edges []edge
+		runs  int64
+		list  string
+	}{
+		{[]edge{{"22", false, false}, {"21", false, false}, {"23", false, false}}, 1, "99"},
+		{[]edge{{"23", true, false}, {"21", true, false}}, 1, "21 23"},
+		// Weight 0 then removal: an update, then an unlink, cut.
+		{[]edge{{"21", false, true}, {"23", false, false}, {"22", true, false}}, 2, "22 21"},
+		{[]edge{{"21", true, false}, {"22", false, true}}, 1, "22 21"},
+	}
+	port := uint16(1000)
+	for i, w := range waves {
+		before := c.n.Load()
+		var batch []healthEdge
+		for _, e := range w.edges {
+			batch = append(batch, e.healthEdge())
+			mustOK(t, seq.d.SetRealHealth(realKey("192.0.2."+e.addr), e.up, e.inhibit))
+		}
+		batched.d.mu.Lock()
+		batched.d.applyEdges(batch)
+		batched.d.mu.Unlock()
+		if got := c.n.Load() - before; got != w.runs {
+			t.Errorf("wave %d: %d changes, want %d", i, got, w.runs)
+		}
+		if b, s := batched.list(), seq.list(); b != w.list || s != w.list {
+			t.Errorf("wave %d: list %q batched, %q one by one; want %q", i, b, s, w.list)
+		}
+		if b, s := batched.connects(port, 6), seq.connects(port, 6); b != s {
+			t.Errorf("wave %d: wrr picks %q batched, %q one by one", i, b, s)
+		}
+		port += 100
+	}
 }
 
 // TestEdgeBatchesMatchSequentialEdges: a batch of edges applied together
@@ -57,14 +103,14 @@ func TestEdgeBatchesMatchSequentialEdges(t *testing.T) {
 		edges []edge
 		runs  int64
 	}{
-		{[]edge{{"22", false}, {"24", false}, {"21", false}}, 1},
+		{[]edge{{"22", false, false}, {"24", false, false}, {"21", false, false}}, 1},
 		// Links in the order they happened: .21 ends at the head.
-		{[]edge{{"24", true}, {"21", true}}, 1},
+		{[]edge{{"24", true, false}, {"21", true, false}}, 1},
 		// An unlink after a link cuts the run: rr's cursor moves as it
 		// would between separate commands.
-		{[]edge{{"26", false}, {"22", true}, {"25", false}, {"23", false}, {"26", true}}, 2},
+		{[]edge{{"26", false, false}, {"22", true, false}, {"25", false, false}, {"23", false, false}, {"26", true, false}}, 2},
 		// A bounce within a batch: .24 goes to the head, as -d then -a.
-		{[]edge{{"24", false}, {"24", true}}, 2},
+		{[]edge{{"24", false, false}, {"24", true, false}}, 2},
 	}
 	batched, bc := edgeTestDirector(t)
 	seq, _ := edgeTestDirector(t)
@@ -103,7 +149,7 @@ func TestEdgeBatchesMatchSequentialEdges(t *testing.T) {
 		port++
 	}
 	before := bc.n.Load()
-	batch := []healthEdge{edge{"25", true}.healthEdge(), edge{head, false}.healthEdge()}
+	batch := []healthEdge{edge{"25", true, false}.healthEdge(), edge{head, false, false}.healthEdge()}
 	mustOK(t, seq.d.SetRealHealth(realKey("192.0.2.25"), true, false))
 	mustOK(t, seq.d.SetRealHealth(realKey("192.0.2."+head), false, false))
 	batched.d.mu.Lock()
