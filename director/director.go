@@ -306,6 +306,7 @@ func (d *Director) Run(parent context.Context) error {
 	d.stopped = true
 	d.mu.Unlock()
 	wg.Wait()
+	d.waitEdges() // health edges still queued are refused (stopped)
 	d.st.Close()
 	return err
 }

@@ -8,12 +8,16 @@ import (
 	"github.com/lvsd/lvsd/lvs"
 )
 
-// Health edges are coalesced: a check's edge is queued (edgeQueue) and then
-// applied by whichever caller takes d.mu first, together with every edge
-// queued by then. While one change runs, the edges that arrive meanwhile
-// wait for d.mu and are applied by the next change in one go: 500 servers
-// timing out together cost a few changes of the running table, not 500.
-// Nothing waits on a timer: an edge alone is applied at once.
+// Health edges are coalesced. The checks deliver their edges one at a time
+// (health.Manager serializes its calls to the sink), so the sink must not
+// wait for the change an edge causes, or nothing would ever coalesce: it
+// queues the edge (edgeQueue) and returns, and one drainer goroutine,
+// started when the queue goes from idle to busy and ending when it is
+// empty, applies under d.mu every edge queued by the time it takes them.
+// While one change runs, the edges that arrive meanwhile wait and are
+// applied by the next change in one go: 500 servers timing out together
+// cost a few changes of the running table, not 500. Nothing waits on a
+// timer: an edge alone is applied at once.
 //
 // A batch keeps the kernel's semantics of the separate commands it stands
 // for (ipvsadm -d, -a, -e -w 0 in the order the edges happened): it is
@@ -34,11 +38,15 @@ type healthEdge struct {
 	edit   func(*realState)
 }
 
-// edgeQueue holds the edges not applied yet, in arrival order. Its lock is
-// taken after Director.mu when both are, and never held across a change.
+// edgeQueue holds the edges not applied yet, in arrival order. mu guards
+// pending and busy; it is taken after Director.mu when both are, and never
+// held across a change.
 type edgeQueue struct {
 	mu      sync.Mutex
 	pending []healthEdge
+	busy    bool // a drainer runs
+	// idle is signalled (on mu) when a drainer ends.
+	idle *sync.Cond
 }
 
 // Edge kinds, in the order a change tells them to a scheduler.
@@ -62,20 +70,52 @@ func edgeKind(old, s realState) int {
 	return edgeUpdate
 }
 
-// queueEdge queues one edge and applies it, with whatever else is queued,
-// unless another caller already did. When it returns, the edge is applied
-// (or was refused: a real server no longer configured).
+// queueEdge queues one edge to be applied, with whatever else is queued,
+// by the drainer (started here if none runs). It does not wait.
 func (d *Director) queueEdge(e healthEdge) {
 	d.edges.mu.Lock()
 	d.edges.pending = append(d.edges.pending, e)
+	start := !d.edges.busy
+	d.edges.busy = true
 	d.edges.mu.Unlock()
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if start {
+		go d.drainEdges()
+	}
+}
+
+// drainEdges applies queued edges until the queue is empty.
+func (d *Director) drainEdges() {
+	for {
+		d.mu.Lock()
+		d.edges.mu.Lock()
+		batch := d.edges.pending
+		d.edges.pending = nil
+		if len(batch) == 0 {
+			d.edges.busy = false
+			if d.edges.idle != nil {
+				d.edges.idle.Broadcast()
+			}
+			d.edges.mu.Unlock()
+			d.mu.Unlock()
+			return
+		}
+		d.edges.mu.Unlock()
+		d.applyEdges(batch)
+		d.mu.Unlock()
+	}
+}
+
+// waitEdges returns once no drainer runs: the edges queued before it was
+// called are applied (or refused). Callers must not hold d.mu.
+func (d *Director) waitEdges() {
 	d.edges.mu.Lock()
-	batch := d.edges.pending
-	d.edges.pending = nil
-	d.edges.mu.Unlock()
-	d.applyEdges(batch)
+	defer d.edges.mu.Unlock()
+	if d.edges.idle == nil {
+		d.edges.idle = sync.NewCond(&d.edges.mu)
+	}
+	for d.edges.busy {
+		d.edges.idle.Wait()
+	}
 }
 
 // applyEdges applies a batch of edges in order, in as few changes as the

@@ -3,7 +3,7 @@ package director
 import "sync"
 
 // healthWave delivers the edges of keys at once, each from its own
-// goroutine as monitors do, and returns when all are applied.
+// goroutine, and returns when all are applied.
 func healthWave(s *healthSink, keys []RealKey, up bool) {
 	var wg sync.WaitGroup
 	for _, k := range keys {
@@ -11,4 +11,5 @@ func healthWave(s *healthSink, keys []RealKey, up bool) {
 		go func() { defer wg.Done(); s.SetHealth(k, up, false) }()
 	}
 	wg.Wait()
+	(*Director)(s).waitEdges()
 }

@@ -15,8 +15,9 @@ import (
 )
 
 // Health checks: the director owns a health.Manager (d.checks) with one
-// monitor per checked real server. Its edges come back through
-// SetRealHealth and SetRealWeight, the running table's one way in; after
+// monitor per checked real server. Its edges come back through healthSink,
+// queued and applied in batches (edges.go) with the semantics of
+// SetRealHealth and SetRealWeight; after
 // every change of the table, syncChecks makes the monitors match the
 // configuration (a reload keeps the monitors of unchanged checks).
 

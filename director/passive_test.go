@@ -37,8 +37,10 @@ func TestPassiveEjects(t *testing.T) {
 	td := newTestDirector(t, realsConf(passive, "192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1"))
 	t0 := time.Unix(1e9, 0)
 	td.d.observePassive(t0)
+	td.d.waitEdges() // its edges apply in the background
 	fail(td, "192.0.2.22", 2)
 	td.d.observePassive(t0.Add(2 * time.Second))
+	td.d.waitEdges() // its edges apply in the background
 	if got := td.list(); got != "23 21" {
 		t.Fatalf("list %s, want .22 ejected", got)
 	}
@@ -50,18 +52,22 @@ func TestPassiveEjects(t *testing.T) {
 		t.Errorf("health of .21: %+v", h)
 	}
 	td.d.observePassive(t0.Add(20 * time.Second))
+	td.d.waitEdges() // its edges apply in the background
 	if got := td.list(); got != "23 21" {
 		t.Fatalf("list %s before the end of the ejection", got)
 	}
 	td.d.observePassive(t0.Add(32 * time.Second))
+	td.d.waitEdges() // its edges apply in the background
 	if got := td.list(); got != "22 23 21" {
 		t.Fatalf("list %s, want .22 back at the head", got)
 	}
 
 	off := newTestDirector(t, realsConf("", "192.0.2.21 1", "192.0.2.22 1", "192.0.2.23 1"))
 	off.d.observePassive(t0)
+	off.d.waitEdges() // its edges apply in the background
 	fail(off, "192.0.2.22", 10)
 	off.d.observePassive(t0.Add(2 * time.Second))
+	off.d.waitEdges() // its edges apply in the background
 	if got := off.list(); got != "23 22 21" {
 		t.Errorf("list %s without passive detection", got)
 	}
