@@ -1,6 +1,7 @@
 package director
 
 import (
+	"errors"
 	"math"
 	"slices"
 	"sync"
@@ -25,7 +26,7 @@ import (
 // scheduler del_dest, then upd_dest, then add_dest; a run therefore holds
 // edges whose kinds (unlink, update, link; see edgeKind) never go back in
 // that order, and no real server twice, and within a kind the scheduler is
-// told in the order of the edges (plan.seq), so that the list and the
+// told in the order of the edges (Director.seq), so that the list and the
 // schedulers' state end as separate commands would leave them. Each run
 // is one change, which rebuilds only the services its edges touch and
 // leaves the checks alone (a health edge changes no configuration).
@@ -139,7 +140,7 @@ func (d *Director) applyEdges(batch []healthEdge) {
 		d.seq, d.touched = seq, touched
 		err := d.change(d.cfg, health, origin)
 		d.seq, d.touched = nil, nil
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrStopping) {
 			d.log.Warn("health edges not applied", "edges", len(seq), "origin", origin, "err", err)
 		}
 		health, seq, touched = nil, nil, nil
