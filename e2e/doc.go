@@ -13,7 +13,7 @@
 // links only inside them, its own scratch directory and control socket),
 // and nothing they touch is shared but the binaries, built once. `go test`
 // runs the serial tests first, then the parallel ones, -parallel at a time
-// (GOMAXPROCS by default). Serial stay the tests whose assertions are about
+// (`make test` runs four at a time). Serial stay the tests whose assertions are about
 // load or time and would measure their neighbours too: the floods
 // (TestUDPFlood, TestSYNFloodEstablished), TestAdmChangesUnderLoad,
 // TestHealthScale, the detection bounds of TestHealthKillHTTP and
