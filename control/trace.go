@@ -122,18 +122,28 @@ func handleTrace(ctx context.Context, mux *http.ServeMux, src Source) {
 // Trace asks the lvsd at path for a trace; the explanations are copied to
 // out as they come.
 func Trace(ctx context.Context, path, filter string, n int, timeout time.Duration, out io.Writer) error {
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
 	q := url.Values{}
 	q.Set("filter", filter)
 	q.Set("count", strconv.Itoa(n))
 	if timeout > 0 {
 		q.Set("timeout", timeout.String())
 	}
+	err := postTrace(ctx, path, q, out)
+	if ctx.Err() != nil {
+		return nil // the caller ended a live trace: not an error
+	}
+	return err
+}
+
+// postTrace posts a trace request with the query q to the lvsd at path and
+// copies the answer to out. A refused request (400) is a BadRequestError.
+func postTrace(ctx context.Context, path string, q url.Values, out io.Writer) error {
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://lvsd/v1/trace?"+q.Encode(), nil)
 	if err != nil {
 		return err
@@ -151,8 +161,5 @@ func Trace(ctx context.Context, path, filter string, n int, timeout time.Duratio
 		return fmt.Errorf("trace at %s: %s: %s", path, resp.Status, trimNL(b))
 	}
 	_, err = io.Copy(out, resp.Body)
-	if ctx.Err() != nil {
-		return nil
-	}
 	return err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -211,30 +210,7 @@ func tracePacket(w http.ResponseWriter, src Source, desc string) {
 // TracePacket asks the lvsd at path to explain the packet desc
 // (ParsePacket's syntax) and copies the explanation to out.
 func TracePacket(ctx context.Context, path, desc string, out io.Writer) error {
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
 	q := url.Values{}
 	q.Set("packet", desc)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://lvsd/v1/trace?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("trace at %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		if resp.StatusCode == http.StatusBadRequest {
-			return &BadRequestError{Msg: string(trimNL(b))}
-		}
-		return fmt.Errorf("trace at %s: %s: %s", path, resp.Status, trimNL(b))
-	}
-	_, err = io.Copy(out, resp.Body)
-	return err
+	return postTrace(ctx, path, q, out)
 }
