@@ -2,7 +2,6 @@ package director
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -87,12 +86,7 @@ func (d *Director) explainDry(iface string, ethernet bool, x *forward.Explanatio
 	}
 	d.mu.Unlock()
 	if rs != nil {
-		sc := rs.conf
-		fmt.Fprintf(&b, "  service:    %s %v scheduler %s", strings.ToUpper(sc.Proto.String()), netip.AddrPortFrom(sc.Addr, sc.Port), sc.Scheduler)
-		if p := rs.svc.Persist; p != nil {
-			fmt.Fprintf(&b, ", persistent %v", time.Duration(p.Timeout))
-		}
-		b.WriteString("\n")
+		writeServiceLine(&b, rs)
 	} else {
 		b.WriteString("  service:    none matches\n")
 	}

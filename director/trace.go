@@ -254,12 +254,7 @@ func (d *Director) explain(r *traceRec) string {
 	d.mu.Unlock()
 
 	if rs != nil {
-		sc := rs.conf
-		fmt.Fprintf(&b, "  service:    %s %v scheduler %s", strings.ToUpper(sc.Proto.String()), netip.AddrPortFrom(sc.Addr, sc.Port), sc.Scheduler)
-		if p := rs.svc.Persist; p != nil {
-			fmt.Fprintf(&b, ", persistent %v", time.Duration(p.Timeout))
-		}
-		b.WriteString("\n")
+		writeServiceLine(&b, rs)
 	} else if r.verdict != forward.ToStack {
 		b.WriteString("  service:    none matches\n")
 	}
@@ -313,4 +308,14 @@ func (d *Director) explain(r *traceRec) string {
 		b.WriteString("  verdict:    transmit\n")
 	}
 	return b.String()
+}
+
+// writeServiceLine writes the "service:" line of a trace for rs.
+func writeServiceLine(b *strings.Builder, rs *runService) {
+	sc := rs.conf
+	fmt.Fprintf(b, "  service:    %s %v scheduler %s", strings.ToUpper(sc.Proto.String()), netip.AddrPortFrom(sc.Addr, sc.Port), sc.Scheduler)
+	if p := rs.svc.Persist; p != nil {
+		fmt.Fprintf(b, ", persistent %v", time.Duration(p.Timeout))
+	}
+	b.WriteString("\n")
 }
