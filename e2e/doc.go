@@ -17,6 +17,6 @@
 // load or time and would measure their neighbours too: the floods
 // (TestUDPFlood, TestSYNFloodEstablished), TestAdmChangesUnderLoad,
 // TestHealthScale, the detection bounds of TestHealthKillHTTP and
-// TestHealthPassive (its two labs run side by side), the headless browser
-// of TestStatusPageBrowser, and TestTrace and TestHealthThroughVIP.
+// TestHealthPassive (its two labs run side by side), and the headless browser
+// of TestStatusPageBrowser.
 package e2e

@@ -21,6 +21,7 @@ import (
 // away.
 func TestHealthRuntimeAdd(t *testing.T) {
 	lab.Skip(t)
+	t.Parallel()
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
 	tp := l.NATLab(lab.Options{})

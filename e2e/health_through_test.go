@@ -21,6 +21,7 @@ import (
 // connections from lvsd's through stack), with the same outcome.
 func TestHealthThroughVIP(t *testing.T) {
 	lab.Skip(t)
+	t.Parallel()
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
 	dt := l.DirectLab(lab.RealDR, lab.RealDR, lab.RealTUNLvsd)
@@ -109,6 +110,7 @@ func TestHealthThroughVIP(t *testing.T) {
 // through the path (port 82's service).
 func TestHealthThroughVIP6(t *testing.T) {
 	lab.Skip(t)
+	t.Parallel()
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
 	dt := l.DirectLab6(lab.RealDR, lab.RealDR)

@@ -21,6 +21,7 @@ import (
 // the real server). A filter that does not parse names its word.
 func TestTrace(t *testing.T) {
 	lab.Skip(t)
+	t.Parallel()
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
 	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
@@ -153,6 +154,7 @@ func afterLine(b string) string {
 // that does not parse names its word.
 func TestTracePacket(t *testing.T) {
 	lab.Skip(t)
+	t.Parallel()
 	bin := lab.BuildBinaries(t)
 	l := lab.New(t)
 	dt := l.DirectLab(lab.RealNAT, lab.RealDR, lab.RealTUNLvsd)
