@@ -11,12 +11,14 @@ package conntrack
 //
 // Format, all integers big-endian:
 //
-//	header  "LVCT" | version uint16 (1) | count uint32
+//	header  "LVCT" | version uint16 (2; 1 is read too) | count uint32
 //	record  (snapshotRecSize bytes each, count of them)
 //	        in.Src [16] | in.Dst [16] | in.SPort u16 | in.DPort u16 | in.Proto u8
 //	        dest.Addr [16] | dest.Port u16 | method u8
 //	        client MAC [6] | state u8 | flags u8 | remaining ms u32
 //	        nxt[0] u32 | nxt[1] u32 | win[0] u32 | win[1] u32
+//	        (win as seqWin packs it; version 1 packed the scale in bits
+//	        28-31, 15 for unknown, and is converted when read)
 //	trailer (only when a record is of the SYN proxy; snapshot_synproxy.go)
 //	        "LVSP" | n uint32 | n of: record index u32 | cookie u32 |
 //	        client ISN u32 | MSS u16 | window u16 | flags u8 | delta u32
@@ -40,7 +42,7 @@ const MaxSnapshot = 1 << 24
 
 const (
 	snapshotMagic   = "LVCT"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	snapshotHdrSize = 4 + 2 + 4
 	snapshotRecSize = 16 + 16 + 2 + 2 + 1 + 16 + 2 + 1 + 6 + 1 + 1 + 4 + 16
 )
@@ -169,7 +171,8 @@ func DecodeSnapshot(data []byte) ([]Record, error) {
 	if len(data) < snapshotHdrSize || string(data[:4]) != snapshotMagic {
 		return nil, fmt.Errorf("%w: no header", ErrSnapshot)
 	}
-	if v := binary.BigEndian.Uint16(data[4:]); v != snapshotVersion {
+	v := binary.BigEndian.Uint16(data[4:])
+	if v != snapshotVersion && v != 1 {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrSnapshot, v, snapshotVersion)
 	}
 	n := binary.BigEndian.Uint32(data[6:])
@@ -202,6 +205,9 @@ func DecodeSnapshot(data []byte) ([]Record, error) {
 		for k := range 2 {
 			r.Nxt[k] = binary.BigEndian.Uint32(b[68+4*k:])
 			r.Win[k] = binary.BigEndian.Uint32(b[76+4*k:])
+			if v == 1 {
+				r.Win[k] = winFromV1(r.Win[k])
+			}
 		}
 		switch {
 		case r.In.Proto != lvs.TCP && r.In.Proto != lvs.UDP:
@@ -311,4 +317,19 @@ func (t *Table) RestoreControlled(recs []Record, resolve Resolver, control func(
 		}
 	}
 	return n
+}
+
+// winFromV1 converts a window word of a version 1 snapshot (the scale in
+// bits 28-31, 15 for not known, the window in bits 0-27) to seqWin's
+// packing. Version 1 did not tell a SYN without the option from one with
+// scale 0: both read as scale 0.
+func winFromV1(w uint32) uint32 {
+	if w == 0 {
+		return 0
+	}
+	scale := w >> 28
+	if scale == 15 {
+		scale = winNoScale
+	}
+	return scale<<winScaleShift | min(w&(1<<28-1), winMax)
 }

@@ -165,7 +165,7 @@ func TestDecodeSnapshotErrors(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"magic", mod(func(b []byte) []byte { b[0] = 'X'; return b })},
-		{"version", mod(func(b []byte) []byte { b[5] = 2; return b })},
+		{"version", mod(func(b []byte) []byte { b[5] = 3; return b })},
 		{"truncated", one[:len(one)-1]},
 		{"trailing", append(bytes.Clone(one), 0)},
 		{"huge count", mod(func(b []byte) []byte { binary.BigEndian.PutUint32(b[6:], 1<<31); return b })},
@@ -218,4 +218,19 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			t.Fatalf("re-encoded snapshot differs:\n%x\n%x", data, again)
 		}
 	})
+}
+
+// TestSnapshotV1Windows: a version 1 snapshot (an older lvsd handing over)
+// is read, its window words converted to the current packing.
+func TestSnapshotV1Windows(t *testing.T) {
+	for _, tt := range []struct{ v1, want uint32 }{
+		{0, 0},
+		{7<<28 | 65535, 7<<winScaleShift | 65535},
+		{15<<28 | 512, winNoScale<<winScaleShift | 512},
+		{0<<28 | (1<<28 - 1), winMax},
+	} {
+		if got := winFromV1(tt.v1); got != tt.want {
+			t.Errorf("winFromV1(%#x) = %#x, want %#x", tt.v1, got, tt.want)
+		}
+	}
 }

@@ -23,18 +23,21 @@ import (
 // seqWin is one connection's windows, indexed by direction (0: from the
 // client, 1: from the real server). nxt is the sequence number after the
 // highest one the side sent (SYN and FIN count one); win packs the side's
-// window scale (bits 28-31, from its SYN; 15: not known yet) and the
-// largest window it advertised, scaled (bits 0-27, clamped). Zero means
-// nothing seen from that side.
+// window scale option (bits 27-31: 0 to 14 from its SYN, winNoOpt when its
+// SYN had none, winNoScale when its SYN was not seen) and the largest
+// window it advertised, scaled (bits 0-26, clamped). Zero means nothing
+// seen from that side. As RFC 7323 says, a side's windows are scaled only
+// when both SYNs carried the option.
 type seqWin struct {
 	nxt [2]atomic.Uint32
 	win [2]atomic.Uint32
 }
 
 const (
-	winScaleShift = 28
+	winScaleShift = 27
 	winMax        = 1<<winScaleShift - 1
-	winNoScale    = 15
+	winNoOpt      = 30 // the side's SYN carried no window scale option
+	winNoScale    = 31 // the side's SYN was not seen
 )
 
 // Segment is what the window checks read of a TCP segment.
@@ -128,14 +131,19 @@ func (t *Table) Track(e *Entry, s *Segment, fromClient bool) bool {
 		scale = winNoScale
 	}
 	if s.Flags&FlagSYN != 0 {
-		scale = 0
+		scale = winNoOpt
 		if s.WScale >= 0 {
 			scale = uint32(min(s.WScale, 14))
 		}
 	}
-	shift := scale
-	if shift == winNoScale || s.Flags&FlagSYN != 0 {
-		shift = 0 // a SYN's window is never scaled (RFC 7323)
+	// A SYN's window is never scaled, and a side's other windows only
+	// when both SYNs offered the option (RFC 7323 section 2.2): one that
+	// offered it alone sends unscaled windows.
+	shift := uint32(0)
+	if s.Flags&FlagSYN == 0 && scale <= 14 {
+		if ow := sw.win[1-d].Load(); ow != 0 && ow>>winScaleShift <= 14 {
+			shift = scale
+		}
 	}
 	win := min(uint32(s.Win)<<shift, winMax)
 	if nw := scale<<winScaleShift | max(win, cur&winMax); nw != cur {

@@ -129,3 +129,35 @@ func TestTrackRST(t *testing.T) {
 		t.Errorf("Track allocates %v times", n)
 	}
 }
+
+// TestTrackWindowScaleBothSides: a window is scaled only when both SYNs
+// carried the window scale option (RFC 7323 section 2.2). A client that
+// offered scale 7 to a server that offered none sends unscaled windows, so
+// an RST of the server 70,000 bytes past its sequence number is outside
+// the client's 65,535-byte window; with the option on both sides the same
+// window field means 128,000 bytes and the RST is inside.
+func TestTrackWindowScaleBothSides(t *testing.T) {
+	const cISN, sISN = 1000, 5000
+	for _, tt := range []struct {
+		name     string
+		serverWS int8
+		accepted bool
+	}{
+		{"only the client offered it", -1, false},
+		{"both offered it", 7, true},
+	} {
+		clk := &fakeClock{}
+		tab := New(Options{Clock: clk.now, CheckRST: true})
+		in := tuple(lvs.TCP, "192.0.2.10", 40000, "192.0.2.100", 80)
+		e, _, err := tab.Insert(&in, dest("192.0.2.21", 8080, lvs.NAT), nil, lvs.MAC{}, clk.now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.Track(e, &Segment{Flags: FlagSYN, Seq: cISN, Len: 1, Win: 65535, WScale: 7}, true)
+		tab.Track(e, &Segment{Flags: FlagSYN | FlagACK, Seq: sISN, Len: 1, Win: 65535, WScale: tt.serverWS}, false)
+		tab.Track(e, &Segment{Flags: FlagACK, Seq: cISN + 1, Win: 1000, WScale: -1}, true)
+		if got := tab.Track(e, &Segment{Flags: FlagRST, Seq: sISN + 1 + 70_000, WScale: -1}, false); got != tt.accepted {
+			t.Errorf("%s: RST 70,000 past the server's sequence number accepted %v, want %v", tt.name, got, tt.accepted)
+		}
+	}
+}
