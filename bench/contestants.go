@@ -41,7 +41,19 @@ type running struct {
 	// helpers are processes on the real servers that the contestant needs
 	// (lvsd realserver), whose CPU time is reported beside the balancer's.
 	helpers []*lab.Proc
-	stop    func()
+	// tp is the topology the contestant runs in when it is not the
+	// one-armed lab (b.tp): the workloads run in its client, and lvsd's
+	// TAP counters are read from its device.
+	tp   *lab.Topology
+	stop func()
+}
+
+// client is the namespace the workloads run in.
+func (b *bench) client(r *running) lab.NS {
+	if r.tp != nil {
+		return r.tp.Client
+	}
+	return b.tp.Client
 }
 
 var allContestants = []contestant{
@@ -85,6 +97,23 @@ var allContestants = []contestant{
 		name:  "nft",
 		desc:  "the kernel: nftables DNAT (prerouting, conntrack) in the director namespace, which holds the DIPs and the VIP on its bridge and forwards",
 		start: (*bench).startNft,
+		na: func(b *bench, w string) string {
+			if b.nftErr != nil {
+				return b.nftErr.Error()
+			}
+			return b.needTools(w)
+		},
+	},
+	{
+		name:  "lvsd-nat-routed",
+		desc:  "lvsd, NAT (-m), on a TAP behind a router namespace's own IP forwarding (the routed topology below): the router routes the VIP into the TAP, forwards lvsd's output to the real servers and sends their replies back into the TAP by a policy rule",
+		start: (*bench).startLvsdRouted,
+		na:    func(b *bench, w string) string { return b.needTools(w) },
+	},
+	{
+		name:  "nft-routed",
+		desc:  "the kernel in the routed topology: nftables DNAT (prerouting, conntrack) in the router namespace, which forwards between the client and the real servers; the same path as lvsd-nat-routed without the TAP hop",
+		start: (*bench).startNftRouted,
 		na: func(b *bench, w string) string {
 			if b.nftErr != nil {
 				return b.nftErr.Error()
@@ -320,16 +349,7 @@ func (b *bench) startNft() (*running, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := b.tp.Reals
-	rules := fmt.Sprintf(`table ip %[1]s {
-	chain pre {
-		type nat hook prerouting priority dstnat; policy accept;
-		ip daddr %[2]s tcp dport %[3]d dnat to numgen inc mod 3 map { 0 : %[4]s, 1 : %[5]s, 2 : %[6]s }
-		ip daddr %[2]s tcp dport %[7]d dnat to %[4]s
-		ip daddr %[2]s udp dport %[8]d dnat to %[4]s
-	}
-}
-`, natTable, lab.VIP, httpPort, rs[0].Addr, rs[1].Addr, rs[2].Addr, iperfPort, udpPort)
+	rules := b.nftRules()
 	path := b.lab.WriteFile("nat.nft", rules)
 	d := b.tp.Director
 	if out, err := b.exec(d, cmdTimeout, "nft", "-f", path); err != nil {
@@ -347,6 +367,22 @@ func (b *bench) startNft() (*running, error) {
 		return nil, err
 	}
 	return &running{target: lab.VIP, kernel: true, stop: stop}, nil
+}
+
+// nftRules is the kernel contestants' nftables table: DNAT in prerouting,
+// round robin over the three real servers for HTTP (numgen), rs1 for iperf3
+// and UDP.
+func (b *bench) nftRules() string {
+	rs := b.tp.Reals
+	return fmt.Sprintf(`table ip %[1]s {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr %[2]s tcp dport %[3]d dnat to numgen inc mod 3 map { 0 : %[4]s, 1 : %[5]s, 2 : %[6]s }
+		ip daddr %[2]s tcp dport %[7]d dnat to %[4]s
+		ip daddr %[2]s udp dport %[8]d dnat to %[4]s
+	}
+}
+`, natTable, lab.VIP, httpPort, rs[0].Addr, rs[1].Addr, rs[2].Addr, iperfPort, udpPort)
 }
 
 // startHAProxy runs HAProxy in TCP mode on the VIP in the director

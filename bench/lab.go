@@ -38,7 +38,10 @@ type bench struct {
 	lab *lab.Lab
 	tp  *lab.Topology
 	pkt *lab.Topology // the same lab, lvsd on the AF_PACKET veth
-	www string        // document root of the real servers' nginx
+	// routed is the routed topology (routed.go): lvsd's TAP in a router
+	// namespace that forwards, the same real servers.
+	routed *lab.Topology
+	www    string // document root of the real servers' nginx
 
 	tools          map[string]string // program -> version line, for the report
 	missing        map[string]string // program -> why it cannot be used
@@ -114,6 +117,7 @@ func (b *bench) prepare() {
 		}
 		l.IP(r.NS, "addr", "add", lab.VIP.String()+"/32", "dev", "lo")
 	}
+	b.routed = b.buildRouted()
 	b.setupTunnels()
 	b.setupSink()
 	b.probeKernelNAT()

@@ -161,3 +161,44 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestRelativePairs: the relative table compares lvsd with the other
+// contestants of its own topology only, lvsd-nat-routed with nft-routed.
+func TestRelativePairs(t *testing.T) {
+	got := relativePairs([]string{"lvsd-nat", "lvsd-nat-routed", "nft", "nft-routed", "haproxy"})
+	want := [][2]string{
+		{"lvsd-nat", "nft"}, {"lvsd-nat", "haproxy"},
+		{"lvsd-nat-routed", "nft-routed"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("relativePairs = %v, want %v", got, want)
+	}
+	if p := relativePairs([]string{"lvsd-nat-routed", "nft"}); len(p) != 0 {
+		t.Fatalf("a routed lvsd paired with the one-armed nft: %v", p)
+	}
+}
+
+// TestParseFlagsRouted: the routed contestants are known to -only and
+// included by default.
+func TestParseFlagsRouted(t *testing.T) {
+	f, err := parseFlags([]string{"-only", "nft-routed,lvsd-nat-routed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.only, []string{"lvsd-nat-routed", "nft-routed"}) {
+		t.Fatalf("only = %v", f.only)
+	}
+	f, err = parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range f.only {
+		if isRouted(c) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("default contestants %v: want both routed ones", f.only)
+	}
+}

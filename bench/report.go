@@ -273,7 +273,7 @@ func (r *report) cpuTable() string {
 				bal := "–"
 				if s.bal >= 0 {
 					bal = fmt.Sprintf("%.2f", s.bal)
-					if contestantByName(c).name == "nft" {
+					if strings.HasPrefix(c, "nft") {
 						bal += "\\*"
 					}
 					if s.helpers >= 0 {
@@ -391,7 +391,7 @@ func (r *report) markdown(svgName string) string {
 	w("\n- **lvsd, haproxy**: `utime + stime` of the process (all threads) from `/proc/PID/stat`, before and after the run.\n")
 	w("  lvsd's system time includes the kernel work done inside its reads and writes (TAP or AF_PACKET): a frame lvsd writes is\n")
 	w("  bridged, crosses a veth and is received by the destination namespace's stack in the same system call.\n")
-	w("- **nft** (\\*): the kernel has no balancer process: the figure is the machine's `system + irq + softirq` time from\n")
+	w("- **nft**, **nft-routed** (\\*): the kernel has no balancer process: the figure is the machine's `system + irq + softirq` time from\n")
 	w("  `/proc/stat` during the run. It includes the kernel work of the client, the bridge and the real servers, so it is\n")
 	w("  an upper bound on the DNAT's own cost; compare it with the same figure for `direct` (no balancer), %s.\n", r.directSystem())
 	w("- **direct**: no balancer (–).\n")
@@ -440,7 +440,15 @@ func (r *report) markdown(svgName string) string {
 	w("three real servers (%s, %s, %s /24, default route via the DIP %s). Addresses come from 198.18.0.0/15\n",
 		b.tp.Reals[0].Addr, b.tp.Reals[1].Addr, b.tp.Reals[2].Addr, lab.RealGateway)
 	w("only; the namespaces are removed on every exit path. The real servers hold the VIP %s on `lo` with\n", lab.VIP)
-	w("`arp_ignore=1`, `arp_announce=2` (for DR and TUN). Every contestant uses this same topology:\n\n")
+	w("`arp_ignore=1`, `arp_announce=2` (for DR and TUN). Every contestant uses this same topology but the `-routed` ones.\n\n")
+	w("The routed topology (`-routed` contestants, bench/routed.go): lvsd's TAP `%s` sits behind a router namespace's own IP\n", routedTAP)
+	w("forwarding (`ip_forward=1`), as on a container host or a router-on-a-stick. A second client (%s/24, default via\n", routedClientIP)
+	w("the router's %s) reaches the router, which routes the VIP into the TAP (lvsd %s/24, one on-link default route\n", routedRouterIP, routedLvsdAddr)
+	w("answered by the router's proxy ARP) and forwards lvsd's output over a veth to the same bridge and real servers; it\n")
+	w("holds their gateway %s while a routed contestant runs, and a policy rule sends what arrives from them back into the\n", lab.RealGateway)
+	w("TAP. nft-routed is the same router's kernel doing the DNAT: the same path without the TAP hop and lvsd. The relative\n")
+	w("table compares `-routed` contestants only with each other.\n\n")
+
 	for _, c := range b.f.only {
 		w("- **%s**: %s.\n", c, contestantByName(c).desc)
 	}
@@ -567,19 +575,39 @@ func (r *report) lvsdCounters() string {
 	return sb.String()
 }
 
-// relativeTable compares each lvsd contestant with nft, haproxy and direct:
-// ratio of the medians, per metric.
-func (r *report) relativeTable() string {
+// relativePairs are the rows of the relative table: each lvsd contestant
+// against each other contestant of the same topology (a -routed contestant
+// only against -routed ones, so lvsd-nat-routed meets nft-routed; the
+// others only against the one-armed lab's), in the order of only.
+func relativePairs(only []string) [][2]string {
 	var lvsds, others []string
-	for _, c := range r.b.f.only {
+	for _, c := range only {
 		if strings.HasPrefix(c, "lvsd") {
 			lvsds = append(lvsds, c)
 		} else {
 			others = append(others, c)
 		}
 	}
+	var pairs [][2]string
+	for _, l := range lvsds {
+		for _, o := range others {
+			if isRouted(l) == isRouted(o) {
+				pairs = append(pairs, [2]string{l, o})
+			}
+		}
+	}
+	return pairs
+}
+
+// isRouted says whether contestant c runs in the routed topology.
+func isRouted(c string) bool { return strings.HasSuffix(c, "-routed") }
+
+// relativeTable compares each lvsd contestant with nft, haproxy and direct
+// in the same topology (relativePairs): ratio of the medians, per metric.
+func (r *report) relativeTable() string {
+	pairs := relativePairs(r.b.f.only)
 	ms := r.activeMetrics()
-	if len(lvsds) == 0 || len(others) == 0 {
+	if len(pairs) == 0 {
 		return ""
 	}
 	var sb strings.Builder
@@ -593,25 +621,24 @@ func (r *report) relativeTable() string {
 	}
 	sb.WriteString("\n")
 	rows := 0
-	for _, l := range lvsds {
-		for _, o := range others {
-			var cells []string
-			any := false
-			for _, m := range ms {
-				a, b := r.b.summarize(m.key, l), r.b.summarize(m.key, o)
-				if a.n == 0 || b.n == 0 || b.med == 0 {
-					cells = append(cells, "–")
-					continue
-				}
-				any = true
-				cells = append(cells, fmt.Sprintf("%.0f%%", 100*a.med/b.med))
-			}
-			if !any {
+	for _, p := range pairs {
+		l, o := p[0], p[1]
+		var cells []string
+		any := false
+		for _, m := range ms {
+			a, b := r.b.summarize(m.key, l), r.b.summarize(m.key, o)
+			if a.n == 0 || b.n == 0 || b.med == 0 {
+				cells = append(cells, "–")
 				continue
 			}
-			rows++
-			fmt.Fprintf(&sb, "| %s / %s | %s |\n", l, o, strings.Join(cells, " | "))
+			any = true
+			cells = append(cells, fmt.Sprintf("%.0f%%", 100*a.med/b.med))
 		}
+		if !any {
+			continue
+		}
+		rows++
+		fmt.Fprintf(&sb, "| %s / %s | %s |\n", l, o, strings.Join(cells, " | "))
 	}
 	if rows == 0 {
 		return ""

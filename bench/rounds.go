@@ -111,11 +111,11 @@ func (b *bench) runOne(round int, w string, c contestant) string {
 	}
 	var tap0 tapStats
 	if r.proc != nil && strings.HasPrefix(c.name, "lvsd") {
-		tap0 = b.tapStats()
+		tap0 = b.tapStats(r)
 	}
 	ms, err := b.runWorkload(w, r)
 	if r.proc != nil && strings.HasPrefix(c.name, "lvsd") {
-		tap1 := b.tapStats()
+		tap1 := b.tapStats(r)
 		var sb strings.Builder
 		if r.ctl != "" {
 			if out, cerr := runHost(b.ctx, 10*time.Second, b.bin.Lvsd, "counters", "-control", r.ctl); cerr == nil {
@@ -123,7 +123,7 @@ func (b *bench) runOne(round int, w string, c contestant) string {
 			}
 		}
 		fmt.Fprintf(&sb, "kernel side of %s during the workload (round %d): to lvsd %d frames, %d dropped because lvsd's queue was full; from lvsd %d frames, %d dropped\n",
-			lab.TAPName, round+1, tap1.txPackets-tap0.txPackets, tap1.txDropped-tap0.txDropped, tap1.rxPackets-tap0.rxPackets, tap1.rxDropped-tap0.rxDropped)
+			tapDev(r), round+1, tap1.txPackets-tap0.txPackets, tap1.txDropped-tap0.txDropped, tap1.rxPackets-tap0.rxPackets, tap1.rxDropped-tap0.rxDropped)
 		b.res.counters[c.name+" "+w] = sb.String()
 	}
 	if err != nil && r.proc != nil {
@@ -174,8 +174,20 @@ type tapStats struct {
 	txPackets, txDropped, rxPackets, rxDropped uint64
 }
 
-func (b *bench) tapStats() tapStats {
-	out, err := runHost(b.ctx, cmdTimeout, "ip", "-n", string(b.tp.Director), "-s", "-j", "link", "show", "dev", lab.TAPName)
+// tapDev is the TAP whose counters tapStats reads for r.
+func tapDev(r *running) string {
+	if r.tp != nil {
+		return r.tp.Device
+	}
+	return lab.TAPName
+}
+
+func (b *bench) tapStats(r *running) tapStats {
+	ns := b.tp.Director
+	if r.tp != nil {
+		ns = r.tp.Director
+	}
+	out, err := runHost(b.ctx, cmdTimeout, "ip", "-n", string(ns), "-s", "-j", "link", "show", "dev", tapDev(r))
 	if err != nil {
 		return tapStats{}
 	}

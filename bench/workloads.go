@@ -83,7 +83,7 @@ func (b *bench) runIperf(r *running, streams int) ([]measurement, error) {
 	var out string
 	var err error
 	cpu := b.measureCPU(r, func() {
-		out, err = b.exec(b.tp.Client, b.f.duration+40*time.Second, args...)
+		out, err = b.exec(b.client(r), b.f.duration+40*time.Second, args...)
 	})
 	gbps, retr, perr := parseIperf3(out)
 	if perr != nil {
@@ -135,7 +135,7 @@ func (b *bench) runHTTP(r *running) ([]measurement, error) {
 	var out string
 	var err error
 	cpu := b.measureCPU(r, func() {
-		out, err = b.exec(b.tp.Client, b.f.duration+40*time.Second, args...)
+		out, err = b.exec(b.client(r), b.f.duration+40*time.Second, args...)
 	})
 	w, perr := parseWrk(out)
 	if perr != nil {
@@ -235,7 +235,7 @@ func (b *bench) runUDP(r *running) ([]measurement, error) {
 	var over udpProbe
 	var err error
 	cpu := b.measureCPU(r, func() {
-		over, err = b.udpProbe(r.target, overloadPPS, b.f.duration)
+		over, err = b.udpProbe(b.client(r), r.target, overloadPPS, b.f.duration)
 	})
 	if err != nil {
 		return nil, err
@@ -246,11 +246,11 @@ func (b *bench) runUDP(r *running) ([]measurement, error) {
 	if over.deliveredKpps() < 10 {
 		// Seen once in a full run (lvsd-nat): record what the client's
 		// neighbour table and lvsd's TAP said.
-		neigh, _ := b.exec(b.tp.Client, cmdTimeout, "ip", "neigh", "show")
-		t := b.tapStats()
+		neigh, _ := b.exec(b.client(r), cmdTimeout, "ip", "neigh", "show")
+		t := b.tapStats(r)
 		b.observations = append(b.observations, fmt.Sprintf(
 			"udp overload to %s delivered only %.1f kpps of %.0f kpps offered. Client neighbours: %s. %s since it was attached: to lvsd %d frames, %d dropped (queue full)",
-			r.target, over.deliveredKpps(), over.offeredKpps(), strings.ReplaceAll(strings.TrimSpace(neigh), "\n", "; "), lab.TAPName, t.txPackets, t.txDropped))
+			r.target, over.deliveredKpps(), over.offeredKpps(), strings.ReplaceAll(strings.TrimSpace(neigh), "\n", "; "), tapDev(r), t.txPackets, t.txDropped))
 	}
 	overM := measurement{metric: "udp-overload", value: over.deliveredKpps(), sent: over.offeredKpps(), cpu: cpu,
 		note: fmt.Sprintf("offered %.0f kpps, %.1f%% lost", over.offeredKpps(), 100*over.loss())}
@@ -266,7 +266,7 @@ func (b *bench) runUDP(r *running) ([]measurement, error) {
 	} else {
 		for i := 0; i < 7 && b.ctx.Err() == nil; i++ {
 			rate := (lo + hi) / 2
-			p, err := b.udpProbe(r.target, int(rate/udpStreams), step)
+			p, err := b.udpProbe(b.client(r), r.target, int(rate/udpStreams), step)
 			if err != nil {
 				return nil, err
 			}
@@ -295,14 +295,14 @@ func (b *bench) runUDP(r *running) ([]measurement, error) {
 // udpProbe sends 64-byte datagrams from the client to target:9 with iperf
 // 2 (udpStreams threads at perThreadPPS each, for d), and counts what rs1's
 // sink received.
-func (b *bench) udpProbe(target netip.Addr, perThreadPPS int, d time.Duration) (udpProbe, error) {
+func (b *bench) udpProbe(client lab.NS, target netip.Addr, perThreadPPS int, d time.Duration) (udpProbe, error) {
 	before, err := b.sinkCount()
 	if err != nil {
 		return udpProbe{}, err
 	}
 	args := []string{"iperf", "-c", target.String(), "-p", strconv.Itoa(udpPort), "-u", "-l", "64",
 		"-b", fmt.Sprintf("%dpps", max(1, perThreadPPS)), "-P", strconv.Itoa(udpStreams), "-t", fmt.Sprintf("%g", d.Seconds()), "--no-udp-fin"}
-	out, runErr := b.exec(b.tp.Client, d+40*time.Second, args...)
+	out, runErr := b.exec(client, d+40*time.Second, args...)
 	sent, secs, perr := parseIperf2(out)
 	if perr != nil {
 		if runErr != nil {
