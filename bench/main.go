@@ -22,6 +22,13 @@
 // device (go test -bench, see gobench.go) and reports them too, unless
 // -go-bench=false.
 //
+// Two topologies: the one-armed L2 lab (lvsd's TAP or AF_PACKET veth on the
+// bridge of the client and the real servers), and a routed one (the
+// -routed contestants, routed.go): lvsd's TAP in a router namespace whose
+// kernel forwards the client's packets into it and its output on to the
+// same real servers; nft-routed is that router's own DNAT. Each lvsd
+// contestant is compared with the others of its own topology.
+//
 // The lab lives in namespaces named lvt-<pid>-*, with addresses from
 // 198.18.0.0/15 only, and is removed on every exit path (Ctrl-C, failure,
 // panic). Missing tools are installed from Debian packages with apt-get

@@ -313,6 +313,9 @@ func (r *report) text() string {
 	sb.WriteString(r.summaryTable())
 	sb.WriteString("\nCPU seconds per run (median): balancer / whole machine\n\n")
 	sb.WriteString(r.cpuTable())
+	if rel := r.relativeTable(); rel != "" {
+		sb.WriteString("\nlvsd relative to the others in the same topology (ratio of the medians)\n\n" + rel)
+	}
 	if na := r.naList(); na != "" {
 		sb.WriteString("\n" + na)
 	}
