@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -26,6 +27,34 @@ type keepConn struct {
 	c      net.Conn
 	r      *bufio.Reader
 	server string // the real server that answered the first request
+}
+
+// openKeepConns opens n kept-alive connections to the VIP's port 80 with
+// dial and asks one request on each; it returns them (closed when t ends)
+// and how many each real server answered. when names the moment in a
+// failure's message.
+func openKeepConns(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error), n int, when string) ([]*keepConn, map[string]int) {
+	t.Helper()
+	conns := make([]*keepConn, 0, n)
+	t.Cleanup(func() {
+		for _, k := range conns {
+			k.c.Close()
+		}
+	})
+	servers := map[string]int{}
+	for range n {
+		c, err := dial(t.Context(), "tcp", lab.VIP.String()+":80")
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		k := &keepConn{c: c, r: bufio.NewReader(c)}
+		conns = append(conns, k)
+		if k.server, err = k.ask(5 * time.Second); err != nil {
+			t.Fatalf("request %s: %v", when, err)
+		}
+		servers[k.server]++
+	}
+	return conns, servers
 }
 
 // ask sends one request on the connection and returns the real server that
@@ -112,25 +141,7 @@ func TestRestartSloppy(t *testing.T) {
 			svc := lab.Service{Port: 80, RealPort: 8080, Scheduler: tt.sched, Method: "nat", Extra: tt.extra}
 			p := tp.StartLvsd(bin, lab.LvsdOptions{}, svc)
 
-			conns := make([]*keepConn, 0, restartFlows)
-			defer func() {
-				for _, k := range conns {
-					k.c.Close()
-				}
-			}()
-			servers := map[string]int{}
-			for range restartFlows {
-				c, err := dial(t.Context(), "tcp", lab.VIP.String()+":80")
-				if err != nil {
-					t.Fatalf("dial: %v", err)
-				}
-				k := &keepConn{c: c, r: bufio.NewReader(c)}
-				conns = append(conns, k)
-				if k.server, err = k.ask(5 * time.Second); err != nil {
-					t.Fatalf("request before the restart: %v", err)
-				}
-				servers[k.server]++
-			}
+			conns, servers := openKeepConns(t, dial, restartFlows, "before the restart")
 			t.Logf("before the restart: %d flows on %v", restartFlows, servers)
 
 			// Transfers in progress across the restart, paced so that

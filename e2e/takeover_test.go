@@ -76,25 +76,7 @@ func TestTakeover(t *testing.T) {
 				return l.Start(tp.Director, name, bin.Lvsd, "run", "-c", cfg, "-control", tp.Control, "-takeover")
 			}
 
-			conns := make([]*keepConn, 0, takeoverFlows)
-			defer func() {
-				for _, k := range conns {
-					k.c.Close()
-				}
-			}()
-			servers := map[string]int{}
-			for range takeoverFlows {
-				c, err := dial(t.Context(), "tcp", lab.VIP.String()+":80")
-				if err != nil {
-					t.Fatalf("dial: %v", err)
-				}
-				k := &keepConn{c: c, r: bufio.NewReader(c)}
-				conns = append(conns, k)
-				if k.server, err = k.ask(5 * time.Second); err != nil {
-					t.Fatalf("request before the takeover: %v", err)
-				}
-				servers[k.server]++
-			}
+			conns, servers := openKeepConns(t, dial, takeoverFlows, "before the takeover")
 			t.Logf("before the takeover: %d flows on %v", takeoverFlows, servers)
 
 			// Failing takers: the old lvsd serves on.
