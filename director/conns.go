@@ -6,6 +6,7 @@ import (
 
 	"github.com/lvsd/lvsd/adm"
 	"github.com/lvsd/lvsd/conntrack"
+	"github.com/lvsd/lvsd/lvs"
 	"github.com/lvsd/lvsd/persist"
 )
 
@@ -32,11 +33,33 @@ func (d *Director) Conns() []adm.Conn {
 		})
 		return true
 	})
+	// A service over a list of ports is shown as the fwmark service it
+	// stands for, and IPVS makes a fwmark service's templates with
+	// protocol IPPROTO_IP (ipvsadm's "IP") and the mark as the virtual
+	// address (0.0.0.MARK, or MARK in the first 32 bits of an IPv6 one),
+	// port 0.
+	type vkey struct {
+		addr  netip.Addr
+		port  uint16
+		proto lvs.Proto
+	}
+	marks := map[vkey]uint32{}
+	d.mu.Lock()
+	for _, rs := range d.services {
+		if rs.conf.Mark != 0 {
+			marks[vkey{rs.conf.Addr, rs.conf.Port, rs.conf.Proto}] = rs.conf.Mark
+		}
+	}
+	d.mu.Unlock()
 	d.persist.Range(func(in persist.Info) bool {
+		proto, virtual := in.Proto, netip.AddrPortFrom(in.VAddr, in.VPort)
+		if m, ok := marks[vkey{in.VAddr, in.VPort, in.Proto}]; ok {
+			proto, virtual = 0, netip.AddrPortFrom(markAddr(m, in.VAddr.Is6()), 0)
+		}
 		out = append(out, adm.Conn{
-			Proto:   in.Proto,
+			Proto:   proto,
 			Client:  netip.AddrPortFrom(in.Client, 0),
-			Virtual: netip.AddrPortFrom(in.VAddr, in.VPort),
+			Virtual: virtual,
 			Dest:    netip.AddrPortFrom(in.Dest.Addr.Netip(), in.Dest.Port),
 			State:   "NONE",
 			Expires: time.Duration(in.Expires),
@@ -44,4 +67,14 @@ func (d *Director) Conns() []adm.Conn {
 		return true
 	})
 	return out
+}
+
+// markAddr is the fwmark m as IPVS puts it in a template's virtual address:
+// its 32 bits, big-endian, at the start of the address.
+func markAddr(m uint32, v6 bool) netip.Addr {
+	b := [16]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
+	if v6 {
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte(b[:4]))
 }

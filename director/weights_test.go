@@ -3,12 +3,14 @@ package director
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/lvsd/lvsd/adm"
 	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/forward"
 	"github.com/lvsd/lvsd/lvs"
@@ -255,6 +257,30 @@ func TestPersistentPorts(t *testing.T) {
 	}
 	if td.d.persist.Len() != 1 {
 		t.Errorf("%d templates, want 1 for the /24", td.d.persist.Len())
+	}
+	// -Lc lists the template as IPVS lists a fwmark service's: protocol
+	// IP, the mark (1, the first free one) as the virtual address, port 0.
+	var tmpl []adm.Conn
+	for _, c := range td.d.Conns() {
+		if c.State == "NONE" {
+			tmpl = append(tmpl, c)
+		}
+	}
+	if len(tmpl) != 1 || tmpl[0].Proto != 0 || tmpl[0].Virtual != netip.MustParseAddrPort("0.0.0.1:0") ||
+		tmpl[0].Client != netip.MustParseAddrPort("192.0.2.0:0") {
+		t.Errorf("templates in -Lc: %+v, want one IP 192.0.2.0:0 -> 0.0.0.1:0", tmpl)
+	}
+}
+
+// TestTemplateOfPortService: a persistent service on one port lists its
+// templates with its protocol, VIP and port, as IPVS does.
+func TestTemplateOfPortService(t *testing.T) {
+	td := newTestDirector(t, realsConf(`persistence_timeout = "300s"`, "192.0.2.21 1"))
+	td.connect("192.0.2.10", 1000)
+	for _, c := range td.d.Conns() {
+		if c.State == "NONE" && (c.Proto != lvs.TCP || c.Virtual != netip.MustParseAddrPort("192.0.2.100:80")) {
+			t.Errorf("template %+v, want TCP with virtual 192.0.2.100:80", c)
+		}
 	}
 }
 
