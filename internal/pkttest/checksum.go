@@ -67,9 +67,10 @@ func PseudoSum(ip []byte) uint32 {
 	return OnesSum(ip[8:40], uint32(ip[6])+uint32(len(l4)))
 }
 
-// CheckSums verifies from scratch the IPv4 header checksum and the TCP/UDP
-// checksum of the IP packet ip. A UDP checksum of 0 (none) is accepted over
-// IPv4 only.
+// CheckSums verifies from scratch the IPv4 header checksum and the L4
+// checksum of the IP packet ip: TCP, UDP and ICMPv6 over their
+// pseudo-header, ICMPv4 over its message alone (RFC 792). A UDP checksum of
+// 0 (none) is accepted over IPv4 only.
 func CheckSums(tb testing.TB, ip []byte) {
 	tb.Helper()
 	if ip[0]>>4 == 4 {
@@ -88,7 +89,11 @@ func CheckSums(tb testing.TB, ip []byte) {
 		}
 		return
 	}
-	if got := Fold(OnesSum(l4, PseudoSum(ip))); got != 0xffff {
+	pseudo := uint32(0)
+	if proto != 1 || ip[0]>>4 != 4 { // ICMPv4 has no pseudo-header
+		pseudo = PseudoSum(ip)
+	}
+	if got := Fold(OnesSum(l4, pseudo)); got != 0xffff {
 		tb.Errorf("L4 (protocol %d) checksum invalid (sum %#04x)", proto, got)
 	}
 }

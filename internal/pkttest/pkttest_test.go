@@ -3,6 +3,9 @@ package pkttest
 import (
 	"fmt"
 	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // recorder is a testing.TB that records failures instead of failing.
@@ -62,5 +65,25 @@ func TestCheck(t *testing.T) {
 	}
 	if fmt.Sprint(r.errs) != fmt.Sprint(want) {
 		t.Errorf("failures %q, want %q", r.errs, want)
+	}
+}
+
+// TestCheckSumsICMPv4: an ICMPv4 message's checksum covers the message
+// alone (no pseudo-header): a correct one passes, a flipped bit fails.
+func TestCheckSumsICMPv4(t *testing.T) {
+	ip := Serialize(t,
+		&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: Cli4.AsSlice(), DstIP: VIP4.AsSlice()},
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1},
+		gopacket.Payload("ping"))
+	ok := &recorder{TB: t}
+	CheckSums(ok, ip)
+	if len(ok.errs) != 0 {
+		t.Fatalf("a correct ICMPv4 echo fails: %v", ok.errs)
+	}
+	ip[len(ip)-1] ^= 0x01
+	bad := &recorder{TB: t}
+	CheckSums(bad, ip)
+	if len(bad.errs) != 1 {
+		t.Errorf("after flipping a bit: %q, want one error", bad.errs)
 	}
 }
