@@ -264,7 +264,7 @@ func (d *Director) explain(r *traceRec) string {
 			dir = "reply, real server to client"
 		}
 		fmt.Fprintf(&b, "  connection: %s, %s, expires in %v, real server %v (%s)\n",
-			e.State(), dir, e.TimeLeft(d.table.Now()).Round(time.Second), e.Dest, e.Method)
+			e.State(), dir, e.Expires(d.table.Now()).Round(time.Second), e.Dest, e.Method)
 	} else if rs != nil {
 		b.WriteString("  connection: none (one-packet scheduling, or dropped before one was made)\n")
 	}

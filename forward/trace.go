@@ -103,7 +103,7 @@ func (x *Explanation) lookedUp(e *conntrack.Entry, found, reply bool, now int64)
 	if found {
 		x.Conn = *e
 		x.ConnState = e.State()
-		x.ConnLeft = e.TimeLeft(now)
+		x.ConnLeft = e.Expires(now)
 	}
 }
 

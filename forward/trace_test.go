@@ -77,7 +77,7 @@ func TestExplainConnection(t *testing.T) {
 		t.Errorf("time left %v", x.ConnLeft)
 	}
 	e, _ := pe.tab.Lookup(&lvs.Tuple{Src: lvs.AddrFromNetip(cli4), Dst: lvs.AddrFromNetip(vip4), SPort: 40000, DPort: 80, Proto: lvs.TCP})
-	if e == nil || e.State() != conntrack.StateSynRecv || e.TimeLeft(pe.clk.now()) != x.ConnLeft {
+	if e == nil || e.State() != conntrack.StateSynRecv || e.Expires(pe.clk.now()) != x.ConnLeft {
 		t.Fatalf("the connection after the explanation: %+v", e)
 	}
 

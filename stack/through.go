@@ -324,33 +324,7 @@ func (f *probeFrame) send(flags header.TCPFlags, seq, ack uint32) error {
 
 // build returns the frame of one TCP segment with flags, seq and ack.
 func (f *probeFrame) build(flags header.TCPFlags, seq, ack uint32) []byte {
-	n := 0
-	if f.ethernet {
-		n += header.EthernetMinimumSize
-	}
-	if f.tunnel {
-		n += ipHeaderLen(f.rip)
-	}
-	inner := ipHeaderLen(f.dst.Addr()) + tcpProbeLen
-	b := make([]byte, n+inner)
-	off := 0
-	if f.ethernet {
-		typ := header.IPv4ProtocolNumber
-		if !f.tunnel && !f.dst.Addr().Is4() || f.tunnel && !f.rip.Is4() {
-			typ = header.IPv6ProtocolNumber
-		}
-		header.Ethernet(b[off:]).Encode(&header.EthernetFields{
-			SrcAddr: f.link.LinkAddress(), DstAddr: tcpip.LinkAddress(f.mac[:]), Type: typ,
-		})
-		off += header.EthernetMinimumSize
-	}
-	if f.tunnel {
-		proto := tcpip.TransportProtocolNumber(4) // IPIP
-		if !f.dst.Addr().Is4() {
-			proto = 41 // IPv6 inside
-		}
-		off += putIP(b[off:], f.src.Addr(), f.rip, proto, inner)
-	}
+	b, off := f.outer(ipHeaderLen(f.dst.Addr()) + tcpProbeLen)
 	off += putIP(b[off:], f.src.Addr(), f.dst.Addr(), header.TCPProtocolNumber, tcpProbeLen)
 	t := header.TCP(b[off:])
 	t.Encode(&header.TCPFields{
@@ -363,6 +337,39 @@ func (f *probeFrame) build(flags header.TCPFlags, seq, ack uint32) []byte {
 	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpipAddr(f.src.Addr()), tcpipAddr(f.dst.Addr()), tcpProbeLen)
 	t.SetChecksum(^t.CalculateChecksum(sum))
 	return b
+}
+
+// outer returns a frame with room for an inner IP packet of inner bytes
+// after the headers of f's path, which it writes: an Ethernet header to
+// f.mac on a TAP, an outer IP header to f.rip for a TUN real server. off
+// is where the inner packet goes.
+func (f *probeFrame) outer(inner int) (b []byte, off int) {
+	n := 0
+	if f.ethernet {
+		n += header.EthernetMinimumSize
+	}
+	if f.tunnel {
+		n += ipHeaderLen(f.rip)
+	}
+	b = make([]byte, n+inner)
+	if f.ethernet {
+		typ := header.IPv4ProtocolNumber
+		if !f.tunnel && !f.dst.Addr().Is4() || f.tunnel && !f.rip.Is4() {
+			typ = header.IPv6ProtocolNumber
+		}
+		header.Ethernet(b).Encode(&header.EthernetFields{
+			SrcAddr: f.link.LinkAddress(), DstAddr: tcpip.LinkAddress(f.mac[:]), Type: typ,
+		})
+		off += header.EthernetMinimumSize
+	}
+	if f.tunnel {
+		proto := tcpip.TransportProtocolNumber(4) // IPIP
+		if !f.dst.Addr().Is4() {
+			proto = 41 // IPv6 inside
+		}
+		off += putIP(b[off:], f.src.Addr(), f.rip, proto, inner)
+	}
+	return b, off
 }
 
 // putIP writes an IPv4 or IPv6 header from src to dst carrying payload

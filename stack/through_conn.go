@@ -272,32 +272,7 @@ func tcpSourcePort(ip []byte) (uint16, bool) {
 // Ethernet header to f.mac on a TAP, inside an outer IP header to f.rip
 // for a TUN real server.
 func (f *probeFrame) wrap(ip []byte) []byte {
-	n := 0
-	if f.ethernet {
-		n += header.EthernetMinimumSize
-	}
-	if f.tunnel {
-		n += ipHeaderLen(f.rip)
-	}
-	b := make([]byte, n+len(ip))
-	off := 0
-	if f.ethernet {
-		typ := header.IPv4ProtocolNumber
-		if !f.tunnel && !f.dst.Addr().Is4() || f.tunnel && !f.rip.Is4() {
-			typ = header.IPv6ProtocolNumber
-		}
-		header.Ethernet(b).Encode(&header.EthernetFields{
-			SrcAddr: f.link.LinkAddress(), DstAddr: tcpip.LinkAddress(f.mac[:]), Type: typ,
-		})
-		off += header.EthernetMinimumSize
-	}
-	if f.tunnel {
-		proto := tcpip.TransportProtocolNumber(4) // IPIP
-		if !f.dst.Addr().Is4() {
-			proto = 41 // IPv6 inside
-		}
-		off += putIP(b[off:], f.src.Addr(), f.rip, proto, len(ip))
-	}
+	b, off := f.outer(len(ip))
 	copy(b[off:], ip)
 	return b
 }

@@ -58,15 +58,7 @@ func tracePacket(ctl, desc string, rest []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := control.TracePacket(ctx, ctl, desc, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "lvsd trace: %v\n", err)
-		var bad *control.BadRequestError
-		if errors.As(err, &bad) {
-			return 2
-		}
-		return 1
-	}
-	return 0
+	return traceExit(control.TracePacket(ctx, ctl, desc, os.Stdout))
 }
 
 // runTrace is `lvsd trace`.
@@ -94,13 +86,19 @@ func runTrace(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := control.Trace(ctx, controlFlag(*ctl), filter, *n, *timeout, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "lvsd trace: %v\n", err)
-		var bad *control.BadRequestError
-		if errors.As(err, &bad) {
-			return 2
-		}
-		return 1
+	return traceExit(control.Trace(ctx, controlFlag(*ctl), filter, *n, *timeout, os.Stdout))
+}
+
+// traceExit reports err of a trace and returns the exit status: 2 for a
+// request lvsd refused (a bad filter or packet), 1 for any other failure.
+func traceExit(err error) int {
+	if err == nil {
+		return 0
 	}
-	return 0
+	fmt.Fprintf(os.Stderr, "lvsd trace: %v\n", err)
+	var bad *control.BadRequestError
+	if errors.As(err, &bad) {
+		return 2
+	}
+	return 1
 }
