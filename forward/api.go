@@ -180,6 +180,7 @@ const (
 	DropSynproxyCookie            // ACK to a SYN-proxy service, without a connection, whose acknowledgment number is no valid cookie (forged, expired, or its connection gone)
 	DropSynproxyFlags             // segment to a SYN-proxy service, without a connection, that neither opens one (SYN) nor completes one (ACK)
 	DropSynproxyState             // real server's segment of a SYN-proxy connection before its SYN-ACK, or a SYN-ACK that acknowledges another number
+	DropNeighborQueue             // frame waiting for its neighbour's MAC, dropped (oldest first) from the neighbour's full hold queue; counted by the link (package stack), never by Process
 	NumDropReasons
 )
 
@@ -209,6 +210,7 @@ var dropNames = [NumDropReasons]string{
 	DropSynproxyCookie: "synproxy-cookie",
 	DropSynproxyFlags:  "synproxy-flags",
 	DropSynproxyState:  "synproxy-state",
+	DropNeighborQueue:  "neighbor-queue-full",
 }
 
 func (r DropReason) String() string {

@@ -99,6 +99,9 @@ type Link struct {
 	// probes, set by Stack.AddNIC, takes the answers to the probes
 	// through the forwarding path (through.go) before the netstack.
 	probes atomic.Pointer[prober]
+	// owner, set by Stack.AddNIC, resolves the neighbours that frames
+	// wait for (hold).
+	owner atomic.Pointer[linkOwner]
 
 	stats   linkStats
 	queues  []queueStats // one per device, by index; fixed at NewLink
@@ -112,6 +115,9 @@ type linkStats struct {
 	RxErrors, TxErrors atomic.Uint64
 	StackIn, StackOut  atomic.Uint64 // frames to and from the netstack
 	StackDropped       atomic.Uint64 // frames the netstack could not take
+	// Neighbour hold queues (neighq.go): frames held, sent once their
+	// neighbour resolved, dropped to make room, dropped as no-neighbor.
+	NeighHeld, NeighSent, NeighOverflow, NeighDropped atomic.Uint64
 }
 
 // queueStats are the per-frame counters of one reader. Only that reader
@@ -132,6 +138,13 @@ type LinkCounters struct {
 	// before lvsd read them, in the established and the SYN queue
 	// (packet devices; 0 for others).
 	KernelDrops, KernelSYNDrops uint64
+	// NeighHeld counts the frames that waited for their neighbour's MAC
+	// (forward.AwaitNeighbor), NeighSent those sent once it resolved,
+	// NeighOverflow those dropped, oldest first, from a full queue, and
+	// NeighDropped those dropped because the resolution failed (or took
+	// longer than the netstack's resolution can: see holdMaxAge), or the
+	// neighbour was forgotten while they waited.
+	NeighHeld, NeighSent, NeighOverflow, NeighDropped uint64
 }
 
 var _ tcpipstack.LinkEndpoint = (*Link)(nil)
@@ -178,7 +191,7 @@ func (l *Link) Replace(devs []device.Device) error {
 	if l.started && !l.held {
 		for i, dev := range devs {
 			l.wg.Add(1)
-			go l.reader(dev, &l.queues[i])
+			go l.reader(dev, i)
 		}
 	}
 	l.mu.Unlock()
@@ -223,7 +236,7 @@ func (l *Link) Release() {
 	if l.started && !l.closed {
 		for i, dev := range *l.devs.Load() {
 			l.wg.Add(1)
-			go l.reader(dev, &l.queues[i])
+			go l.reader(dev, i)
 		}
 	}
 }
@@ -235,11 +248,15 @@ func (l *Link) Lost() bool { return l.lost.Load() }
 // Stats returns a snapshot of the link's counters.
 func (l *Link) Stats() LinkCounters {
 	c := LinkCounters{
-		RxErrors:     l.stats.RxErrors.Load(),
-		TxErrors:     l.stats.TxErrors.Load(),
-		StackIn:      l.stats.StackIn.Load(),
-		StackOut:     l.stats.StackOut.Load(),
-		StackDropped: l.stats.StackDropped.Load(),
+		RxErrors:      l.stats.RxErrors.Load(),
+		TxErrors:      l.stats.TxErrors.Load(),
+		StackIn:       l.stats.StackIn.Load(),
+		StackOut:      l.stats.StackOut.Load(),
+		StackDropped:  l.stats.StackDropped.Load(),
+		NeighHeld:     l.stats.NeighHeld.Load(),
+		NeighSent:     l.stats.NeighSent.Load(),
+		NeighOverflow: l.stats.NeighOverflow.Load(),
+		NeighDropped:  l.stats.NeighDropped.Load(),
 	}
 	for i := range l.queues {
 		c.RxFrames += l.queues[i].rx.Load()
@@ -357,7 +374,7 @@ func (l *Link) Attach(d tcpipstack.NetworkDispatcher) {
 	}
 	for i, dev := range *l.devs.Load() {
 		l.wg.Add(1)
-		go l.reader(dev, &l.queues[i])
+		go l.reader(dev, i)
 	}
 }
 
@@ -413,8 +430,9 @@ func (o oneByOne) WriteBatch(frames [][]byte) (int, error) {
 // reader is the receive loop of one device queue. It owns its buffers, one
 // per frame of a batch: a frame the fast path forwards stays in its buffer
 // until the batch is written, after the whole batch was processed.
-func (l *Link) reader(dev device.Device, qs *queueStats) {
+func (l *Link) reader(dev device.Device, qi int) {
 	defer l.wg.Done()
+	qs := &l.queues[qi]
 	bd, ok := dev.(device.BatchDevice)
 	if !ok {
 		bd = oneByOne{dev}
@@ -498,6 +516,8 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 				tx.add(buf[start : p.Off+p.Len])
 			case forward.ToStack:
 				l.deliver(&p)
+			case forward.AwaitNeighbor:
+				l.hold(&p, qi, tx)
 			}
 		}
 		tx.flush()
