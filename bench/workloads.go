@@ -247,10 +247,11 @@ func (b *bench) runUDP(r *running) ([]measurement, error) {
 		// Seen once in a full run (lvsd-nat): record what the client's
 		// neighbour table and lvsd's TAP said.
 		neigh, _ := b.exec(b.client(r), cmdTimeout, "ip", "neigh", "show")
-		t := b.tapStats(r)
+		t := b.devStats(r)
+		_, tp := b.lvsdDev(r)
 		b.observations = append(b.observations, fmt.Sprintf(
-			"udp overload to %s delivered only %.1f kpps of %.0f kpps offered. Client neighbours: %s. %s since it was attached: to lvsd %d frames, %d dropped (queue full)",
-			r.target, over.deliveredKpps(), over.offeredKpps(), strings.ReplaceAll(strings.TrimSpace(neigh), "\n", "; "), tapDev(r), t.txPackets, t.txDropped))
+			"udp overload to %s delivered only %.1f kpps of %.0f kpps offered. Client neighbours: %s. %s since it was attached: to lvsd %d frames, %d dropped",
+			r.target, over.deliveredKpps(), over.offeredKpps(), strings.ReplaceAll(strings.TrimSpace(neigh), "\n", "; "), tp.Device, t.toLvsd, t.toLvsdDropped))
 	}
 	overM := measurement{metric: "udp-overload", value: over.deliveredKpps(), sent: over.offeredKpps(), cpu: cpu,
 		note: fmt.Sprintf("offered %.0f kpps, %.1f%% lost", over.offeredKpps(), 100*over.loss())}
