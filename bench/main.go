@@ -61,9 +61,9 @@ type flags struct {
 	// queueSweep adds the queue sweep's contestants (lvsd-nat-q2 ...) to
 	// only.
 	queueSweep bool
-	httpConns int // wrk connections
-	lossFree  float64
-	hold      string // set this contestant up and wait for Ctrl-C instead of measuring
+	httpConns  int // wrk connections
+	lossFree   float64
+	hold       string // set this contestant up and wait for Ctrl-C instead of measuring
 
 	goBench     bool   // run the Go micro-benchmarks after the rounds
 	goBenchTime string // their -benchtime
