@@ -6,7 +6,7 @@
 // round by round, and writes the results to docs/benchmarks.md. Run it as
 // root from the repository root:
 //
-//	go run ./bench                        # 5 rounds, 10 s per run
+//	go run ./bench                        # 5 rounds, 5 s per run (about 35 min)
 //	go run ./bench -quick                 # 1 round, 3 s per run (smoke test)
 //	go run ./bench -only lvsd-nat,nft -workloads tcp1,http
 //
@@ -47,6 +47,14 @@ import (
 	"github.com/lvsd/lvsd/internal/lab"
 )
 
+// defaultDuration is one measured run's length. With the default 5 rounds
+// and every default contestant, 5 s keeps `make bench` near 35 minutes on
+// the project's 2 vCPUs (10 s made it about 70: docs/performance.md,
+// "Running make bench"), and 5 rounds of 5 s measure each contestant and metric 25 s
+// in all, about the 30 s of the 3 rounds of 10 s before, with a median
+// that two bad rounds cannot move instead of one.
+const defaultDuration = 5 * time.Second
+
 // flags are the command line.
 type flags struct {
 	rounds    int
@@ -78,7 +86,7 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{}
 	var only, workloads string
 	fs.IntVar(&f.rounds, "rounds", 5, "rounds; each runs every contestant once per workload, in rotating order")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of one measured run")
+	fs.DurationVar(&f.duration, "duration", defaultDuration, "length of one measured run")
 	fs.StringVar(&only, "only", "", "comma-separated contestants (default all but the queue sweep's): "+strings.Join(contestantNames(), ","))
 	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads (default all): "+strings.Join(workloadNames(), ","))
 	fs.StringVar(&f.out, "out", "docs/benchmarks.md", "markdown report to write (a plot goes beside it, .svg); \"\" for none")

@@ -316,3 +316,21 @@ func TestQueuesMarkdown(t *testing.T) {
 		t.Errorf("without the sweep:\n%s", md)
 	}
 }
+
+// TestDefaultDuration: the default run is 5 rounds of 5 s (the run-time
+// budget of docs/benchmarks.md), and the UDP search's steps are a quarter
+// of a run, at least 1 s.
+func TestDefaultDuration(t *testing.T) {
+	f, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.duration != 5*time.Second {
+		t.Errorf("default duration %v, want 5s", f.duration)
+	}
+	for d, want := range map[time.Duration]time.Duration{5 * time.Second: 1250 * time.Millisecond, 3 * time.Second: time.Second, 20 * time.Second: 5 * time.Second} {
+		if got := udpStep(d); got != want {
+			t.Errorf("udpStep(%v) = %v, want %v", d, got, want)
+		}
+	}
+}

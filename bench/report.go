@@ -482,7 +482,7 @@ func (r *report) markdown(svgName string) string {
 	w("  prerouting chain before any socket (the receiver count does not depend on a receiving program keeping up).\n")
 	w("  *Delivered under overload*: the generator sends as fast as it can for %v; the figure is what rs1 counted per\n", b.f.duration)
 	w("  second. *Loss-free*: the highest offered rate (as sent, counted by iperf) at which at most %.2g%% was lost, found by\n", 100*b.f.lossFree)
-	w("  bisection (7 steps of %v) between 0 and the overload's offered rate.\n\n", max(time.Second, b.f.duration/3))
+	w("  bisection (7 steps of %v) between 0 and the overload's offered rate.\n\n", udpStep(b.f.duration))
 
 	if counters := r.lvsdCounters(); counters != "" {
 		w("## lvsd's counters\n\n")
@@ -522,7 +522,7 @@ func (r *report) markdown(svgName string) string {
 	w("As root, from the repository root (it installs iperf3, iperf, wrk, nginx-light, haproxy and nftables with apt-get\n")
 	w("when missing, builds lvsd, builds the lab, runs and removes it):\n\n")
 	w("```sh\n")
-	w("make bench                                   # go run ./bench: 5 rounds of 10 s, writes this file\n")
+	w("make bench                                   # go run ./bench: 5 rounds of 5 s, writes this file\n")
 	w("make bench BENCHFLAGS=-queue-sweep           # and lvsd NAT at 2 and 4 queues (the scaling section's queue table)\n")
 	w("go run ./bench -quick -out ''                # smoke test: 1 round of 3 s, prints the table only\n")
 	w("go run ./bench -only lvsd-nat,nft -workloads tcp1,http -rounds 5\n")

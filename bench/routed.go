@@ -147,10 +147,10 @@ func routedPacket(routed *lab.Topology) *lab.Topology {
 }
 
 // routedLvsdHop returns the router's next hop toward lvsd's netstack on
-// tp (the TAP or the packet veth).
+// tp: the TAP, or the router's end of the packet veth.
 func routedLvsdHop(tp *lab.Topology) (dev string, via netip.Addr) {
 	if tp.Device == routedPktLink {
-		return routedPktLink, routedPktLvsdAddr
+		return routedPktRouter, routedPktLvsdAddr
 	}
 	return routedTAP, routedLvsdAddr
 }
