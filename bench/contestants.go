@@ -172,8 +172,9 @@ var sweepBases = []struct{ name, device string }{
 func sweepName(base string, q int) string { return fmt.Sprintf("%s-q%d", base, q) }
 
 // sweepContestant is base (lvsd-nat or lvsd-nat-pkt) at q queues: TAP
-// queues on a multi-queue TAP of its own (a TAP made multi-queue cannot be
-// opened with one queue, so lvsd-nat keeps its own), or AF_PACKET sockets
+// queues on a multi-queue TAP of its own (lvsd opens a TAP multi-queue only
+// for more than one queue, and the kernel refuses a queue whose flag differs
+// from the device's, so lvsd-nat keeps the lab's single-queue TAP), or AF_PACKET sockets
 // in one fanout group on the same veth. It measures TCP throughput and
 // HTTP connections per second (the scaling section's queue table).
 func sweepContestant(base string, q int) contestant {

@@ -6,7 +6,8 @@
 // round by round, and writes the results to docs/benchmarks.md. Run it as
 // root from the repository root:
 //
-//	go run ./bench                        # 5 rounds, 5 s per run (about 35 min)
+//	go run ./bench                        # 5 rounds, 5 s per run (about 40 min)
+//	go run ./bench -queue-sweep           # and lvsd NAT at 2 and 4 queues (7 min more)
 //	go run ./bench -quick                 # 1 round, 3 s per run (smoke test)
 //	go run ./bench -only lvsd-nat,nft -workloads tcp1,http
 //
@@ -48,7 +49,7 @@ import (
 )
 
 // defaultDuration is one measured run's length. With the default 5 rounds
-// and every default contestant, 5 s keeps `make bench` near 35 minutes on
+// and every default contestant, 5 s keeps `make bench` near 40 minutes on
 // the project's 2 vCPUs (10 s made it about 70: docs/performance.md,
 // "Running make bench"), and 5 rounds of 5 s measure each contestant and metric 25 s
 // in all, about the 30 s of the 3 rounds of 10 s before, with a median

@@ -70,7 +70,7 @@ func queuesMarkdown(only []string, baseQueues int, active []metric, cores int, g
 	w("**Device queues** (`queues` = 1, %s: lvsd NAT's TCP throughput and new HTTP connections per second by the number\n", sweepQueuesText())
 	w("of TAP queues or AF_PACKET sockets, one reader thread each; the lab's figures, median (min–max) over the rounds).\n")
 	if !swept || len(ms) == 0 {
-		w("Not measured in this run: `make bench BENCHFLAGS=-queue-sweep` adds the contestants %s (with `-queues 1`).\n\n",
+		w("Not measured in this run: `make bench BENCHFLAGS=-queue-sweep` adds the contestants\n%s (with `-queues 1`).\n\n",
 			strings.Join(sweepNames(), ", "))
 	} else {
 		w("The 1-queue rows are lvsd-nat and lvsd-nat-pkt themselves; the others are the `-queue-sweep` contestants.\n\n")
