@@ -142,11 +142,14 @@ const (
 )
 
 // buildSweepTAP adds the queue sweep's TAP to the director's bridge when a
-// TAP sweep contestant is selected: multi-queue, which lvsd must open with
-// more than one queue, so that lvsd-nat keeps the lab's own TAP.
+// TAP sweep contestant is selected (or held): multi-queue, which lvsd must
+// open with more than one queue, so that lvsd-nat keeps the lab's own TAP.
 func (b *bench) buildSweepTAP() {
 	need := false
-	for _, c := range b.f.only {
+	for _, c := range append([]string{b.f.hold}, b.f.only...) {
+		if c == "" {
+			continue
+		}
 		if q := contestantByName(c).sweep; q > 0 && !strings.HasPrefix(c, "lvsd-nat-pkt") {
 			need = true
 		}

@@ -25,10 +25,14 @@
 //
 // Two topologies: the one-armed L2 lab (lvsd's TAP or AF_PACKET veth on the
 // bridge of the client and the real servers), and a routed one (the
-// -routed contestants, routed.go): lvsd's TAP in a router namespace whose
-// kernel forwards the client's packets into it and its output on to the
-// same real servers; nft-routed is that router's own DNAT. Each lvsd
-// contestant is compared with the others of its own topology.
+// -routed contestants, routed.go): lvsd's TAP, or a veth it attaches to by
+// AF_PACKET, in a router namespace whose kernel forwards the client's
+// packets into it and its output on to the same real servers; nft-routed is
+// that router's own DNAT. Each lvsd contestant is compared with the others
+// of its own topology.
+//
+// -queue-sweep adds lvsd-nat and lvsd-nat-pkt at 2 and 4 queues (TCP and
+// HTTP only), reported by queue count in the scaling section (queues.go).
 //
 // The lab lives in namespaces named lvt-<pid>-*, with addresses from
 // 198.18.0.0/15 only, and is removed on every exit path (Ctrl-C, failure,
