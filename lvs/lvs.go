@@ -4,7 +4,9 @@
 //
 // The package owns no goroutines and does no I/O. Its types are read on the
 // packet path, so everything a packet needs is a fixed-size value or an atomic
-// field; nothing here allocates per packet.
+// field; nothing here allocates per packet. (A neighbour's hold queue, on
+// the rare path of a frame whose MAC is not known yet, takes a pooled
+// buffer when its first frame arrives: neighq.go.)
 package lvs
 
 import (

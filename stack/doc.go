@@ -20,7 +20,11 @@
 // Buffers: each reader owns one buffer for its whole life; a frame is valid
 // only while the fast path processes it. Frames for the netstack are copied
 // into a PacketBuffer that the netstack owns; the reader releases its
-// reference after delivery.
+// reference after delivery. A frame that waits for its neighbour's MAC
+// (forward.AwaitNeighbor) is copied into that neighbour's hold queue
+// (lvs.Neighbor.Hold), which owns the copy until the netstack resolves the
+// neighbour (the copy is then written out) or fails to (dropped): see
+// neighq.go.
 //
 // Goroutines: a Link's readers start when the netstack attaches the Link and
 // stop when the Link is closed; Stack.Run stops with its context; Close
