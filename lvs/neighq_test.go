@@ -163,3 +163,35 @@ func TestHoldFailExpire(t *testing.T) {
 		t.Errorf("first frame after Fail: %+v", r)
 	}
 }
+
+// TestHoldAllocs: once a queue's arena has been used and given back, a
+// neighbour that holds frames and resolves takes it from the pool again:
+// no allocation per held frame.
+func TestHoldAllocs(t *testing.T) {
+	var n Neighbor
+	f := heldFrame(80, 1)
+	send := func([]byte, int) {}
+	cycle := func() {
+		n.Clear()
+		for range 4 {
+			n.Hold(f, 2, 0, 0)
+		}
+		n.Resolve(MAC{1}, send)
+	}
+	cycle()
+	if a := testing.AllocsPerRun(100, cycle); a != 0 {
+		t.Errorf("%v allocations per hold-and-resolve cycle, want 0", a)
+	}
+}
+
+func BenchmarkHoldResolve(b *testing.B) {
+	var n Neighbor
+	f := heldFrame(1514, 1)
+	send := func([]byte, int) {}
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Clear()
+		n.Hold(f, 2, 0, 0)
+		n.Resolve(MAC{1}, send)
+	}
+}
