@@ -267,3 +267,27 @@ func TestHoldFailed(t *testing.T) {
 		t.Errorf("dropped %d, want 2", c.NeighDropped)
 	}
 }
+
+// TestHoldForgotten: the frames waiting for a neighbour that no real server
+// needs any more (KeepNeighbors without it) are dropped and counted, and a
+// frame for it afterwards (a connection of a removed real server) is
+// dropped at once: nothing would resolve it.
+func TestHoldForgotten(t *testing.T) {
+	lab := newHoldLab(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vh := make([]byte, forward.VNetHdrLen)
+	for id := byte(1); id <= 2; id++ {
+		lab.dev.Inject(clientFrame(t, id, 10, vh))
+	}
+	waitFor(ctx, t, "2 frames held", func() bool { return lab.link.Stats().NeighHeld == 2 })
+	lab.st.KeepNeighbors(nil)
+	if c := lab.link.Stats(); c.NeighDropped != 2 {
+		t.Errorf("dropped %d at KeepNeighbors, want 2", c.NeighDropped)
+	}
+	lab.dev.Inject(clientFrame(t, 3, 10, vh))
+	waitFor(ctx, t, "the later frame dropped", func() bool { return lab.link.Stats().NeighDropped == 3 })
+	if f, _ := lab.n.Held(); f != 0 {
+		t.Errorf("%d frames held on a forgotten neighbour", f)
+	}
+}
