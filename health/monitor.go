@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -238,6 +239,11 @@ func (m *Manager[K]) loop(ctx context.Context, mon *monitor[K]) {
 	}
 	t := time.NewTimer(onTick(time.Now(), rand.N(first)+1))
 	defer t.Stop()
+	if cl, ok := mon.checker.(io.Closer); ok {
+		// A checker that keeps a connection between checks
+		// (reuse_connection) ends it with its monitor.
+		defer cl.Close()
+	}
 	for {
 		select {
 		case <-ctx.Done():
