@@ -57,8 +57,11 @@ type Status struct {
 	LastCheck, LastChange time.Time
 	// Weight is the last dynamic weight of an exec check, -1 for none.
 	Weight int32
-	// Ups and Downs count the transitions to up and to down since the
-	// monitor started.
+	// Ups and Downs count the transitions to up and to down of the real
+	// server's checks since the server came under this Manager: they go
+	// on across a restart of its check (a reload that changes it, a check
+	// removed and given again), so that a counter made of them never goes
+	// down while the server exists.
 	Ups, Downs uint64
 }
 
@@ -96,6 +99,10 @@ type Manager[K comparable] struct {
 	members map[K]member
 	// quorums are the quorums by group. Guarded by mu.
 	quorums map[string]*quorumState
+	// transitions keeps the transition counts of the real servers of the
+	// last Sync whose monitor was stopped (their check removed), for the
+	// monitor a later Sync gives them. Guarded by mu.
+	transitions map[K]transitions
 	// newChecker replaces NewChecker in tests.
 	newChecker func(*config.Check, Target, Net) (Checker, error)
 }
@@ -112,8 +119,11 @@ func NewManager[K comparable](sink Sink[K], o Options) *Manager[K] {
 		o.NotifyTimeout = 30 * time.Second
 	}
 	return &Manager[K]{log: o.Logger, sink: sink, opts: o, monitors: make(map[K]*monitor[K]),
-		quorums: make(map[string]*quorumState)}
+		quorums: make(map[string]*quorumState), transitions: make(map[K]transitions)}
 }
+
+// transitions are a real server's Status.Ups and Downs.
+type transitions struct{ ups, downs uint64 }
 
 type monitor[K comparable] struct {
 	key     K
@@ -152,6 +162,8 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		if old != nil {
 			old.cancel()
 			delete(m.monitors, s.Key)
+			st := old.status()
+			m.transitions[s.Key] = transitions{st.Ups, st.Downs}
 		}
 		if s.Check == nil {
 			continue
@@ -167,7 +179,9 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		}
 		mon := &monitor[K]{key: s.Key, spec: s, checker: ch, cancel: func() {},
 			log: m.log.With("real", s.Target.Real.String(), "virtual", s.Target.Virtual.String(), "check", s.Check.Type)}
-		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now()}
+		tr := m.transitions[s.Key]
+		delete(m.transitions, s.Key)
+		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now(), Ups: tr.ups, Downs: tr.downs}
 		m.monitors[s.Key] = mon
 		if m.ctx != nil {
 			m.start(mon)
@@ -177,6 +191,13 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		if !want[k] {
 			mon.cancel()
 			delete(m.monitors, k)
+		}
+	}
+	for k := range m.transitions {
+		if !want[k] || m.monitors[k] != nil {
+			// The server is gone (its counters' series with it), or its
+			// monitor took them.
+			delete(m.transitions, k)
 		}
 	}
 	var first []string
