@@ -46,10 +46,11 @@ type keptHTTP struct {
 	// between connections; raw is the Net's connection under it, which
 	// Close ends with a RST.
 	conn, raw net.Conn
-	// ctx is the context of the Check that dialled conn: conn is bound to
-	// a child of it (cancel ends that child); a Check with another
-	// context dials anew.
-	ctx    context.Context
+	// done is the Done channel of the context of the Check that dialled
+	// conn: conn is bound to a child of that context (cancel ends the
+	// child); a Check with another context dials anew. (A channel rather
+	// than the context: any context compares safely by its channel.)
+	done   <-chan struct{}
 	cancel context.CancelFunc
 	// timer cancels conn's context at a check's timeout; fired is set
 	// (by the check, from Stop's result) once it did, and the connection
@@ -76,7 +77,7 @@ func (k *keptHTTP) Check(ctx context.Context) Result {
 		timeout = config.DefaultCheckTimeout
 	}
 	deadline := k.now().Add(timeout)
-	if k.conn != nil && (k.ctx != ctx || k.now().Sub(k.dialled) >= maxConnAge) {
+	if k.conn != nil && (k.done != ctx.Done() || k.now().Sub(k.dialled) >= maxConnAge) {
 		k.Close()
 	}
 	if k.conn != nil {
@@ -118,7 +119,7 @@ func (k *keptHTTP) dial(ctx context.Context, timeout time.Duration) (Result, boo
 		cancel()
 		return fail("http: %w", timeoutErr(err, cctx)), false
 	}
-	k.conn, k.raw, k.ctx, k.cancel, k.timer = conn, conn, ctx, cancel, timer
+	k.conn, k.raw, k.done, k.cancel, k.timer = conn, conn, ctx.Done(), cancel, timer
 	k.dialled = k.now()
 	if k.h.tls != nil {
 		tc := tls.Client(conn, k.h.tls)
@@ -211,7 +212,7 @@ func (k *keptHTTP) Close() error {
 	k.timer.Stop()
 	k.cancel()
 	k.raw.Close()
-	k.conn, k.raw, k.ctx, k.cancel, k.timer = nil, nil, nil, nil, nil
+	k.conn, k.raw, k.done, k.cancel, k.timer = nil, nil, nil, nil, nil
 	return nil
 }
 

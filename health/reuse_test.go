@@ -28,6 +28,12 @@ type connServer struct {
 }
 
 func newConnServer(t *testing.T, tls bool, h http.HandlerFunc) *connServer {
+	return newConnServerIdle(t, tls, h, 0)
+}
+
+// newConnServerIdle is newConnServer with the server's idle timeout (0:
+// none).
+func newConnServerIdle(t *testing.T, tls bool, h http.HandlerFunc, idle time.Duration) *connServer {
 	t.Helper()
 	s := &connServer{closed: make(chan struct{}, 1000)}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +50,7 @@ func newConnServer(t *testing.T, tls bool, h http.HandlerFunc) *connServer {
 			s.closed <- struct{}{}
 		}
 	}
+	s.Config.IdleTimeout = idle
 	if tls {
 		s.StartTLS()
 	} else {
@@ -135,8 +142,7 @@ func TestReuseServerClosesIdle(t *testing.T) {
 		{"reset", func(s *connServer) { s.CloseClientConnections() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newConnServer(t, false, okHandler)
-			s.Config.IdleTimeout = 50 * time.Millisecond
+			s := newConnServerIdle(t, false, okHandler, 50*time.Millisecond)
 			k := keptChecker(t, &config.Check{Type: "http", Fall: 1}, s.addr())
 			for i := range 4 {
 				if r := k.Check(context.Background()); r.Err != nil {
@@ -373,5 +379,24 @@ func TestReuseMonitorStopCloses(t *testing.T) {
 	case <-s.closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the kept connection is still open after the monitor stopped")
+	}
+}
+
+// A connection is bound to the context of the Check that dialled it: a
+// Check with another context (another monitor's) dials its own.
+func TestReuseOtherContextDials(t *testing.T) {
+	s := newConnServer(t, false, okHandler)
+	k := keptChecker(t, &config.Check{Type: "http"}, s.addr())
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	for i, ctx := range []context.Context{ctx1, ctx1, ctx2, ctx2} {
+		if r := k.Check(ctx); r.Err != nil {
+			t.Fatalf("check %d: %v", i, r.Err)
+		}
+	}
+	if got := s.accepted.Load(); got != 2 {
+		t.Errorf("%d connections for two contexts, want 2", got)
 	}
 }
