@@ -61,3 +61,23 @@ func TestCheckReuseConnection(t *testing.T) {
 		})
 	}
 }
+
+// A real server's check that turns a boolean key of its service's check
+// off keeps it off through Format (the state file), which writes each real
+// server's check table whole: through_vip and reuse_connection are written
+// false too.
+func TestFormatKeepsBooleanOverrides(t *testing.T) {
+	cfg, err := Parse("t.toml", checkDoc(`[virtual_server.check]`, `type = "http"`, `through_vip = true`,
+		`[[virtual_server.real_server]]`, `address = "198.18.1.11"`, `method = "dr"`,
+		`[[virtual_server.real_server]]`, `address = "198.18.1.12"`, `method = "dr"`, `check = { through_vip = false }`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse("t.toml", Format(cfg))
+	if err != nil {
+		t.Fatalf("Format's output does not parse: %v", err)
+	}
+	if r := back.Services[0].Reals; !r[0].Check.ThroughVIP || r[1].Check.ThroughVIP {
+		t.Errorf("through_vip %v and %v after Format, want true and false:\n%s", r[0].Check.ThroughVIP, r[1].Check.ThroughVIP, Format(cfg))
+	}
+}
