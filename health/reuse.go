@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -68,8 +69,9 @@ func newKeptHTTP(h *httpChecker) *keptHTTP {
 	return &keptHTTP{h: h, req: h.keepReq, now: time.Now}
 }
 
-// errStale is a kept connection that ended before the response began.
-var errStale = errors.New("kept connection closed")
+// errIdle408 is a 408 Request Timeout on a kept connection: the server
+// timed the idle connection out.
+var errIdle408 = errors.New("response: 408 on a kept connection")
 
 func (k *keptHTTP) Check(ctx context.Context) Result {
 	timeout := k.h.timeout
@@ -103,7 +105,7 @@ func (k *keptHTTP) Check(ctx context.Context) Result {
 		// A new connection has no stale state: what ended it is the
 		// server's doing, and fails the check.
 		k.Close()
-		return fail("http: response: %w", err)
+		return fail("http: %w", err)
 	}
 	return r
 }
@@ -163,16 +165,16 @@ func (k *keptHTTP) exchange(timeout time.Duration, reused bool) (Result, error) 
 }
 
 // roundTrip writes the request and reads the response. keep is true when
-// the connection may carry another request; err is errStale (wrapped)
-// when the connection ended before the response began. reused is true
-// when the connection carried an earlier request.
+// the connection may carry another request; err is not nil (and names the
+// step) when the connection ended before the response began. reused is
+// true when the connection carried an earlier request.
 func (k *keptHTTP) roundTrip(reused bool) (r Result, keep bool, err error) {
 	if _, err := k.conn.Write(k.req); err != nil {
-		return Result{}, false, errors.Join(errStale, err)
+		return Result{}, false, fmt.Errorf("send: %w", err)
 	}
 	k.lr.n = maxHeader
 	if _, err := k.br.Peek(1); err != nil {
-		return Result{}, false, errors.Join(errStale, err)
+		return Result{}, false, fmt.Errorf("response: %w", err)
 	}
 	resp, err := http.ReadResponse(k.br, nil)
 	if err != nil {
@@ -182,7 +184,7 @@ func (k *keptHTTP) roundTrip(reused bool) (r Result, keep bool, err error) {
 		// The server timed the idle connection out and said so before
 		// closing it (as net/http's Transport, take it as a closed idle
 		// connection, not as the answer to this request).
-		return Result{}, false, errStale
+		return Result{}, false, errIdle408
 	}
 	r, read := k.h.judge(resp, &k.lr)
 	if r.Err != nil {

@@ -400,3 +400,36 @@ func TestReuseOtherContextDials(t *testing.T) {
 		t.Errorf("%d connections for two contexts, want 2", got)
 	}
 }
+
+// A new connection that the server closes before answering fails the
+// check (no second dial), with a one-line error naming the step.
+func TestReuseNewConnectionClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	k := keptChecker(t, &config.Check{Type: "http"}, netip.MustParseAddrPort(ln.Addr().String()))
+	r := k.Check(context.Background())
+	if r.Err == nil {
+		t.Fatal("passed with a server that closes every connection")
+	}
+	if msg := r.Err.Error(); strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "http: ") {
+		t.Errorf("error %q, want one line starting with http: ", msg)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("%d connections for one check, want 1", n)
+	}
+}
