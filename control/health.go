@@ -31,6 +31,10 @@ type Health struct {
 	// restart of its check (counters never go down).
 	TransitionsUp   uint64 `json:"transitions_up"`
 	TransitionsDown uint64 `json:"transitions_down"`
+	// ChecksTotal counts the probes of the server's checks since it was
+	// added: Checks restarts with its check, ChecksTotal goes on (a
+	// counter: it never goes down).
+	ChecksTotal uint64 `json:"checks_total"`
 	// Weight is the last dynamic weight of an exec check, when it gave one.
 	Weight *int32 `json:"dynamic_weight,omitempty"`
 	// Passive is the state of the server's passive detection, when its

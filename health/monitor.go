@@ -63,6 +63,10 @@ type Status struct {
 	// removed and given again), so that a counter made of them never goes
 	// down while the server exists.
 	Ups, Downs uint64
+	// Probes counts the probes of the real server's checks since the
+	// server came under this Manager: Checks restarts with its check,
+	// Probes goes on as Ups and Downs do.
+	Probes uint64
 }
 
 // Options configure a Manager.
@@ -122,8 +126,8 @@ func NewManager[K comparable](sink Sink[K], o Options) *Manager[K] {
 		quorums: make(map[string]*quorumState), transitions: make(map[K]transitions)}
 }
 
-// transitions are a real server's Status.Ups and Downs.
-type transitions struct{ ups, downs uint64 }
+// transitions are a real server's Status.Ups, Downs and Probes.
+type transitions struct{ ups, downs, probes uint64 }
 
 type monitor[K comparable] struct {
 	key     K
@@ -163,7 +167,7 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 			old.cancel()
 			delete(m.monitors, s.Key)
 			st := old.status()
-			m.transitions[s.Key] = transitions{st.Ups, st.Downs}
+			m.transitions[s.Key] = transitions{st.Ups, st.Downs, st.Probes}
 		}
 		if s.Check == nil {
 			continue
@@ -181,7 +185,7 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 			log: m.log.With("real", s.Target.Real.String(), "virtual", s.Target.Virtual.String(), "check", s.Check.Type)}
 		tr := m.transitions[s.Key]
 		delete(m.transitions, s.Key)
-		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now(), Ups: tr.ups, Downs: tr.downs}
+		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now(), Ups: tr.ups, Downs: tr.downs, Probes: tr.probes}
 		m.monitors[s.Key] = mon
 		if m.ctx != nil {
 			m.start(mon)
@@ -301,6 +305,7 @@ func (mon *monitor[K]) observe(r Result, now time.Time) event {
 	defer mon.mu.Unlock()
 	st := &mon.st
 	st.Checks++
+	st.Probes++
 	st.LastCheck = now
 	ev := event{weight: -1, next: c.Interval}
 	if r.Err == nil {

@@ -49,12 +49,22 @@ func TestTransitionsSurviveCheckRestart(t *testing.T) {
 	if n := downs(); n != 1 {
 		t.Fatalf("%d transitions down, want 1", n)
 	}
+	// Probes (the checks_total counter) go on as well.
+	var probes uint64
+	for probes < 5 {
+		time.Sleep(10 * time.Millisecond)
+		st, _ := m.Status("a")
+		probes = st.Probes
+	}
 	// A changed check: a new monitor (down, as the director says).
 	spec.Down = true
 	spec.Check = chk(20 * time.Millisecond)
 	m.Sync([]Spec[string]{spec})
 	if n := downs(); n != 1 {
 		t.Errorf("after a changed check: %d transitions down, want 1", n)
+	}
+	if st, _ := m.Status("a"); st.Probes < probes {
+		t.Errorf("after a changed check: probes %d, want at least the first check's %d", st.Probes, probes)
 	}
 	// The check removed, then given again.
 	spec.Check = nil

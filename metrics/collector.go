@@ -87,7 +87,7 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		beOverloaded: desc("lvsd_ipvs_backend_overloaded", "1 while a real server is over its upper connection threshold, else 0.", backendLabels...),
 
 		healthUp:     desc("lvsd_ipvs_backend_health_up", "1 while a real server's health check says up, 0 down; only real servers with a check.", backendLabels...),
-		healthChecks: desc("lvsd_ipvs_backend_health_checks_total", "Health probes of a real server since its check (re)started.", backendLabels...),
+		healthChecks: desc("lvsd_ipvs_backend_health_checks_total", "Health probes of a real server's checks since it was added (they go on across a reload of its check).", backendLabels...),
 		healthChange: desc("lvsd_ipvs_backend_health_last_change_timestamp_seconds", "Time of a real server's last health transition (or of its check's start), Unix seconds.", backendLabels...),
 		healthTransitions: desc("lvsd_ipvs_backend_health_transitions_total", "Health transitions of a real server's checks since it was added (they go on across a reload of its check), by the state it went to (up or down).",
 			append(slices.Clone(backendLabels), "to")...),
@@ -217,7 +217,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if h := b.health; h != nil {
 			gauge(c.healthUp, b2f(h.State == "up"), b.labels...)
-			counter(c.healthChecks, float64(h.Checks), b.labels...)
+			counter(c.healthChecks, float64(h.ChecksTotal), b.labels...)
 			gauge(c.healthChange, float64(h.LastChange.UnixNano())/1e9, b.labels...)
 			counter(c.healthTransitions, float64(h.TransitionsUp), append(slices.Clone(b.labels), "up")...)
 			counter(c.healthTransitions, float64(h.TransitionsDown), append(slices.Clone(b.labels), "down")...)
