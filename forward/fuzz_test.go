@@ -63,6 +63,7 @@ func FuzzProcess(f *testing.F) {
 		}
 	}
 	envs := map[bool]*env{false: fuzzEnv(f, forward.Ethernet), true: fuzzEnv(f, forward.IP)}
+	forward.WarmAlways(f)
 
 	f.Fuzz(func(t *testing.T, frame []byte, ipLink bool, flags, gso uint8, csumStart, csumOffset, gsoSize uint16) {
 		e := envs[ipLink]

@@ -63,6 +63,7 @@ func warmBatches(t testing.TB) [][][]byte {
 // (as the AF_PACKET reader does): every verdict, every frame written, the
 // counters and the table must be the same.
 func TestWarmSameDecisions(t *testing.T) {
+	forward.WarmAlways(t)
 	plain, warmed := warmEnv(t), warmEnv(t)
 	type out struct {
 		V     forward.Verdict
@@ -117,7 +118,7 @@ func TestWarmSameDecisions(t *testing.T) {
 // TestWarmReadsTable checks that Warm hands a batch's TCP and UDP tuples to
 // the table (the table's sum of what it read grows), does nothing for a
 // batch of one or for frames without a connection tuple, and allocates
-// nothing.
+// nothing; and that it leaves a small table alone.
 func TestWarmReadsTable(t *testing.T) {
 	e := warmEnv(t)
 	var acks [][]byte
@@ -128,6 +129,15 @@ func TestWarmReadsTable(t *testing.T) {
 		}
 		acks = append(acks, pkt{src: ap(cli4, port), dst: ap(vip4, 80), flags: ack, seq: 1001}.build(t))
 	}
+	// The table is too small to gain (8 connections): Warm leaves it.
+	sizes := []int{len(acks[0]), len(acks[1])}
+	if sink := e.w.WarmSink(); true {
+		e.w.Warm(acks[:2], sizes, 0)
+		if e.w.WarmSink() != sink {
+			t.Error("Warm read a table of fewer than warmMinConns connections")
+		}
+	}
+	forward.WarmAlways(t)
 	arp := pkt{dstMAC: bcastMAC, src: netip.AddrPortFrom(cli4, 1), dst: netip.AddrPortFrom(vip4, 1)}.build(t)
 	frames := func(fs ...[]byte) ([][]byte, []int) {
 		sizes := make([]int, len(fs))
