@@ -294,8 +294,18 @@ func TestAdmUnprivilegedXDG(t *testing.T) {
 	tp.StartHTTP(bin, 8080)
 	env := []string{"XDG_RUNTIME_DIR=" + xdg, "LVSD_CONTROL="}
 	tp.StartLvsd(bin, lab.LvsdOptions{UID: nobody, DefaultControl: true, Env: env}, wrrHTTP)
-	if _, err := os.Stat(filepath.Join(xdg, "lvsd.sock")); err != nil {
-		t.Fatalf("no socket in $XDG_RUNTIME_DIR: %v", err)
+	// The lab's readiness is the forwarding path's; the socket is served
+	// beside it, not before it (an unprivileged lvsd's socket is not
+	// what the lab waits for), so it may appear a moment later.
+	sock := filepath.Join(xdg, "lvsd.sock")
+	var serr error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, serr = os.Stat(sock); serr == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if serr != nil {
+		t.Fatalf("no socket in $XDG_RUNTIME_DIR after 10 s: %v", serr)
 	}
 	asNobody := func(args ...string) (string, error) {
 		cmd := exec.Command("setpriv", append([]string{"--reuid", "65534", "--regid", "65534", "--clear-groups", "--", bin.Lvsd}, args...)...)
