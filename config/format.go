@@ -108,12 +108,14 @@ func Format(c *Config) []byte {
 			if r.SlowStart != sc.SlowStart {
 				fmt.Fprintf(&b, "  slow_start = %s\n", dur(r.SlowStart))
 			}
-			if t := r.Tunnel; t.Type != lvs.TunIPIP {
+			if t := r.Tunnel; r.Method == lvs.TUN {
 				fmt.Fprintf(&b, "  tun_type = %s\n", q(t.Type.String()))
 				if t.Port != 0 {
 					fmt.Fprintf(&b, "  tun_port = %d\n", t.Port)
 				}
-				fmt.Fprintf(&b, "  tun_csum = %s\n", q(TunCsumName(t.Flags)))
+				if t.Type != lvs.TunIPIP {
+					fmt.Fprintf(&b, "  tun_csum = %s\n", q(TunCsumName(t.Flags)))
+				}
 			}
 			// A real server's check is written when it is not its
 			// service's: a table of its own, or type none to turn the
