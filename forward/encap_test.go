@@ -488,3 +488,55 @@ func BenchmarkTunnelType(b *testing.B) {
 		}
 	}
 }
+
+// TestTunnelECN: the outer header's ECN field is INET_ECN_encapsulate's,
+// in every tunnel type and family: the inner packet's copied, except CE,
+// which becomes ECT(0) outside (the inner packet keeps its CE); the DSCP
+// bits are copied.
+func TestTunnelECN(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		p        pkt
+		tun      lvs.Tunnel
+		rip      netip.Addr
+		outerTOS uint8
+	}{
+		{"ipip, CE", pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, tos: 0xbb}, lvs.Tunnel{}, rip4, 0xba},
+		{"ipip, ECT(1)", pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, tos: 0xb9}, lvs.Tunnel{}, rip4, 0xb9},
+		{"ipip over ipv6, CE", pkt{src: ap(cli6, 40000), dst: ap(vip6, 80), flags: syn, tos: 0x2b}, lvs.Tunnel{}, rip6, 0x2a},
+		{"gue, CE", pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, tos: 0x03}, lvs.Tunnel{Type: lvs.TunGUE, Port: 6080}, rip4, 0x02},
+		{"gre over ipv6, not-ECT", pkt{src: ap(cli6, 40000), dst: ap(vip6, 80), flags: syn, tos: 0x28}, lvs.Tunnel{Type: lvs.TunGRE}, rip6, 0x28},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := dip4
+			if tc.rip.Is6() {
+				src = dip6
+			}
+			e := newEnv(t, envOpts{}, svcSpec{vip: tc.p.dst.Addr(), port: 80, proto: lvs.TCP, dest: tunDest(tc.rip, tc.tun), tunSrc: src})
+			in := tc.p.build(t)
+			v, frames := e.processAll(in, forward.VNetHdr{})
+			if v != forward.Transmit || len(frames) != 1 {
+				t.Fatalf("verdict %v, %d frames", v, len(frames))
+			}
+			outer := frames[0][14:]
+			var got, inner uint8
+			if tc.rip.Is6() {
+				got = outer[0]<<4 | outer[1]>>4
+			} else {
+				got = outer[1]
+			}
+			in4 := ipOf(forward.Ethernet, in)
+			if in4[0]>>4 == 6 {
+				inner = in4[0]<<4 | in4[1]>>4
+			} else {
+				inner = in4[1]
+			}
+			if got != tc.outerTOS {
+				t.Errorf("outer TOS %#02x for inner %#02x, want %#02x", got, inner, tc.outerTOS)
+			}
+			if !bytes.Contains(frames[0], ipOf(forward.Ethernet, ttlDecremented(t, forward.Ethernet, in))) {
+				t.Errorf("the inner packet changed beyond its TTL")
+			}
+		})
+	}
+}

@@ -62,8 +62,9 @@ func (o *outer) headroom() int {
 // TunnelHeadroom.
 //
 // The outer header is IPVS's (ip_vs_tunnel_xmit with the default
-// pmtu_disc=1): protocol 4 (41 for IPv6 inside), TOS the inner DS field as
-// it is (ECN bits included), TTL the inner TTL or hop limit after its
+// pmtu_disc=1): protocol 4 (41 for IPv6 inside), TOS the inner DS field
+// (its ECN field as INET_ECN_encapsulate sets it: copied, CE becomes
+// ECT(0)), TTL the inner TTL or hop limit after its
 // decrement, DF copied from the inner IPv4 header (clear for IPv6 inside),
 // identification 0 when DF is set and a per-worker counter otherwise. The
 // inner packet's only change is its TTL, decremented as in every method.
@@ -166,8 +167,21 @@ func (w *Worker) fromInner(o *outer, b []byte, d *lvs.Dest) DropReason {
 		o.tos, o.ttl, o.proto = inner[1], inner[8], protoIPIP
 		o.df = binary.BigEndian.Uint16(inner[6:8])&ipv4DF != 0
 	}
+	// The ECN field as INET_ECN_encapsulate sets it (RFC 6040's normal
+	// mode, which ip_vs_prepare_tunneled_skb asks for): copied, but CE
+	// inside becomes ECT(0) outside.
+	if o.tos&ecnMask == ecnCE {
+		o.tos = o.tos&^ecnMask | ecnECT0
+	}
 	return DropNone
 }
+
+// The ECN field of the TOS or traffic class byte.
+const (
+	ecnMask = 0x03
+	ecnECT0 = 0x02
+	ecnCE   = 0x03
+)
 
 // tunnelFragments sends the inner IPv4 packet of w.pk (DF clear, too big for
 // one outer packet) as fragments of the outer packet, as the kernel's

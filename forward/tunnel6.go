@@ -19,7 +19,7 @@ const TunnelHeadroom6 = header.IPv6MinimumSize
 // (Config.Source), to the real server, as IPVS's ip_vs_tunnel_xmit_v6
 // builds it, after decrementing the inner hop limit or TTL as tunnel does
 // (a time exceeded from the VIP at 1): next header 41 (IPv6 inside) or 4 (IPv4 inside), traffic class
-// the inner DS field as it is, flow label 0, hop limit the inner hop limit
+// the inner DS field (ECN as tunnel sets it), flow label 0, hop limit the inner hop limit
 // or TTL, no extension header.
 //
 // Either family may be inside (IPVS tunnels IPv4 and IPv6 over either).
