@@ -80,3 +80,22 @@ func TestTunnelKeyErrors(t *testing.T) {
 		t.Errorf("errors mismatch (-want +got):\n%s\nfull errors:\n%v", diff, err)
 	}
 }
+
+// TestTunnelThroughVIP: a through_vip probe goes inside IPIP, so lvsd check
+// refuses it for a gue or gre real server.
+func TestTunnelThroughVIP(t *testing.T) {
+	data := withIface(
+		`[[virtual_server]]`, `protocol = "tcp"`, `address = "198.18.1.100"`, `port = 80`, `method = "tun"`, // 4..8
+		`  [[virtual_server.real_server]]`, `  address = "198.18.2.11"`, `  tun_type = "gre"`, // 9..11
+		`  check = { type = "tcp", through_vip = true }`, // 12
+	)
+	_, err := Parse("t.toml", data)
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("Parse error is %T, want ErrorList: %v", err, err)
+	}
+	want := []string{`t.toml:12: virtual_server[0].real_server[0].check.through_vip: sends its probe inside IPIP, and 198.18.2.11 is tun_type gre`}
+	if diff := cmp.Diff(want, prefixes(list, want)); diff != "" {
+		t.Errorf("errors mismatch (-want +got):\n%s\nfull errors:\n%v", diff, err)
+	}
+}
