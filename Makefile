@@ -72,6 +72,7 @@ fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzHandoffState$$' -fuzztime 30s ./director/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecap$$' -fuzztime 30s ./realserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecapTunnel$$' -fuzztime 30s ./realserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzCoalesce$$' -fuzztime 30s ./realserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzProberTake$$' -fuzztime 30s ./stack/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./adm/

@@ -219,6 +219,10 @@ func setService(s *config.Service, c *Command) {
 // thresholds), as the kernel's ip_vs_edit_dest.
 func setReal(r *config.Real, c *Command) {
 	r.Weight, r.Method = c.Weight, c.Method
+	r.Tunnel = lvs.Tunnel{}
+	if c.Method == lvs.TUN {
+		r.Tunnel = c.Tun // ipvsadm's defaults: ipip, no port, nocsum
+	}
 	r.UpperThreshold, r.LowerThreshold = c.UThresh, c.LThresh
 	if c.Has(optLvsdSlowStart) {
 		r.SlowStart = c.SlowStart

@@ -166,6 +166,7 @@ type Command struct {
 	// Real server (-a, -e, -d).
 	Dest      netip.AddrPort
 	Method    lvs.Method // -g (default), -m, -i
+	Tun       lvs.Tunnel // --tun-type (ipip by default), --tun-port, --tun-*csum
 	Weight    int32      // -w, 1 when not given
 	UThresh   int32      // -x
 	LThresh   int32      // -y
@@ -673,8 +674,11 @@ func (p *Parser) option(c *Command, t *token) error {
 		}
 		switch t.arg {
 		case "ipip":
-		case "gue", "gre":
-			return &Error{Msg: "lvsd: tunnel type " + t.arg + " is not supported; lvsd tunnels with ipip", Code: ExitFailed}
+			c.Tun.Type = lvs.TunIPIP
+		case "gue":
+			c.Tun.Type = lvs.TunGUE
+		case "gre":
+			c.Tun.Type = lvs.TunGRE
 		default:
 			return fail("illegal tunnel type specified")
 		}
@@ -682,14 +686,19 @@ func (p *Parser) option(c *Command, t *token) error {
 		if err := set(optTunPort); err != nil {
 			return err
 		}
-		if _, ok := stringToNumber(t.arg, 1, 65535); !ok {
+		n, ok := stringToNumber(t.arg, 1, 65535)
+		if !ok {
 			return fail("illegal tunnel port specified")
 		}
+		c.Tun.Port = uint16(n)
 	case "tun-nocsum":
+		c.Tun.Flags = 0
 		return set(optTunNoCsum)
 	case "tun-csum":
+		c.Tun.Flags |= lvs.TunCsum
 		return set(optTunCsum)
 	case "tun-remcsum":
+		c.Tun.Flags |= lvs.TunRemCsum
 		return set(optTunRemCsum)
 	case "ports":
 		if err := set(optLvsdPorts); err != nil {
@@ -791,11 +800,8 @@ func (c *Command) check() error {
 		if c.Options&(1<<optTunType|1<<optTunPort|1<<optTunNoCsum|1<<optTunCsum|1<<optTunRemCsum) != 0 && c.Method != lvs.TUN {
 			return fail("Tunnel options conflict with forward method")
 		}
-		// ipip takes none of the tunnel options.
-		for _, o := range []int{optTunPort, optTunNoCsum, optTunCsum, optTunRemCsum} {
-			if c.Has(o) {
-				return fail("Illegal '%s' option with the 'ipip' tunnel type", optNames[o])
-			}
+		if err := c.checkTunnel(); err != nil {
+			return err
 		}
 	}
 	if c.Cmd == CmdList {
@@ -1026,4 +1032,42 @@ func CommandOf(args []string) Cmd {
 		return CmdVersion
 	}
 	return CmdNone
+}
+
+// tunOpts are the tunnel options in the order of ipvsadm's table of which
+// a tunnel type takes, and that table: '+' required, 'x' refused, '1' at
+// most one of them, by tunnel type (ipip, gue, gre).
+var (
+	tunOpts  = [4]int{optTunPort, optTunNoCsum, optTunCsum, optTunRemCsum}
+	tunTable = [3][4]byte{
+		lvs.TunIPIP: {'x', 'x', 'x', 'x'},
+		lvs.TunGUE:  {'+', '1', '1', '1'},
+		lvs.TunGRE:  {'x', '1', '1', 'x'},
+	}
+)
+
+// checkTunnel checks the tunnel options of -a or -e against the tunnel
+// type, as ipvsadm's tunnel_opt_check, with its messages.
+func (c *Command) checkTunnel() error {
+	typ := c.Tun.Type.String()
+	last := -1
+	for j, o := range tunOpts {
+		rule := tunTable[c.Tun.Type][j]
+		if !c.Has(o) {
+			if rule == '+' {
+				return fail("You need to supply the '%s' option for the '%s' tunnel type", optNames[o], typ)
+			}
+			continue
+		}
+		switch rule {
+		case 'x':
+			return fail("Illegal '%s' option with the '%s' tunnel type", optNames[o], typ)
+		case '1':
+			if last >= 0 {
+				return fail("The option '%s' conflicts with the '%s' option in the '%s' tunnel type", optNames[o], optNames[last], typ)
+			}
+			last = o
+		}
+	}
+	return nil
 }

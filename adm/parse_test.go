@@ -195,7 +195,8 @@ func TestParsePortNames(t *testing.T) {
 // *Error with ipvsadm's exit statuses.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"-A -t 192.0.2.1:80 -s rr -p", "-a -t [2001:db8::1]:80 -r [2001:db8::2]:80 -m -w 3", "-Lnc", "-L --stats --rate --exact",
-		"--set 1 2 3", "-A -f 1 --ports tcp:192.0.2.1:80,443", "-p", "--persistent=", "-e -t 1.2.3.4:5 -r 1.2.3.5 -x 1 -y 2", "-S"} {
+		"--set 1 2 3", "-A -f 1 --ports tcp:192.0.2.1:80,443", "-p", "--persistent=", "-e -t 1.2.3.4:5 -r 1.2.3.5 -x 1 -y 2", "-S",
+		"-a -t 192.0.2.1:80 -r 192.0.2.2 -i --tun-type gue --tun-port 6080 --tun-remcsum", "-a -t 192.0.2.1:80 -r 192.0.2.2 -i --tun-type gre --tun-csum --tun-nocsum"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {

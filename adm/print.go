@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lvsd/lvsd/config"
 	"github.com/lvsd/lvsd/lvs"
 )
 
@@ -285,7 +286,14 @@ func (p *Printer) writeService(b *buf, s *Service, f Format) {
 		case f&FmtRule != 0:
 			b.printf("-a %s -r %s %s -w %d", name, dname, fwdSwitch(d.Method), d.Weight)
 			if d.Method == lvs.TUN {
-				b.printf(" --tun-type ipip")
+				// As ipvsadm's print_tunnel_rule.
+				b.printf(" --tun-type %s", d.Tunnel.Type)
+				if d.Tunnel.Type == lvs.TunGUE {
+					b.printf(" --tun-port %d", d.Tunnel.Port)
+				}
+				if d.Tunnel.Type != lvs.TunIPIP {
+					b.printf(" --tun-%s", config.TunCsumName(d.Tunnel.Flags))
+				}
 			}
 			if d.UpperThreshold > 0 {
 				b.printf(" -x %d", d.UpperThreshold)
@@ -311,11 +319,7 @@ func (p *Printer) writeService(b *buf, s *Service, f Format) {
 		case f&FmtPersistentConn != 0:
 			b.printf("  -> %-28s %-9d %-11d %-10d %-10d\n", dname, d.Weight, d.PersistConns, d.ActiveConns, d.InactConns)
 		case f&FmtTunInfo != 0:
-			ti := "n/a"
-			if d.Method == lvs.TUN {
-				ti = "ipip"
-			}
-			b.printf("  -> %-28s %-7s %-13s %-6d %-10d %-10d\n", dname, fwdName(d.Method), ti, d.Weight, d.ActiveConns, d.InactConns)
+			b.printf("  -> %-28s %-7s %-13s %-6d %-10d %-10d\n", dname, fwdName(d.Method), tunInfo(&d.Real), d.Weight, d.ActiveConns, d.InactConns)
 		default:
 			b.printf("  -> %-28s %-7s %-6d %-10d %-10d\n", dname, fwdName(d.Method), d.Weight, d.ActiveConns, d.InactConns)
 		}
@@ -449,3 +453,20 @@ func largenum(b *buf, n uint64, f Format) {
 type buf struct{ b []byte }
 
 func (b *buf) printf(format string, args ...any) { b.b = fmt.Appendf(b.b, format, args...) }
+
+// tunInfo is the TunnelInfo column of --tun-info, as ipvsadm's fwd_tun_info:
+// the type, gue's port, and gue's and gre's checksum option; n/a for a real
+// server that is not tun.
+func tunInfo(r *config.Real) string {
+	if r.Method != lvs.TUN {
+		return "n/a"
+	}
+	t := r.Tunnel
+	switch t.Type {
+	case lvs.TunGUE:
+		return fmt.Sprintf("%s:%d:%s", t.Type, t.Port, config.TunCsumName(t.Flags))
+	case lvs.TunGRE:
+		return fmt.Sprintf("%s:%s", t.Type, config.TunCsumName(t.Flags))
+	}
+	return t.Type.String()
+}

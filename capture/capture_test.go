@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net/netip"
@@ -119,6 +120,21 @@ func TestMatch(t *testing.T) {
 	udp53 := frame(t, false, layers.IPProtocolUDP, "192.0.2.10", "192.0.2.100", 40000, 53, false)
 	tunnelled := frame(t, true, layers.IPProtocolTCP, "192.0.2.10", "192.0.2.100", 40000, 80, true)
 	arp := append(make([]byte, 12), 0x08, 0x06, 0, 1)
+	inner := frame(t, false, layers.IPProtocolTCP, "192.0.2.10", "192.0.2.100", 40000, 80, false)
+	outer := func(proto byte, payload []byte) []byte {
+		b := append(make([]byte, 14+20), payload...)
+		binary.BigEndian.PutUint16(b[12:], 0x0800)
+		ip := b[14:]
+		ip[0], ip[9] = 0x45, proto
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		copy(ip[12:], []byte{192, 0, 2, 1})
+		copy(ip[16:], []byte{192, 0, 2, 99})
+		return b
+	}
+	gre := outer(47, append([]byte{0x80, 0, 0x08, 0, 0, 0, 0, 0}, inner...))
+	udp := []byte{0x9c, 0x40, 0x17, 0xc0, 0, 0, 0, 0}
+	gue := outer(17, append(append(udp, 0, 4, 0, 0), inner...))
+	notGUE := outer(17, append(append(udp, 0x20, 4, 0, 0), inner...))
 	tests := []struct {
 		filter   string
 		frame    []byte
@@ -141,6 +157,11 @@ func TestMatch(t *testing.T) {
 		{"tcp port 80", tunnelled, true, true},     // inner
 		{"icmp", tcp80, true, false},
 		{"tcp", tcp80[:20], true, false},
+		{"host 192.0.2.10", gre, true, true},     // inner, behind GRE with a checksum
+		{"tcp port 80", gue, true, true},         // inner, behind UDP and GUE
+		{"udp port 6080", gue, true, true},       // outer
+		{"host 192.0.2.10", notGUE, true, false}, // a GUE control message: no inner
+		{"host 192.0.2.10", gre[:14+20+3], true, false},
 	}
 	for _, tt := range tests {
 		f, err := ParseFilter(tt.filter)

@@ -9,6 +9,6 @@
 // nothing; when no capture is armed the Link pays one atomic load per frame.
 //
 // The filter is evaluated in lvsd over the frame's bytes: protocol, host
-// and port, ANDed (see ParseFilter). A frame tunnelled in IPIP matches on
-// its outer or its inner header.
+// and port, ANDed (see ParseFilter). A frame tunnelled in IPIP, GRE or GUE
+// (IPVS's tunnel types) matches on its outer or its inner header.
 package capture

@@ -101,7 +101,7 @@ type headers struct {
 	sport    uint16
 	dport    uint16
 	ports    bool
-	inner    []byte // the IP packet inside IPIP (protocol 4 or 41), or nil
+	inner    []byte // the IP packet inside IPIP (protocol 4 or 41), GRE or GUE, or nil
 }
 
 // parseIP reads the IP header at b (IPv4 or IPv6, no extension headers
@@ -145,16 +145,59 @@ func parseIP(b []byte, h *headers) bool {
 			h.dport = binary.BigEndian.Uint16(l4[2:4])
 			h.ports = true
 		}
+		if h.proto == 17 {
+			h.inner = gueInner(l4)
+		}
 	case 4, 41:
 		h.inner = l4
+	case 47:
+		h.inner = greInner(l4)
 	}
 	return true
 }
 
+// greInner returns the IP packet inside the GRE packet b as IPVS's gre
+// tunnels send it (version 0, no flag but the checksum's, protocol type
+// IPv4 or IPv6), or nil.
+func greInner(b []byte) []byte {
+	if len(b) < 4 {
+		return nil
+	}
+	hl := 4
+	switch binary.BigEndian.Uint16(b[0:2]) {
+	case 0:
+	case 0x8000:
+		hl = 8
+	default:
+		return nil
+	}
+	if t := binary.BigEndian.Uint16(b[2:4]); (t != 0x0800 && t != 0x86dd) || len(b) < hl {
+		return nil
+	}
+	return b[hl:]
+}
+
+// gueInner returns the IP packet inside the UDP datagram b when its payload
+// is a GUE data message of version 0 carrying IPv4 or IPv6 (proto/ctype 4
+// or 41), as IPVS's gue tunnels send it, or nil. The GUE port is the real
+// server's configuration, unknown here: a datagram that only looks like GUE
+// also offers its "inner" packet to the filter, which then may match it.
+func gueInner(b []byte) []byte {
+	if len(b) < 8+4 {
+		return nil
+	}
+	g := b[8:]
+	hl := 4 + int(g[0]&0x1f)*4
+	if g[0]>>5 != 0 || (g[1] != 4 && g[1] != 41) || len(g) < hl {
+		return nil
+	}
+	return g[hl:]
+}
+
 // Match reports whether the frame matches: ethernet says whether it starts
 // with an Ethernet header (else with an IP header). A frame that is not IP
-// (ARP) matches only the empty filter. A frame in IPIP matches when its
-// outer or its inner header does.
+// (ARP) matches only the empty filter. A frame in IPIP, GRE or GUE matches
+// when its outer or its inner header does.
 func (f *Filter) Match(frame []byte, ethernet bool) bool {
 	if f.Proto == 0 && len(f.Hosts) == 0 && len(f.Ports) == 0 {
 		return true

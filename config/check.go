@@ -288,6 +288,8 @@ func (c *checker) check(skey string, svcRaw *rawCheck, rkey string, realRaw *raw
 			c.errorf(k("through_vip"), "probes the virtual address: it excludes check.address")
 		case svc.Addr.Unmap().Is4() != r.Addr.Unmap().Is4():
 			c.errorf(k("through_vip"), "needs a real server of the virtual address's family")
+		case r.Method == lvs.TUN && r.Tunnel.Type != lvs.TunIPIP:
+			c.errorf(k("through_vip"), "sends its probe inside IPIP, and %s is tun_type %s; check it directly", r.Addr, r.Tunnel.Type)
 		}
 	}
 	ch.ReuseConnection, _ = c.boolean(k("reuse_connection"), raw.ReuseConnection)

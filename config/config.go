@@ -289,6 +289,11 @@ type Real struct {
 	// service, comes back from a failed health check or from weight 0, its
 	// effective weight ramps up over this time.
 	SlowStart time.Duration
+	// Tunnel is the encapsulation of a tun real server (ipvsadm
+	// --tun-type, --tun-port, --tun-nocsum/--tun-csum/--tun-remcsum): zero
+	// (ipip) unless Method is TUN. A gue tunnel has a Port; only gue takes
+	// TunRemCsum.
+	Tunnel lvs.Tunnel
 	// Check is the real server's health check; nil: not checked (always
 	// up), as without a keepalived checker.
 	Check *Check

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lvsd/lvsd/lvs"
 )
 
 // Format writes c as an lvsd.toml file that Parse reads back to an equal
@@ -106,6 +108,15 @@ func Format(c *Config) []byte {
 			if r.SlowStart != sc.SlowStart {
 				fmt.Fprintf(&b, "  slow_start = %s\n", dur(r.SlowStart))
 			}
+			if t := r.Tunnel; r.Method == lvs.TUN {
+				fmt.Fprintf(&b, "  tun_type = %s\n", q(t.Type.String()))
+				if t.Port != 0 {
+					fmt.Fprintf(&b, "  tun_port = %d\n", t.Port)
+				}
+				if t.Type != lvs.TunIPIP {
+					fmt.Fprintf(&b, "  tun_csum = %s\n", q(TunCsumName(t.Flags)))
+				}
+			}
 			// A real server's check is written when it is not its
 			// service's: a table of its own, or type none to turn the
 			// service's off.
@@ -132,3 +143,15 @@ func dur(d time.Duration) string {
 
 // q quotes a TOML basic string.
 func q(s string) string { return strconv.Quote(s) }
+
+// TunCsumName returns the tun_csum value (ipvsadm's option without --tun-)
+// of tunnel flags.
+func TunCsumName(f lvs.TunFlags) string {
+	switch {
+	case f&lvs.TunRemCsum != 0:
+		return "remcsum"
+	case f&lvs.TunCsum != 0:
+		return "csum"
+	}
+	return "nocsum"
+}

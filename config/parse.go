@@ -173,6 +173,9 @@ type rawReal struct {
 	UpperThreshold any       `toml:"upper_threshold"`
 	LowerThreshold any       `toml:"lower_threshold"`
 	SlowStart      any       `toml:"slow_start"`
+	TunType        any       `toml:"tun_type"`
+	TunPort        any       `toml:"tun_port"`
+	TunCsum        any       `toml:"tun_csum"`
 	Check          *rawCheck `toml:"check"`
 }
 

@@ -854,6 +854,10 @@ func (c *checker) real(key string, raw *rawReal, svc *Service, skey string, meth
 		c.errorf(key+".lower_threshold", "%d is above upper_threshold %d", lower, upper)
 	}
 
+	if !c.tunnel(key, raw, &r, how) {
+		ok = false
+	}
+
 	if ifc != nil && ifc.Type == TUN && r.Method == lvs.DR {
 		c.errorf(methodKey, "%s needs an L2 link, but interface %s is type tun; use nat or tun", how, ifc.Name)
 		ok = false
@@ -902,4 +906,62 @@ func isPrime(n int64) bool {
 		}
 	}
 	return true
+}
+
+// tunnel reads a real server's tun_type, tun_port and tun_csum into
+// r.Tunnel, as ipvsadm checks --tun-type, --tun-port and the checksum
+// options: only a tun real server takes them, gue needs a port and is the
+// only one to take one, ipip takes no checksum option, remcsum is gue's.
+func (c *checker) tunnel(key string, raw *rawReal, r *Real, how string) bool {
+	if raw.TunType == nil && raw.TunPort == nil && raw.TunCsum == nil {
+		return true
+	}
+	if r.Method != lvs.TUN {
+		for _, k := range []struct {
+			name string
+			v    any
+		}{{"tun_type", raw.TunType}, {"tun_port", raw.TunPort}, {"tun_csum", raw.TunCsum}} {
+			if k.v != nil {
+				c.errorf(key+"."+k.name, "only a tun real server takes a tunnel option, and method is %s; remove %s or use method tun", how, k.name)
+				return false
+			}
+		}
+	}
+	ok := true
+	if s, good := c.choice(key+".tun_type", raw.TunType, "tunnel type", []string{"ipip", "gue", "gre"}, ""); good {
+		r.Tunnel.Type = map[string]lvs.TunType{"ipip": lvs.TunIPIP, "gue": lvs.TunGUE, "gre": lvs.TunGRE}[s]
+	} else if raw.TunType != nil {
+		return false
+	}
+	typ := r.Tunnel.Type
+	if raw.TunPort != nil {
+		if n, good := c.integer(key+".tun_port", raw.TunPort, 1, 65535); !good {
+			ok = false
+		} else if typ != lvs.TunGUE {
+			c.errorf(key+".tun_port", "tun_type %s takes no port; only gue does", typ)
+			ok = false
+		} else {
+			r.Tunnel.Port = uint16(n)
+		}
+	} else if typ == lvs.TunGUE {
+		c.errorf(key+".tun_type", "gue needs tun_port, the UDP port the real server decapsulates on")
+		ok = false
+	}
+	if s, good := c.choice(key+".tun_csum", raw.TunCsum, "tunnel checksum option", []string{"nocsum", "csum", "remcsum"}, ""); good {
+		switch {
+		case typ == lvs.TunIPIP:
+			c.errorf(key+".tun_csum", "tun_type ipip takes no checksum option; only gue and gre do")
+			ok = false
+		case s == "remcsum" && typ != lvs.TunGUE:
+			c.errorf(key+".tun_csum", "remcsum (remote checksum offload) is gue's; tun_type %s takes nocsum or csum", typ)
+			ok = false
+		case s == "csum":
+			r.Tunnel.Flags = lvs.TunCsum
+		case s == "remcsum":
+			r.Tunnel.Flags = lvs.TunRemCsum
+		}
+	} else if raw.TunCsum != nil {
+		ok = false
+	}
+	return ok
 }

@@ -97,7 +97,7 @@ func (t *Table) bindingIn(s *shard, d *lvs.Dest, in *lvs.Tuple, svc *lvs.Stats) 
 func (t *Table) bindDest(bi uint32, d *lvs.Dest) {
 	t.binding(bi).conns.Add(1)
 	n := d.InactiveConns.Add(1) + d.ActiveConns.Load()
-	if u := d.UpperThreshold.Load(); u > 0 && n >= u {
+	if u, _ := d.Thresholds(); u > 0 && n >= u {
 		d.Overloaded.Store(true)
 	}
 }
@@ -116,7 +116,7 @@ func (t *Table) unbindDest(b *binding, d *lvs.Dest, st State) {
 	if !d.Overloaded.Load() {
 		return
 	}
-	switch l, u := d.LowerThreshold.Load(), d.UpperThreshold.Load(); {
+	switch u, l := d.Thresholds(); {
 	case l > 0:
 		if n < l {
 			d.Overloaded.Store(false)

@@ -152,8 +152,7 @@ func TestThresholds(t *testing.T) {
 		t.Run(fmt.Sprintf("upper %d lower %d", tt.upper, tt.lower), func(t *testing.T) {
 			tab, clk := newTestTable(t, 0)
 			d := dest("192.0.2.21", 80, lvs.NAT)
-			d.UpperThreshold.Store(tt.upper)
-			d.LowerThreshold.Store(tt.lower)
+			d.SetThresholds(tt.upper, tt.lower)
 			var es []*Entry
 			for i := range int(tt.upper) {
 				if d.Overloaded.Load() {

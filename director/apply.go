@@ -161,7 +161,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 		}
 		for j := range sc.Reals {
 			rc := &sc.Reals[j]
-			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}
+			dk := destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method, tun: rc.Tunnel}
 			rp := realPlan{rc: rc, dk: dk}
 			rp.dst, rp.fresh = d.destFor(p, dk, rc)
 			hs := health[KeyOf(sc, rc)]
@@ -182,9 +182,7 @@ func (d *Director) buildServices(cfg *config.Config, health map[RealKey]realStat
 					// A server joining a running service ramps up; the
 					// servers of a new service do not: nothing is loaded.
 					rp.ramp = sp.prev != nil
-				case rp.dst.Weight.Load() != rp.weight ||
-					rp.dst.UpperThreshold.Load() != rc.UpperThreshold ||
-					rp.dst.LowerThreshold.Load() != rc.LowerThreshold:
+				case rp.dst.Weight.Load() != rp.weight || !sameThresholds(rp.dst, rc):
 					sp.upd = append(sp.upd, rp.dst)
 				}
 			}
@@ -303,11 +301,10 @@ func (d *Director) commitWeights(p *plan) {
 			// As __ip_vs_update_dest: an upper threshold removed or
 			// raised ends the overload at once (the connection table
 			// sets it again at the next connection if still due).
-			if u := rc.UpperThreshold; u == 0 || u > dst.UpperThreshold.Load() {
+			if u, old := rc.UpperThreshold, upper(dst); u == 0 || u > old {
 				dst.Overloaded.Store(false)
 			}
-			dst.UpperThreshold.Store(rc.UpperThreshold)
-			dst.LowerThreshold.Store(rc.LowerThreshold)
+			dst.SetThresholds(rc.UpperThreshold, rc.LowerThreshold)
 			if !rp.linked {
 				continue // weight kept; it is out of the list
 			}
@@ -440,7 +437,9 @@ func (d *Director) destFor(p *plan, dk destKey, rc *config.Real) (dst *lvs.Dest,
 		p.revived[dk] = true
 		return t.dst, false
 	}
-	return lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight), true
+	dst = lvs.NewDest(rc.Addr, rc.Port, rc.Method, rc.Weight)
+	dst.Tun = rc.Tunnel
+	return dst, true
 }
 
 // retire removes what the change left unused: VIPs, the destinations of
@@ -518,4 +517,16 @@ func tableTimeouts(t *config.Timeouts) conntrack.Timeouts {
 // table's.
 func sourceLimits(c *config.Connections) conntrack.SourceLimits {
 	return conntrack.SourceLimits{Conns: c.PerSource, NewPerSec: c.PerSourceRate, PrefixV4: c.SourcePrefixV4, PrefixV6: c.SourcePrefixV6}
+}
+
+// sameThresholds reports whether dst has rc's thresholds.
+func sameThresholds(dst *lvs.Dest, rc *config.Real) bool {
+	u, l := dst.Thresholds()
+	return u == rc.UpperThreshold && l == rc.LowerThreshold
+}
+
+// upper returns dst's upper threshold.
+func upper(dst *lvs.Dest) int32 {
+	u, _ := dst.Thresholds()
+	return u
 }

@@ -135,6 +135,9 @@ type destKey struct {
 	addr   netip.Addr
 	port   uint16
 	method lvs.Method
+	// tun is part of the key as method is: a tunnel that changes makes a
+	// new Dest (lvs.Dest.Tun is immutable).
+	tun lvs.Tunnel
 }
 
 // New opens the configured devices, builds the netstack and the forwarders,

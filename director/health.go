@@ -244,7 +244,7 @@ func (d *Director) planSorry(p *plan, sp *svcPlan, health map[RealKey]realState,
 		}
 	}
 	rc := &config.Real{Addr: sorry.Addr(), Port: sorry.Port(), Method: lvs.NAT, Weight: 1}
-	dk := destKey{svc: sp.key, addr: rc.Addr, port: rc.Port, method: rc.Method}
+	dk := destKey{svc: sp.key, addr: rc.Addr, port: rc.Port, method: rc.Method, tun: rc.Tunnel}
 	if _, clash := p.dests[dk]; clash {
 		return // a real server of the service is the sorry server too
 	}

@@ -58,7 +58,7 @@ func (d *Director) observePassive(now time.Time) {
 			group := RealKey{Service: key}.String()
 			for _, rc := range sc.Reals {
 				k := RealKey{Service: key, Addr: rc.Addr, Port: rc.Port}
-				dst := d.dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}]
+				dst := d.dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method, tun: rc.Tunnel}]
 				if dst == nil {
 					continue
 				}

@@ -193,7 +193,7 @@ func (d *Director) Running() *config.Config {
 			pos[x] = len(list) - j // the head was added last
 		}
 		rank := func(rc *config.Real) int {
-			x := d.dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}]
+			x := d.dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method, tun: rc.Tunnel}]
 			if p, ok := pos[x]; ok {
 				return p
 			}

@@ -404,8 +404,8 @@ func TestThresholdRaiseEndsOverload(t *testing.T) {
 	}
 	td := newTestDirector(t, conf(5))
 	a := td.dest(80, "192.0.2.21", 8080)
-	if a.UpperThreshold.Load() != 5 {
-		t.Fatalf("threshold %d, want 5; the test's configuration is wrong", a.UpperThreshold.Load())
+	if u, _ := a.Thresholds(); u != 5 {
+		t.Fatalf("threshold %d, want 5; the test's configuration is wrong", u)
 	}
 	a.Overloaded.Store(true)
 	td.reload(conf(4))

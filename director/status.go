@@ -59,7 +59,7 @@ func (d *Director) Status() control.Status {
 			s.Stats = stats(rs.svc.Stats)
 		}
 		for _, rc := range sc.Reals {
-			dst := dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method}]
+			dst := dests[destKey{svc: key, addr: rc.Addr, port: rc.Port, method: rc.Method, tun: rc.Tunnel}]
 			if dst == nil {
 				continue
 			}

@@ -204,7 +204,11 @@ func (d *decoded) String() string {
 		return b.String()
 	}
 	if d.inner != nil {
-		fmt.Fprintf(&b, "IPIP %v > %v: %v", d.src, d.dst, d.inner)
+		kind := "IPIP"
+		if d.proto == 47 {
+			kind = "GRE"
+		}
+		fmt.Fprintf(&b, "%s %v > %v: %v", kind, d.src, d.dst, d.inner)
 		return b.String()
 	}
 	proto := map[lvs.Proto]string{6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMPv6"}[d.proto]

@@ -80,9 +80,10 @@ func TestTUN(t *testing.T) {
 		df       bool
 		proto    layers.IPProtocol
 	}{
-		// IPVS copies the DS field whole, ECN CE included (ip_vs_tunnel_xmit).
+		// IPVS copies the DS field, its ECN field as INET_ECN_encapsulate
+		// sets it (ip_vs_prepare_tunneled_skb): CE inside is ECT(0) outside.
 		{name: "tcp4 df ce", p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), flags: syn, ttl: 57, tos: 0xb8 | 3, df: true, payload: "hi"},
-			tos: 0xb8 | 3, ttl: 56, df: true, proto: layers.IPProtocolIPv4},
+			tos: 0xb8 | 2, ttl: 56, df: true, proto: layers.IPProtocolIPv4},
 		{name: "udp4 no df ect1", p: pkt{src: ap(cli4, 40000), dst: ap(vip4, 80), proto: lvs.UDP, ttl: 9, tos: 0x01, payload: "hi", pad: 5},
 			tos: 0x01, ttl: 8, proto: layers.IPProtocolIPv4},
 		{name: "tcp6 in ipv4", p: pkt{src: ap(cli6, 40000), dst: ap(vip6, 80), flags: syn, ttl: 33, tos: 0x20, payload: "hi"},

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -54,9 +55,16 @@ type Options struct {
 const DefaultMTU = 1500
 
 // TunnelHeadroom is the headroom (Packet.Off) that TUN forwarding needs in
-// front of a frame for its outer IPv4 header. Frames with less headroom are
-// dropped (DropUnsupported) when they must be encapsulated.
+// front of a frame for its outer IPv4 header (ipip). Frames with less
+// headroom are dropped (DropUnsupported) when they must be encapsulated.
+// gue and gre need the bytes of their tunnel header more, TunnelHeadroomMax
+// in all.
 const TunnelHeadroom = 20
+
+// TunnelHeadroomMax is the most headroom any tunnel needs: an outer IPv6
+// header, a fragment header, UDP and GUE headers with the remote checksum
+// option (40+8+8+4+8), before the link's own header.
+const TunnelHeadroomMax = 68
 
 // logInterval is the least time between two drop reports.
 const logInterval = time.Second
@@ -80,6 +88,9 @@ type Forwarder struct {
 	fragID atomic.Uint32
 	// cookies is the SYN proxy's key (synproxy_cookie.go), made in New.
 	cookies cookieKey
+	// flowSeed seeds the flow hash of gue's UDP source ports (encap.go),
+	// made in New.
+	flowSeed maphash.Seed
 
 	snap    atomic.Pointer[snapshot]
 	lastLog atomic.Int64 // table clock time of the last drop report; neverLogged before
@@ -144,6 +155,8 @@ func New(opts Options) *Forwarder {
 		table: opts.Table,
 		mtu:   opts.MTU,
 		log:   opts.Logger,
+
+		flowSeed: maphash.MakeSeed(),
 	}
 	if f.mtu <= 0 {
 		f.mtu = DefaultMTU

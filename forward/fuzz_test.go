@@ -22,6 +22,8 @@ func fuzzEnv(t testing.TB, link forward.Framing) *env {
 		svcSpec{vip: vip4, port: 81, proto: lvs.TCP, dest: rs(rip4, 81, lvs.DR)},
 		svcSpec{vip: vip4, port: 82, proto: lvs.TCP, dest: rs(rip4, 82, lvs.TUN), tunSrc: dip4},
 		svcSpec{vip: vip6, port: 82, proto: lvs.UDP, dest: rs(rip4, 82, lvs.TUN), tunSrc: dip4},
+		svcSpec{vip: vip4, port: 85, proto: lvs.TCP, dest: tunDest(rip4, lvs.Tunnel{Type: lvs.TunGUE, Port: 6080, Flags: lvs.TunRemCsum}), tunSrc: dip4},
+		svcSpec{vip: vip6, port: 86, proto: lvs.UDP, dest: tunDest(rip4, lvs.Tunnel{Type: lvs.TunGRE, Flags: lvs.TunCsum}), tunSrc: dip4},
 	)
 	// Port 84: the SYN proxy.
 	e.svc(vip4, 84, lvs.TCP).Synproxy = true
@@ -51,6 +53,8 @@ func FuzzProcess(f *testing.F) {
 		{src: ap(cli4, 40000), dst: ap(vip4, 84), flags: ack, seq: 1001},
 		{srcMAC: rsMAC, src: ap(rip4, 8084), dst: ap(cli4, 40000), flags: syn | ack},
 		{src: ap(cli6, 40000), dst: ap(vip6, 84), flags: syn},
+		{src: ap(cli4, 40000), dst: ap(vip4, 85), flags: syn, df: true, payload: "gue"},
+		{src: ap(cli6, 40000), dst: ap(vip6, 86), proto: lvs.UDP, payload: "gre"},
 	}
 	for _, s := range seeds {
 		for _, link := range []forward.Framing{forward.Ethernet, forward.IP} {
@@ -102,6 +106,9 @@ func FuzzProcess(f *testing.F) {
 		if inSumOK {
 			if ip[0]>>4 == 4 && (ip[9] == 4 || ip[9] == 41) { // TUN: check the inner packet
 				ip = ip[20:]
+			}
+			if ip[0]>>4 == 4 && (ip[9] == 17 || ip[9] == 47) && len(ip) >= 28 && bytes.Equal(ip[16:20], rip4.AsSlice()) && bytes.Equal(ip[12:16], dip4.AsSlice()) {
+				ip = innerOfTunnel(t, ip)
 			}
 			if !validL4SumIP(ip) {
 				t.Fatal("valid L4 checksum became invalid")
@@ -209,4 +216,39 @@ func validL4SumIP(ip []byte) bool {
 		return false
 	}
 	return fold(onesSum(l4, pseudoSum(ip))) == 0xffff
+}
+
+// innerOfTunnel checks the gue (remcsum) or gre (csum) packet ip that the
+// fuzz environment's ports 85 and 86 send, and returns its inner packet,
+// with a remote checksum completed as the receiver does.
+func innerOfTunnel(t *testing.T, ip []byte) []byte {
+	tl := int(binary.BigEndian.Uint16(ip[2:]))
+	p := ip[20:tl]
+	if ip[9] == 47 {
+		if len(p) < 8 || binary.BigEndian.Uint16(p) != 0x8000 || fold(onesSum(p, 0)) != 0xffff {
+			t.Fatal("gre csum packet with a bad header or checksum")
+		}
+		return p[8:]
+	}
+	var ph []byte
+	ph = append(append(ph, ip[12:20]...), 0, 17, 0, 0)
+	binary.BigEndian.PutUint16(ph[10:], uint16(len(p)))
+	if len(p) < 12 || binary.BigEndian.Uint16(p[2:]) != 6080 || fold(onesSum(p, onesSum(ph, 0))) != 0xffff {
+		t.Fatal("gue remcsum packet with a bad header or UDP checksum")
+	}
+	g := p[8:]
+	if g[0]&0x1f == 0 {
+		return g[4:]
+	}
+	in := append([]byte(nil), g[12:]...)
+	start, field := int(binary.BigEndian.Uint16(g[8:])), int(binary.BigEndian.Uint16(g[10:]))
+	if field+2 > len(in) || field < start {
+		t.Fatal("remote checksum option points outside the inner packet")
+	}
+	c := ^fold(onesSum(in[start:], 0))
+	if c == 0 && field-start == 6 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(in[field:], c)
+	return in
 }

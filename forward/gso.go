@@ -103,9 +103,16 @@ func (w *Worker) tunnelGSO(p *Packet, b []byte, e *conntrack.Entry, o *outer, mt
 		}
 		tcp[13] = f
 		tcp[16], tcp[17] = 0, 0
-		binary.BigEndian.PutUint16(tcp[16:18], ^checksum.Checksum(tcp, pseudoHeaderSum(seg, pk.v6, len(tcp))))
+		if o.rem {
+			// gue's remote checksum offload: the field keeps the
+			// pseudo-header sum, the receiver completes it.
+			binary.BigEndian.PutUint16(tcp[16:18], pseudoHeaderSum(seg, pk.v6, len(tcp)))
+		} else {
+			binary.BigEndian.PutUint16(tcp[16:18], ^checksum.Checksum(tcp, pseudoHeaderSum(seg, pk.v6, len(tcp))))
+		}
 
-		start := w.putOuter(p.Buf, at, len(seg), o, w.outerID(o), 0)
+		encAt := w.putEncap(p.Buf, at, len(seg), o)
+		start := w.putOuter(p.Buf, encAt, at+len(seg)-encAt, o, w.outerID(o), 0)
 		if i == nseg-1 {
 			p.Off, p.Len = start, at+len(seg)-start
 			break

@@ -132,7 +132,10 @@ func (e *env) svc(vip netip.Addr, port uint16, proto lvs.Proto) *forward.Service
 	return e.cfg.Services[lvs.ServiceKey{Addr: lvs.AddrFromNetip(vip), Port: port, Proto: proto}]
 }
 
-const headroom = 64
+// headroom is the space in front of a test frame: as much as stack.Headroom, the
+// links' (the deepest tunnel needs TunnelHeadroomMax, a link header and
+// EmitHeadroom).
+const headroom = 128
 
 // process runs a copy of frame, with headroom in front, through the worker.
 func (e *env) process(frame []byte, vnet forward.VNetHdr) (forward.Verdict, *forward.Packet) {

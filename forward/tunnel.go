@@ -34,14 +34,24 @@ type outer struct {
 	// IPv4 from src to dst.
 	v6         bool
 	src6, dst6 lvs.Addr
+
+	// The tunnel header after the outer IP header (encap.go, setEncap):
+	// tun is the destination's tunnel, inner the protocol that says which
+	// family is inside (proto is then 17 for gue, 47 for gre), encap the
+	// header's length (0 for ipip); sport is gue's UDP source port; rem is
+	// set when gue's remote checksum option goes in, remStart and remOff
+	// its offsets into the inner packet.
+	tun              lvs.Tunnel
+	inner            uint8
+	encap            int
+	sport            uint16
+	rem              bool
+	remStart, remOff uint16
 }
 
-// headroom returns the bytes of the outer IP header.
+// headroom returns the bytes of the outer IP and tunnel headers.
 func (o *outer) headroom() int {
-	if o.v6 {
-		return TunnelHeadroom6
-	}
-	return TunnelHeadroom
+	return o.headerLen()
 }
 
 // tunnel forwards a client's packet of a TUN connection: the IP packet
@@ -52,8 +62,9 @@ func (o *outer) headroom() int {
 // TunnelHeadroom.
 //
 // The outer header is IPVS's (ip_vs_tunnel_xmit with the default
-// pmtu_disc=1): protocol 4 (41 for IPv6 inside), TOS the inner DS field as
-// it is (ECN bits included), TTL the inner TTL or hop limit after its
+// pmtu_disc=1): protocol 4 (41 for IPv6 inside), TOS the inner DS field
+// (its ECN field as INET_ECN_encapsulate sets it: copied, CE becomes
+// ECT(0)), TTL the inner TTL or hop limit after its
 // decrement, DF copied from the inner IPv4 header (clear for IPv6 inside),
 // identification 0 when DF is set and a per-worker counter otherwise. The
 // inner packet's only change is its TTL, decremented as in every method.
@@ -86,7 +97,10 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	if !isV4(&d.Addr) {
 		return w.tunnel6(p, b, e, src)
 	}
-	mtu := w.f.mtu - header.IPv4MinimumSize // the largest inner packet
+	// The largest inner packet: the link's MTU less the outer IP header
+	// and the tunnel header, as __ip_vs_get_out_rt computes it.
+	partial := p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0
+	mtu := w.f.mtu - header.IPv4MinimumSize - encapLen(d.Tun, partial)
 	if mtu < 68 {
 		return DropUnsupported
 	}
@@ -101,6 +115,7 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 	if r := w.fromInner(p, &o, b, d); r != DropNone {
 		return r
 	}
+	w.setEncap(&o, d.Tun, partial, p.VNet.CsumOffset)
 	inner := b[pk.l3:pk.ipEnd]
 
 	if p.VNet.GSOType != VirtioNetHdrGSONone {
@@ -119,20 +134,20 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		if p.Neigh != nil {
 			return DropNoNeighbor // several frames cannot wait as one
 		}
-		return w.tunnelFragments(p, b, e, &o, mtu)
+		return w.tunnelFragments(p, b, e, &o)
 	}
-	if p.Off < TunnelHeadroom {
+	if p.Off < o.headroom() {
 		return DropUnsupported
 	}
 
 	// Checks done: from here on the frame is modified.
-	if p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0 {
-		completeChecksum(b[pk.l4:pk.ipEnd], p.VNet.CsumOffset, pk.t.Proto == lvs.UDP)
-	}
+	w.innerChecksum(p, b, &o)
 	p.VNet = VNetHdr{}
 	at := p.Off + pk.l3
-	start := w.putOuter(p.Buf, at, len(inner), &o, w.outerID(&o), 0)
-	p.Off, p.Len = start, at+len(inner)-start
+	end := at + len(inner)
+	at = w.putEncap(p.Buf, at, len(inner), &o)
+	start := w.putOuter(p.Buf, at, end-at, &o, w.outerID(&o), 0)
+	p.Off, p.Len = start, end-start
 	countIn(e, len(inner))
 	return DropNone
 }
@@ -158,8 +173,21 @@ func (w *Worker) fromInner(p *Packet, o *outer, b []byte, d *lvs.Dest) DropReaso
 		o.tos, o.ttl, o.proto = inner[1], inner[8], protoIPIP
 		o.df = binary.BigEndian.Uint16(inner[6:8])&ipv4DF != 0
 	}
+	// The ECN field as INET_ECN_encapsulate sets it (RFC 6040's normal
+	// mode, which ip_vs_prepare_tunneled_skb asks for): copied, but CE
+	// inside becomes ECT(0) outside.
+	if o.tos&ecnMask == ecnCE {
+		o.tos = o.tos&^ecnMask | ecnECT0
+	}
 	return DropNone
 }
+
+// The ECN field of the TOS or traffic class byte.
+const (
+	ecnMask = 0x03
+	ecnECT0 = 0x02
+	ecnCE   = 0x03
+)
 
 // tunnelFragments sends the inner IPv4 packet of w.pk (DF clear, too big for
 // one outer packet) as fragments of the outer packet, as the kernel's
@@ -168,23 +196,28 @@ func (w *Worker) fromInner(p *Packet, o *outer, b []byte, d *lvs.Dest) DropReaso
 // one's headers written over the tail of the fragment before it, which has
 // already been written out: every fragment but the last goes through
 // p.Emit, the last one is p's Transmit frame.
-func (w *Worker) tunnelFragments(p *Packet, b []byte, e *conntrack.Entry, o *outer, mtu int) DropReason {
+func (w *Worker) tunnelFragments(p *Packet, b []byte, e *conntrack.Entry, o *outer) DropReason {
 	pk := &w.pk
-	if p.Emit == nil || p.Off < TunnelHeadroom+EmitHeadroom {
+	if p.Emit == nil || p.Off < o.headroom()+EmitHeadroom {
 		return DropUnsupported
 	}
 	innerLen := pk.ipEnd - pk.l3
-	size := mtu &^ 7 // payload of every fragment but the last
-	if p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0 {
-		completeChecksum(b[pk.l4:pk.ipEnd], p.VNet.CsumOffset, pk.t.Proto == lvs.UDP)
-	}
+	// The outer packet's payload (tunnel header and inner packet) is cut:
+	// every fragment but the last carries the largest multiple of 8 bytes
+	// that the link's MTU leaves after the outer IP header.
+	size := (w.f.mtu - header.IPv4MinimumSize) &^ 7
+	w.innerChecksum(p, b, o)
 	p.VNet = VNetHdr{}
 	id := w.ipID
 	w.ipID++
+	// The tunnel header, whose checksum covers the whole inner packet, goes
+	// in front of it once: it travels in the first fragment.
+	pay := w.putEncap(p.Buf, p.Off+pk.l3, innerLen, o)
+	payLen := o.encap + innerLen
 	for off := 0; ; off += size {
-		n := min(size, innerLen-off)
-		last := off+n == innerLen
-		at := p.Off + pk.l3 + off
+		n := min(size, payLen-off)
+		last := off+n == payLen
+		at := pay + off
 		flags := uint16(off / 8)
 		if !last {
 			flags |= ipv4MF

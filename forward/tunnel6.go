@@ -19,7 +19,7 @@ const TunnelHeadroom6 = header.IPv6MinimumSize
 // (Config.Source), to the real server, as IPVS's ip_vs_tunnel_xmit_v6
 // builds it, after decrementing the inner hop limit or TTL as tunnel does
 // (a time exceeded from the VIP at 1): next header 41 (IPv6 inside) or 4 (IPv4 inside), traffic class
-// the inner DS field as it is, flow label 0, hop limit the inner hop limit
+// the inner DS field (ECN as tunnel sets it), flow label 0, hop limit the inner hop limit
 // or TTL, no extension header.
 //
 // Either family may be inside (IPVS tunnels IPv4 and IPv6 over either).
@@ -39,7 +39,8 @@ const TunnelHeadroom6 = header.IPv6MinimumSize
 func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, src lvs.Addr) DropReason {
 	pk := &w.pk
 	d := e.Dest
-	mtu := w.f.mtu - header.IPv6MinimumSize
+	partial := p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0
+	mtu := w.f.mtu - header.IPv6MinimumSize - encapLen(d.Tun, partial)
 	if mtu < header.IPv6MinimumMTU {
 		return DropUnsupported
 	}
@@ -52,6 +53,7 @@ func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, src lvs.Addr) 
 	if r := w.fromInner(p, &o, b, d); r != DropNone {
 		return r
 	}
+	w.setEncap(&o, d.Tun, partial, p.VNet.CsumOffset)
 	inner := b[pk.l3:pk.ipEnd]
 
 	if p.VNet.GSOType != VirtioNetHdrGSONone {
@@ -69,18 +71,18 @@ func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, src lvs.Addr) 
 		}
 		return w.tunnelFragments6(p, b, e, &o)
 	}
-	if p.Off < TunnelHeadroom6 {
+	if p.Off < o.headroom() {
 		return DropUnsupported
 	}
 
 	// Checks done: from here on the frame is modified.
-	if p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0 {
-		completeChecksum(b[pk.l4:pk.ipEnd], p.VNet.CsumOffset, pk.t.Proto == lvs.UDP)
-	}
+	w.innerChecksum(p, b, &o)
 	p.VNet = VNetHdr{}
 	at := p.Off + pk.l3
-	start := w.putOuter6(p.Buf, at, len(inner), &o, nil)
-	p.Off, p.Len = start, at+len(inner)-start
+	end := at + len(inner)
+	at = w.putEncap(p.Buf, at, len(inner), &o)
+	start := w.putOuter6(p.Buf, at, end-at, &o, nil)
+	p.Off, p.Len = start, end-start
 	countIn(e, len(inner))
 	return DropNone
 }
@@ -140,20 +142,21 @@ func (w *Worker) putOuter6(buf []byte, at, n int, o *outer, f *outerFrag) int {
 // is p's Transmit frame.
 func (w *Worker) tunnelFragments6(p *Packet, b []byte, e *conntrack.Entry, o *outer) DropReason {
 	pk := &w.pk
-	if p.Emit == nil || p.Off < TunnelHeadroom6+8+EmitHeadroom {
+	if p.Emit == nil || p.Off < o.headroom()+8+EmitHeadroom {
 		return DropUnsupported
 	}
 	innerLen := pk.ipEnd - pk.l3
 	size := (w.f.mtu - header.IPv6MinimumSize - 8) &^ 7
-	if p.VNet.Flags&VirtioNetHdrFNeedsCsum != 0 {
-		completeChecksum(b[pk.l4:pk.ipEnd], p.VNet.CsumOffset, pk.t.Proto == lvs.UDP)
-	}
+	w.innerChecksum(p, b, o)
 	p.VNet = VNetHdr{}
 	f := outerFrag{id: w.f.fragID.Add(1)}
+	// The tunnel header travels in the first fragment (see tunnelFragments).
+	pay := w.putEncap(p.Buf, p.Off+pk.l3, innerLen, o)
+	payLen := o.encap + innerLen
 	for off := 0; ; off += size {
-		n := min(size, innerLen-off)
-		f.off, f.more = off, off+n < innerLen
-		at := p.Off + pk.l3 + off
+		n := min(size, payLen-off)
+		f.off, f.more = off, off+n < payLen
+		at := pay + off
 		start := w.putOuter6(p.Buf, at, n, o, &f)
 		if !f.more {
 			p.Off, p.Len = start, at+n-start

@@ -147,6 +147,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 	// keepalived's default forwarding method is NAT (it logs "no
 	// forwarding method set, setting default NAT"); lvsd's is DR.
 	proto, method := "tcp", "nat"
+	var tun []string // the tunnel keys of lb_kind TUN, its real servers' default
 	var keys []string
 	persistence := false
 	var flags []string
@@ -179,6 +180,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 				method = "dr"
 			case "TUN":
 				method = "tun"
+				tun, _ = c.tunKeys(k)
 			default:
 				c.note(k, "%s: not NAT, DR or TUN", strings.Join(k.args, " "))
 			}
@@ -294,7 +296,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 				c.w("sorry_server = %q\n", sp.String())
 			}
 		}
-		c.realServers(reals, t, method, defaults, host, &defaultNodes)
+		c.realServers(reals, t, method, tun, defaults, host, &defaultNodes)
 	}
 	for _, k := range defaultNodes {
 		c.note(k, "no real server has a checker lvsd imports: nothing to apply it to")
@@ -307,7 +309,7 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 // also gives the real servers added later, by lvsd adm -a or a reload)
 // and the real servers have none of their own; otherwise each real server
 // has its own. A check written clears *defaultNodes (they were applied).
-func (c *converter) realServers(reals []*node, vs netip.AddrPort, method string, defaults tomlKeys, host *node, defaultNodes *[]*node) {
+func (c *converter) realServers(reals []*node, vs netip.AddrPort, method string, tun []string, defaults tomlKeys, host *node, defaultNodes *[]*node) {
 	type block struct {
 		text  string
 		line  int // the checker's; 0: none
@@ -318,7 +320,7 @@ func (c *converter) realServers(reals []*node, vs netip.AddrPort, method string,
 	for _, r := range reals {
 		save := c.out
 		c.out = strings.Builder{}
-		line, keys, ok := c.realServer(r, vs, method, defaults, host)
+		line, keys, ok := c.realServer(r, vs, method, tun, defaults, host)
 		blocks = append(blocks, block{c.out.String(), line, keys})
 		c.out = save
 		if !ok {
@@ -352,7 +354,7 @@ func (c *converter) realServers(reals []*node, vs netip.AddrPort, method string,
 // returns its check, with the virtual server's check defaults and
 // virtualhost: the checker's line (0 for none) and keys. ok is false when
 // the block could not be written.
-func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaults tomlKeys, host *node) (line int, keys tomlKeys, ok bool) {
+func (c *converter) realServer(n *node, vs netip.AddrPort, method string, tun []string, defaults tomlKeys, host *node) (line int, keys tomlKeys, ok bool) {
 	ap, ok := addrPort(firstOr(n.args, ""), n.args[min(1, len(n.args)):])
 	if !ok {
 		c.note(n, "%s: not an address and a port", strings.Join(n.args, " "))
@@ -364,9 +366,17 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaul
 			if m := strings.ToLower(firstOr(k.args, "")); m == "nat" || m == "dr" || m == "tun" {
 				method = m
 				c.w("method = %q\n", m)
+				// keepalived: a real server's own lb_kind sets its
+				// tunnel, ipip unless it says otherwise.
+				tun, _ = c.tunKeys(k)
 			} else {
 				c.note(k, "%s: not NAT, DR or TUN", strings.Join(k.args, " "))
 			}
+		}
+	}
+	if method == "tun" {
+		for _, l := range tun {
+			c.w("%s\n", l)
 		}
 	}
 	if ap.Port() != vs.Port() {
@@ -427,6 +437,43 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaul
 		return 0, tomlKeys{}, true
 	}
 	return check.line, keys, true
+}
+
+// tunKeys reads the tunnel options keepalived takes after lb_kind TUN
+// (type ipip|gue|gre, port N, nocsum|csum|remcsum) into lvsd's tun_type,
+// tun_port and tun_csum lines. Options keepalived refuses are noted and the
+// tunnel left at ipip (ok false); lvsd's validation checks the
+// combinations (gue needs a port, and so on) as keepalived does.
+func (c *converter) tunKeys(k *node) (lines []string, ok bool) {
+	args := k.args[min(1, len(k.args)):]
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "type", "port":
+			if i+1 == len(args) {
+				c.note(k, "%s: tunnel %s without a value", strings.Join(k.args, " "), a)
+				return nil, false
+			}
+			i++
+			if a == "port" {
+				if n, err := strconv.Atoi(args[i]); err != nil || n < 1 || n > 65535 {
+					c.note(k, "%s: not a tunnel port", args[i])
+					return nil, false
+				}
+				lines = append(lines, "tun_port = "+args[i])
+			} else if v := args[i]; v == "ipip" || v == "gue" || v == "gre" {
+				lines = append(lines, fmt.Sprintf("tun_type = %q", v))
+			} else {
+				c.note(k, "%s: not a tunnel type (ipip, gue, gre)", v)
+				return nil, false
+			}
+		case "nocsum", "csum", "remcsum":
+			lines = append(lines, fmt.Sprintf("tun_csum = %q", a))
+		default:
+			c.note(k, "%s: not a tunnel option (type, port, nocsum, csum, remcsum)", a)
+			return nil, false
+		}
+	}
+	return lines, true
 }
 
 func firstOr(ss []string, def string) string {

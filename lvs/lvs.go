@@ -59,6 +59,47 @@ func (m Method) String() string {
 	return fmt.Sprintf("method-%d", uint8(m))
 }
 
+// TunType is the tunnel type of a TUN destination, IPVS's
+// IP_VS_CONN_F_TUNNEL_TYPE_* (the values are the kernel's).
+type TunType uint8
+
+// Tunnel types (ipvsadm --tun-type).
+const (
+	TunIPIP TunType = iota // the outer IP header only (protocol 4 or 41)
+	TunGUE                 // outer IP, UDP to Tunnel.Port, a GUE header
+	TunGRE                 // outer IP, a GRE header
+)
+
+func (t TunType) String() string {
+	switch t {
+	case TunIPIP:
+		return "ipip"
+	case TunGUE:
+		return "gue"
+	case TunGRE:
+		return "gre"
+	}
+	return fmt.Sprintf("tun-type-%d", uint8(t))
+}
+
+// TunFlags are IPVS's IP_VS_TUNNEL_ENCAP_FLAG_* (the kernel's values); 0 is
+// --tun-nocsum.
+type TunFlags uint8
+
+// Tunnel flags.
+const (
+	TunCsum    TunFlags = 1 << 0 // --tun-csum: UDP (gue) or GRE (gre) checksum
+	TunRemCsum TunFlags = 1 << 1 // --tun-remcsum: gue's remote checksum offload
+)
+
+// Tunnel is the encapsulation of a TUN destination, IPVS's tun_type,
+// tun_port and tun_flags of struct ip_vs_dest.
+type Tunnel struct {
+	Type  TunType
+	Flags TunFlags
+	Port  uint16 // the GUE UDP destination port (host order); 0 otherwise
+}
+
 // Addr is an IP address in the fixed 16-byte form used on the packet path:
 // an IPv4 address is stored IPv4-mapped (::ffff:a.b.c.d), as netip does.
 // It is comparable and usable as (part of) a map key without allocation.
@@ -219,13 +260,19 @@ type Dest struct {
 	// PersistConns counts persistence templates bound to the destination.
 	PersistConns atomic.Int32
 
-	// UpperThreshold and LowerThreshold are ipvsadm's -x and -y (0: none).
-	UpperThreshold, LowerThreshold atomic.Int32
+	// thresholds holds ipvsadm's -x (high 16 bits) and -y (low 16 bits),
+	// 0 meaning none: one word, read and written together (Thresholds,
+	// SetThresholds), which leaves room in the 128 bytes for Tun.
+	thresholds atomic.Uint32
 	// LastWeight is the last non-zero weight (IPVS's last_weight): the weight
 	// at NewDest, then every non-zero weight SetWeight stores. The mh
 	// scheduler builds its table from it, so that quiescing a destination
 	// (weight 0) moves no other flow.
 	LastWeight atomic.Int32
+	// Tun is how a TUN destination encapsulates (ipvsadm --tun-type,
+	// --tun-port, --tun-*csum); zero (ipip) for the other methods. Immutable:
+	// a change of tunnel makes a new Dest, as a change of method does.
+	Tun Tunnel
 	// rampStart is the clock time of the last StartRamp; notRamping before.
 	rampStart atomic.Int64
 
@@ -253,6 +300,18 @@ func NewDest(addr netip.Addr, port uint16, method Method, weight int32) *Dest {
 	d.Available.Store(true)
 	d.rampStart.Store(notRamping)
 	return d
+}
+
+// Thresholds returns the upper and lower connection thresholds (ipvsadm -x
+// and -y; 0: none).
+func (d *Dest) Thresholds() (upper, lower int32) {
+	v := d.thresholds.Load()
+	return int32(v >> 16), int32(v & 0xffff)
+}
+
+// SetThresholds stores the thresholds, each 0..65535 (config validates it).
+func (d *Dest) SetThresholds(upper, lower int32) {
+	d.thresholds.Store(uint32(upper)<<16 | uint32(lower)&0xffff)
 }
 
 // Usable reports whether the destination may receive a new connection:

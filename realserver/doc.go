@@ -1,14 +1,15 @@
 // Package realserver is the real-server half of lvsd's TUN forwarding
-// (ipvsadm -i) for hosts whose kernel has no ipip module, so that it cannot
-// decapsulate IPIP itself.
+// (ipvsadm -i) for hosts whose kernel has no ipip module (nor ip_gre, fou),
+// so that it cannot decapsulate IPIP (GRE, GUE) itself.
 //
 // A Server receives the tunnelled packets that the director sends to this
 // host through raw IPv4 and IPv6 sockets of protocol 4 (IPv4 inside) and 41
 // (IPv6 inside): IPv4 outer headers (ip_vs_tunnel_xmit) and IPv6 ones
 // (ip_vs_tunnel_xmit_v6, next header 41 or 4, as the kernel's ip6tnl
-// decapsulates them). It strips the outer header, and writes the inner
-// packet, addressed to
-// a virtual address (VIP), into a local TUN device (IFF_TUN, IFF_NO_PI). The
+// decapsulates them); raw sockets of protocol 47 receive GRE (--tun-type
+// gre), and with Options.GUEPort a UDP socket receives GUE (--tun-type gue).
+// It strips the outer headers, and writes the inner packet, addressed to a
+// virtual address (VIP), into a local TUN device (IFF_TUN, IFF_NO_PI). The
 // host's own kernel takes it as received on that device: it must hold the
 // VIP (on lo or on the TUN) and accept a client address arriving there
 // (rp_filter 0 or 2), and answers the client directly, as with the kernel's

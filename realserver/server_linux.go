@@ -25,6 +25,7 @@ import (
 //	VIPs       none (required)
 //	Directors  any source
 //	MTU        the device's (1500 for a new one)
+//	GUEPort    0: no gue
 //	Logger     none
 type Options struct {
 	// TUN names the TUN device the inner packets are written to. A device
@@ -43,6 +44,10 @@ type Options struct {
 	// MTU, when not 0, is set on the TUN device. It limits only the
 	// packets the kernel would send into it, which the Server discards.
 	MTU int
+	// GUEPort, when not 0, is the UDP port on which GUE packets are
+	// received (the director's real server has tun_type gue with this
+	// tun_port), over IPv4 and IPv6; 0 receives no GUE.
+	GUEPort int
 	// Logger receives start-up warnings about the host's configuration,
 	// rate-limited drop reports and the counters at stop.
 	Logger *slog.Logger
@@ -72,18 +77,24 @@ type Server struct {
 
 // rawSockets are the raw sockets a Server reads: IPv4 and IPv6 outer
 // packets (ip_vs_tunnel_xmit, ip_vs_tunnel_xmit_v6), each with IPv4 (4) or
-// IPv6 (41) inside.
+// IPv6 (41) inside, or GRE (47, the gre tunnel type) with either inside.
 var rawSockets = []struct {
 	family int
 	proto  uint8
-}{{unix.AF_INET, protoIPIP}, {unix.AF_INET, protoIPv6}, {unix.AF_INET6, protoIPIP}, {unix.AF_INET6, protoIPv6}}
+}{
+	{unix.AF_INET, protoIPIP}, {unix.AF_INET, protoIPv6}, {unix.AF_INET6, protoIPIP}, {unix.AF_INET6, protoIPv6},
+	{unix.AF_INET, protoGRE}, {unix.AF_INET6, protoGRE},
+}
 
-// rawSocket is one open raw socket.
+// rawSocket is one open socket: a raw one, or the GUE UDP socket.
 type rawSocket struct {
 	*os.File
 	v6    bool  // AF_INET6: a read returns the outer packet's payload, recvfrom its source
-	proto uint8 // the outer packet's next header
+	proto uint8 // the outer packet's next header (protoUDP: the GUE socket)
 }
+
+// protoUDP marks the GUE socket (rawSocket.proto).
+const protoUDP = 17
 
 // recvBuf is the raw sockets' receive buffer: a burst of full-size packets
 // from a fast director must not overflow it.
@@ -136,6 +147,13 @@ func New(o Options) (*Server, error) {
 		}
 		s.socks = append(s.socks, rawSocket{File: os.NewFile(uintptr(fd), name), v6: sk.family == unix.AF_INET6, proto: sk.proto})
 	}
+	if o.GUEPort != 0 {
+		sock, err := openGUE(o.GUEPort)
+		if err != nil {
+			return nil, err
+		}
+		s.socks = append(s.socks, sock)
+	}
 	tun, _, err := device.Open(device.Spec{Name: o.TUN, Kind: device.TUN, MTU: o.MTU, Create: true, VNetHdr: true, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("realserver: %w", err)
@@ -144,6 +162,35 @@ func New(o Options) (*Server, error) {
 	s.checkHost()
 	ok = true
 	return s, nil
+}
+
+// openGUE opens the GUE socket: UDP on port, IPv6 and IPv4 (a dual-stack
+// socket: IPv4 sources come IPv4-mapped), accepting the zero UDP checksum
+// that IPVS's gue with nocsum sends over IPv6 too (UDP_NO_CHECK6_RX), with
+// the raw sockets' receive buffer.
+func openGUE(port int) (rawSocket, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return rawSocket{}, fmt.Errorf("realserver: gue socket: %w", err)
+	}
+	for _, o := range []struct{ level, name, v int }{
+		{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0},
+		{unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_RX, 1},
+		{unix.SOL_SOCKET, unix.SO_REUSEADDR, 1},
+	} {
+		if err := unix.SetsockoptInt(fd, o.level, o.name, o.v); err != nil {
+			unix.Close(fd)
+			return rawSocket{}, fmt.Errorf("realserver: gue socket option %d: %w", o.name, err)
+		}
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, recvBuf) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, recvBuf) // capped by rmem_max
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet6{Port: port}); err != nil {
+		unix.Close(fd)
+		return rawSocket{}, fmt.Errorf("realserver: gue socket: bind udp port %d: %w", port, err)
+	}
+	return rawSocket{File: os.NewFile(uintptr(fd), fmt.Sprintf("udp-gue-%d", port)), v6: true, proto: protoUDP}, nil
 }
 
 // checkHost logs what would keep the kernel from answering injected packets.
@@ -187,7 +234,7 @@ func readSysctl(name string) int {
 // stop, or the error that stopped a socket.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("realserver running", "tun", s.opts.TUN, "vips", fmt.Sprint(s.f.vips),
-		"directors", fmt.Sprint(s.opts.Directors))
+		"directors", fmt.Sprint(s.opts.Directors), "gue_port", s.opts.GUEPort)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -278,6 +325,10 @@ func (s *Server) decapBatch(b *rxBatch, n int, sock rawSocket, c *coalescer) {
 		switch {
 		case trunc:
 			r = Malformed
+		case sock.proto == protoUDP:
+			inner, r = s.f.decapGUE(data, from)
+		case sock.v6 && sock.proto == protoGRE:
+			inner, r = s.f.decapGRE(data, from)
 		case sock.v6:
 			// An IPv6 raw socket returns the payload after the outer
 			// header and its extension headers, reassembled.

@@ -15,12 +15,14 @@ import (
 	"github.com/lvsd/lvsd/realserver"
 )
 
-const realserverUsage = `usage: lvsd realserver -tun NAME -vip ADDR[,ADDR...] [-director ADDR[,ADDR...]] [-mtu N] [-log-level L]
+const realserverUsage = `usage: lvsd realserver -tun NAME -vip ADDR[,ADDR...] [-director ADDR[,ADDR...]] [-gue-port N] [-mtu N] [-log-level L]
 
-Runs on a TUN-mode (ipvsadm -i) real server whose kernel has no ipip module:
-receives the tunnelled packets the director sends to this host (raw IPv4 and
-IPv6 sockets of IP protocols 4 and 41: IPv4 or IPv6 inside an IPv4 or IPv6
-outer header), strips the outer header and writes the inner packet,
+Runs on a TUN-mode (ipvsadm -i) real server whose kernel has no ipip, gre or
+fou module: receives the tunnelled packets the director sends to this host
+(raw IPv4 and IPv6 sockets of IP protocols 4 and 41: IPv4 or IPv6 inside an
+IPv4 or IPv6 outer header; 47: GRE, --tun-type gre; with -gue-port, a UDP
+socket on that port: GUE, --tun-type gue), strips the outer headers and
+writes the inner packet,
 when it is addressed to a VIP, into the TUN device NAME, so that this host's
 kernel answers the client directly. Consecutive TCP segments of a flow are
 joined into one super-frame first (GRO in user space; see docs/modes.md). The host must hold each VIP (ip addr add
@@ -42,6 +44,7 @@ func runRealserver(args []string) int {
 	vips := fs.String("vip", "", "virtual addresses this server answers for, comma-separated; only packets to them are accepted")
 	directors := fs.String("director", "", "accept tunnelled packets only from these director addresses (DIPs, IPv4 or IPv6), comma-separated; default: any")
 	mtu := fs.Int("mtu", 0, "MTU to set on the TUN device; 0 leaves it")
+	guePort := fs.Int("gue-port", 0, "UDP port to receive GUE on (the director's tun_port of this real server); 0: no GUE")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -58,7 +61,7 @@ func runRealserver(args []string) int {
 		fmt.Fprintf(os.Stderr, "lvsd realserver: -log-level: %v\n", err)
 		return 2
 	}
-	o := realserver.Options{TUN: *tun, MTU: *mtu}
+	o := realserver.Options{TUN: *tun, MTU: *mtu, GUEPort: *guePort}
 	var err error
 	if o.VIPs, err = addrList(*vips); err != nil {
 		fmt.Fprintf(os.Stderr, "lvsd realserver: -vip: %v\n", err)
@@ -74,6 +77,10 @@ func runRealserver(args []string) int {
 	}
 	if o.TUN == "" {
 		fmt.Fprintln(os.Stderr, "lvsd realserver: -tun: name the TUN device")
+		return 2
+	}
+	if o.GUEPort < 0 || o.GUEPort > 65535 {
+		fmt.Fprintf(os.Stderr, "lvsd realserver: -gue-port: %d is out of range 1..65535 (0: no GUE)\n", o.GUEPort)
 		return 2
 	}
 	if o.MTU != 0 && (o.MTU < 68 || o.MTU > 65535) {

@@ -32,6 +32,9 @@ type Service struct {
 	// Methods, when not nil, has one method per real server (rs1 first),
 	// written as each real server's own `method` (mixed methods).
 	Methods []string
+	// RealExtra, when not nil, has more keys of each real server's table
+	// (rs1 first), one TOML line each, such as `tun_type = "gre"`.
+	RealExtra [][]string
 }
 
 func (s Service) protocol() string {
@@ -131,6 +134,11 @@ func (tp *Topology) config(services []Service) (string, error) {
 			fmt.Fprintf(&b, "  weight = %d\n", w)
 			if s.Methods != nil {
 				fmt.Fprintf(&b, "  method = %s\n", q(s.Methods[j]))
+			}
+			if j < len(s.RealExtra) {
+				for _, l := range s.RealExtra[j] {
+					b.WriteString("  " + l + "\n")
+				}
 			}
 		}
 	}

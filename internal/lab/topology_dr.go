@@ -204,9 +204,10 @@ func (dt *DirectTopology) Service(s Service) Service {
 }
 
 // StartRealservers runs `lvsd realserver -tun lvttunrs -vip VIP -director
-// DIP` on every tun-lvsd real server and waits until each runs. It returns
-// the processes by real server name.
-func (dt *DirectTopology) StartRealservers(bin Binaries) map[string]*Proc {
+// DIP` with args after them (such as -gue-port 6080) on every tun-lvsd real
+// server and waits until each runs. It returns the processes by real server
+// name.
+func (dt *DirectTopology) StartRealservers(bin Binaries, args ...string) map[string]*Proc {
 	l := dt.Lab
 	l.t.Helper()
 	procs := map[string]*Proc{}
@@ -219,8 +220,8 @@ func (dt *DirectTopology) StartRealservers(bin Binaries) map[string]*Proc {
 		if dt.Options.IPv6 {
 			vips, dirs = vips+","+VIP6.String(), dirs+","+DIP6.String()
 		}
-		procs[r.Name] = l.Start(r.NS, r.Name+"-realserver", bin.Lvsd, "realserver",
-			"-tun", RealserverTUN, "-vip", vips, "-director", dirs)
+		procs[r.Name] = l.Start(r.NS, r.Name+"-realserver", append([]string{bin.Lvsd, "realserver",
+			"-tun", RealserverTUN, "-vip", vips, "-director", dirs}, args...)...)
 	}
 	for _, p := range procs {
 		if err := p.WaitOutput("realserver running", serverReadyTimeout); err != nil {
