@@ -59,7 +59,7 @@ type flags struct {
 	verbose   bool
 	queues    int    // lvsd's device queues
 	sender    string // lvsd's [[interface]] sender; "" for its default
-	httpConns int // wrk connections
+	httpConns int    // wrk connections
 	lossFree  float64
 	hold      string // set this contestant up and wait for Ctrl-C instead of measuring
 
