@@ -228,8 +228,12 @@ func (d *Director) addInterface(ic config.Interface) error {
 		return fmt.Errorf("interface %q: %w", ic.Name, err)
 	}
 	d.ifaces[ic.Name] = &iface{cfg: ic, nic: nic, link: link, fw: fw, vips: make(map[netip.Addr]bool), mac: mac}
+	sender := "reader"
+	if ic.SendThread {
+		sender = "thread"
+	}
 	d.log.Info("interface attached", "interface", ic.Name, "type", ic.Type.String(),
-		"queues", len(devs), "offload", vnet, "addresses", fmt.Sprint(ic.Addresses))
+		"queues", len(devs), "offload", vnet, "sender", sender, "addresses", fmt.Sprint(ic.Addresses))
 	return nil
 }
 
