@@ -57,7 +57,7 @@ unit: ## run the tests that need no privileges (labs skip)
 integration: ## run only the namespace lab tests (root)
 	$(GO) test -count=1 -v -timeout 20m ./e2e/
 
-bench: ## benchmark suite (root): lvsd NAT/DR/TUN vs nftables DNAT, HAProxy and a direct path; writes docs/benchmarks.md
+bench: ## benchmark suite (root): lvsd NAT/DR/TUN vs nftables DNAT, HAProxy and a direct path, 5 rounds of 5 s (about 40 min; BENCHFLAGS=-queue-sweep adds 2 and 4 queues); writes docs/benchmarks.md
 	$(GO) run ./bench $(BENCHFLAGS)
 
 bench-go: ## Go benchmarks of the packet path, connection table, persistence templates, schedulers and AF_PACKET device

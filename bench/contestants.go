@@ -24,6 +24,10 @@ type contestant struct {
 	// na returns why the contestant cannot run workload w here ("" if it
 	// can).
 	na func(b *bench, w string) string
+	// sweep is the queue count of a queue-sweep contestant (lvsd-nat-q2
+	// ...), 0 for the others. Sweep contestants run only when selected
+	// (-queue-sweep, or by name in -only), never by default.
+	sweep int
 }
 
 // running is a contestant set up for one run.
@@ -41,9 +45,9 @@ type running struct {
 	// helpers are processes on the real servers that the contestant needs
 	// (lvsd realserver), whose CPU time is reported beside the balancer's.
 	helpers []*lab.Proc
-	// tp is the topology the contestant runs in when it is not the
-	// one-armed lab (b.tp): the workloads run in its client, and lvsd's
-	// TAP counters are read from its device.
+	// tp is the topology lvsd runs on (nil for the others in the
+	// one-armed lab, b.tp): the workloads run in its client, and lvsd's
+	// device counters are read from its device.
 	tp   *lab.Topology
 	stop func()
 }
@@ -107,7 +111,13 @@ var allContestants = []contestant{
 	{
 		name:  "lvsd-nat-routed",
 		desc:  "lvsd, NAT (-m), on a TAP behind a router namespace's own IP forwarding (the routed topology below): the router routes the VIP into the TAP, forwards lvsd's output to the real servers and sends their replies back into the TAP by a policy rule",
-		start: (*bench).startLvsdRouted,
+		start: func(b *bench) (*running, error) { return b.startLvsdRouted(b.routed) },
+		na:    func(b *bench, w string) string { return b.needTools(w) },
+	},
+	{
+		name:  "lvsd-nat-pkt-routed",
+		desc:  "lvsd-nat-routed with lvsd attached by AF_PACKET (as lvsd-nat-pkt) to a veth inside the router namespace instead of the TAP: the router routes the VIP and the real servers' replies to lvsd's netstack over that veth",
+		start: func(b *bench) (*running, error) { return b.startLvsdRouted(b.routedPkt) },
 		na:    func(b *bench, w string) string { return b.needTools(w) },
 	},
 	{
@@ -121,6 +131,10 @@ var allContestants = []contestant{
 			return b.needTools(w)
 		},
 	},
+	sweepContestant("lvsd-nat", 2),
+	sweepContestant("lvsd-nat", 4),
+	sweepContestant("lvsd-nat-pkt", 2),
+	sweepContestant("lvsd-nat-pkt", 4),
 	{
 		name:  "haproxy",
 		desc:  "HAProxy in TCP mode (a proxy: two TCP connections per client connection), listening on the VIP in the director namespace",
@@ -143,10 +157,67 @@ var allContestants = []contestant{
 	},
 }
 
+// sweepQueues are the queue counts of the queue sweep beyond 1 (whose
+// figures are lvsd-nat's and lvsd-nat-pkt's at -queues 1).
+var sweepQueues = []int{2, 4}
+
+// sweepBases are the contestants the queue sweep repeats, with the device
+// they use for the report.
+var sweepBases = []struct{ name, device string }{
+	{"lvsd-nat", "TAP"},
+	{"lvsd-nat-pkt", "AF_PACKET"},
+}
+
+// sweepName is the queue-sweep contestant of base at q queues.
+func sweepName(base string, q int) string { return fmt.Sprintf("%s-q%d", base, q) }
+
+// sweepContestant is base (lvsd-nat or lvsd-nat-pkt) at q queues: TAP
+// queues on a multi-queue TAP of its own (lvsd opens a TAP multi-queue only
+// for more than one queue, and the kernel refuses a queue whose flag differs
+// from the device's, so lvsd-nat keeps the lab's single-queue TAP), or AF_PACKET sockets
+// in one fanout group on the same veth. It measures TCP throughput and
+// HTTP connections per second (the scaling section's queue table).
+func sweepContestant(base string, q int) contestant {
+	c := contestant{name: sweepName(base, q), sweep: q}
+	if base == "lvsd-nat-pkt" {
+		c.desc = fmt.Sprintf("lvsd-nat-pkt with `queues = %d`: %d AF_PACKET sockets in one fanout group (by flow hash), one reader thread each", q, q)
+		c.start = func(b *bench) (*running, error) { return b.startLvsdOn(withQueues(b.pkt, q), "nat") }
+	} else {
+		c.desc = fmt.Sprintf("lvsd-nat with `queues = %d`: a multi-queue TAP (`%s`, a port of the same bridge) with %d queues, one reader thread each", q, sweepTAP, q)
+		c.start = func(b *bench) (*running, error) { return b.startLvsdOn(withQueues(b.sweepTAP, q), "nat") }
+	}
+	c.na = func(b *bench, w string) string {
+		if w == "udp" {
+			return "the queue sweep measures TCP throughput and HTTP conn/s only (-queues N measures every workload at N queues)"
+		}
+		return b.needTools(w)
+	}
+	return c
+}
+
+// withQueues returns a copy of tp whose lvsd runs q queues.
+func withQueues(tp *lab.Topology, q int) *lab.Topology {
+	c := *tp
+	c.Options.Queues = q
+	return &c
+}
+
 func contestantNames() []string {
 	var n []string
 	for _, c := range allContestants {
 		n = append(n, c.name)
+	}
+	return n
+}
+
+// defaultContestants are the contestants of a run without -only: all but
+// the queue sweep's.
+func defaultContestants() []string {
+	var n []string
+	for _, c := range allContestants {
+		if c.sweep == 0 {
+			n = append(n, c.name)
+		}
 	}
 	return n
 }
@@ -211,7 +282,7 @@ func (b *bench) startLvsdOn(tp *lab.Topology, method string) (*running, error) {
 		args = append(args, "-control", ctl)
 	}
 	p := tp.StartLvsd(b.bin, lab.LvsdOptions{NoWait: true, Args: args}, lvsdServices(method)...)
-	r := &running{target: lab.VIP, pid: p.Pid(), proc: p, ctl: ctl}
+	r := &running{target: lab.VIP, pid: p.Pid(), proc: p, ctl: ctl, tp: tp}
 	r.stop = func() {
 		p.Stop()
 		b.flushNeighbours()

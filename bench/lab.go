@@ -41,7 +41,15 @@ type bench struct {
 	// routed is the routed topology (routed.go): lvsd's TAP in a router
 	// namespace that forwards, the same real servers.
 	routed *lab.Topology
-	www    string // document root of the real servers' nginx
+	// routedPkt is the routed topology with lvsd on a veth in the router
+	// namespace by AF_PACKET (lvsd-nat-pkt-routed).
+	routedPkt *lab.Topology
+	// sweepTAP is the one-armed lab on a multi-queue TAP of its own
+	// (lvsd-nat-q2, -q4); nil unless one of them is selected.
+	sweepTAP *lab.Topology
+	www      string // document root of the real servers' nginx
+	// brNetfilter says what the bench did with br_netfilter, for the report.
+	brNetfilter string
 
 	tools          map[string]string // program -> version line, for the report
 	missing        map[string]string // program -> why it cannot be used
@@ -118,10 +126,83 @@ func (b *bench) prepare() {
 		l.IP(r.NS, "addr", "add", lab.VIP.String()+"/32", "dev", "lo")
 	}
 	b.routed = b.buildRouted()
+	b.routedPkt = routedPacket(b.routed)
+	b.buildSweepTAP()
+	b.brNetfilter = b.bridgeNetfilterOff()
 	b.setupTunnels()
 	b.setupSink()
 	b.probeKernelNAT()
 	b.startServers()
+}
+
+// Names of the queue sweep's multi-queue TAP (bench/contestants.go).
+const (
+	sweepTAP    = "lvttapq"
+	sweepTAPMAC = "02:00:5e:10:00:04"
+)
+
+// buildSweepTAP adds the queue sweep's TAP to the director's bridge when a
+// TAP sweep contestant is selected (or held): multi-queue, which lvsd must
+// open with more than one queue, so that lvsd-nat keeps the lab's own TAP.
+func (b *bench) buildSweepTAP() {
+	need := false
+	for _, c := range append([]string{b.f.hold}, b.f.only...) {
+		if c == "" {
+			continue
+		}
+		if q := contestantByName(c).sweep; q > 0 && !strings.HasPrefix(c, "lvsd-nat-pkt") {
+			need = true
+		}
+	}
+	if !need {
+		return
+	}
+	l, d := b.lab, b.tp.Director
+	l.TunTap(d, sweepTAP, "tap", 0, true)
+	l.Enslave(d, sweepTAP, lab.BridgeName)
+	c := *b.tp
+	c.Device, c.MAC, c.Options.MAC = sweepTAP, sweepTAPMAC, sweepTAPMAC
+	b.sweepTAP = &c
+}
+
+// bridgeNetfilterOff turns br_netfilter's bridge-nf-call-iptables,
+// -ip6tables and -arptables off in the director namespace, whose bridge
+// carries every one-armed contestant's frames: with them on, every frame
+// the bridge forwards also crosses the namespace's IP hooks (conntrack
+// included), about 17% of each frame's cost for every contestant
+// (docs/performance.md). No contestant needs them: nft and HAProxy hold the
+// VIP and the DIPs on the bridge device itself, so what they balance enters
+// the namespace's IP stack through the bridge device, where netfilter sees
+// it anyway; the bridged traffic of lvsd, DR and direct needs no filter.
+//
+// The sysctls are per network namespace since Linux 5.3; before, they
+// lived in the initial namespace only and a lab namespace has no
+// /proc/sys/net/bridge: then nothing is changed (the host's setting is
+// never touched) and the report says so. It returns that report line.
+func (b *bench) bridgeNetfilterOff() string {
+	const dir = "/proc/sys/net/bridge"
+	if _, err := os.Stat(dir); err != nil {
+		return "not loaded (br_netfilter absent): bridged frames cross no IP hooks"
+	}
+	d := b.tp.Director
+	if _, err := b.exec(d, cmdTimeout, "test", "-e", dir+"/bridge-nf-call-iptables"); err != nil {
+		return "loaded, its sysctls global on this kernel (not per namespace): left as the host has them"
+	}
+	host, _ := os.ReadFile(dir + "/bridge-nf-call-iptables")
+	var errs []error
+	for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+		errs = append(errs, b.sysctl(d, "net.bridge.bridge-nf-call-"+k, "0"))
+	}
+	// Belt and braces: the host's value must not have moved.
+	if after, _ := os.ReadFile(dir + "/bridge-nf-call-iptables"); string(after) != string(host) {
+		os.WriteFile(dir+"/bridge-nf-call-iptables", host, 0o644)
+		return "loaded, its sysctls global on this kernel: left as the host has them"
+	}
+	if err := errors.Join(errs...); err != nil {
+		logf("br_netfilter: could not turn it off in the director namespace: %v", err)
+		return fmt.Sprintf("loaded, left on in the director namespace (%s)", firstLine(err.Error()))
+	}
+	return "loaded on the host, off in the director namespace (`bridge-nf-call-iptables`, `-ip6tables`, `-arptables` = 0: per-namespace sysctls)"
 }
 
 // setupTunnels prepares the real servers for TUN mode: the kernel's ipip

@@ -6,7 +6,8 @@
 // round by round, and writes the results to docs/benchmarks.md. Run it as
 // root from the repository root:
 //
-//	go run ./bench                        # 3 rounds, 10 s per run
+//	go run ./bench                        # 5 rounds, 5 s per run (about 40 min)
+//	go run ./bench -queue-sweep           # and lvsd NAT at 2 and 4 queues (7 min more)
 //	go run ./bench -quick                 # 1 round, 3 s per run (smoke test)
 //	go run ./bench -only lvsd-nat,nft -workloads tcp1,http
 //
@@ -24,10 +25,14 @@
 //
 // Two topologies: the one-armed L2 lab (lvsd's TAP or AF_PACKET veth on the
 // bridge of the client and the real servers), and a routed one (the
-// -routed contestants, routed.go): lvsd's TAP in a router namespace whose
-// kernel forwards the client's packets into it and its output on to the
-// same real servers; nft-routed is that router's own DNAT. Each lvsd
-// contestant is compared with the others of its own topology.
+// -routed contestants, routed.go): lvsd's TAP, or a veth it attaches to by
+// AF_PACKET, in a router namespace whose kernel forwards the client's
+// packets into it and its output on to the same real servers; nft-routed is
+// that router's own DNAT. Each lvsd contestant is compared with the others
+// of its own topology.
+//
+// -queue-sweep adds lvsd-nat and lvsd-nat-pkt at 2 and 4 queues (TCP and
+// HTTP only), reported by queue count in the scaling section (queues.go).
 //
 // The lab lives in namespaces named lvt-<pid>-*, with addresses from
 // 198.18.0.0/15 only, and is removed on every exit path (Ctrl-C, failure,
@@ -47,6 +52,14 @@ import (
 	"github.com/lvsd/lvsd/internal/lab"
 )
 
+// defaultDuration is one measured run's length. With the default 5 rounds
+// and every default contestant, 5 s keeps `make bench` near 40 minutes on
+// the project's 2 vCPUs (10 s made it about 70: docs/performance.md,
+// "Running make bench"), and 5 rounds of 5 s measure each contestant and metric 25 s
+// in all, about the 30 s of the 3 rounds of 10 s before, with a median
+// that two bad rounds cannot move instead of one.
+const defaultDuration = 5 * time.Second
+
 // flags are the command line.
 type flags struct {
 	rounds    int
@@ -59,9 +72,12 @@ type flags struct {
 	verbose   bool
 	queues    int    // lvsd's device queues
 	sender    string // lvsd's [[interface]] sender; "" for its default
-	httpConns int    // wrk connections
-	lossFree  float64
-	hold      string // set this contestant up and wait for Ctrl-C instead of measuring
+	// queueSweep adds the queue sweep's contestants (lvsd-nat-q2 ...) to
+	// only.
+	queueSweep bool
+	httpConns  int // wrk connections
+	lossFree   float64
+	hold       string // set this contestant up and wait for Ctrl-C instead of measuring
 
 	goBench     bool   // run the Go micro-benchmarks after the rounds
 	goBenchTime string // their -benchtime
@@ -75,9 +91,9 @@ func parseFlags(args []string) (*flags, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	f := &flags{}
 	var only, workloads string
-	fs.IntVar(&f.rounds, "rounds", 3, "rounds; each runs every contestant once per workload, in rotating order")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of one measured run")
-	fs.StringVar(&only, "only", "", "comma-separated contestants (default all): "+strings.Join(contestantNames(), ","))
+	fs.IntVar(&f.rounds, "rounds", 5, "rounds; each runs every contestant once per workload, in rotating order")
+	fs.DurationVar(&f.duration, "duration", defaultDuration, "length of one measured run")
+	fs.StringVar(&only, "only", "", "comma-separated contestants (default all but the queue sweep's): "+strings.Join(contestantNames(), ","))
 	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads (default all): "+strings.Join(workloadNames(), ","))
 	fs.StringVar(&f.out, "out", "docs/benchmarks.md", "markdown report to write (a plot goes beside it, .svg); \"\" for none")
 	fs.BoolVar(&f.quick, "quick", false, "smoke test: 1 round, 3 s per run (overrides -rounds and -duration)")
@@ -85,6 +101,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.verbose, "v", false, "print the lab's log lines and each command")
 	fs.IntVar(&f.queues, "queues", 1, "lvsd's TAP queues, and AF_PACKET sockets of lvsd-nat-pkt (the config's `queues`)")
 	fs.StringVar(&f.sender, "sender", "", "lvsd's `sender` (\"reader\" or \"thread\"; default: the config's default)")
+	fs.BoolVar(&f.queueSweep, "queue-sweep", false, "also run lvsd-nat and lvsd-nat-pkt at "+sweepQueuesText()+" queues (TCP throughput and HTTP conn/s; needs -queues 1)")
 	fs.IntVar(&f.httpConns, "http-conns", 50, "wrk's concurrent connections")
 	fs.Float64Var(&f.lossFree, "loss", 0.001, "the most loss (fraction) a rate may have to count as loss-free")
 	fs.StringVar(&f.hold, "hold", "", "set this contestant up in the lab and wait for Ctrl-C (to poke at it by hand), measure nothing")
@@ -127,13 +144,50 @@ func parseFlags(args []string) (*flags, error) {
 		return nil, fmt.Errorf("-queues %d: want 1 to 16", f.queues)
 	}
 	var err error
-	if f.only, err = pick("-only", only, contestantNames()); err != nil {
+	if f.only, err = selectContestants(only, f.queueSweep); err != nil {
 		return nil, err
+	}
+	if f.queues != 1 {
+		for _, c := range f.only {
+			if contestantByName(c).sweep > 0 {
+				return nil, fmt.Errorf("-queues %d with %s: the queue sweep's 1-queue figures are lvsd-nat's and lvsd-nat-pkt's, so it needs -queues 1", f.queues, c)
+			}
+		}
 	}
 	if f.workloads, err = pick("-workloads", workloads, workloadNames()); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// selectContestants parses -only (default: defaultContestants) and adds
+// the queue sweep's contestants when sweep; the result is in the order of
+// allContestants.
+func selectContestants(only string, sweep bool) ([]string, error) {
+	names := defaultContestants()
+	if strings.TrimSpace(only) != "" {
+		var err error
+		if names, err = pick("-only", only, contestantNames()); err != nil {
+			return nil, err
+		}
+	}
+	if sweep {
+		for _, c := range allContestants {
+			if c.sweep > 0 {
+				names = append(names, c.name)
+			}
+		}
+	}
+	return pick("-only", strings.Join(names, ","), contestantNames())
+}
+
+// sweepQueuesText lists the sweep's queue counts for help texts: "2 and 4".
+func sweepQueuesText() string {
+	var s []string
+	for _, q := range sweepQueues {
+		s = append(s, fmt.Sprint(q))
+	}
+	return strings.Join(s, " and ")
 }
 
 // pick parses a comma-separated subset of all, returned in all's order.

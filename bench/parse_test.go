@@ -198,7 +198,139 @@ func TestParseFlagsRouted(t *testing.T) {
 			n++
 		}
 	}
-	if n != 2 {
-		t.Fatalf("default contestants %v: want both routed ones", f.only)
+	if n != 3 {
+		t.Fatalf("default contestants %v: want the three routed ones", f.only)
+	}
+}
+
+// TestParseFlagsDefaults: a plain run has 5 rounds (medians of at least 5,
+// issue 14), every contestant but the queue sweep's, the AF_PACKET routed
+// one included.
+func TestParseFlagsDefaults(t *testing.T) {
+	f, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.rounds != 5 {
+		t.Errorf("default rounds %d, want 5", f.rounds)
+	}
+	has := map[string]bool{}
+	for _, c := range f.only {
+		has[c] = true
+	}
+	if !has["lvsd-nat-pkt-routed"] || !has["lvsd-nat-routed"] || !has["nft-routed"] {
+		t.Errorf("default contestants %v lack a routed one", f.only)
+	}
+	for _, c := range f.only {
+		if strings.Contains(c, "-q") {
+			t.Errorf("default contestants %v include the queue sweep's %s", f.only, c)
+		}
+	}
+}
+
+// TestParseFlagsQueueSweep: -queue-sweep adds lvsd-nat and lvsd-nat-pkt at
+// 2 and 4 queues to the selection, in the canonical order; a sweep
+// contestant can be named in -only; the sweep needs -queues 1.
+func TestParseFlagsQueueSweep(t *testing.T) {
+	f, err := parseFlags([]string{"-queue-sweep", "-only", "nft,lvsd-nat,lvsd-nat-pkt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"lvsd-nat", "lvsd-nat-pkt", "nft", "lvsd-nat-q2", "lvsd-nat-q4", "lvsd-nat-pkt-q2", "lvsd-nat-pkt-q4"}
+	if !reflect.DeepEqual(f.only, want) {
+		t.Errorf("-queue-sweep: only = %v, want %v", f.only, want)
+	}
+	f, err = parseFlags([]string{"-queue-sweep"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.only); n != len(defaultContestants())+4 {
+		t.Errorf("-queue-sweep alone: %d contestants %v, want the %d default ones and 4", n, f.only, len(defaultContestants()))
+	}
+	f, err = parseFlags([]string{"-only", "lvsd-nat-pkt-q4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.only, []string{"lvsd-nat-pkt-q4"}) {
+		t.Errorf("-only lvsd-nat-pkt-q4: %v", f.only)
+	}
+	for _, bad := range [][]string{{"-queue-sweep", "-queues", "2"}, {"-only", "lvsd-nat-q2", "-queues", "4"}, {"-only", "lvsd-nat-q3"}} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("parseFlags(%q): no error", bad)
+		}
+	}
+	// -queues N without sweep contestants stays valid.
+	if _, err := parseFlags([]string{"-queues", "2", "-only", "lvsd-nat"}); err != nil {
+		t.Errorf("-queues 2: %v", err)
+	}
+}
+
+// TestRelativePairsPacketRouted: lvsd-nat-pkt-routed is compared with
+// nft-routed, not with the one-armed nft.
+func TestRelativePairsPacketRouted(t *testing.T) {
+	got := relativePairs([]string{"lvsd-nat-pkt", "lvsd-nat-routed", "lvsd-nat-pkt-routed", "nft", "nft-routed"})
+	want := [][2]string{{"lvsd-nat-pkt", "nft"}, {"lvsd-nat-routed", "nft-routed"}, {"lvsd-nat-pkt-routed", "nft-routed"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("relativePairs = %v, want %v", got, want)
+	}
+}
+
+// TestQueuesMarkdown: the queue table has a row per device and queue count
+// that ran, the 1-queue rows from lvsd-nat and lvsd-nat-pkt, and the
+// sentence on what the cores can and cannot show; without the sweep it
+// says how to run it.
+func TestQueuesMarkdown(t *testing.T) {
+	val := map[string]float64{"lvsd-nat": 1000, "lvsd-nat-q2": 1200, "lvsd-nat-q4": 900, "lvsd-nat-pkt": 2000, "lvsd-nat-pkt-q2": 2100}
+	get := func(key, c string) summary {
+		v, ok := val[c]
+		if !ok {
+			return summary{}
+		}
+		if key != "http" {
+			v /= 1000
+		}
+		return summary{n: 5, med: v, min: v - 1, max: v + 1, bal: 3.5, busy: 19}
+	}
+	active := []metric{metricDef("tcp1"), metricDef("http"), metricDef("udp-lossfree")}
+	only := []string{"lvsd-nat", "lvsd-nat-pkt", "nft", "lvsd-nat-q2", "lvsd-nat-q4", "lvsd-nat-pkt-q2"}
+	md := queuesMarkdown(only, 1, active, 2, get)
+	for _, want := range []string{
+		"| device | queues | TCP 1 stream (Gbit/s) | HTTP conn/s (conn/s) | lvsd CPU s per HTTP run |\n|---|---:|---:|---:|---:|\n",
+		"| TAP | 1 | 1.0 (0.0–2.0) | 1,000 (999–1,001) | 3.50 |\n",
+		"| TAP | 2 | 1.2 (0.2–2.2) | 1,200 (1,199–1,201) | 3.50 |\n",
+		"| TAP | 4 | 0.9 (-0.1–1.9) | 900 (899–901) | 3.50 |\n",
+		"| AF_PACKET | 1 | 2.0 (1.0–3.0) | 2,000 (1,999–2,001) | 3.50 |\n",
+		"| AF_PACKET | 2 | 2.1 (1.1–3.1) | 2,100 (2,099–2,101) | 3.50 |\n",
+		"What 2 vCPUs can and cannot show",
+		"4 queues on 2",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("queue section lacks\n%s\nin\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "AF_PACKET | 4") || strings.Contains(md, "UDP") {
+		t.Errorf("a row or column that did not run:\n%s", md)
+	}
+	md = queuesMarkdown([]string{"lvsd-nat", "nft"}, 1, active, 2, get)
+	if strings.Contains(md, "| device |") || !strings.Contains(md, "BENCHFLAGS=-queue-sweep") || !strings.Contains(md, "What 2 vCPUs") {
+		t.Errorf("without the sweep:\n%s", md)
+	}
+}
+
+// TestDefaultDuration: the default run is 5 rounds of 5 s (the run-time
+// budget of docs/benchmarks.md), and the UDP search's steps are a quarter
+// of a run, at least 1 s.
+func TestDefaultDuration(t *testing.T) {
+	f, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.duration != 5*time.Second {
+		t.Errorf("default duration %v, want 5s", f.duration)
+	}
+	for d, want := range map[time.Duration]time.Duration{5 * time.Second: 1250 * time.Millisecond, 3 * time.Second: time.Second, 20 * time.Second: 5 * time.Second} {
+		if got := udpStep(d); got != want {
+			t.Errorf("udpStep(%v) = %v, want %v", d, got, want)
+		}
 	}
 }

@@ -364,6 +364,7 @@ func (r *report) markdown(svgName string) string {
 	w("| OS | %s |\n", m.OS)
 	w("| Go | %s |\n", m.Go)
 	w("| lvsd | %s, %d TAP queue(s) or AF_PACKET socket(s), offload on |\n", m.LvsdVer, b.f.queues)
+	w("| br_netfilter | %s |\n", b.brNetfilter)
 	var names []string
 	for _, t := range tools {
 		if v := b.tools[t.prog]; v != "" {
@@ -434,7 +435,9 @@ func (r *report) markdown(svgName string) string {
 		sb.WriteString(g.scalingMarkdown())
 	} else {
 		w("Not run in this run (`-go-bench=false`). `make bench-go` runs them on their own.\n\n")
+		w("## Scaling\n\n")
 	}
+	sb.WriteString(queuesMarkdown(b.f.only, b.f.queues, r.activeMetrics(), m.Cores, b.summarize))
 
 	w("## What was measured\n\n")
 	w("The lab (package `internal/lab`, the reference NAT lab): namespaces `lvt-<pid>-*` for a client (%s/24), a\n", lab.ClientIP)
@@ -449,8 +452,10 @@ func (r *report) markdown(svgName string) string {
 	w("the router's %s) reaches the router, which routes the VIP into the TAP (lvsd %s/24, one on-link default route\n", routedRouterIP, routedLvsdAddr)
 	w("answered by the router's proxy ARP) and forwards lvsd's output over a veth to the same bridge and real servers; it\n")
 	w("holds their gateway %s while a routed contestant runs, and a policy rule sends what arrives from them back into the\n", lab.RealGateway)
-	w("TAP. nft-routed is the same router's kernel doing the DNAT: the same path without the TAP hop and lvsd. The relative\n")
-	w("table compares `-routed` contestants only with each other.\n\n")
+	w("TAP. lvsd-nat-pkt-routed attaches lvsd by AF_PACKET to a veth `%s` inside the router instead (the router's end\n", routedPktLink)
+	w("%s %s/24, lvsd %s/24, forwarding off on lvsd's end). nft-routed is the same router's kernel doing the DNAT: the same\n", routedPktRouter, routedPktRouterAddr, routedPktLvsdAddr)
+	w("path without the TAP hop and lvsd. The relative table compares `-routed` contestants only with each other.\n\n")
+	w("The director namespace's bridge runs with br_netfilter %s.\n\n", b.brNetfilter)
 
 	for _, c := range b.f.only {
 		w("- **%s**: %s.\n", c, contestantByName(c).desc)
@@ -477,7 +482,7 @@ func (r *report) markdown(svgName string) string {
 	w("  prerouting chain before any socket (the receiver count does not depend on a receiving program keeping up).\n")
 	w("  *Delivered under overload*: the generator sends as fast as it can for %v; the figure is what rs1 counted per\n", b.f.duration)
 	w("  second. *Loss-free*: the highest offered rate (as sent, counted by iperf) at which at most %.2g%% was lost, found by\n", 100*b.f.lossFree)
-	w("  bisection (7 steps of %v) between 0 and the overload's offered rate.\n\n", max(time.Second, b.f.duration/3))
+	w("  bisection (7 steps of %v) between 0 and the overload's offered rate.\n\n", udpStep(b.f.duration))
 
 	if counters := r.lvsdCounters(); counters != "" {
 		w("## lvsd's counters\n\n")
@@ -517,12 +522,14 @@ func (r *report) markdown(svgName string) string {
 	w("As root, from the repository root (it installs iperf3, iperf, wrk, nginx-light, haproxy and nftables with apt-get\n")
 	w("when missing, builds lvsd, builds the lab, runs and removes it):\n\n")
 	w("```sh\n")
-	w("make bench                                   # go run ./bench: 3 rounds of 10 s, writes this file\n")
+	w("make bench                                   # go run ./bench: 5 rounds of 5 s, writes this file\n")
+	w("make bench BENCHFLAGS=-queue-sweep           # and lvsd NAT at 2 and 4 queues (the scaling section's queue table)\n")
 	w("go run ./bench -quick -out ''                # smoke test: 1 round of 3 s, prints the table only\n")
 	w("go run ./bench -only lvsd-nat,nft -workloads tcp1,http -rounds 5\n")
 	w("```\n\n")
 	w("Flags: `-rounds N`, `-duration D`, `-only %s`, `-workloads %s`,\n", strings.Join(contestantNames(), ","), strings.Join(workloadNames(), ","))
-	w("`-out FILE` (the plot goes beside it as .svg), `-quick`, `-queues N` (lvsd's TAP queues or AF_PACKET sockets), `-http-conns N`, `-loss F`,\n")
+	w("`-out FILE` (the plot goes beside it as .svg), `-quick`, `-queues N` (lvsd's TAP queues or AF_PACKET sockets),\n")
+	w("`-queue-sweep` (adds %s: TCP and HTTP only; not in the default run), `-http-conns N`, `-loss F`,\n", strings.Join(sweepNames(), ", "))
 	w("`-go-bench=false` (skip the Go benchmarks), `-go-benchtime T` (default %s, %s with `-quick`), `-no-install`, `-v`.\n", goBenchTime, goBenchTimeQuick)
 	w("This run: `%s`.\n", r.cmdline())
 	return sb.String()

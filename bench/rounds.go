@@ -109,21 +109,21 @@ func (b *bench) runOne(round int, w string, c contestant) string {
 	if err != nil {
 		return fail(fmt.Errorf("start: %w", err))
 	}
-	var tap0 tapStats
+	var dev0 devStats
 	if r.proc != nil && strings.HasPrefix(c.name, "lvsd") {
-		tap0 = b.tapStats(r)
+		dev0 = b.devStats(r)
 	}
 	ms, err := b.runWorkload(w, r)
 	if r.proc != nil && strings.HasPrefix(c.name, "lvsd") {
-		tap1 := b.tapStats(r)
+		dev1 := b.devStats(r)
 		var sb strings.Builder
 		if r.ctl != "" {
 			if out, cerr := runHost(b.ctx, 10*time.Second, b.bin.Lvsd, "counters", "-control", r.ctl); cerr == nil {
 				sb.WriteString(strings.TrimRight(out, "\n") + "\n")
 			}
 		}
-		fmt.Fprintf(&sb, "kernel side of %s during the workload (round %d): to lvsd %d frames, %d dropped because lvsd's queue was full; from lvsd %d frames, %d dropped\n",
-			tapDev(r), round+1, tap1.txPackets-tap0.txPackets, tap1.txDropped-tap0.txDropped, tap1.rxPackets-tap0.rxPackets, tap1.rxDropped-tap0.rxDropped)
+		_, tp := b.lvsdDev(r)
+		sb.WriteString(devLine(tp, round, dev0, dev1))
 		b.res.counters[c.name+" "+w] = sb.String()
 	}
 	if err != nil && r.proc != nil {
@@ -167,29 +167,37 @@ func (b *bench) hold(name string) {
 	<-b.ctx.Done()
 }
 
-// tapStats are the kernel's counters of lvsd's TAP: TX is toward lvsd (a
-// TX drop is a frame lost because lvsd did not read fast enough), RX is what
-// lvsd wrote.
-type tapStats struct {
-	txPackets, txDropped, rxPackets, rxDropped uint64
+// devStats are the kernel's counters of lvsd's device, seen from lvsd:
+// toLvsd is what the kernel handed lvsd (a TAP's TX, a veth end's RX; a TAP
+// TX drop is a frame lost because lvsd did not read fast enough), fromLvsd
+// what lvsd wrote.
+type devStats struct {
+	toLvsd, toLvsdDropped, fromLvsd, fromLvsdDropped uint64
 }
 
-// tapDev is the TAP whose counters tapStats reads for r.
-func tapDev(r *running) string {
+// lvsdDev is the device of lvsd's run r and the namespace holding it.
+func (b *bench) lvsdDev(r *running) (lab.NS, *lab.Topology) {
 	if r.tp != nil {
-		return r.tp.Device
+		return r.tp.Director, r.tp
 	}
-	return lab.TAPName
+	return b.tp.Director, b.tp
 }
 
-func (b *bench) tapStats(r *running) tapStats {
-	ns := b.tp.Director
-	if r.tp != nil {
-		ns = r.tp.Director
+// devLine describes the counters' difference over one run.
+func devLine(tp *lab.Topology, round int, d0, d1 devStats) string {
+	if tp.Type == "tap" {
+		return fmt.Sprintf("kernel side of %s during the workload (round %d): to lvsd %d frames, %d dropped because lvsd's queue was full; from lvsd %d frames, %d dropped\n",
+			tp.Device, round+1, d1.toLvsd-d0.toLvsd, d1.toLvsdDropped-d0.toLvsdDropped, d1.fromLvsd-d0.fromLvsd, d1.fromLvsdDropped-d0.fromLvsdDropped)
 	}
-	out, err := runHost(b.ctx, cmdTimeout, "ip", "-n", string(ns), "-s", "-j", "link", "show", "dev", tapDev(r))
+	return fmt.Sprintf("kernel counters of %s, lvsd's AF_PACKET veth, during the workload (round %d): received (for lvsd) %d frames; sent (by lvsd) %d frames, %d dropped\n",
+		tp.Device, round+1, d1.toLvsd-d0.toLvsd, d1.fromLvsd-d0.fromLvsd, d1.fromLvsdDropped-d0.fromLvsdDropped)
+}
+
+func (b *bench) devStats(r *running) devStats {
+	ns, tp := b.lvsdDev(r)
+	out, err := runHost(b.ctx, cmdTimeout, "ip", "-n", string(ns), "-s", "-j", "link", "show", "dev", tp.Device)
 	if err != nil {
-		return tapStats{}
+		return devStats{}
 	}
 	var j []struct {
 		Stats64 struct {
@@ -204,8 +212,11 @@ func (b *bench) tapStats(r *running) tapStats {
 		} `json:"stats64"`
 	}
 	if json.Unmarshal([]byte(out), &j) != nil || len(j) == 0 {
-		return tapStats{}
+		return devStats{}
 	}
 	s := j[0].Stats64
-	return tapStats{s.TX.Packets, s.TX.Dropped, s.RX.Packets, s.RX.Dropped}
+	if tp.Type == "tap" {
+		return devStats{s.TX.Packets, s.TX.Dropped, s.RX.Packets, s.RX.Dropped}
+	}
+	return devStats{s.RX.Packets, s.RX.Dropped, s.TX.Packets, s.TX.Dropped}
 }

@@ -31,6 +31,14 @@ import (
 // un-NATs it; the router forwards lvsd's answer to the client. Every packet
 // crosses the router's kernel twice and lvsd once.
 //
+// lvsd-nat-pkt-routed: the same, with lvsd attached by AF_PACKET to one
+// end of a veth pair inside the router namespace instead of the TAP: the
+// router's end lvtrpkr holds 198.18.7.1/24 (proxy ARP), lvsd's end lvtrpkt
+// holds no address, has ARP off and IPv4 forwarding off (a frame the
+// router's kernel also receives there, beside lvsd's socket, is dropped
+// without an ICMP error instead of being routed back), and lvsd's netstack
+// holds 198.18.7.2/24 on it. The VIP and the policy rule point there.
+//
 // nft-routed: the same router's kernel is the balancer (DNAT in its
 // prerouting hook, conntrack un-NATs the replies). That is where the kernel
 // contestant naturally sits in this placement: the host that routes the
@@ -46,6 +54,10 @@ const (
 	routedBridgeEnd = "lvtrbr"  // that veth's other end, a port of lvtbr0
 	routedMAC       = "02:00:5e:10:00:03"
 	routedTable     = "101" // the router's policy-routing table toward lvsd
+
+	routedPktLink   = "lvtrpkt" // lvsd's end of the router's packet veth (AF_PACKET)
+	routedPktRouter = "lvtrpkr" // the router's end
+	routedPktMAC    = "02:00:5e:10:00:05"
 )
 
 var (
@@ -53,6 +65,9 @@ var (
 	routedRouterIP = netip.MustParseAddr("198.18.5.1")
 	routedTAPAddr  = netip.MustParseAddr("198.18.6.1") // the router's, on the TAP
 	routedLvsdAddr = netip.MustParseAddr("198.18.6.2") // lvsd's netstack's, on the TAP
+
+	routedPktRouterAddr = netip.MustParseAddr("198.18.7.1") // the router's, on its packet veth end
+	routedPktLvsdAddr   = netip.MustParseAddr("198.18.7.2") // lvsd's netstack's, on lvtrpkt
 )
 
 // buildRouted adds the routed topology to the lab and returns the topology
@@ -92,9 +107,21 @@ func (b *bench) buildRouted() *lab.Topology {
 	l.Sysctl(rtd, "net.ipv4.conf."+routedTAP+".proxy_arp", "1")
 	l.Sysctl(rtd, "net.ipv4.neigh."+routedTAP+".proxy_delay", "0")
 
+	// The packet veth of lvsd-nat-pkt-routed (see the comment at the top).
+	l.Veth(rtd, routedPktLink, rtd, routedPktRouter)
+	l.IP(rtd, "link", "set", routedPktLink, "address", routedPktMAC)
+	l.IP(rtd, "link", "set", routedPktLink, "arp", "off")
+	l.Sysctl(rtd, "net.ipv4.conf."+routedPktLink+".arp_ignore", "8")
+	l.Sysctl(rtd, "net.ipv4.conf."+routedPktLink+".forwarding", "0")
+	l.Addr(rtd, routedPktRouter, routedPktRouterAddr.String()+"/24")
+	l.Sysctl(rtd, "net.ipv4.conf."+routedPktRouter+".proxy_arp", "1")
+	l.Sysctl(rtd, "net.ipv4.neigh."+routedPktRouter+".proxy_delay", "0")
+
 	l.WaitLinkUp(cli, lab.GuestLink)
 	l.WaitLinkUp(rtd, routedCliLink)
 	l.WaitLinkUp(rtd, routedRSLink)
+	l.WaitLinkUp(rtd, routedPktLink)
+	l.WaitLinkUp(rtd, routedPktRouter)
 	l.WaitBridgePort(tp.Director, routedBridgeEnd)
 
 	return &lab.Topology{
@@ -108,9 +135,30 @@ func (b *bench) buildRouted() *lab.Topology {
 	}
 }
 
+// routedPacket is the routed topology with lvsd on the router's packet veth
+// (lvsd-nat-pkt-routed): a copy of routed with another device, type, MAC
+// and address.
+func routedPacket(routed *lab.Topology) *lab.Topology {
+	c := *routed
+	c.Type, c.Device, c.MAC = "packet", routedPktLink, routedPktMAC
+	c.Addresses = []string{routedPktLvsdAddr.String() + "/24"}
+	c.Options.Packet, c.Options.MAC = true, routedPktMAC
+	return &c
+}
+
+// routedLvsdHop returns the router's next hop toward lvsd's netstack on
+// tp: the TAP, or the router's end of the packet veth.
+func routedLvsdHop(tp *lab.Topology) (dev string, via netip.Addr) {
+	if tp.Device == routedPktLink {
+		return routedPktRouter, routedPktLvsdAddr
+	}
+	return routedTAP, routedLvsdAddr
+}
+
 // routedUp gives the router the real servers' gateway address and, for
-// lvsd, the routes through the TAP. undo removes all of it.
-func (b *bench) routedUp(toLvsd bool) (undo func(), err error) {
+// lvsd (toLvsd non-nil: its topology), the routes to lvsd's netstack on
+// toLvsd's device. undo removes all of it.
+func (b *bench) routedUp(toLvsd *lab.Topology) (undo func(), err error) {
 	rt := b.routed.Director
 	gw := lab.RealGateway.String() + "/24"
 	vip := lab.VIP.String() + "/32"
@@ -126,10 +174,11 @@ func (b *bench) routedUp(toLvsd bool) (undo func(), err error) {
 		undo()
 		return nil, err
 	}
-	if toLvsd {
+	if toLvsd != nil {
+		dev, via := routedLvsdHop(toLvsd)
 		for _, args := range [][]string{
-			{"route", "replace", vip, "via", routedLvsdAddr.String(), "dev", routedTAP},
-			{"route", "replace", "default", "via", routedLvsdAddr.String(), "dev", routedTAP, "table", routedTable},
+			{"route", "replace", vip, "via", via.String(), "dev", dev},
+			{"route", "replace", "default", "via", via.String(), "dev", dev, "table", routedTable},
 			{"rule", "add", "iif", routedRSLink, "lookup", routedTable},
 		} {
 			if err := b.ip(rt, args...); err != nil {
@@ -141,18 +190,18 @@ func (b *bench) routedUp(toLvsd bool) (undo func(), err error) {
 	return undo, nil
 }
 
-// startLvsdRouted starts lvsd NAT on the router's TAP.
-func (b *bench) startLvsdRouted() (*running, error) {
-	undo, err := b.routedUp(true)
+// startLvsdRouted starts lvsd NAT on tp, the router's TAP (b.routed) or
+// its packet veth (b.routedPkt).
+func (b *bench) startLvsdRouted(tp *lab.Topology) (*running, error) {
+	undo, err := b.routedUp(tp)
 	if err != nil {
 		return nil, err
 	}
-	r, err := b.startLvsdOn(b.routed, "nat")
+	r, err := b.startLvsdOn(tp, "nat")
 	if err != nil {
 		undo()
 		return nil, err
 	}
-	r.tp = b.routed
 	stop := r.stop
 	r.stop = func() { stop(); undo() }
 	return r, nil
@@ -161,7 +210,7 @@ func (b *bench) startLvsdRouted() (*running, error) {
 // startNftRouted makes the router's kernel the balancer (see the comment at
 // the top of this file for why there).
 func (b *bench) startNftRouted() (*running, error) {
-	undo, err := b.routedUp(false)
+	undo, err := b.routedUp(nil)
 	if err != nil {
 		return nil, err
 	}

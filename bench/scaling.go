@@ -8,8 +8,8 @@ import (
 
 // The scaling section: how the packet path's cost grows with the work, from
 // the Go benchmarks' BenchmarkScaleServices, BenchmarkScaleReals and
-// BenchmarkScaleConns (forward/scale_test.go), pivoted into tables, and
-// what the lab can show of the device queues.
+// BenchmarkScaleConns (forward/scale_test.go), pivoted into tables. The
+// device queues' part of the section, from the lab, is in queues.go.
 
 // scaleResult returns the cpu-ns/op of the forward benchmark name (the
 // CPU time of its thread per operation), or its ns/op if it reported none,
@@ -133,10 +133,5 @@ func (g *goBenchRun) scalingMarkdown() string {
 		row("ns per packet", "BenchmarkScaleConns", sizes)
 		w("\n")
 	}
-	w("**Device queues** (`queues` = 1, 2, 4: connections per second and throughput in the lab): not in this table.\n")
-	w("The lab runs on the machine's 2 vCPUs, which the load generator, the real servers and lvsd share; a second\n")
-	w("queue gives lvsd a second reader thread only where a CPU is left idle, and a third or fourth queue cannot run\n")
-	w("in parallel at all. Such runs show the cost of the queues (their hand-off and scheduling), not their scaling;\n")
-	w("`make bench BENCHFLAGS='-queues 2'` (and 4) measures them in this report's format, one report per value.\n\n")
 	return sb.String()
 }
