@@ -76,6 +76,7 @@ fuzz: ## fuzz every parser for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzProberTake$$' -fuzztime 30s ./stack/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./adm/
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime 30s ./health/
+	$(GO) test -run '^$$' -fuzz '^FuzzKeptHTTPCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzDNSCheck$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzStatusLine$$' -fuzztime 30s ./health/
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime 30s ./keepalived/

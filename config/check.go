@@ -50,6 +50,7 @@ type rawCheck struct {
 	Command          any `toml:"command"`
 	Dynamic          any `toml:"dynamic"`
 	ThroughVIP       any `toml:"through_vip"`
+	ReuseConnection  any `toml:"reuse_connection"`
 }
 
 // checkTypes are the check types; "none" in a real server's table turns
@@ -61,25 +62,26 @@ const checkTypeHelp = "tcp (TCP_CHECK), http (HTTP_GET), https (SSL_GET), udp (U
 // checkKeyTypes lists, for the keys that apply to some types only, the
 // types they apply to.
 var checkKeyTypes = map[string][]string{
-	"port":          {"tcp", "http", "https", "udp", "dns"},
-	"path":          {"http", "https"},
-	"host":          {"http", "https"},
-	"status":        {"http", "https"},
-	"digest":        {"http", "https"},
-	"contains":      {"http", "https"},
-	"regexp":        {"http", "https"},
-	"sni":           {"https"},
-	"ca_file":       {"https"},
-	"payload":       {"udp"},
-	"payload_hex":   {"udp"},
-	"expect":        {"udp"},
-	"expect_hex":    {"udp"},
-	"require_reply": {"udp"},
-	"query_type":    {"dns"},
-	"query_name":    {"dns"},
-	"command":       {"exec"},
-	"dynamic":       {"exec"},
-	"through_vip":   {"tcp", "http", "https"},
+	"port":             {"tcp", "http", "https", "udp", "dns"},
+	"path":             {"http", "https"},
+	"host":             {"http", "https"},
+	"status":           {"http", "https"},
+	"digest":           {"http", "https"},
+	"contains":         {"http", "https"},
+	"regexp":           {"http", "https"},
+	"sni":              {"https"},
+	"ca_file":          {"https"},
+	"payload":          {"udp"},
+	"payload_hex":      {"udp"},
+	"expect":           {"udp"},
+	"expect_hex":       {"udp"},
+	"require_reply":    {"udp"},
+	"query_type":       {"dns"},
+	"query_name":       {"dns"},
+	"command":          {"exec"},
+	"dynamic":          {"exec"},
+	"through_vip":      {"tcp", "http", "https"},
+	"reuse_connection": {"http", "https"},
 }
 
 // Limits of check keys.
@@ -287,6 +289,10 @@ func (c *checker) check(skey string, svcRaw *rawCheck, rkey string, realRaw *raw
 		case svc.Addr.Unmap().Is4() != r.Addr.Unmap().Is4():
 			c.errorf(k("through_vip"), "needs a real server of the virtual address's family")
 		}
+	}
+	ch.ReuseConnection, _ = c.boolean(k("reuse_connection"), raw.ReuseConnection)
+	if ch.ReuseConnection && ch.ThroughVIP {
+		c.errorf(k("reuse_connection"), "not with through_vip: a kept connection through the forwarding path would hold one of its 1024 probe ports between checks")
 	}
 	return ch
 }
@@ -564,7 +570,12 @@ func formatCheck(b *strings.Builder, table string, c *Check) {
 	case "exec":
 		fmt.Fprintf(b, "    command = %s\n    dynamic = %t\n", q(c.Command), c.Dynamic)
 	}
-	if c.ThroughVIP {
-		fmt.Fprintf(b, "    through_vip = true\n")
+	// Booleans are written false too: a real server's table that leaves
+	// one out would take its virtual server's.
+	if slices.Contains(checkKeyTypes["through_vip"], c.Type) {
+		fmt.Fprintf(b, "    through_vip = %t\n", c.ThroughVIP)
+	}
+	if slices.Contains(checkKeyTypes["reuse_connection"], c.Type) {
+		fmt.Fprintf(b, "    reuse_connection = %t\n", c.ReuseConnection)
 	}
 }

@@ -41,6 +41,11 @@ type Check struct {
 	// (dr) or inside IPIP (tun). The real server must answer for the VIP
 	// to pass.
 	ThroughVIP bool
+	// ReuseConnection (http and https) keeps the connection to the server
+	// open between checks and sends each request on it (HTTP/1.1
+	// keep-alive), as Envoy's reuse_connection; keepalived has no
+	// equivalent (a connection per check, lvsd's default).
+	ReuseConnection bool
 	// Alpha starts the server down until its first success (alpha).
 	Alpha bool
 	// InhibitOnFailure sets a failed server's weight to 0 instead of

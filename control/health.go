@@ -26,10 +26,15 @@ type Health struct {
 	// start); LastCheck of the last probe (zero before any).
 	LastChange time.Time `json:"last_change"`
 	LastCheck  time.Time `json:"last_check,omitzero"`
-	// TransitionsUp and TransitionsDown count the check's transitions to
-	// up and to down since it (re)started.
+	// TransitionsUp and TransitionsDown count the transitions to up and to
+	// down of the server's checks since it was added: they go on across a
+	// restart of its check (counters never go down).
 	TransitionsUp   uint64 `json:"transitions_up"`
 	TransitionsDown uint64 `json:"transitions_down"`
+	// ChecksTotal counts the probes of the server's checks since it was
+	// added: Checks restarts with its check, ChecksTotal goes on (a
+	// counter: it never goes down).
+	ChecksTotal uint64 `json:"checks_total"`
 	// Weight is the last dynamic weight of an exec check, when it gave one.
 	Weight *int32 `json:"dynamic_weight,omitempty"`
 	// Passive is the state of the server's passive detection, when its
@@ -46,6 +51,9 @@ type Passive struct {
 	Until time.Time `json:"until,omitzero"`
 	// Ejections counts the ejections of the current back-off series.
 	Ejections int `json:"ejections"`
+	// EjectionsTotal counts every ejection since passive detection started
+	// for the server (a counter: it never goes down).
+	EjectionsTotal uint64 `json:"ejections_total"`
 	// Failures counts the failed handshakes seen since detection started;
 	// WindowFailures those of the current window.
 	Failures       uint64 `json:"failures"`

@@ -205,7 +205,7 @@ func (d *Director) checkStatus(k RealKey) *control.Health {
 	h := &control.Health{
 		Check: typ, State: "down", Checks: st.Checks, LastError: st.LastError,
 		ConsecutiveOK: st.OKRun, ConsecutiveFailed: st.FailRun, LastChange: st.LastChange, LastCheck: st.LastCheck,
-		TransitionsUp: st.Ups, TransitionsDown: st.Downs,
+		TransitionsUp: st.Ups, TransitionsDown: st.Downs, ChecksTotal: st.Probes,
 	}
 	if st.Up {
 		h.State = "up"

@@ -95,7 +95,7 @@ func (d *Director) passiveStatus(k RealKey) *control.Passive {
 	if !ok {
 		return nil
 	}
-	p := &control.Passive{State: "in", Ejections: st.Ejections, Failures: st.Failures, WindowFailures: st.Window, Held: st.Held}
+	p := &control.Passive{State: "in", Ejections: st.Ejections, EjectionsTotal: st.Total, Failures: st.Failures, WindowFailures: st.Window, Held: st.Held}
 	if st.Ejected {
 		p.State, p.Until = "ejected", st.Until
 	}

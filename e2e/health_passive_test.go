@@ -84,7 +84,7 @@ func TestHealthPassive(t *testing.T) {
 			for ra, h := range healthOf(st, "tcp", "198.18.1.100:80") {
 				if h != nil && h.Passive != nil && h.Passive.State == "ejected" {
 					ejected = append(ejected, ra)
-					if h.Passive.Failures < 3 || h.Passive.Ejections != 1 || h.State != "down" {
+					if h.Passive.Failures < 3 || h.Passive.Ejections != 1 || h.Passive.EjectionsTotal != 1 || h.State != "down" {
 						t.Errorf("%s: %+v %+v", ra, h, h.Passive)
 					}
 				}

@@ -80,7 +80,9 @@ func ctxSwitches(t *testing.T, pid int) int64 {
 // over the second.
 //
 // It takes over a minute and loads the machine, so it runs only with
-// LVSD_HEALTH_SCALE=1 (docs/health.md has its figures).
+// LVSD_HEALTH_SCALE=1 (docs/health.md has its figures); with
+// LVSD_HEALTH_SCALE_REUSE=1 as well, the checks keep their connections
+// (reuse_connection).
 func TestHealthScale(t *testing.T) {
 	lab.Skip(t)
 	if os.Getenv("LVSD_HEALTH_SCALE") == "" {
@@ -100,6 +102,11 @@ func TestHealthScale(t *testing.T) {
 	// SYN lost in a full backlog fail a check, and the state changes that
 	// follow cost more than the checks.
 	extra := checkTable(`  type = "http"`, `  path = "/health"`, `  interval = "1s"`)
+	reuse := os.Getenv("LVSD_HEALTH_SCALE_REUSE") != ""
+	if reuse {
+		// The same checks with a kept connection each (reuse_connection).
+		extra = append(extra, `  reuse_connection = true`)
+	}
 	for i := range n {
 		extra = append(extra, "", "  [[virtual_server.real_server]]", fmt.Sprintf("  address = %q", rs1.Addr.String()),
 			fmt.Sprintf("  port = %d", first+i))
@@ -156,8 +163,8 @@ func TestHealthScale(t *testing.T) {
 	rate := float64(k1-k0) / el
 	load, _ := os.ReadFile("/proc/loadavg")
 	perCheck := float64(c1-c0) * 10 / float64(k1-k0) // ms of CPU per check
-	t.Logf("%d real servers, http check every 1 s: %.0f checks/s, lvsd CPU %.1f%% of one core, %.3f ms per check (load average %s)",
-		n+3, rate, cpu, perCheck, strings.Fields(string(load))[0])
+	t.Logf("%d real servers, http check every 1 s (reuse_connection %t): %.0f checks/s, lvsd CPU %.1f%% of one core, %.3f ms per check (load average %s)",
+		n+3, reuse, rate, cpu, perCheck, strings.Fields(string(load))[0])
 	t.Logf("per check: %.1f read and %.1f write system calls, %.1f context switches",
 		float64(r1-r0)/float64(k1-k0), float64(w1-w0)/float64(k1-k0), float64(x1-x0)/float64(k1-k0))
 	// Allocations and collections do not depend on the machine's load as

@@ -18,7 +18,9 @@ import (
 // VIP is back on rs2's lo the through-the-path check brings it back; losing
 // it again takes rs2 out within the interval and the timeout. Port 82's
 // service does the same with http checks through the path (whole
-// connections from lvsd's through stack), with the same outcome.
+// connections from lvsd's through stack), and port 83's with https checks
+// (a TLS handshake and a GET to VIP:443 through each real server, whose
+// lab server serves HTTPS there), with the same outcome.
 func TestHealthThroughVIP(t *testing.T) {
 	lab.Skip(t)
 	t.Parallel()
@@ -26,6 +28,13 @@ func TestHealthThroughVIP(t *testing.T) {
 	l := lab.New(t)
 	dt := l.DirectLab(lab.RealDR, lab.RealDR, lab.RealTUNLvsd)
 	dt.StartHTTP(bin, 80)
+	cert, key := selfSigned(t, l.Dir(), "vip", []string{"vip.lab.test"}, nil)
+	for _, r := range dt.Reals {
+		p := l.Start(r.NS, r.Name+"-https", bin.Labserver, "http", "-listen", ":443", "-cert", cert, "-key", key, "-name", r.Name)
+		if err := p.WaitOutput("listening", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dt.StartRealservers(bin)
 	rs2 := dt.Reals[1]
 	vip := lab.VIP.String() + "/32"
@@ -40,7 +49,9 @@ func TestHealthThroughVIP(t *testing.T) {
 	// GET to VIP:80 through each real server.
 	httpThrough := dt.Service(lab.Service{Protocol: "tcp", Port: 82, Scheduler: "rr", Method: "dr",
 		Extra: checkTable(append(append([]string{}, fast[:len(fast)-1]...), `  type = "http"`, `  port = 80`, `  path = "/"`, `  through_vip = true`)...)})
-	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain, httpThrough)
+	httpsThrough := dt.Service(lab.Service{Protocol: "tcp", Port: 83, Scheduler: "rr", Method: "dr",
+		Extra: checkTable(append(append([]string{}, fast[:len(fast)-1]...), `  type = "https"`, `  port = 443`, `  path = "/"`, `  through_vip = true`)...)})
+	dt.StartLvsd(bin, lab.LvsdOptions{}, through, plain, httpThrough, httpsThrough)
 
 	states := func(want map[string]string) func(*control.Status) string {
 		return func(st *control.Status) string {
@@ -65,6 +76,9 @@ func TestHealthThroughVIP(t *testing.T) {
 		"198.18.1.100:82 198.18.1.21:82": "up",
 		"198.18.1.100:82 198.18.1.22:82": "down", // the GET to the VIP through it gets no answer
 		"198.18.1.100:82 198.18.1.23:82": "up",   // a whole connection inside IPIP
+		"198.18.1.100:83 198.18.1.21:83": "up",   // TLS to VIP:443 through it
+		"198.18.1.100:83 198.18.1.22:83": "down",
+		"198.18.1.100:83 198.18.1.23:83": "up", // TLS inside IPIP
 	}))
 	if h := healthOf(st, "tcp", "198.18.1.100:80")["198.18.1.22:80"]; h != nil {
 		t.Logf("rs2 through the VIP: %s (%s)", h.State, h.LastError)
@@ -73,6 +87,11 @@ func TestHealthThroughVIP(t *testing.T) {
 		t.Errorf("rs2's http check through the VIP: %+v, want an http failure", h)
 	} else {
 		t.Logf("rs2's http check through the VIP: %s (%s)", h.State, h.LastError)
+	}
+	if h := healthOf(st, "tcp", "198.18.1.100:83")["198.18.1.22:83"]; h == nil || !strings.Contains(h.LastError, "http") {
+		t.Errorf("rs2's https check through the VIP: %+v, want an http failure", h)
+	} else {
+		t.Logf("rs2's https check through the VIP: %s (%s)", h.State, h.LastError)
 	}
 	res := dt.Get(bin, "http://198.18.1.100:80/", 20, "-timeout", "2s")
 	if res.OK != 20 || res.Servers["rs2"] != 0 {
@@ -83,6 +102,7 @@ func TestHealthThroughVIP(t *testing.T) {
 	waitHealth(t, dt.Topology, 10*time.Second, states(map[string]string{
 		"198.18.1.100:80 198.18.1.22:80": "up",
 		"198.18.1.100:82 198.18.1.22:82": "up",
+		"198.18.1.100:83 198.18.1.22:83": "up",
 	}))
 	res = dt.Get(bin, "http://198.18.1.100:80/", 30, "-timeout", "2s")
 	if res.OK != 30 || res.Servers["rs2"] == 0 {
@@ -96,6 +116,7 @@ func TestHealthThroughVIP(t *testing.T) {
 		"198.18.1.100:80 198.18.1.22:80": "down",
 		"198.18.1.100:81 198.18.1.22:81": "up",
 		"198.18.1.100:82 198.18.1.22:82": "down",
+		"198.18.1.100:83 198.18.1.22:83": "down",
 	}))
 	took := time.Since(start)
 	t.Logf("rs2 down %v after losing the VIP (interval 300ms, timeout 1s, fall 1)", took.Round(10*time.Millisecond))

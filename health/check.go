@@ -105,7 +105,11 @@ func NewChecker(c *config.Check, t Target, n Net) (Checker, error) {
 		if c.ThroughVIP {
 			return newHTTPThroughChecker(c, t, n)
 		}
-		return newHTTPChecker(c, dst, n)
+		h, err := newHTTPChecker(c, dst, n)
+		if err != nil || !c.ReuseConnection {
+			return h, err
+		}
+		return newKeptHTTP(h), nil
 	case "udp":
 		return &udpChecker{net: n, dst: dst, timeout: c.Timeout, payload: c.Payload, expect: c.Expect,
 			requireReply: c.RequireReply || len(c.Expect) > 0}, nil

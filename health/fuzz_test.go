@@ -123,3 +123,51 @@ func (n *idNet) ExchangeUDP(ctx context.Context, _ netip.AddrPort, msg, buf []by
 	}
 	return len(b), nil
 }
+
+// FuzzKeptHTTPCheck feeds an http check with reuse_connection arbitrary
+// responses, twice on the same checker (the second on the kept connection
+// or, when the first ended it, on a new one): it must never panic, must
+// end within its timeout, and passes only a response whose status line is
+// in the expected range, and that a check on a connection of its own
+// passes too.
+func FuzzKeptHTTPCheck(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), false)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"), true)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"), false)
+	f.Add([]byte("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"), false)
+	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\nok"), true)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nok"), false)
+	f.Add([]byte("garbage"), false)
+	f.Fuzz(func(t *testing.T, reply []byte, body bool) {
+		c := &config.Check{Type: "http", Timeout: 2 * time.Second, ReuseConnection: true}
+		if body {
+			c.Contains = "ok"
+		}
+		target := Target{Real: netip.MustParseAddrPort("192.0.2.11:80")}
+		ch, err := NewChecker(c, target, replyNet{reply})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.(*keptHTTP).Close()
+		plain := *c
+		plain.ReuseConnection = false
+		pch, err := NewChecker(&plain, target, replyNet{reply})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := pch.Check(context.Background())
+		for i := range 2 {
+			start := time.Now()
+			r := ch.Check(context.Background())
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("check %d took %v", i, d)
+			}
+			if r.Err == nil && (len(reply) < 12 || string(reply[9:10]) != "2") {
+				t.Fatalf("check %d passed with %q", i, reply)
+			}
+			if r.Err == nil && pr.Err != nil {
+				t.Fatalf("check %d passed with %q, which fails a check without reuse: %v", i, reply, pr.Err)
+			}
+		}
+	})
+}

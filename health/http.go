@@ -34,6 +34,7 @@ type httpChecker struct {
 	dst      netip.AddrPort
 	tls      *tls.Config // nil for http
 	req      []byte      // the whole request, built once
+	keepReq  []byte      // the same without Connection: close (reuse_connection)
 	timeout  time.Duration
 	status   []config.StatusRange
 	digest   string
@@ -71,6 +72,7 @@ func newHTTPChecker(c *config.Check, dst netip.AddrPort, n Net) (*httpChecker, e
 		}
 	}
 	h.req = fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lvsd-health\r\nAccept: */*\r\nConnection: close\r\n\r\n", path, host)
+	h.keepReq = fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lvsd-health\r\nAccept: */*\r\n\r\n", path, host)
 	if c.Type == "https" {
 		tc := &tls.Config{InsecureSkipVerify: true} // keepalived's SSL_GET does not verify
 		tc.ServerName = c.SNI
@@ -142,31 +144,43 @@ func (h *httpChecker) Check(ctx context.Context) Result {
 	if err != nil {
 		return fail("http: response: %w", err)
 	}
+	r, _ := h.judge(resp, lr)
+	return r
+}
+
+// judge decides a check from resp, read through lr (whose limit it sets
+// for the body): the status, then the body when a digest, a substring or
+// a regular expression needs it. read is true when the body was read to
+// its end (the connection may carry another request).
+func (h *httpChecker) judge(resp *http.Response, lr *limitedReader) (r Result, read bool) {
 	if !statusIn(resp.StatusCode, h.status) {
-		return fail("http: status %d", resp.StatusCode)
+		return fail("http: status %d", resp.StatusCode), false
+	}
+	if h.digest == "" && h.contains == nil && h.re == nil {
+		return pass, false
 	}
 	// The body has its own limit, not the headers'.
 	lr.n = MaxBody + 1
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil {
-		return fail("http: body: %w", err)
+		return fail("http: body: %w", err), false
 	}
 	if len(body) > MaxBody {
-		return fail("http: body over %d bytes", MaxBody)
+		return fail("http: body over %d bytes", MaxBody), false
 	}
 	if h.digest != "" {
 		sum := md5.Sum(body)
 		if got := hex.EncodeToString(sum[:]); got != h.digest {
-			return fail("http: digest %s, want %s", got, h.digest)
+			return fail("http: digest %s, want %s", got, h.digest), true
 		}
 	}
 	if h.contains != nil && !bytes.Contains(body, h.contains) {
-		return fail("http: body does not contain %q", h.contains)
+		return fail("http: body does not contain %q", h.contains), true
 	}
 	if h.re != nil && !h.re.Match(body) {
-		return fail("http: body does not match %q", h.re)
+		return fail("http: body does not match %q", h.re), true
 	}
-	return pass
+	return pass, true
 }
 
 // maxStatusLine bounds the status line of a check that reads only it.

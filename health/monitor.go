@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -56,9 +57,16 @@ type Status struct {
 	LastCheck, LastChange time.Time
 	// Weight is the last dynamic weight of an exec check, -1 for none.
 	Weight int32
-	// Ups and Downs count the transitions to up and to down since the
-	// monitor started.
+	// Ups and Downs count the transitions to up and to down of the real
+	// server's checks since the server came under this Manager: they go
+	// on across a restart of its check (a reload that changes it, a check
+	// removed and given again), so that a counter made of them never goes
+	// down while the server exists.
 	Ups, Downs uint64
+	// Probes counts the probes of the real server's checks since the
+	// server came under this Manager: Checks restarts with its check,
+	// Probes goes on as Ups and Downs do.
+	Probes uint64
 }
 
 // Options configure a Manager.
@@ -95,6 +103,10 @@ type Manager[K comparable] struct {
 	members map[K]member
 	// quorums are the quorums by group. Guarded by mu.
 	quorums map[string]*quorumState
+	// transitions keeps the transition counts of the real servers of the
+	// last Sync whose monitor was stopped (their check removed), for the
+	// monitor a later Sync gives them. Guarded by mu.
+	transitions map[K]transitions
 	// newChecker replaces NewChecker in tests.
 	newChecker func(*config.Check, Target, Net) (Checker, error)
 }
@@ -111,8 +123,11 @@ func NewManager[K comparable](sink Sink[K], o Options) *Manager[K] {
 		o.NotifyTimeout = 30 * time.Second
 	}
 	return &Manager[K]{log: o.Logger, sink: sink, opts: o, monitors: make(map[K]*monitor[K]),
-		quorums: make(map[string]*quorumState)}
+		quorums: make(map[string]*quorumState), transitions: make(map[K]transitions)}
 }
+
+// transitions are a real server's Status.Ups, Downs and Probes.
+type transitions struct{ ups, downs, probes uint64 }
 
 type monitor[K comparable] struct {
 	key     K
@@ -151,6 +166,8 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		if old != nil {
 			old.cancel()
 			delete(m.monitors, s.Key)
+			st := old.status()
+			m.transitions[s.Key] = transitions{st.Ups, st.Downs, st.Probes}
 		}
 		if s.Check == nil {
 			continue
@@ -166,7 +183,9 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		}
 		mon := &monitor[K]{key: s.Key, spec: s, checker: ch, cancel: func() {},
 			log: m.log.With("real", s.Target.Real.String(), "virtual", s.Target.Virtual.String(), "check", s.Check.Type)}
-		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now()}
+		tr := m.transitions[s.Key]
+		delete(m.transitions, s.Key)
+		mon.st = Status{Up: !s.Down, Weight: -1, LastChange: m.opts.Now(), Ups: tr.ups, Downs: tr.downs, Probes: tr.probes}
 		m.monitors[s.Key] = mon
 		if m.ctx != nil {
 			m.start(mon)
@@ -176,6 +195,13 @@ func (m *Manager[K]) Sync(specs []Spec[K]) []error {
 		if !want[k] {
 			mon.cancel()
 			delete(m.monitors, k)
+		}
+	}
+	for k := range m.transitions {
+		if !want[k] || m.monitors[k] != nil {
+			// The server is gone (its counters' series with it), or its
+			// monitor took them.
+			delete(m.transitions, k)
 		}
 	}
 	var first []string
@@ -238,6 +264,11 @@ func (m *Manager[K]) loop(ctx context.Context, mon *monitor[K]) {
 	}
 	t := time.NewTimer(onTick(time.Now(), rand.N(first)+1))
 	defer t.Stop()
+	if cl, ok := mon.checker.(io.Closer); ok {
+		// A checker that keeps a connection between checks
+		// (reuse_connection) ends it with its monitor.
+		defer cl.Close()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -274,6 +305,7 @@ func (mon *monitor[K]) observe(r Result, now time.Time) event {
 	defer mon.mu.Unlock()
 	st := &mon.st
 	st.Checks++
+	st.Probes++
 	st.LastCheck = now
 	ev := event{weight: -1, next: c.Interval}
 	if r.Err == nil {

@@ -48,6 +48,9 @@ type PassiveStatus struct {
 	// since detection started, Window those of the current window.
 	Ejections        int
 	Failures, Window uint64
+	// Total counts every ejection since detection started for the server
+	// (Ejections restarts with each series; Total never goes down).
+	Total uint64
 	// Held counts threshold crossings that did not eject because of
 	// MaxEjectedPercent or the last-server rule.
 	Held uint64
@@ -160,6 +163,7 @@ func (p *Passive[K]) Observe(now time.Time, obs []PassiveObs[K]) []PassiveEdge[K
 			s.st.Ejections = 0
 		}
 		s.st.Ejections++
+		s.st.Total++
 		d := c.BaseEjection
 		for i := 1; i < s.st.Ejections && d < c.MaxEjection; i++ {
 			d *= 2

@@ -95,6 +95,10 @@ func TestPassiveBackoff(t *testing.T) {
 	if e := r.step(2 * time.Second); len(e) != 1 || e[0].For != 30*time.Second {
 		t.Errorf("after a quiet max_ejection_time: %v, want a base ejection", e)
 	}
+	// The series started again; the total (the metric's counter) did not.
+	if st, _ := r.p.StatusOf("a"); st.Ejections != 1 || st.Total != 5 {
+		t.Errorf("ejections %d, total %d; want 1 in the new series, 5 in all", st.Ejections, st.Total)
+	}
 }
 
 // TestPassiveMaxShare: at most MaxEjectedPercent of a group, and never its

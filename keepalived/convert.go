@@ -294,25 +294,69 @@ func (c *converter) virtualServer(n *node, groups map[string]*node) {
 				c.w("sorry_server = %q\n", sp.String())
 			}
 		}
-		for _, r := range reals {
-			if c.realServer(r, t, method, defaults, host) {
-				defaultNodes = nil
-			}
-		}
+		c.realServers(reals, t, method, defaults, host, &defaultNodes)
 	}
 	for _, k := range defaultNodes {
 		c.note(k, "no real server has a checker lvsd imports: nothing to apply it to")
 	}
 }
 
-// realServer writes one real_server block of a virtual server at vs, with
-// the virtual server's check defaults and virtualhost; it reports whether it
-// wrote a check.
-func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaults tomlKeys, host *node) bool {
+// realServers writes the real_server blocks of a virtual server at vs.
+// When every real server has a checker and the checkers translate to the
+// same check, it is written once as the virtual server's check (which lvsd
+// also gives the real servers added later, by lvsd adm -a or a reload)
+// and the real servers have none of their own; otherwise each real server
+// has its own. A check written clears *defaultNodes (they were applied).
+func (c *converter) realServers(reals []*node, vs netip.AddrPort, method string, defaults tomlKeys, host *node, defaultNodes *[]*node) {
+	type block struct {
+		text  string
+		line  int // the checker's; 0: none
+		check tomlKeys
+	}
+	var blocks []block
+	same := len(reals) > 0
+	for _, r := range reals {
+		save := c.out
+		c.out = strings.Builder{}
+		line, keys, ok := c.realServer(r, vs, method, defaults, host)
+		blocks = append(blocks, block{c.out.String(), line, keys})
+		c.out = save
+		if !ok {
+			continue
+		}
+		if line == 0 || !slices.Equal(keys.keys, blocks[0].check.keys) || !slices.Equal(keys.vals, blocks[0].check.vals) {
+			same = false
+		}
+	}
+	if len(blocks) == 0 {
+		return
+	}
+	if same {
+		c.w("\n[virtual_server.check]  # %d: the checker of every real server\n", blocks[0].line)
+		for i, k := range blocks[0].check.keys {
+			c.w("%s = %s\n", k, blocks[0].check.vals[i])
+		}
+	}
+	for _, b := range blocks {
+		c.out.WriteString(b.text)
+		if b.line != 0 && !same {
+			c.writeCheck(b.line, b.check)
+		}
+		if b.line != 0 {
+			*defaultNodes = nil
+		}
+	}
+}
+
+// realServer writes one real_server block of a virtual server at vs, and
+// returns its check, with the virtual server's check defaults and
+// virtualhost: the checker's line (0 for none) and keys. ok is false when
+// the block could not be written.
+func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaults tomlKeys, host *node) (line int, keys tomlKeys, ok bool) {
 	ap, ok := addrPort(firstOr(n.args, ""), n.args[min(1, len(n.args)):])
 	if !ok {
 		c.note(n, "%s: not an address and a port", strings.Join(n.args, " "))
-		return false
+		return 0, tomlKeys{}, false
 	}
 	c.w("\n[[virtual_server.real_server]]  # %d\naddress = %q\n", n.line, ap.Addr().String())
 	for _, k := range n.children {
@@ -360,7 +404,6 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaul
 	}
 	// lvsd has one check per real server: the first checker it can import.
 	var check *node
-	var keys tomlKeys
 	for _, k := range n.children {
 		if !checkers[k.key] {
 			continue
@@ -381,10 +424,9 @@ func (c *converter) realServer(n *node, vs netip.AddrPort, method string, defaul
 		for _, k := range rsDefaults {
 			c.note(k, "this real server has no checker lvsd imports: nothing to apply it to")
 		}
-		return false
+		return 0, tomlKeys{}, true
 	}
-	c.writeCheck(check.line, keys)
-	return true
+	return check.line, keys, true
 }
 
 func firstOr(ss []string, def string) string {

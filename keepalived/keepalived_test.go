@@ -450,3 +450,59 @@ virtual_server 198.18.1.100 80 {
 		t.Errorf("without an interface: %v, %v", err, notes)
 	}
 }
+
+// TestConvertServiceCheck: when every real server of a virtual server has
+// the same checker, it becomes the virtual server's check (the check of the
+// real servers added later, by lvsd adm -a or a reload), and the real
+// servers have none of their own; when they differ, or one has none, each
+// keeps its own and the service has none.
+func TestConvertServiceCheck(t *testing.T) {
+	rs := func(addr, checker string) string {
+		return "    real_server " + addr + " 8080 {\n        weight 1\n" + checker + "    }\n"
+	}
+	httpGet := "        HTTP_GET {\n            url {\n              path /health\n            }\n            connect_timeout 2\n        }\n"
+	tcp := "        TCP_CHECK {\n            connect_timeout 2\n        }\n"
+	vs := func(reals ...string) string {
+		return "virtual_server 198.18.1.100 80 {\n    delay_loop 3\n    lb_kind NAT\n" + strings.Join(reals, "") + "}\n"
+	}
+	for _, tc := range []struct {
+		name    string
+		conf    string
+		service string // checkSummary of the service's check
+	}{
+		{"same checker", vs(rs("198.18.2.11", httpGet), rs("198.18.2.12", httpGet), rs("198.18.2.13", httpGet)),
+			"http interval=3s timeout=2s fall=2 retry=1s warmup=3s path=/health host= status=[] digest= regexp="},
+		{"one real server", vs(rs("198.18.2.11", tcp)), "tcp interval=3s timeout=2s fall=2 retry=1s warmup=3s"},
+		{"different checkers", vs(rs("198.18.2.11", httpGet), rs("198.18.2.12", tcp)), "none"},
+		{"one without a checker", vs(rs("198.18.2.11", httpGet), rs("198.18.2.12", "")), "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := Convert("k.conf", []byte(tc.conf), lab)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse("imported.toml", out)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			svc := cfg.Services[0]
+			if got := checkSummary(svc.Health.Check); got != tc.service {
+				t.Errorf("service check %s, want %s\n%s", got, tc.service, out)
+			}
+			if tc.service == "none" {
+				if strings.Contains(string(out), "[virtual_server.check]") {
+					t.Errorf("a service check from differing checkers:\n%s", out)
+				}
+				return
+			}
+			if strings.Contains(string(out), "[virtual_server.real_server.check]") {
+				t.Errorf("real servers keep checks of their own:\n%s", out)
+			}
+			for _, r := range svc.Reals {
+				if got := checkSummary(r.Check); got != tc.service {
+					t.Errorf("%s: check %s, want the service's %s", r.Addr, got, tc.service)
+				}
+			}
+		})
+	}
+}

@@ -53,6 +53,7 @@ type collector struct {
 	beAvailable, beOverloaded                 *prometheus.Desc
 	healthUp, healthChecks, healthChange      *prometheus.Desc
 	healthTransitions                         *prometheus.Desc
+	passiveEjections                          *prometheus.Desc
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
 	kernelDrops, synCookies, synproxyOpened   *prometheus.Desc
@@ -86,10 +87,11 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 		beOverloaded: desc("lvsd_ipvs_backend_overloaded", "1 while a real server is over its upper connection threshold, else 0.", backendLabels...),
 
 		healthUp:     desc("lvsd_ipvs_backend_health_up", "1 while a real server's health check says up, 0 down; only real servers with a check.", backendLabels...),
-		healthChecks: desc("lvsd_ipvs_backend_health_checks_total", "Health probes of a real server since its check (re)started.", backendLabels...),
+		healthChecks: desc("lvsd_ipvs_backend_health_checks_total", "Health probes of a real server's checks since it was added (they go on across a reload of its check).", backendLabels...),
 		healthChange: desc("lvsd_ipvs_backend_health_last_change_timestamp_seconds", "Time of a real server's last health transition (or of its check's start), Unix seconds.", backendLabels...),
-		healthTransitions: desc("lvsd_ipvs_backend_health_transitions_total", "Health transitions of a real server's check since it (re)started, by the state it went to (up or down).",
+		healthTransitions: desc("lvsd_ipvs_backend_health_transitions_total", "Health transitions of a real server's checks since it was added (they go on across a reload of its check), by the state it went to (up or down).",
 			append(slices.Clone(backendLabels), "to")...),
+		passiveEjections: desc("lvsd_ipvs_backend_passive_ejections_total", "Ejections of a real server by passive detection since detection started for it; only real servers of services with passive detection.", backendLabels...),
 
 		drops:     desc("lvsd_drops_total", "Frames the fast path dropped, by interface and reason.", "interface", "reason"),
 		forwarded: desc("lvsd_forwarded_packets_total", "Frames the fast path forwarded, by interface and direction (in: client to real server, out: real server to client).", "interface", "direction"),
@@ -122,7 +124,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
-		c.healthUp, c.healthChecks, c.healthChange, c.healthTransitions,
+		c.healthUp, c.healthChecks, c.healthChange, c.healthTransitions, c.passiveEjections,
 		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops, c.synCookies, c.synproxyOpened,
 		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
@@ -210,9 +212,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.beOutBytes, b.outByt, b.labels...)
 		gauge(c.beAvailable, b.available, b.labels...)
 		gauge(c.beOverloaded, b.overloaded, b.labels...)
+		if h := b.health; h != nil && h.Passive != nil {
+			counter(c.passiveEjections, float64(h.Passive.EjectionsTotal), b.labels...)
+		}
 		if h := b.health; h != nil {
 			gauge(c.healthUp, b2f(h.State == "up"), b.labels...)
-			counter(c.healthChecks, float64(h.Checks), b.labels...)
+			counter(c.healthChecks, float64(h.ChecksTotal), b.labels...)
 			gauge(c.healthChange, float64(h.LastChange.UnixNano())/1e9, b.labels...)
 			counter(c.healthTransitions, float64(h.TransitionsUp), append(slices.Clone(b.labels), "up")...)
 			counter(c.healthTransitions, float64(h.TransitionsDown), append(slices.Clone(b.labels), "down")...)
