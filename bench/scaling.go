@@ -11,6 +11,13 @@ import (
 // BenchmarkScaleConns (forward/scale_test.go), pivoted into tables. The
 // device queues' part of the section, from the lab, is in queues.go.
 
+// scaleConnsRows label the rows of BenchmarkScaleConns's sub-benchmarks
+// (BenchmarkScaleConns/MID/N).
+var scaleConnsRows = map[string]string{
+	"batch32": "ns per packet, batches of 32",
+	"warm32":  "ns per packet, batches of 32, warm pass",
+}
+
 // scaleResult returns the cpu-ns/op of the forward benchmark name (the
 // CPU time of its thread per operation), or its ns/op if it reported none,
 // or -1.
@@ -122,15 +129,28 @@ func (g *goBenchRun) scalingMarkdown() string {
 		}
 		w("\n")
 	}
-	if sizes, _ := g.scaleSizes("BenchmarkScaleConns"); len(sizes) > 0 {
+	if sizes, mids := g.scaleSizes("BenchmarkScaleConns"); len(sizes) > 0 {
 		if sizes[len(sizes)-1] != "10000000" {
 			sizes = append(sizes, "10000000") // skipped without LVSD_BENCH_10M
 		}
 		w("**Connections in the table** (`BenchmarkScaleConns`): a client's packet (64-byte payload) of an established\n")
 		w("connection picked at random among N: the lookup's cache and TLB misses as the table grows. The 10 M case\n")
-		w("runs only with `LVSD_BENCH_10M=1` (– otherwise).\n\n")
+		w("runs only with `LVSD_BENCH_10M=1` (– otherwise).")
+		if len(mids) > 0 {
+			w(" In batches of 32 (as an AF_PACKET reader receives them): the\n")
+			w("32 frames written first, then processed one by one, without and with the warm pass (`Worker.Warm`) first;\n")
+			w("ns per packet, the warm pass included.")
+		}
+		w("\n\n")
 		header("connections", sizes)
 		row("ns per packet", "BenchmarkScaleConns", sizes)
+		for _, m := range mids {
+			label, ok := scaleConnsRows[m]
+			if !ok {
+				label = "`" + m + "`"
+			}
+			row(label, "BenchmarkScaleConns/"+m, sizes)
+		}
 		w("\n")
 	}
 	return sb.String()

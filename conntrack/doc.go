@@ -20,7 +20,8 @@
 //     connections coming and going allocates nothing;
 //   - an open-addressing index of 8-byte slots (index.go), in the table's
 //     index arena from 64 KiB on (its old slots given back to the kernel
-//     when it grows), from the In tuple (client to VIP:vport) and, for NAT,
+//     when it grows, but kept mapped: Warm reads slots without the lock),
+//     from the In tuple (client to VIP:vport) and, for NAT,
 //     from the Out tuple (RIP:rport to client) to an entry's location; DR
 //     and TUN replies never pass the director, so those entries index only
 //     In;
@@ -38,7 +39,8 @@
 // arenas outside the Go heap), index.go (the hash index), wheel.go (the
 // timer wheel and expiry), evict.go (eviction when full), bind.go (real
 // servers and their connection counts), ops.go (lookup, insertion, the
-// per-packet update, checks, removal), entry.go (the Entry copies callers
+// per-packet update, checks, removal), warm.go (the warm pass of a batch
+// of lookups), entry.go (the Entry copies callers
 // hold), synproxy.go (the state of connections that forward's SYN proxy
 // opened: its cookie, the client's ISN and options, the sequence delta),
 // state.go and timeouts.go (IPVS's TCP states
@@ -51,7 +53,9 @@
 // the wheel fields of its entries. The packet path takes one shard's read
 // lock per lookup (no lock is table-wide) and otherwise uses atomics on the
 // entry: its state word (state, flags, generation) and last-seen time.
-// Insert and removal take one shard's write lock at a time, never two.
+// Warm (warm.go), a hint before a batch's lookups, takes no lock at all: it
+// reads an index through its published view (index.view) and the entries
+// as they are, and decides nothing. Insert and removal take one shard's write lock at a time, never two.
 // The statistics have their own locks and never take a shard's.
 //
 // # Ownership and the safety of recycled entries

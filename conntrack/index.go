@@ -3,6 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 	"math/bits"
+	"sync/atomic"
 
 	"github.com/lvsd/lvsd/lvs"
 )
@@ -38,6 +39,18 @@ type index struct {
 	// it (minMappedIndex bytes or more), false while on the Go heap.
 	mem    *arena
 	mapped bool
+	// view publishes slots and shift together for Warm, which reads them
+	// without mu: stored by init and grow (under mu held for writing), and
+	// replaced, never changed, so that a reader never pairs one index's
+	// slots with another's shift.
+	view atomic.Pointer[indexView]
+}
+
+// indexView is an index's slots and shift as Warm sees them (see
+// index.view).
+type indexView struct {
+	slots []uint64
+	shift uint
 }
 
 const (
@@ -54,6 +67,7 @@ func (x *index) init(mem *arena) {
 	x.slots = make([]uint64, 1<<minIndexLog)
 	x.shift = tagBits - minIndexLog
 	x.n = 0
+	x.view.Store(&indexView{x.slots, x.shift})
 }
 
 func slotTag(v uint64) uint32 { return uint32(v >> tagShift) }
@@ -104,9 +118,12 @@ func (x *index) grow() {
 		}
 		x.slots[i] = v
 	}
+	x.view.Store(&indexView{x.slots, x.shift})
 	if oldMapped {
-		// Readers hold the shard's lock, which the caller holds for
-		// writing: nobody reads the old slots any more.
+		// Lookups hold the shard's lock, which the caller holds for
+		// writing: none reads the old slots any more. Warm may still,
+		// without the lock: freeSlots keeps the memory mapped (it reads
+		// zeros, empty slots, from then on).
 		x.mem.freeSlots(old)
 	}
 }

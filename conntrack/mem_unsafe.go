@@ -126,22 +126,14 @@ func adviseHuge(m mapping) {
 	_ = unix.Madvise(unsafe.Slice((*byte)(m.p), m.n), unix.MADV_HUGEPAGE)
 }
 
-// free gives the memory of a block from alloc back to the kernel. Its
-// addresses are not handed out again: blocks freed are an index's old
-// slots, each size once per shard, so the address space they leave is at
-// most what the live indexes use.
+// free gives the memory of a block from alloc back to the kernel
+// (MADV_DONTNEED) but keeps it mapped, reading as zeros: Table.Warm reads an
+// index's slots without the shard's lock, and may read slots that grow has
+// just freed. Its addresses are not handed out again: blocks freed are an
+// index's old slots, each size once per shard, so the address space they
+// keep is at most what the live indexes use; release unmaps them with the
+// rest.
 func (a *arena) free(p unsafe.Pointer, n uintptr) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i, m := range a.maps {
-		if m.p == p && n > regionSize/4 {
-			// A mapping of its own.
-			_ = unix.MunmapPtr(m.p, m.n)
-			a.mapped -= m.n
-			a.maps = append(a.maps[:i], a.maps[i+1:]...)
-			return
-		}
-	}
 	_ = unix.Madvise(unsafe.Slice((*byte)(p), n), unix.MADV_DONTNEED)
 }
 

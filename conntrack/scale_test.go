@@ -79,19 +79,8 @@ func benchScale(b *testing.B, n int) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 
-	c := &fakeClock{}
-	tab := New(Options{Max: n, Clock: c.now})
-	d := lvs.NewDest(lvs.AddrFrom4([]byte{192, 0, 2, 21}).Netip(), 8080, lvs.NAT, 1)
+	tab, insertNs := fillScale(b, n)
 	e := tab.NewEntry()
-	start := time.Now()
-	for i := range n {
-		k := scaleKey(i)
-		if created, err := tab.InsertInto(e, &k, d, nil, lvs.MAC{}, c.now(), nil); !created || err != nil {
-			b.Fatalf("insert %d: %v %v", i, created, err)
-		}
-		tab.Update(e, FlagSYN, true, c.now())
-	}
-	insertNs := float64(time.Since(start).Nanoseconds()) / float64(n)
 
 	gcStart := time.Now()
 	runtime.GC()
@@ -102,15 +91,9 @@ func benchScale(b *testing.B, n int) {
 	anon := procField("/proc/self/status", "RssAnon")
 	huge := procField("/proc/self/smaps_rollup", "AnonHugePages")
 
-	// Lookups in a pseudo-random order (a full-period LCG over the flows'
-	// numbers), so that each one misses the caches as a busy director's
-	// would.
-	x := uint64(1)
-	mask := uint64(1)
-	for mask < uint64(n) {
-		mask <<= 1
-	}
-	mask--
+	// Lookups in a pseudo-random order, so that each one misses the
+	// caches as a busy director's would.
+	next := flowOrder(n)
 	// The lookups' CPU time (this thread's, locked to it), beside ns/op:
 	// on a machine shared with other work, wall time counts the time
 	// slices other processes took; CPU time does not (their cache and TLB
@@ -123,15 +106,9 @@ func benchScale(b *testing.B, n int) {
 	cpu0 := threadCPU()
 	for b.Loop() {
 		lookups++
-		for {
-			x = (x*6364136223846793005 + 1442695040888963407) & mask
-			if x < uint64(n) {
-				break
-			}
-		}
-		k := scaleKey(int(x))
+		k := scaleKey(next())
 		if found, _ := tab.LookupInto(&k, e); !found {
-			b.Fatalf("flow %d not found", x)
+			b.Fatalf("flow %v not found", k)
 		}
 	}
 	cpu := threadCPU() - cpu0
@@ -145,6 +122,102 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(insertNs, "ns/insert")
 	b.ReportMetric(gcMs, "ms/gc")
 	runtime.KeepAlive(tab)
+}
+
+// fillScale returns a table of n distinct NAT flows (two index slots each,
+// the costliest method), and the time an insertion took.
+func fillScale(b *testing.B, n int) (*Table, float64) {
+	c := &fakeClock{}
+	tab := New(Options{Max: n, Clock: c.now})
+	d := lvs.NewDest(lvs.AddrFrom4([]byte{192, 0, 2, 21}).Netip(), 8080, lvs.NAT, 1)
+	e := tab.NewEntry()
+	start := time.Now()
+	for i := range n {
+		k := scaleKey(i)
+		if created, err := tab.InsertInto(e, &k, d, nil, lvs.MAC{}, c.now(), nil); !created || err != nil {
+			b.Fatalf("insert %d: %v %v", i, created, err)
+		}
+		tab.Update(e, FlagSYN, true, c.now())
+	}
+	return tab, float64(time.Since(start).Nanoseconds()) / float64(n)
+}
+
+// flowOrder returns the flows' numbers below n in a pseudo-random order:
+// a full-period LCG over the next power of two, skipping those of n or
+// more.
+func flowOrder(n int) func() int {
+	x := uint64(1)
+	mask := uint64(1)
+	for mask < uint64(n) {
+		mask <<= 1
+	}
+	mask--
+	return func() int {
+		for {
+			x = (x*6364136223846793005 + 1442695040888963407) & mask
+			if x < uint64(n) {
+				return int(x)
+			}
+		}
+	}
+}
+
+// benchScaleBatch times lookups of random flows among n, in batches of 1
+// (each lookup alone, as benchScale) and of 8, 16 and 32, each batch's
+// tuples given to Warm before their lookups, as the forwarder does with a
+// batch of frames (Worker.Warm). ns/op and cpu-ns/op are per lookup, the
+// batch's Warm included.
+func benchScaleBatch(b *testing.B, n int) {
+	tab, _ := fillScale(b, n)
+	e := tab.NewEntry()
+	var sink uint64
+	for _, size := range []int{1, 8, 16, 32} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			next := flowOrder(n)
+			keys := make([]lvs.Tuple, size)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			j, lookups := 0, 0
+			b.ReportAllocs()
+			cpu0 := threadCPU()
+			for b.Loop() {
+				if j == 0 {
+					for i := range keys {
+						keys[i] = scaleKey(next())
+					}
+					if size > 1 {
+						sink += tab.Warm(keys)
+					}
+				}
+				if found, _ := tab.LookupInto(&keys[j], e); !found {
+					b.Fatalf("flow %v not found", keys[j])
+				}
+				j = (j + 1) % size
+				lookups++
+			}
+			cpu := threadCPU() - cpu0
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(max(lookups, 1)), "cpu-ns/op")
+		})
+	}
+	benchSink = sink
+	runtime.KeepAlive(tab)
+}
+
+// benchSink keeps Warm's results, so that its reads count.
+var benchSink uint64
+
+// BenchmarkScaleBatch1M is benchScaleBatch at one million connections.
+func BenchmarkScaleBatch1M(b *testing.B) { benchScaleBatch(b, 1_000_000) }
+
+// BenchmarkScaleBatch10M is benchScaleBatch at ten million connections,
+// with LVSD_BENCH_10M=1 as BenchmarkScale10M:
+//
+//	LVSD_BENCH_10M=1 go test -run '^$' -bench ScaleBatch10M -benchtime 5000000x ./conntrack/
+func BenchmarkScaleBatch10M(b *testing.B) {
+	if os.Getenv("LVSD_BENCH_10M") == "" {
+		b.Skip("set LVSD_BENCH_10M=1 to run the 10-million-connection benchmark")
+	}
+	benchScaleBatch(b, 10_000_000)
 }
 
 // BenchmarkScale1M is the 1-million-connection benchmark (about 10 s).

@@ -154,13 +154,18 @@ type Interface struct {
 	// SynCookies counts the SYN-ACKs the SYN proxy answered SYNs with,
 	// SynproxyOpened the connections it opened on a valid cookie
 	// (services with synproxy = true; docs/defence.md).
-	SynCookies     uint64            `json:"syn_cookies,omitempty"`
-	SynproxyOpened uint64            `json:"synproxy_opened,omitempty"`
-	Drops          map[string]uint64 `json:"drops"`
-	RxFrames       uint64            `json:"rx_frames"`
-	TxFrames       uint64            `json:"tx_frames"`
-	RxErrors       uint64            `json:"rx_errors"`
-	TxErrors       uint64            `json:"tx_errors"`
+	SynCookies     uint64 `json:"syn_cookies,omitempty"`
+	SynproxyOpened uint64 `json:"synproxy_opened,omitempty"`
+	// NeighborHeld counts the frames that waited for a real server's (or
+	// gateway's) MAC while it was resolved, NeighborSent those sent once it
+	// was; the others were dropped (drops no-neighbor, neighbor-queue-full).
+	NeighborHeld uint64            `json:"neighbor_held,omitempty"`
+	NeighborSent uint64            `json:"neighbor_sent,omitempty"`
+	Drops        map[string]uint64 `json:"drops"`
+	RxFrames     uint64            `json:"rx_frames"`
+	TxFrames     uint64            `json:"tx_frames"`
+	RxErrors     uint64            `json:"rx_errors"`
+	TxErrors     uint64            `json:"tx_errors"`
 	// KernelDrops and KernelSYN are the frames the kernel dropped before
 	// lvsd read them (a full socket buffer), in the established and the SYN
 	// queue of a packet interface (docs/defence.md); 0 for TAP and TUN.

@@ -21,6 +21,9 @@ func WriteCounters(w io.Writer, st *Status) {
 		if i.KernelDrops+i.KernelSYN > 0 {
 			fmt.Fprintf(w, "  dropped by the kernel before lvsd read them: established queue %d, SYN queue %d\n", i.KernelDrops, i.KernelSYN)
 		}
+		if i.NeighborHeld > 0 {
+			fmt.Fprintf(w, "  held for a neighbour's MAC: %d, sent once resolved %d\n", i.NeighborHeld, i.NeighborSent)
+		}
 		if i.SynCookies+i.SynproxyOpened > 0 {
 			fmt.Fprintf(w, "  SYN proxy: SYN cookies sent %d, connections opened %d\n", i.SynCookies, i.SynproxyOpened)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/rawfile"
 )
 
 // AdoptTun returns a Tun for fd, a queue of a TAP or TUN device that
@@ -130,7 +131,7 @@ func AdoptAFPacket(rx, syn, tx int) (*AFPacket, error) {
 		return nil, err
 	}
 	set := d.g.pollSet(d.rxfd, unix.POLLIN)
-	d.rpoll = [3]unix.PollFd{set[0], set[1], {Fd: int32(d.synfd), Events: unix.POLLIN}}
+	d.rpoll = [3]rawfile.PollEvent{set[0], set[1], {FD: int32(d.synfd), Events: unix.POLLIN}}
 	ok = true
 	return d, nil
 }

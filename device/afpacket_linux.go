@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/rawfile"
 )
 
 // AFPacketBatch is how many frames one system call of an AFPacket moves at
@@ -50,7 +51,7 @@ type AFPacket struct {
 	// rpoll the reader's poll set, reused for every call so that none
 	// allocates; owned by the reading goroutine.
 	rx, srx, tx mmsgBatch
-	rpoll       [3]unix.PollFd
+	rpoll       [3]rawfile.PollEvent
 
 	drops kernelDrops // KernelDrops
 }
@@ -158,7 +159,7 @@ func openAFPacket(ifindex int, name string, vnet bool) (*AFPacket, error) {
 		return nil, err
 	}
 	set := d.g.pollSet(d.rxfd, unix.POLLIN)
-	d.rpoll = [3]unix.PollFd{set[0], set[1], {Fd: int32(d.synfd), Events: unix.POLLIN}}
+	d.rpoll = [3]rawfile.PollEvent{set[0], set[1], {FD: int32(d.synfd), Events: unix.POLLIN}}
 	return d, nil
 }
 

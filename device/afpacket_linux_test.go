@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lvsd/lvsd/device"
 	"github.com/lvsd/lvsd/device/devicetest"
 	"github.com/lvsd/lvsd/internal/pkttest"
+	"golang.org/x/sys/unix"
 )
 
 func newBufs(n, size int) ([][]byte, []int) {
@@ -382,4 +385,70 @@ func BenchmarkPacketLoopback(b *testing.B) {
 		total += len(frames)
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// TestPacketReaderSleepFreesProcessor: a reader asleep between frames gives
+// up its processor (fdGuard.wait), so the Go runtime's sysmon thread need
+// not watch it. Asleep in an ordinary blocking system call, the reader's
+// processor stays in the system-call state, and while the other processor
+// is busy (here a goroutine that spins; in lvsd the netstack and the
+// health checks) sysmon takes it away at each of its rounds, which it then
+// makes every 20 µs: tens of thread wake-ups for each frame of a device
+// that gets one every 2 ms, against a few with the processor given up.
+func TestPacketReaderSleepFreesProcessor(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	lab := devicetest.NewLoopback(t, device.AFPacketOptions{})
+	d := lab.Devs[0]
+	got := make(chan error, 1)
+	const frames = 150
+	go func() {
+		bufs, sizes := newBufs(device.AFPacketBatch, 2048)
+		for read := 0; read < frames; {
+			n, err := d.ReadBatch(bufs, sizes)
+			if err != nil {
+				got <- err
+				return
+			}
+			read += n
+		}
+		got <- nil
+	}()
+	var stop atomic.Bool
+	spun := make(chan struct{})
+	go func() {
+		defer close(spun)
+		for !stop.Load() {
+		}
+	}()
+	defer func() { stop.Store(true); <-spun }()
+	time.Sleep(20 * time.Millisecond) // the reader asleep
+	before := switches(t)
+	for i := range frames {
+		lab.Inject(t, devicetest.Frame(devicetest.LoMAC, i, 60))
+		time.Sleep(2 * time.Millisecond)
+	}
+	after := switches(t)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		d.Close()
+		t.Fatal("the reader did not get every frame")
+	}
+	perFrame := float64(after-before) / frames
+	t.Logf("%.1f context switches of the process per frame", perFrame)
+	if perFrame > 8 {
+		t.Errorf("%.1f context switches per frame, want at most 8 (sysmon kept awake by a sleeping reader?)", perFrame)
+	}
+}
+
+// switches returns the voluntary context switches of the process's threads.
+func switches(t *testing.T) int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Nvcsw
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/rawfile"
 )
 
 // fdGuard is how lvsd's devices wait for I/O without the Go poller. A
@@ -15,6 +16,15 @@ import (
 // frame. So a device's descriptor is non-blocking and in no epoll set: its
 // reader tries the system call first and only when it would block sleeps in
 // poll(2), on the descriptor and on an eventfd that Close signals.
+//
+// The sleep gives up the goroutine's processor (P) on entry, as gVisor's
+// fdbased endpoint does (rawfile.BlockingPoll, the runtime's
+// entersyscallblock), instead of keeping it in the system-call state as
+// an ordinary system call does: while a P is in that state the runtime's
+// sysmon thread, which sleeps deeply only when every P is idle, wakes every
+// 20 µs to 10 ms to look at it and takes it away. That cost 16% of lvsd's
+// CPU when it only ran health checks (docs/health.md); forwarding does not
+// lose by it (docs/performance.md).
 //
 // fdGuard also keeps the descriptors open while system calls use them: I/O
 // holds mu for reading (enter, leave), Close for writing while it closes
@@ -39,8 +49,8 @@ func (g *fdGuard) init() error {
 }
 
 // pollSet returns the poll(2) set of fd for events plus the eventfd.
-func (g *fdGuard) pollSet(fd int, events int16) [2]unix.PollFd {
-	return [2]unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(g.wake), Events: unix.POLLIN}}
+func (g *fdGuard) pollSet(fd int, events int16) [2]rawfile.PollEvent {
+	return [2]rawfile.PollEvent{{FD: int32(fd), Events: events}, {FD: int32(g.wake), Events: unix.POLLIN}}
 }
 
 // enter starts an I/O call: the descriptors stay open until leave. It
@@ -58,20 +68,20 @@ func (g *fdGuard) leave() { g.mu.RUnlock() }
 
 // wait sleeps, between enter and leave, until set[0] is ready or Close.
 // set is the caller's (poll writes into it).
-func (g *fdGuard) wait(set []unix.PollFd) error {
+func (g *fdGuard) wait(set []rawfile.PollEvent) error {
 	for {
-		_, err := unix.Poll(set, -1)
+		_, errno := rawfile.BlockingPoll(&set[0], len(set), nil)
 		if g.closed.Load() {
 			return os.ErrClosed
 		}
 		if g.stopped.Load() {
 			return ErrStopped
 		}
-		if err == nil {
+		if errno == 0 {
 			return nil
 		}
-		if err != unix.EINTR {
-			return os.NewSyscallError("poll", err)
+		if errno != unix.EINTR {
+			return os.NewSyscallError("ppoll", errno)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/rawfile"
 )
 
 // Flags of TUNSETOFFLOAD and TUNSETTXFILTER from linux/if_tun.h; x/sys/unix
@@ -30,7 +31,7 @@ const (
 type Tun struct {
 	fd    int
 	g     fdGuard
-	rpoll [2]unix.PollFd // the reader's poll set
+	rpoll [2]rawfile.PollEvent // the reader's poll set
 	name  string
 	vnet  bool
 	l2    bool

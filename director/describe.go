@@ -157,6 +157,10 @@ func (d *Director) explainDry(iface string, ethernet bool, x *forward.Explanatio
 		} else {
 			b.WriteString("  verdict:    transmit (dry run: nothing sent, nothing changed)\n")
 		}
+	case forward.AwaitNeighbor:
+		fmt.Fprintf(&b, "  rewrite:    before %v\n", in)
+		fmt.Fprintf(&b, "              after  %v\n", decode(x.After, ethernet))
+		b.WriteString("  verdict:    wait for the real server's MAC, being resolved; sent when resolved, dropped (no-neighbor) if resolution fails (dry run: nothing sent, nothing changed)\n")
 	case forward.Drop:
 		fmt.Fprintf(&b, "  verdict:    drop, reason %s\n", x.Drop)
 	case forward.ToStack:

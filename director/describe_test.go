@@ -11,8 +11,9 @@ import (
 )
 
 // TestTracePacket explains described packets on an in-memory director (not
-// running: no neighbour is resolved, so a scheduled packet is a drop
-// no-neighbor after the decision). The decision is wrr's next, and stays
+// running: no neighbour is resolved, so a scheduled packet waits for its
+// real server's MAC after the decision, as the kernel's neighbour layer
+// queues it). The decision is wrr's next, and stays
 // so however often it is traced; a real Schedule then returns it.
 func TestTracePacket(t *testing.T) {
 	d, _ := memDirector(t, testConfig)
@@ -35,7 +36,8 @@ func TestTracePacket(t *testing.T) {
 			"described packet on lvt0: ", "TCP 192.0.2.10:40000 > 192.0.2.100:80 [S]",
 			"service:    TCP 192.0.2.100:80 scheduler wrr", "connection: none", "scheduler inputs:",
 			"192.0.2.21:8080", "nat  weight 2 active 0 inactive 0 overloaded false available true health unchecked",
-			"decision:   192.0.2.22:8080 (nat)", "verdict:    drop, reason no-neighbor",
+			"decision:   192.0.2.22:8080 (nat)", "after  02:00:5e:00:00:01 > 00:00:00:00:00:00, TCP 192.0.2.10:40000 > 192.0.2.22:8080 [S]",
+			"verdict:    wait for the real server's MAC, being resolved",
 		} {
 			if !strings.Contains(out, h) {
 				t.Errorf("trace %d lacks %q:\n%s", i, h, out)

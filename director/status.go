@@ -99,6 +99,8 @@ func (d *Director) Status() control.Status {
 			Reassembled:    c.Reassembled,
 			SynCookies:     c.SynCookies,
 			SynproxyOpened: c.SynproxyOpened,
+			NeighborHeld:   ls.NeighHeld,
+			NeighborSent:   ls.NeighSent,
 			Drops:          make(map[string]uint64),
 			RxFrames:       ls.RxFrames,
 			TxFrames:       ls.TxFrames,
@@ -107,6 +109,10 @@ func (d *Director) Status() control.Status {
 			KernelDrops:    ls.KernelDrops,
 			KernelSYN:      ls.KernelSYNDrops,
 		}
+		// The frames that waited for a neighbour's MAC are the link's
+		// (stack/neighq.go): those dropped count with the fast path's.
+		c.Drops[forward.DropNoNeighbor] += ls.NeighDropped
+		c.Drops[forward.DropNeighborQueue] += ls.NeighOverflow
 		for r := forward.DropReason(1); r < forward.NumDropReasons; r++ {
 			i.Drops[r.String()] = c.Drops[r]
 		}

@@ -52,7 +52,7 @@ func (t *tracer) want(frame []byte, ethernet bool) bool {
 func (t *tracer) record(iface string, ethernet bool, before, after []byte, v forward.Verdict, proc stack.Processor) {
 	r := &traceRec{when: time.Now(), iface: iface, ethernet: ethernet, before: append([]byte(nil), before...), verdict: v}
 	switch v {
-	case forward.Transmit:
+	case forward.Transmit, forward.AwaitNeighbor:
 		r.after = append([]byte(nil), after[:min(len(after), stack.TraceBytes)]...)
 	case forward.Drop:
 		if w, ok := proc.(interface{ LastDrop() forward.DropReason }); ok {
@@ -297,7 +297,7 @@ func (d *Director) explain(r *traceRec) string {
 				dst, dst.Method, dst.Weight.Load(), dst.ActiveConns.Load(), dst.InactiveConns.Load(),
 				dst.Available.Load(), dst.Overloaded.Load())
 		}
-		if e != nil && r.verdict == forward.Transmit {
+		if e != nil && (r.verdict == forward.Transmit || r.verdict == forward.AwaitNeighbor) {
 			fmt.Fprintf(&b, "  decision:   %v (%s)\n", e.Dest, e.Method)
 		}
 	}
@@ -306,6 +306,11 @@ func (d *Director) explain(r *traceRec) string {
 		fmt.Fprintf(&b, "  rewrite:    before %v\n", in)
 		fmt.Fprintf(&b, "              after  %v\n", out)
 		b.WriteString("  verdict:    transmit\n")
+	}
+	if r.verdict == forward.AwaitNeighbor {
+		fmt.Fprintf(&b, "  rewrite:    before %v\n", in)
+		fmt.Fprintf(&b, "              after  %v\n", decode(r.after, r.ethernet))
+		b.WriteString("  verdict:    wait for the real server's MAC, being resolved (sent when resolved, dropped as no-neighbor if resolution fails)\n")
 	}
 	return b.String()
 }

@@ -101,9 +101,9 @@ func TestMetricsScrape(t *testing.T) {
 	tp.StartLvsd(bin, lab.LvsdOptions{}, lab.Service{Protocol: "udp", Port: 53, RealPort: 5353, Scheduler: "rr", Method: "nat"})
 
 	// Warm up: one answered flow per real server (round robin), so that
-	// lvsd knows every real server's MAC; a first datagram to a real
-	// server being resolved is dropped (no-neighbor), which the exact
-	// counts below must not meet.
+	// lvsd knows every real server's MAC and the exact counts below meet
+	// no datagram waiting for one (a first datagram to a real server being
+	// resolved waits for its MAC: docs/modes.md).
 	vip := netip.AddrPortFrom(lab.VIP, 53)
 	for range tp.Reals {
 		deadline := time.Now().Add(10 * time.Second)

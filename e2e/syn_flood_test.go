@@ -125,8 +125,7 @@ func TestSYNFloodEstablished(t *testing.T) {
 	synproxyFlood(t, l, tp, bin, time.Second, newEvery/2, newWithin)
 	// Every real server has been used (rr over some 20 connections): its
 	// MAC is known. A frame dropped as no-neighbor from here on is one
-	// whose MAC lvsd forgot; the first frame to a server before its
-	// resolution (a drop at lvsd's start) is not.
+	// whose MAC lvsd forgot (and could not resolve again).
 	noNeighbor := func(st *control.Status) (n uint64) {
 		for _, i := range st.Interfaces {
 			n += i.Drops["no-neighbor"]

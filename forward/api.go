@@ -24,6 +24,14 @@ const (
 	// bytes lvsd copied to reassemble its datagram, or it completed one
 	// whose frames all went out through Packet.Emit (see frag.go).
 	Held
+	// AwaitNeighbor: the frame, rewritten for its real server (or tunnel
+	// endpoint) but for its destination MAC, which is not known yet, waits
+	// for that MAC in Packet.Neigh's hold queue: the link copies it there
+	// (lvs.Neighbor.Hold) and sends it once the netstack resolves the
+	// neighbour, or drops it (no-neighbor) when the resolution fails, as
+	// the kernel's neighbour layer queues packets on an unresolved
+	// neighbour.
+	AwaitNeighbor
 )
 
 func (v Verdict) String() string {
@@ -36,6 +44,8 @@ func (v Verdict) String() string {
 		return "transmit"
 	case Held:
 		return "held"
+	case AwaitNeighbor:
+		return "await-neighbor"
 	}
 	return "verdict?"
 }
@@ -117,6 +127,10 @@ type Packet struct {
 	// fragments, leaves as several frames. Without it such packets are
 	// dropped (DropUnsupported). The link sets it once per reader.
 	Emit Emitter
+	// Neigh is the neighbour slot whose MAC the frame waits for, set by
+	// Process with the AwaitNeighbor verdict (and meaningless with any
+	// other). The link starts every frame with it nil.
+	Neigh *lvs.Neighbor
 }
 
 // Emitter writes frames to a link on behalf of Process. It is declared here,
@@ -148,7 +162,7 @@ const (
 	DropBadL4Header               // bad TCP data offset, UDP length, ...
 	DropFragment                  // fragment that cannot be reassembled: bad length, datagram over 64 KiB, ECN mix
 	DropNoDest                    // no usable real server for a new connection
-	DropNoNeighbor                // real server's MAC not yet resolved (resolution under way)
+	DropNoNeighbor                // real server's MAC not resolved: its resolution failed while the frame waited (AwaitNeighbor), or the frame cannot wait (a super-frame or fragments to a TUN endpoint, a reassembled datagram, no neighbour slot)
 	DropTableFull                 // connection table at its limit
 	DropBadVNetHdr                // virtio-net header inconsistent with the frame
 	DropTTLExceeded               // TTL/hop limit would reach zero: answered with ICMP time exceeded (see timeExceeded)
@@ -166,6 +180,7 @@ const (
 	DropSynproxyCookie            // ACK to a SYN-proxy service, without a connection, whose acknowledgment number is no valid cookie (forged, expired, or its connection gone)
 	DropSynproxyFlags             // segment to a SYN-proxy service, without a connection, that neither opens one (SYN) nor completes one (ACK)
 	DropSynproxyState             // real server's segment of a SYN-proxy connection before its SYN-ACK, or a SYN-ACK that acknowledges another number
+	DropNeighborQueue             // frame waiting for its neighbour's MAC, dropped (oldest first) from the neighbour's full hold queue; counted by the link (package stack), never by Process
 	NumDropReasons
 )
 
@@ -195,6 +210,7 @@ var dropNames = [NumDropReasons]string{
 	DropSynproxyCookie: "synproxy-cookie",
 	DropSynproxyFlags:  "synproxy-flags",
 	DropSynproxyState:  "synproxy-state",
+	DropNeighborQueue:  "neighbor-queue-full",
 }
 
 func (r DropReason) String() string {

@@ -5,7 +5,11 @@
 // It performs no I/O and owns no goroutines. Each reader goroutine of the
 // link gets its own Worker (Forwarder.NewWorker) and calls Worker.Process for
 // every frame; a Worker keeps its counters and scratch space to itself, and
-// Forwarder.Counters sums them.
+// Forwarder.Counters sums them. A reader that receives frames in batches
+// calls Worker.Warm on a batch of more than one first (warm.go): a hint
+// that overlaps the connection table's cache misses of the batch's
+// lookups, which reads the frames, never retains them, and decides
+// nothing.
 //
 // The caller (package stack) owns every buffer: a Packet's Buf belongs to the
 // reader that filled it and is valid only for the duration of Process;

@@ -19,9 +19,9 @@ func (w *Worker) dr(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 	if !decrementTTL(b, &w.pk) {
 		return w.timeExceeded(p, b, &w.pk.t.Dst)
 	}
-	mac, ok := neighbor(e.Dest)
-	if !ok {
-		return DropNoNeighbor
+	mac, r := destMAC(p, e.Dest)
+	if r != DropNone {
+		return r
 	}
 	setMACs(b, &mac, &w.f.mac)
 	countIn(e, w.pk.ipEnd-w.pk.l3)

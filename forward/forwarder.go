@@ -329,6 +329,11 @@ type Worker struct {
 	spOn  bool
 	spBuf [spBufLen]byte
 
+	// warmKeys are the tuples of the batch Warm hands to the table;
+	// warmSink keeps the table's Warm results (see conntrack.Table.Warm).
+	warmKeys [conntrack.WarmBatch]lvs.Tuple
+	warmSink uint64
+
 	// Keeps the next allocation's hot fields out of c's last cache line.
 	_ [64]byte
 }

@@ -680,6 +680,9 @@ func (w *Worker) reassemble(p *Packet, r *reassembler, qi int32) Verdict {
 		// A tunnelled packet (whose outer header tunnel sized and, if
 		// need be, fragmented) or an ICMP error about the datagram.
 		return w.lastFrame(p, rp.Buf, rp.Off, rp.Len)
+	case AwaitNeighbor:
+		// A datagram leaves as fragments, which cannot wait as one frame.
+		return w.dropLog(DropNoNeighbor)
 	}
 	return v
 }

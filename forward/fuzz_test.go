@@ -63,6 +63,7 @@ func FuzzProcess(f *testing.F) {
 		}
 	}
 	envs := map[bool]*env{false: fuzzEnv(f, forward.Ethernet), true: fuzzEnv(f, forward.IP)}
+	forward.WarmAlways(f)
 
 	f.Fuzz(func(t *testing.T, frame []byte, ipLink bool, flags, gso uint8, csumStart, csumOffset, gsoSize uint16) {
 		e := envs[ipLink]
@@ -76,6 +77,9 @@ func FuzzProcess(f *testing.F) {
 		buf := make([]byte, headroom+len(frame)+8)
 		copy(buf[headroom:], frame)
 		em := &fuzzEmitter{t: t, link: link}
+		// The warm pass of a batch reader first (Worker.Warm): it must
+		// take any frame, and leave Process's decision to Process.
+		e.w.Warm([][]byte{buf, buf}, []int{headroom + len(frame), headroom + len(frame)}, headroom)
 		p := &forward.Packet{Buf: buf, Off: headroom, Len: len(frame), VNet: vnet, Emit: em}
 		v := e.w.Process(p)
 		switch v {

@@ -117,7 +117,7 @@ func (w *Worker) icmpError(p *Packet, b []byte, s *snapshot) Verdict {
 	default:
 		r = DropUnsupported
 	}
-	return w.finish(r, reply)
+	return w.finish(p, r, reply)
 }
 
 // parseQuote parses the packet quoted in b[off:end] (an IP header and at
@@ -199,7 +199,7 @@ func (w *Worker) icmpToRealNAT(p *Packet, b []byte, e *conntrack.Entry, q *quote
 	if !decrementTTL(b, pk) {
 		return DropTTLExceeded // as for any packet to a real server
 	}
-	mac, rport, r := w.natTarget(e)
+	mac, rport, r := w.natTarget(p, e)
 	if r != DropNone {
 		return r
 	}
@@ -223,9 +223,9 @@ func (w *Worker) icmpToRealDR(p *Packet, b []byte, e *conntrack.Entry) DropReaso
 	if !decrementTTL(b, &w.pk) {
 		return DropTTLExceeded // as for any packet to a real server
 	}
-	mac, ok := neighbor(e.Dest)
-	if !ok {
-		return DropNoNeighbor
+	mac, r := destMAC(p, e.Dest)
+	if r != DropNone {
+		return r
 	}
 	setMACs(b, &mac, &w.f.mac)
 	p.VNet = VNetHdr{}

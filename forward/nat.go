@@ -12,16 +12,16 @@ import (
 // natTarget returns what a packet rewritten toward e's real server needs:
 // the real server's MAC (Ethernet links) and its port, where a destination
 // of port 0 (a service over several ports) keeps the port the client
-// addressed. NAT cannot cross address families.
-func (w *Worker) natTarget(e *conntrack.Entry) (mac lvs.MAC, rport uint16, r DropReason) {
+// addressed. NAT cannot cross address families. A MAC not known yet is
+// zero, and p waits for it (see destMAC).
+func (w *Worker) natTarget(p *Packet, e *conntrack.Entry) (mac lvs.MAC, rport uint16, r DropReason) {
 	d := e.Dest
 	if isV4(&d.Addr) == w.pk.v6 {
 		return mac, 0, DropUnsupported
 	}
 	if w.f.link == Ethernet {
-		var ok bool
-		if mac, ok = neighbor(d); !ok {
-			return mac, 0, DropNoNeighbor
+		if mac, r = destMAC(p, d); r != DropNone {
+			return mac, 0, r
 		}
 	}
 	rport = d.Port
@@ -44,7 +44,7 @@ func (w *Worker) natIn(p *Packet, b []byte, e *conntrack.Entry) DropReason {
 	if !decrementTTL(b, pk) {
 		return w.timeExceeded(p, b, &pk.t.Dst)
 	}
-	mac, rport, r := w.natTarget(e)
+	mac, rport, r := w.natTarget(p, e)
 	if r != DropNone {
 		return r
 	}

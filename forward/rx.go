@@ -148,14 +148,19 @@ func (w *Worker) Process(p *Packet) Verdict {
 	default:
 		r = DropUnsupported
 	}
-	return w.finish(r, reply)
+	return w.finish(p, r, reply)
 }
 
 // finish turns the outcome r of forwarding a packet (reply: from a real
-// server to a client) into Process's verdict, and counts it.
-func (w *Worker) finish(r DropReason, reply bool) Verdict {
+// server to a client) into Process's verdict, and counts it. A packet
+// forwarded to a neighbour whose MAC is not known (p.Neigh set) waits for
+// it: the link counts it from then on (it is not ForwardedIn yet).
+func (w *Worker) finish(p *Packet, r DropReason, reply bool) Verdict {
 	switch r {
 	case DropNone:
+		if p.Neigh != nil {
+			return AwaitNeighbor
+		}
 	case DropTTLExceeded:
 		w.drop(r)
 		if w.pk.answered {
@@ -584,6 +589,22 @@ func neighbor(d *lvs.Dest) (lvs.MAC, bool) {
 		return lvs.MAC{}, false
 	}
 	return d.Neigh.Load()
+}
+
+// destMAC returns the MAC of d's real server for a frame p forwards to it.
+// When it is not known yet, the frame is still rewritten (with a zero
+// destination MAC) and waits for it: destMAC sets p.Neigh, and finish
+// turns the outcome into AwaitNeighbor. Without a slot to wait on (a
+// destination made without one) the frame is dropped (DropNoNeighbor).
+func destMAC(p *Packet, d *lvs.Dest) (lvs.MAC, DropReason) {
+	if m, ok := neighbor(d); ok {
+		return m, DropNone
+	}
+	if d.Neigh == nil {
+		return lvs.MAC{}, DropNoNeighbor
+	}
+	p.Neigh = d.Neigh
+	return lvs.MAC{}, DropNone
 }
 
 // setMACs writes the Ethernet destination and source addresses of frame b.

@@ -271,64 +271,145 @@ func BenchmarkScaleReals(b *testing.B) {
 // the table: the connection lookup as the table outgrows the caches and
 // the TLB. The 10 M case needs about 1.5 GiB and minutes to fill, so it
 // runs only with LVSD_BENCH_10M=1.
+//
+// For each N, beside the packets one at a time (ScaleConns/N), the same
+// packets in batches of 32 as an AF_PACKET reader gets them: all 32 frames
+// written first, then processed one by one, without (batch32/N) and with
+// the warm pass first (warm32/N, Worker.Warm). ns/op and cpu-ns/op are per
+// packet, the batch's share of the warm pass included. The table is filled
+// once for the three.
 func BenchmarkScaleConns(b *testing.B) {
 	for _, n := range []int{1_000, 100_000, 1_000_000, 10_000_000} {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
+		var sc *scaleConns // filled by the first of the three that runs
+		get := func(b *testing.B) *scaleConns {
 			if n > 1_000_000 && os.Getenv("LVSD_BENCH_10M") == "" {
 				b.Skip("set LVSD_BENCH_10M=1 to run the 10-million-connection case")
 			}
-			d := rs(rip4, 8080, lvs.NAT)
-			svc := &forward.Service{Key: lvs.ServiceKey{Addr: lvs.AddrFromNetip(vip4), Port: 80, Proto: lvs.TCP}, Dests: []*lvs.Dest{d}, Sched: fakeSched{d}}
-			e := scaleEnv(b, n, svc)
-			e.f.SetConfig(e.cfg) // svc.Stats set
-			// Flow i: client 192.0.2.h (h one of 2..254 but for the
-			// director's, the VIP's and the real server's addresses), port
-			// 1024 + i/len(hosts).
-			var hosts []byte
-			for h := 2; h <= 254; h++ {
-				if h != 10 && h != 21 && h != 100 {
-					hosts = append(hosts, byte(h))
-				}
+			if sc == nil {
+				sc = newScaleConns(b, n)
 			}
-			flow := func(i int) (byte, uint16) { return hosts[i%len(hosts)], uint16(1024 + i/len(hosts)) }
-			ent := e.tab.NewEntry()
-			now := e.clk.now()
-			for i := range n {
-				h, port := flow(i)
-				k := lvs.Tuple{Src: lvs.AddrFrom4([]byte{192, 0, 2, h}), Dst: svc.Key.Addr, SPort: port, DPort: 80, Proto: lvs.TCP}
-				if created, err := e.tab.InsertInto(ent, &k, d, svc.Stats, cliMAC, now, nil); !created || err != nil {
-					b.Fatalf("insert %d: %v %v", i, created, err)
-				}
-				e.tab.Update(ent, syn, true, now)
-				e.tab.Update(ent, syn|ack, false, now)
-				e.tab.Update(ent, ack, true, now)
-			}
-			x := uint64(1)
-			mask := uint64(1)
-			for mask < uint64(n) {
-				mask <<= 1
-			}
-			mask--
-			const ip, tcp = 14, 34
-			run := runner(b, e.w, pkt{src: ap(cli4, 1), dst: ap(vip4, 80), flags: ack, payload: string(make([]byte, 64))}.build(b), forward.VNetHdr{}, forward.Transmit,
-				func(f []byte) {
-					// A full-period LCG over the flows, as conntrack's
-					// scale benchmarks.
-					for {
-						x = (x*6364136223846793005 + 1442695040888963407) & mask
-						if x < uint64(n) {
-							break
-						}
-					}
-					h, port := flow(int(x))
-					f[ip+15] = h
-					binary.BigEndian.PutUint16(f[tcp:], port)
-					fixIPv4(f[ip:])
-				})
+			return sc
+		}
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			sc := get(b)
+			run := runner(b, sc.e.w, sc.frame, forward.VNetHdr{}, forward.Transmit, sc.randomFlow)
 			for range 10_000 {
 				run() // the worker's first packets (counters, caches)
 			}
 			loopCPU(b, run)
 		})
+		for _, warm := range []bool{false, true} {
+			name := "batch32/"
+			if warm {
+				name = "warm32/"
+			}
+			b.Run(name+strconv.Itoa(n), func(b *testing.B) {
+				run := get(b).batchRunner(b, 32, warm)
+				for range 10_000 {
+					run()
+				}
+				loopCPU(b, run)
+			})
+		}
+		sc = nil // the next N's table replaces this one
+		runtime.GC()
+	}
+}
+
+// scaleConns is BenchmarkScaleConns's director with n established
+// connections.
+type scaleConns struct {
+	e     *env
+	n     int
+	hosts []byte
+	x     uint64 // the LCG's state
+	mask  uint64
+	frame []byte // a client's ACK with 64 bytes of payload, of flow 0
+}
+
+func newScaleConns(b *testing.B, n int) *scaleConns {
+	d := rs(rip4, 8080, lvs.NAT)
+	svc := &forward.Service{Key: lvs.ServiceKey{Addr: lvs.AddrFromNetip(vip4), Port: 80, Proto: lvs.TCP}, Dests: []*lvs.Dest{d}, Sched: fakeSched{d}}
+	e := scaleEnv(b, n, svc)
+	e.f.SetConfig(e.cfg) // svc.Stats set
+	// Flow i: client 192.0.2.h (h one of 2..254 but for the director's,
+	// the VIP's and the real server's addresses), port 1024 +
+	// i/len(hosts).
+	sc := &scaleConns{e: e, n: n, x: 1, mask: 1}
+	for h := 2; h <= 254; h++ {
+		if h != 10 && h != 21 && h != 100 {
+			sc.hosts = append(sc.hosts, byte(h))
+		}
+	}
+	ent := e.tab.NewEntry()
+	now := e.clk.now()
+	for i := range n {
+		h, port := sc.flow(i)
+		k := lvs.Tuple{Src: lvs.AddrFrom4([]byte{192, 0, 2, h}), Dst: svc.Key.Addr, SPort: port, DPort: 80, Proto: lvs.TCP}
+		if created, err := e.tab.InsertInto(ent, &k, d, svc.Stats, cliMAC, now, nil); !created || err != nil {
+			b.Fatalf("insert %d: %v %v", i, created, err)
+		}
+		e.tab.Update(ent, syn, true, now)
+		e.tab.Update(ent, syn|ack, false, now)
+		e.tab.Update(ent, ack, true, now)
+	}
+	for sc.mask < uint64(n) {
+		sc.mask <<= 1
+	}
+	sc.mask--
+	sc.frame = pkt{src: ap(cli4, 1), dst: ap(vip4, 80), flags: ack, payload: string(make([]byte, 64))}.build(b)
+	return sc
+}
+
+func (sc *scaleConns) flow(i int) (byte, uint16) {
+	return sc.hosts[i%len(sc.hosts)], uint16(1024 + i/len(sc.hosts))
+}
+
+// randomFlow rewrites the frame f (sc.frame's copy) into a packet of a
+// random flow: a full-period LCG over the flows, as conntrack's scale
+// benchmarks.
+func (sc *scaleConns) randomFlow(f []byte) {
+	const ip, tcp = 14, 34
+	for {
+		sc.x = (sc.x*6364136223846793005 + 1442695040888963407) & sc.mask
+		if sc.x < uint64(sc.n) {
+			break
+		}
+	}
+	h, port := sc.flow(int(sc.x))
+	f[ip+15] = h
+	binary.BigEndian.PutUint16(f[tcp:], port)
+	fixIPv4(f[ip:])
+}
+
+// batchRunner returns a function that forwards one packet per call, in
+// batches of size: every size calls it writes the next batch's frames of
+// random flows (as a reader's ReadBatch would) and, when warm, gives them
+// to Worker.Warm.
+func (sc *scaleConns) batchRunner(b *testing.B, size int, warm bool) func() {
+	bufs := make([][]byte, size)
+	sizes := make([]int, size)
+	for i := range bufs {
+		bufs[i] = make([]byte, headroom+len(sc.frame))
+		sizes[i] = len(bufs[i])
+	}
+	p := new(forward.Packet)
+	w := sc.e.w
+	j := 0
+	return func() {
+		if j == 0 {
+			for _, buf := range bufs {
+				copy(buf[headroom:], sc.frame)
+				sc.randomFlow(buf[headroom:])
+			}
+			if warm {
+				w.Warm(bufs, sizes, headroom)
+			}
+		}
+		*p = forward.Packet{Buf: bufs[j], Off: headroom, Len: len(sc.frame)}
+		if v := w.Process(p); v != forward.Transmit {
+			b.Fatalf("verdict %v, want Transmit", v)
+		}
+		j = (j + 1) % size
 	}
 }

@@ -268,7 +268,7 @@ func (w *Worker) synproxyACK(p *Packet, b []byte, s *snapshot, now int64) Verdic
 		if e.Method != lvs.NAT {
 			return w.dropLog(DropUnsupported)
 		}
-		return w.finish(w.synToServer(p, e, &w.spIns), false)
+		return w.finish(p, w.synToServer(p, e, &w.spIns), false)
 	}
 	if !e.Synproxy {
 		// Another reader's connection without the proxy (the
@@ -286,14 +286,14 @@ func (w *Worker) synproxyACK(p *Packet, b []byte, s *snapshot, now int64) Verdic
 	}
 	w.c.synproxyOpened.inc()
 	w.f.table.Track(e, &conntrack.Segment{Flags: conntrack.FlagSYN, Seq: cisn, Len: 1, Win: w.spIns.Window, WScale: -1}, true)
-	return w.finish(w.synToServer(p, e, &w.spIns), false)
+	return w.finish(p, w.synToServer(p, e, &w.spIns), false)
 }
 
 // synToServer rewrites the frame in p into the director's SYN to e's real
 // server, with the client's ISN and options (sp).
 func (w *Worker) synToServer(p *Packet, e *conntrack.Entry, sp *conntrack.Synproxy) DropReason {
 	pk := &w.pk
-	mac, rport, r := w.natTarget(e)
+	mac, rport, r := w.natTarget(p, e)
 	if r != DropNone {
 		return r
 	}
@@ -321,7 +321,7 @@ func (w *Worker) synToServer(p *Packet, e *conntrack.Entry, sp *conntrack.Synpro
 // client's next sequence number and window.
 func (w *Worker) ackToServer(p *Packet, e *conntrack.Entry, sp *conntrack.Synproxy, serverISN uint32) DropReason {
 	pk := &w.pk
-	mac, rport, r := w.natTarget(e)
+	mac, rport, r := w.natTarget(p, e)
 	if r != DropNone {
 		return r
 	}
@@ -398,14 +398,14 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 				if live {
 					tab.Update(e, pk.flags, true, now)
 				}
-				return w.finish(w.natIn(p, b, e), false)
+				return w.finish(p, w.natIn(p, b, e), false)
 			}
 			// The client's ACK again, or its zero-window probe: the SYN
 			// or the SYN-ACK was lost. Send the SYN again.
 			if live {
 				tab.Update(e, conntrack.FlagSYN, true, now)
 			}
-			return w.finish(w.synToServer(p, e, sp), false)
+			return w.finish(p, w.synToServer(p, e, sp), false)
 		}
 		if live {
 			if !tab.Track(e, w.segment(b), true) {
@@ -422,7 +422,7 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 				fullTCPChecksum(b, pk)
 			}
 		}
-		return w.finish(w.natIn(p, b, e), false)
+		return w.finish(p, w.natIn(p, b, e), false)
 	}
 
 	synAck := pk.flags&(conntrack.FlagSYN|conntrack.FlagACK|conntrack.FlagRST) == conntrack.FlagSYN|conntrack.FlagACK
@@ -431,12 +431,12 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 		case synAck && tcp.AckNumber() == sp.ClientISN+1:
 			sISN := tcp.SequenceNumber()
 			if !live {
-				return w.finish(w.ackToServer(p, e, sp, sISN), false)
+				return w.finish(p, w.ackToServer(p, e, sp, sISN), false)
 			}
 			if !tab.SynproxyOpen(e, sISN-sp.Cookie) {
 				// Another reader took the first SYN-ACK: this one is a
 				// copy, answered as such.
-				return w.finish(w.ackToServer(p, e, sp, sISN), false)
+				return w.finish(p, w.ackToServer(p, e, sp, sISN), false)
 			}
 			tab.Track(e, w.segment(b), false)
 			tab.Update(e, pk.flags, false, now)
@@ -444,7 +444,7 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 			tab.Update(e, conntrack.FlagACK, true, now)
 			r := w.ackToServer(p, e, sp, sISN)
 			tab.Track(e, &conntrack.Segment{Flags: conntrack.FlagACK, Seq: sp.ClientISN + 1, Win: sp.Window, WScale: -1}, true)
-			return w.finish(r, false)
+			return w.finish(p, r, false)
 		case pk.flags&conntrack.FlagRST != 0 && pk.flags&conntrack.FlagACK != 0 && tcp.AckNumber() == sp.ClientISN+1:
 			// The real server refuses the connection: the client gets
 			// the RST, at the sequence number it expects from the
@@ -456,14 +456,14 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 				tab.Update(e, pk.flags, false, now)
 			}
 			setSeq(tcp, header.TCPSeqNumOffset, sp.Cookie+1, partial)
-			return w.finish(w.natOut(p, b, e, s), true)
+			return w.finish(p, w.natOut(p, b, e, s), true)
 		}
 		return w.drop(DropSynproxyState)
 	}
 	if synAck {
 		// The real server did not get the director's ACK and sends its
 		// SYN-ACK again: answered, not forwarded.
-		return w.finish(w.ackToServer(p, e, sp, tcp.SequenceNumber()), false)
+		return w.finish(p, w.ackToServer(p, e, sp, tcp.SequenceNumber()), false)
 	}
 	if live {
 		if !tab.Track(e, w.segment(b), false) {
@@ -475,7 +475,7 @@ func (w *Worker) synproxyFound(p *Packet, b []byte, e *conntrack.Entry, reply bo
 		return w.drop(DropBadVNetHdr)
 	}
 	addSeq(tcp, header.TCPSeqNumOffset, -delta, partial)
-	return w.finish(w.natOut(p, b, e, s), true)
+	return w.finish(p, w.natOut(p, b, e, s), true)
 }
 
 // addSeq adds d to the 32-bit field at off of tcp (a sequence or an

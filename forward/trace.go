@@ -180,7 +180,7 @@ func (f *Forwarder) Explain(frame []byte) *Explanation {
 	x.Verdict = w.Process(&p)
 	x.Drop = w.lastDrop
 	x.Tuple = w.pk.t
-	if x.Verdict == Transmit {
+	if x.Verdict == Transmit || x.Verdict == AwaitNeighbor {
 		x.After = slices.Clone(p.Frame())
 	}
 	k := lvs.ServiceKey{Addr: x.Tuple.Dst, Port: x.Tuple.DPort, Proto: x.Tuple.Proto}

@@ -98,12 +98,15 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		return w.timeExceeded(p, b, &pk.t.Dst)
 	}
 	o := outer{src: [4]byte(src[12:16]), dst: [4]byte(d.Addr[12:16])}
-	if r := w.fromInner(&o, b, d); r != DropNone {
+	if r := w.fromInner(p, &o, b, d); r != DropNone {
 		return r
 	}
 	inner := b[pk.l3:pk.ipEnd]
 
 	if p.VNet.GSOType != VirtioNetHdrGSONone {
+		if p.Neigh != nil {
+			return DropNoNeighbor // several frames cannot wait as one
+		}
 		return w.tunnelGSO(p, b, e, &o, mtu)
 	}
 	if len(inner) > mtu {
@@ -112,6 +115,9 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 		// frag_max_size): then the outer packet is fragmented.
 		if o.df || pk.v6 && (w.fragMax == 0 || w.fragMax > mtu) {
 			return w.tooBig(p, b, mtu)
+		}
+		if p.Neigh != nil {
+			return DropNoNeighbor // several frames cannot wait as one
 		}
 		return w.tunnelFragments(p, b, e, &o, mtu)
 	}
@@ -134,13 +140,13 @@ func (w *Worker) tunnel(p *Packet, b []byte, e *conntrack.Entry, s *snapshot) Dr
 // fromInner sets what an outer header of either family takes from the
 // inner packet of w.pk in b (TOS or traffic class, TTL or hop limit, DF,
 // the protocol that says which family is inside) and, on Ethernet links,
-// the MAC of the real server d.
-func (w *Worker) fromInner(o *outer, b []byte, d *lvs.Dest) DropReason {
+// the MAC of the real server d (zero while p waits for it: see destMAC).
+func (w *Worker) fromInner(p *Packet, o *outer, b []byte, d *lvs.Dest) DropReason {
 	pk := &w.pk
 	if w.f.link == Ethernet {
-		var ok bool
-		if o.mac, ok = neighbor(d); !ok {
-			return DropNoNeighbor
+		var r DropReason
+		if o.mac, r = destMAC(p, d); r != DropNone {
+			return r
 		}
 	}
 	inner := b[pk.l3:pk.ipEnd]

@@ -49,17 +49,23 @@ func (w *Worker) tunnel6(p *Packet, b []byte, e *conntrack.Entry, src lvs.Addr) 
 		return w.timeExceeded(p, b, &pk.t.Dst)
 	}
 	o := outer{v6: true, src6: src, dst6: d.Addr}
-	if r := w.fromInner(&o, b, d); r != DropNone {
+	if r := w.fromInner(p, &o, b, d); r != DropNone {
 		return r
 	}
 	inner := b[pk.l3:pk.ipEnd]
 
 	if p.VNet.GSOType != VirtioNetHdrGSONone {
+		if p.Neigh != nil {
+			return DropNoNeighbor // several frames cannot wait as one
+		}
 		return w.tunnelGSO(p, b, e, &o, mtu)
 	}
 	if len(inner) > mtu {
 		if o.df || pk.v6 && (w.fragMax == 0 || w.fragMax > mtu) {
 			return w.tooBig(p, b, mtu)
+		}
+		if p.Neigh != nil {
+			return DropNoNeighbor // several frames cannot wait as one
 		}
 		return w.tunnelFragments6(p, b, e, &o)
 	}

@@ -4,7 +4,9 @@
 //
 // The package owns no goroutines and does no I/O. Its types are read on the
 // packet path, so everything a packet needs is a fixed-size value or an atomic
-// field; nothing here allocates per packet.
+// field; nothing here allocates per packet. (A neighbour's hold queue, on
+// the rare path of a frame whose MAC is not known yet, takes a pooled
+// buffer when its first frame arrives: neighq.go.)
 package lvs
 
 import (
@@ -130,11 +132,14 @@ func (m MAC) String() string {
 // link address of one IP address on one interface. The netstack's neighbour
 // dispatcher writes it; forwarders read it per packet without a lock.
 //
-// The zero value holds no MAC.
+// The zero value holds no MAC. While it holds none, the frames forwarded
+// to it wait in its hold queue (neighq.go) instead of being dropped.
 type Neighbor struct {
 	// v packs the MAC in the low 48 bits and a valid bit in bit 48, so that one
 	// atomic load gives a consistent answer.
 	v atomic.Uint64
+	// q holds the frames that wait for the MAC; it has its own lock.
+	q holdQueue
 }
 
 const neighValid = 1 << 48

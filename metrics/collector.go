@@ -57,6 +57,7 @@ type collector struct {
 	drops, forwarded, toStack, newConns       *prometheus.Desc
 	frames, devErrors                         *prometheus.Desc
 	kernelDrops, synCookies, synproxyOpened   *prometheus.Desc
+	neighHeld                                 *prometheus.Desc
 	entries, limit, evicted, refused          *prometheus.Desc
 	unestablished, removed, sourceRefused     *prometheus.Desc
 	reloadsTotal, reloadFailures, stale       *prometheus.Desc
@@ -103,6 +104,8 @@ func newCollector(src Source, table TableSource, reloads ReloadSource, version s
 			"interface", "queue"),
 		synCookies:     desc("lvsd_syn_cookies_total", "SYN-ACKs with a SYN cookie the SYN proxy answered SYNs with (services with synproxy = true).", "interface"),
 		synproxyOpened: desc("lvsd_synproxy_opened_total", "Connections the SYN proxy opened on a client's valid cookie.", "interface"),
+		neighHeld: desc("lvsd_neighbor_held_frames_total", "Frames that waited for a neighbour's MAC while it was resolved (held), and those sent once it was (sent); the others are drops no-neighbor or neighbor-queue-full.",
+			"interface", "outcome"),
 
 		entries:       desc("lvsd_conntrack_entries", "Connections in the connection table."),
 		limit:         desc("lvsd_conntrack_limit", "Most connections the table holds ([connections] max)."),
@@ -125,7 +128,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.conns, c.inPkts, c.outPkts, c.inBytes, c.outBytes, c.active, c.inactive, c.weight,
 		c.beConns, c.beInPkts, c.beOutPkts, c.beInBytes, c.beOutBytes, c.beAvailable, c.beOverloaded,
 		c.healthUp, c.healthChecks, c.healthChange, c.healthTransitions, c.passiveEjections,
-		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops, c.synCookies, c.synproxyOpened,
+		c.drops, c.forwarded, c.toStack, c.newConns, c.frames, c.devErrors, c.kernelDrops, c.synCookies, c.synproxyOpened, c.neighHeld,
 		c.entries, c.limit, c.evicted, c.refused, c.unestablished, c.removed, c.sourceRefused, c.reloadsTotal, c.reloadFailures, c.stale, c.buildInfo,
 	} {
 		ch <- d
@@ -243,6 +246,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.kernelDrops, float64(ifc.KernelSYN), ifc.Name, "syn")
 		counter(c.synCookies, float64(ifc.SynCookies), ifc.Name)
 		counter(c.synproxyOpened, float64(ifc.SynproxyOpened), ifc.Name)
+		counter(c.neighHeld, float64(ifc.NeighborHeld), ifc.Name, "held")
+		counter(c.neighHeld, float64(ifc.NeighborSent), ifc.Name, "sent")
 	}
 
 	gauge(c.entries, float64(st.Connections))

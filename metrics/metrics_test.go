@@ -48,7 +48,7 @@ func testStatus() control.Status {
 		}},
 		Interfaces: []control.Interface{{
 			Name: "lvttap0", Type: "tap", ForwardedIn: 100, ForwardedOut: 90, ToStack: 3, NewConns: 10,
-			KernelDrops: 6, KernelSYN: 70, SynCookies: 40, SynproxyOpened: 4,
+			KernelDrops: 6, KernelSYN: 70, SynCookies: 40, SynproxyOpened: 4, NeighborHeld: 9, NeighborSent: 8,
 			Drops:  map[string]uint64{"no-conn": 2, "truncated": 0},
 			Queues: []control.Queue{{RxFrames: 150, TxFrames: 140}, {RxFrames: 43, TxFrames: 50}},
 		}},
@@ -126,6 +126,8 @@ func TestMetricNames(t *testing.T) {
 		`lvsd_kernel_drops_total{interface="lvttap0", queue="syn"}`:                70,
 		`lvsd_syn_cookies_total{interface="lvttap0"}`:                              40,
 		`lvsd_synproxy_opened_total{interface="lvttap0"}`:                          4,
+		`lvsd_neighbor_held_frames_total{interface="lvttap0", outcome="held"}`:     9,
+		`lvsd_neighbor_held_frames_total{interface="lvttap0", outcome="sent"}`:     8,
 		"lvsd_conntrack_entries":                                                   7,
 		"lvsd_conntrack_limit":                                                     1000,
 		"lvsd_conntrack_evictions_total":                                           3,

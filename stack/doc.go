@@ -23,7 +23,11 @@
 // reader has two batches, and lends each to the sender until its frames are
 // written. Frames for the netstack are copied
 // into a PacketBuffer that the netstack owns; the reader releases its
-// reference after delivery.
+// reference after delivery. A frame that waits for its neighbour's MAC
+// (forward.AwaitNeighbor) is copied into that neighbour's hold queue
+// (lvs.Neighbor.Hold), which owns the copy until the netstack resolves the
+// neighbour (the copy is then written out) or fails to (dropped): see
+// neighq.go.
 //
 // Goroutines: a Link's readers start when the netstack attaches the Link and
 // stop when the Link is closed (a reader's sender, if any, writes what was

@@ -26,6 +26,12 @@ type Processor interface {
 	Process(p *forward.Packet) forward.Verdict
 }
 
+// warmer is a Processor that takes a hint of the batch it is about to
+// process (forward.Worker.Warm): frame i is bufs[i][offset:sizes[i]].
+type warmer interface {
+	Warm(bufs [][]byte, sizes []int, offset int)
+}
+
 // Headroom is the space a reader leaves in front of each frame, so that the
 // fast path can prepend an encapsulation header (IPIP: Ethernet plus 20 or
 // 40 bytes) without copying; the virtio-net header, when present, is read
@@ -105,6 +111,9 @@ type Link struct {
 	// probes, set by Stack.AddNIC, takes the answers to the probes
 	// through the forwarding path (through.go) before the netstack.
 	probes atomic.Pointer[prober]
+	// owner, set by Stack.AddNIC, resolves the neighbours that frames
+	// wait for (hold).
+	owner atomic.Pointer[linkOwner]
 
 	stats   linkStats
 	queues  []queueStats // one per device, by index; fixed at NewLink
@@ -118,6 +127,9 @@ type linkStats struct {
 	RxErrors, TxErrors atomic.Uint64
 	StackIn, StackOut  atomic.Uint64 // frames to and from the netstack
 	StackDropped       atomic.Uint64 // frames the netstack could not take
+	// Neighbour hold queues (neighq.go): frames held, sent once their
+	// neighbour resolved, dropped to make room, dropped as no-neighbor.
+	NeighHeld, NeighSent, NeighOverflow, NeighDropped atomic.Uint64
 }
 
 // queueStats are the per-frame counters of one reader. Only that reader
@@ -138,6 +150,13 @@ type LinkCounters struct {
 	// before lvsd read them, in the established and the SYN queue
 	// (packet devices; 0 for others).
 	KernelDrops, KernelSYNDrops uint64
+	// NeighHeld counts the frames that waited for their neighbour's MAC
+	// (forward.AwaitNeighbor), NeighSent those sent once it resolved,
+	// NeighOverflow those dropped, oldest first, from a full queue, and
+	// NeighDropped those dropped because the resolution failed (or took
+	// longer than the netstack's resolution can: see holdMaxAge), or the
+	// neighbour was forgotten while they waited.
+	NeighHeld, NeighSent, NeighOverflow, NeighDropped uint64
 }
 
 var _ tcpipstack.LinkEndpoint = (*Link)(nil)
@@ -184,7 +203,7 @@ func (l *Link) Replace(devs []device.Device) error {
 	if l.started && !l.held {
 		for i, dev := range devs {
 			l.wg.Add(1)
-			go l.reader(dev, &l.queues[i])
+			go l.reader(dev, i)
 		}
 	}
 	l.mu.Unlock()
@@ -229,7 +248,7 @@ func (l *Link) Release() {
 	if l.started && !l.closed {
 		for i, dev := range *l.devs.Load() {
 			l.wg.Add(1)
-			go l.reader(dev, &l.queues[i])
+			go l.reader(dev, i)
 		}
 	}
 }
@@ -241,11 +260,15 @@ func (l *Link) Lost() bool { return l.lost.Load() }
 // Stats returns a snapshot of the link's counters.
 func (l *Link) Stats() LinkCounters {
 	c := LinkCounters{
-		RxErrors:     l.stats.RxErrors.Load(),
-		TxErrors:     l.stats.TxErrors.Load(),
-		StackIn:      l.stats.StackIn.Load(),
-		StackOut:     l.stats.StackOut.Load(),
-		StackDropped: l.stats.StackDropped.Load(),
+		RxErrors:      l.stats.RxErrors.Load(),
+		TxErrors:      l.stats.TxErrors.Load(),
+		StackIn:       l.stats.StackIn.Load(),
+		StackOut:      l.stats.StackOut.Load(),
+		StackDropped:  l.stats.StackDropped.Load(),
+		NeighHeld:     l.stats.NeighHeld.Load(),
+		NeighSent:     l.stats.NeighSent.Load(),
+		NeighOverflow: l.stats.NeighOverflow.Load(),
+		NeighDropped:  l.stats.NeighDropped.Load(),
 	}
 	for i := range l.queues {
 		c.RxFrames += l.queues[i].rx.Load()
@@ -363,7 +386,7 @@ func (l *Link) Attach(d tcpipstack.NetworkDispatcher) {
 	}
 	for i, dev := range *l.devs.Load() {
 		l.wg.Add(1)
-		go l.reader(dev, &l.queues[i])
+		go l.reader(dev, i)
 	}
 }
 
@@ -421,8 +444,9 @@ func (o oneByOne) WriteBatch(frames [][]byte) (int, error) {
 // until the batch is written, after the whole batch was processed. With
 // LinkOptions.Sender the batches are written by the queue's sender, and the
 // buffers are lent to it until then (sender.go).
-func (l *Link) reader(dev device.Device, qs *queueStats) {
+func (l *Link) reader(dev device.Device, qi int) {
 	defer l.wg.Done()
+	qs := &l.queues[qi]
 	bd, ok := dev.(device.BatchDevice)
 	if !ok {
 		bd = oneByOne{dev}
@@ -436,6 +460,7 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 	if l.opts.NewProcessor != nil {
 		proc = l.opts.NewProcessor()
 	}
+	wm, _ := proc.(warmer)
 	var p forward.Packet
 	tx := &txBatch{l: l, dev: bd, qs: qs}
 	var bufs, rd [][]byte // whole buffers, headroom included; where each frame is read: its virtio-net header first
@@ -487,6 +512,11 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 			continue
 		}
 		backoff = 0
+		if got > 1 && wm != nil {
+			// The batch's connection lookups overlap their cache misses
+			// (see forward.Worker.Warm); a TAP's batch of one skips it.
+			wm.Warm(rd[:got], sizes[:got], l.vh)
+		}
 		for i := range got {
 			n := sizes[i]
 			if n < l.vh {
@@ -519,6 +549,8 @@ func (l *Link) reader(dev device.Device, qs *queueStats) {
 				tx.add(buf[start : p.Off+p.Len])
 			case forward.ToStack:
 				l.deliver(&p)
+			case forward.AwaitNeighbor:
+				l.hold(&p, qi, tx)
 			}
 		}
 		tx.flush()

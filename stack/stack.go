@@ -165,6 +165,7 @@ func (st *Stack) AddNIC(o NICOptions) (NICID, error) {
 	st.nics[id] = &nicInfo{name: o.Name, link: o.Link, ethernet: o.Ethernet, prefixes: o.Addresses}
 	st.mu.Unlock()
 	o.Link.probes.Store(&st.probes)
+	o.Link.owner.Store(&linkOwner{st: st, nic: id})
 
 	if err := st.s.CreateNICWithOptions(tcpip.NICID(id), o.Link, tcpipstack.NICOptions{Name: o.Name}); err != nil {
 		return 0, fmt.Errorf("create nic %q: %w", o.Name, convErr(err))
@@ -255,7 +256,8 @@ func (st *Stack) Neighbor(id NICID, addr netip.Addr) *lvs.Neighbor {
 
 // KeepNeighbors forgets every neighbour slot not in keep: no real server
 // needs it any more, so Run stops resolving it. A slot still held by a
-// removed real server's connections keeps its last MAC.
+// removed real server's connections keeps its last MAC; the frames that
+// waited for its MAC are dropped (no-neighbor), as later ones are.
 func (st *Stack) KeepNeighbors(keep map[*lvs.Neighbor]bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -263,6 +265,7 @@ func (st *Stack) KeepNeighbors(keep map[*lvs.Neighbor]bool) {
 		if !keep[n] {
 			delete(st.neigh, k)
 			delete(st.lost, k)
+			st.failHeldLocked(k.nic, n)
 		}
 	}
 }
@@ -297,14 +300,20 @@ func (st *Stack) resolve(k neighKey) {
 	}
 }
 
+// publish stores the MAC la of neighbour k into its slot, after sending the
+// frames that waited for it (neighq.go).
 func (st *Stack) publish(k neighKey, la tcpip.LinkAddress) {
 	if len(la) != 6 {
 		return
 	}
 	st.mu.Lock()
 	n := st.neigh[k]
+	var link *Link
 	if n != nil {
 		delete(st.lost, k)
+		if ni := st.nics[k.nic]; ni != nil {
+			link = ni.link
+		}
 	}
 	st.mu.Unlock()
 	if n == nil {
@@ -312,10 +321,17 @@ func (st *Stack) publish(k neighKey, la tcpip.LinkAddress) {
 	}
 	var m lvs.MAC
 	copy(m[:], la)
-	if old, ok := n.Load(); !ok || old != m {
-		n.Store(m)
-		st.log.Info("neighbour resolved", "addr", k.addr, "mac", m.String())
+	old, ok := n.Load()
+	if ok && old == m {
+		return // nothing waits on a slot with a MAC
 	}
+	sent := 0
+	if link != nil {
+		sent = n.Resolve(m, link.sendHeld)
+	} else {
+		n.Store(m)
+	}
+	st.log.Info("neighbour resolved", "addr", k.addr, "mac", m.String(), "held_frames_sent", sent)
 }
 
 // Run keeps the fast path's neighbours resolved until ctx ends: unknown and
@@ -354,7 +370,9 @@ func (st *Stack) sweep(tick int) []neighKey {
 		}
 	}
 	var todo []neighKey
+	mono := monoNow()
 	for k, n := range st.neigh {
+		st.expireHeldLocked(k.nic, n, mono)
 		_, lost := st.lost[k]
 		if _, ok := n.Load(); !ok || lost || tick%10 == 0 {
 			todo = append(todo, k)
@@ -377,7 +395,11 @@ func (st *Stack) lose(k neighKey) {
 		return
 	}
 	if _, ok := n.Load(); !ok {
-		return // nothing to keep: resolution goes on as for any unknown one
+		// Nothing to keep: the frames that waited for this resolution
+		// are dropped, as the kernel's neigh_invalidate does, and
+		// resolution goes on as for any unknown one.
+		st.failHeldLocked(k.nic, n)
+		return
 	}
 	if _, ok := st.lost[k]; !ok {
 		st.lost[k] = st.now()

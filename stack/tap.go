@@ -6,7 +6,9 @@ import "github.com/lvsd/lvsd/forward"
 // path writes (package capture's Capture, through the director). Frame must
 // not block nor keep frame, which stays the reader's: it runs on the
 // reader goroutine, between reading a frame and processing it, and between
-// the rewrite and the write.
+// the rewrite and the write (a frame that waited for its neighbour's MAC is
+// offered when it is written, by the goroutine that learnt the MAC: several
+// goroutines may call Frame at once, as several readers do).
 type Tap interface {
 	// Frame offers a frame: out false for a frame as read, true for a
 	// frame as written after the rewrite (without the virtio-net header).
