@@ -86,7 +86,7 @@ func (b *bench) prepare() {
 
 	logf("building the lab")
 	b.lab = lab.New(b.s)
-	b.tp = b.lab.NATLab(lab.Options{Reals: 3, Queues: b.f.queues})
+	b.tp = b.lab.NATLab(lab.Options{Reals: 3, Queues: b.f.queues, Sender: b.f.sender})
 	// The same lab with lvsd attached to a veth by AF_PACKET instead.
 	b.pkt = b.tp.WithPacketLink(packetMAC)
 	l, tp := b.lab, b.tp

@@ -70,7 +70,8 @@ type flags struct {
 	quick     bool
 	noInstall bool
 	verbose   bool
-	queues    int // lvsd's device queues
+	queues    int    // lvsd's device queues
+	sender    string // lvsd's [[interface]] sender; "" for its default
 	// queueSweep adds the queue sweep's contestants (lvsd-nat-q2 ...) to
 	// only.
 	queueSweep bool
@@ -99,6 +100,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.noInstall, "no-install", false, "do not install missing tools with apt-get; contestants that need them are n/a")
 	fs.BoolVar(&f.verbose, "v", false, "print the lab's log lines and each command")
 	fs.IntVar(&f.queues, "queues", 1, "lvsd's TAP queues, and AF_PACKET sockets of lvsd-nat-pkt (the config's `queues`)")
+	fs.StringVar(&f.sender, "sender", "", "lvsd's `sender` (\"reader\" or \"thread\"; default: the config's default)")
 	fs.BoolVar(&f.queueSweep, "queue-sweep", false, "also run lvsd-nat and lvsd-nat-pkt at "+sweepQueuesText()+" queues (TCP throughput and HTTP conn/s; needs -queues 1)")
 	fs.IntVar(&f.httpConns, "http-conns", 50, "wrk's concurrent connections")
 	fs.Float64Var(&f.lossFree, "loss", 0.001, "the most loss (fraction) a rate may have to count as loss-free")
@@ -134,6 +136,9 @@ func parseFlags(args []string) (*flags, error) {
 	}
 	if f.duration < time.Second {
 		return nil, fmt.Errorf("-duration %v: want at least 1s", f.duration)
+	}
+	if f.sender != "" && f.sender != "reader" && f.sender != "thread" {
+		return nil, fmt.Errorf("-sender %q: want reader or thread", f.sender)
 	}
 	if f.queues < 1 || f.queues > 16 {
 		return nil, fmt.Errorf("-queues %d: want 1 to 16", f.queues)

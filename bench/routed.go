@@ -131,7 +131,7 @@ func (b *bench) buildRouted() *lab.Topology {
 		// On-link: the router answers lvsd's ARP for the client and the
 		// real servers (proxy ARP), so one route reaches both.
 		Routes:  []string{"0.0.0.0/0"},
-		Options: lab.Options{Reals: len(tp.Reals), Queues: b.f.queues, MAC: routedMAC},
+		Options: lab.Options{Reals: len(tp.Reals), Queues: b.f.queues, Sender: b.f.sender, MAC: routedMAC},
 	}
 }
 

@@ -157,6 +157,10 @@ type Interface struct {
 	Queues int
 	// Offload enables the virtio-net header with checksum and TSO offload.
 	Offload bool
+	// SendThread is sender = "thread": each queue's forwarded frames are
+	// written by a sender of their own, not by the queue's reader
+	// (stack.LinkOptions.Sender). False is sender = "reader".
+	SendThread bool
 	// Persist makes a TAP or TUN that lvsd creates persistent: it stays
 	// (with its bridge membership) after lvsd exits. False for PACKET.
 	Persist bool

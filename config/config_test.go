@@ -197,7 +197,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key lists the valid ones",
 			data: withIface(`colour = "blue"`),
-			want: []string{"t.toml:4: interface[0].colour: unknown key; valid keys here: addresses, bridge, create, mac, mtu, name, offload, on_loss, persist, queues, route, type"},
+			want: []string{"t.toml:4: interface[0].colour: unknown key; valid keys here: addresses, bridge, create, mac, mtu, name, offload, on_loss, persist, queues, route, sender, type"},
 		},
 		{
 			name: "keys are case-sensitive",

@@ -39,6 +39,11 @@ func Format(c *Config) []byte {
 		fmt.Fprintf(&b, "[[interface]]\nname = %s\ntype = %s\nmtu = %d\nqueues = %d\noffload = %t\n",
 			q(ic.Name), q(ic.Type.String()), ic.MTU, ic.Queues, ic.Offload)
 		fmt.Fprintf(&b, "on_loss = %s\n", q(ic.OnLoss.String()))
+		if ic.SendThread {
+			b.WriteString("sender = \"thread\"\n")
+		} else {
+			b.WriteString("sender = \"reader\"\n")
+		}
 		if ic.Type != PACKET {
 			fmt.Fprintf(&b, "create = %t\npersist = %t\n", ic.Create, ic.Persist)
 		}

@@ -127,6 +127,7 @@ type rawInterface struct {
 	Addresses any        `toml:"addresses"`
 	Queues    any        `toml:"queues"`
 	Offload   any        `toml:"offload"`
+	Sender    any        `toml:"sender"`
 	Persist   any        `toml:"persist"`
 	Bridge    any        `toml:"bridge"`
 	OnLoss    any        `toml:"on_loss"`

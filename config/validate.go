@@ -239,6 +239,10 @@ func (c *checker) iface(key string, raw *rawInterface, names map[string]string, 
 	if b, good := c.boolean(key+".offload", raw.Offload); good {
 		ifc.Offload = b
 	}
+	if s, good := c.choice(key+".sender", raw.Sender, "sender", []string{"reader", "thread"},
+		"reader (each queue's reader writes what it forwards), thread (a sender per queue writes it)"); good {
+		ifc.SendThread = s == "thread"
+	}
 	ifc.OnLoss = defaults.OnLoss
 	if s, good := c.choice(key+".on_loss", raw.OnLoss, "policy", []string{"reattach", "exit"},
 		"reattach (open the device again when it returns), exit (exit 1 for a supervisor)"); good && s == "exit" {

@@ -155,6 +155,31 @@ func (d *Tun) Read(b []byte) (int, error) {
 	}
 }
 
+// TryRead reads one frame as Read does if one is waiting, and returns 0
+// and no error at once if none is: a reader that batches the frames
+// already queued (stack's sender mode). Called by the reading goroutine.
+func (d *Tun) TryRead(b []byte) (int, error) {
+	if err := d.g.enter(); err != nil {
+		return 0, err
+	}
+	defer d.g.leave()
+	if d.g.stopped.Load() {
+		return 0, ErrStopped
+	}
+	for {
+		n, err := rawIO(unix.SYS_READ, d.fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return 0, nil
+		default:
+			return 0, os.NewSyscallError("read", err)
+		}
+	}
+}
+
 // Write writes one frame (after the virtio-net header when VNetHdr). Any
 // goroutine may call it.
 func (d *Tun) Write(b []byte) (int, error) {

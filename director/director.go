@@ -217,6 +217,7 @@ func (d *Director) addInterface(ic config.Interface) error {
 		Logger:       d.log.With("interface", ic.Name),
 		OnLost:       func(err error) { d.deviceLost(ic, err) },
 		Held:         held,
+		Sender:       ic.SendThread,
 	})
 	routes := make([]stack.Route, 0, len(ic.Routes))
 	for _, r := range ic.Routes {
@@ -230,8 +231,12 @@ func (d *Director) addInterface(ic config.Interface) error {
 		return fmt.Errorf("interface %q: %w", ic.Name, err)
 	}
 	d.ifaces[ic.Name] = &iface{cfg: ic, nic: nic, link: link, fw: fw, vips: make(map[netip.Addr]bool), mac: mac}
+	sender := "reader"
+	if ic.SendThread {
+		sender = "thread"
+	}
 	d.log.Info("interface attached", "interface", ic.Name, "type", ic.Type.String(),
-		"queues", len(devs), "offload", vnet, "addresses", fmt.Sprint(ic.Addresses))
+		"queues", len(devs), "offload", vnet, "sender", sender, "addresses", fmt.Sprint(ic.Addresses))
 	return nil
 }
 
@@ -370,7 +375,7 @@ func (d *Director) reload(cfg *config.Config) error {
 
 func sameInterface(a, b config.Interface) bool {
 	return a.Name == b.Name && a.Type == b.Type && a.MTU == b.MTU && a.MAC == b.MAC &&
-		a.Queues == b.Queues && a.Offload == b.Offload && a.Create == b.Create &&
+		a.Queues == b.Queues && a.Offload == b.Offload && a.SendThread == b.SendThread && a.Create == b.Create &&
 		a.Persist == b.Persist && a.Bridge == b.Bridge && a.OnLoss == b.OnLoss &&
 		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Routes, b.Routes)
 }

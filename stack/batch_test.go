@@ -33,11 +33,17 @@ type fakeBatchDev struct {
 
 	mu      sync.Mutex
 	changed *sync.Cond
+	// stalled makes WriteBatch wait (until cleared, or Close) before it
+	// writes: a device whose writes take long. stalls counts the calls
+	// that waited.
+	stalled bool
+	stalls  int
 	in      [][][]byte // batches not read yet; a nil frame stands for one too large (size -1)
 	reads   int        // ReadBatch calls so far
 	offered int        // frames offered to WriteBatch so far
 	log     []writeOp  // every write call, in order
 	closed  bool
+	stopped bool // reads fail with device.ErrStopped, writes go on
 }
 
 // writeOp is one write call: a WriteBatch or a plain Write (the emitter's).
@@ -74,11 +80,14 @@ func (d *fakeBatchDev) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	defer d.mu.Unlock()
 	d.reads++
 	d.changed.Broadcast()
-	for len(d.in) == 0 && !d.closed {
+	for len(d.in) == 0 && !d.closed && !d.stopped {
 		d.changed.Wait()
 	}
 	if d.closed {
 		return 0, os.ErrClosed
+	}
+	if d.stopped {
+		return 0, device.ErrStopped
 	}
 	batch := d.in[0]
 	d.in = d.in[1:]
@@ -98,6 +107,13 @@ func (d *fakeBatchDev) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 func (d *fakeBatchDev) WriteBatch(frames [][]byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stalled && !d.closed {
+		d.stalls++
+		d.changed.Broadcast()
+		for d.stalled && !d.closed {
+			d.changed.Wait()
+		}
+	}
 	if d.closed {
 		return 0, os.ErrClosed
 	}

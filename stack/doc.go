@@ -17,8 +17,11 @@
 // first use and closed by Close. The Link hands the answers, TCP to the
 // probe ports, to them instead of the director's netstack.
 //
-// Buffers: each reader owns one buffer for its whole life; a frame is valid
-// only while the fast path processes it. Frames for the netstack are copied
+// Buffers: each reader owns one batch of buffers for its whole life; a frame
+// is valid only while the fast path processes it and, if forwarded, until
+// it is written. With a sender per queue (LinkOptions.Sender, sender.go) the
+// reader has two batches, and lends each to the sender until its frames are
+// written. Frames for the netstack are copied
 // into a PacketBuffer that the netstack owns; the reader releases its
 // reference after delivery. A frame that waits for its neighbour's MAC
 // (forward.AwaitNeighbor) is copied into that neighbour's hold queue
@@ -27,6 +30,7 @@
 // neighq.go.
 //
 // Goroutines: a Link's readers start when the netstack attaches the Link and
-// stop when the Link is closed; Stack.Run stops with its context; Close
+// stop when the Link is closed (a reader's sender, if any, writes what was
+// handed to it and stops before its reader does); Stack.Run stops with its context; Close
 // waits for all of them.
 package stack

@@ -65,6 +65,12 @@ type LinkOptions struct {
 	// reader finds the device gone (deleted, or its queue detached): the
 	// owner re-attaches it with Replace, or stops. It must not block.
 	OnLost func(err error)
+	// Sender gives each queue a goroutine that writes what its reader
+	// forwards, so that the kernel's work inside the writes (the
+	// receivers' stacks) overlaps the reading (sender.go). A TAP or TUN
+	// queue is then also read in batches of the frames waiting. False:
+	// each reader writes its own batches.
+	Sender bool
 	// Held keeps the readers from starting when the netstack attaches the
 	// link, until Release: the devices were handed over by a process that
 	// still reads them (a graceful restart, package takeover). Writes go
@@ -127,7 +133,7 @@ type linkStats struct {
 }
 
 // queueStats are the per-frame counters of one reader. Only that reader
-// (and its emitter) writes them, so forwarding adds no contended atomic per
+// (and its emitter) writes rx, and tx too unless its sender does, so forwarding adds no contended atomic per
 // frame; the padding keeps two readers' counters off one cache line.
 type queueStats struct {
 	rx, tx atomic.Uint64
@@ -435,22 +441,20 @@ func (o oneByOne) WriteBatch(frames [][]byte) (int, error) {
 
 // reader is the receive loop of one device queue. It owns its buffers, one
 // per frame of a batch: a frame the fast path forwards stays in its buffer
-// until the batch is written, after the whole batch was processed.
+// until the batch is written, after the whole batch was processed. With
+// LinkOptions.Sender the batches are written by the queue's sender, and the
+// buffers are lent to it until then (sender.go).
 func (l *Link) reader(dev device.Device, qi int) {
 	defer l.wg.Done()
 	qs := &l.queues[qi]
 	bd, ok := dev.(device.BatchDevice)
 	if !ok {
 		bd = oneByOne{dev}
+		if tr, ok := dev.(tryReader); ok && l.opts.Sender {
+			bd = queuedReads{tr, queuedBatch}
+		}
 	}
 	size := max(bd.BatchSize(), 1)
-	bufs := make([][]byte, size) // whole buffers, headroom included
-	rd := make([][]byte, size)   // where each frame is read: its virtio-net header first
-	sizes := make([]int, size)
-	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+maxFrame)
-		rd[i] = bufs[i][Headroom-l.vh:]
-	}
 	traceHdr := make([]byte, TraceBytes) // a traced frame's headers before the rewrite
 	var proc Processor
 	if l.opts.NewProcessor != nil {
@@ -458,15 +462,32 @@ func (l *Link) reader(dev device.Device, qi int) {
 	}
 	wm, _ := proc.(warmer)
 	var p forward.Packet
-	tx := &txBatch{l: l, dev: bd, qs: qs, frames: make([][]byte, 0, 2*size)}
-	if size > 1 {
-		// Extra frames (TUN segments) are copied here and sent with the
-		// batch rather than one system call each.
-		tx.arena = make([]byte, emitArena)
+	tx := &txBatch{l: l, dev: bd, qs: qs}
+	var bufs, rd [][]byte // whole buffers, headroom included; where each frame is read: its virtio-net header first
+	var sizes []int
+	if l.opts.Sender {
+		// The batches go to a sender through a ring (sender.go); the
+		// reader's buffers cycle through it.
+		tx.snd = newSender(l, bd, qs, size)
+		tx.snd.bind(tx)
+		tx.snd.start()
+		defer tx.snd.stop()
+	} else {
+		bufs, rd, sizes = l.readBuffers(size)
+		tx.frames = make([][]byte, 0, 2*size)
+		if size > 1 {
+			// Extra frames (TUN segments) are copied here and sent with
+			// the batch rather than one system call each.
+			tx.arena = make([]byte, emitArena)
+		}
 	}
 	em := &emitter{l: l, dev: dev, qs: qs, tx: tx}
 	var backoff time.Duration
 	for {
+		if tx.snd != nil {
+			set := tx.snd.nextSet()
+			bufs, rd, sizes = set.bufs, set.rd, set.sizes
+		}
 		got, err := bd.ReadBatch(rd, sizes)
 		if err != nil {
 			if device.IsClosed(err) {
@@ -536,21 +557,40 @@ func (l *Link) reader(dev device.Device, qi int) {
 	}
 }
 
+// readBuffers returns the receive buffers of one batch of size frames:
+// whole buffers (headroom included), where each frame is read (its
+// virtio-net header first), and the frames' sizes.
+func (l *Link) readBuffers(size int) (bufs, rd [][]byte, sizes []int) {
+	bufs = make([][]byte, size)
+	rd = make([][]byte, size)
+	sizes = make([]int, size)
+	for i := range bufs {
+		bufs[i] = make([]byte, Headroom+maxFrame)
+		rd[i] = bufs[i][Headroom-l.vh:]
+	}
+	return bufs, rd, sizes
+}
+
 // emitArena is the space a batch reader has for copies of extra frames
 // (segments of a TUN super-frame: about 45 of 1.5 KB for 64 KiB).
 const emitArena = 128 << 10
 
-// txBatch collects the frames one batch forwards and writes them together.
-// Owned by one reader.
+// txBatch collects the frames one batch forwards and writes them together,
+// or hands them to the queue's sender. Owned by one reader.
 type txBatch struct {
 	l      *Link
 	dev    device.BatchDevice
 	qs     *queueStats
 	frames [][]byte // views into the reader's buffers or arena, valid until flush
 	// arena holds copies of emitted frames until flush; nil on a device
-	// that writes one frame per call. used is its filled length.
+	// that writes one frame per call without a sender. used is its filled
+	// length.
 	arena []byte
 	used  int
+	// snd is the queue's sender (LinkOptions.Sender), or nil: then flush
+	// writes. frames and arena are then those of the sender's slot that
+	// the reader fills.
+	snd *sender
 }
 
 // add queues a frame, writing the queue first when it is full (the
@@ -581,12 +621,24 @@ func (t *txBatch) addCopy(vh int, frame []byte) bool {
 	return true
 }
 
-// flush writes the pending frames. A frame the device refuses is counted
-// and skipped; the rest still go out.
+// flush writes the pending frames, or hands them to the sender.
 func (t *txBatch) flush() {
-	for i := 0; i < len(t.frames); {
-		n, err := t.dev.WriteBatch(t.frames[i:])
-		t.qs.tx.Add(uint64(n))
+	if t.snd != nil {
+		t.snd.handOff(t)
+		return
+	}
+	t.l.writeFrames(t.dev, t.qs, t.frames)
+	clear(t.frames) // drop the views: the buffers are read into next
+	t.frames = t.frames[:0]
+	t.used = 0
+}
+
+// writeFrames writes frames to dev in order. A frame the device refuses is
+// counted and skipped; the rest still go out.
+func (l *Link) writeFrames(dev device.BatchDevice, qs *queueStats, frames [][]byte) {
+	for i := 0; i < len(frames); {
+		n, err := dev.WriteBatch(frames[i:])
+		qs.tx.Add(uint64(n))
 		i += n
 		if err == nil && n > 0 {
 			continue
@@ -597,13 +649,10 @@ func (t *txBatch) flush() {
 		if device.IsClosed(err) {
 			break
 		}
-		t.l.stats.TxErrors.Add(1)
-		t.l.logLimited("write failed", "err", err)
+		l.stats.TxErrors.Add(1)
+		l.logLimited("write failed", "err", err)
 		i++ // frames[i] failed
 	}
-	clear(t.frames) // drop the views: the buffers are read into next
-	t.frames = t.frames[:0]
-	t.used = 0
 }
 
 // emitter writes the extra frames of one reader's Process calls (segments,
@@ -642,6 +691,9 @@ func (e *emitter) Emit(buf []byte, off, n int) error {
 		}
 		if len(e.tx.frames) > 0 {
 			e.tx.flush()
+		}
+		if e.tx.snd != nil {
+			e.tx.snd.drain() // written after what the sender has
 		}
 	}
 	clear(buf[start:off])

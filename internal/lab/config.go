@@ -80,6 +80,9 @@ func (tp *Topology) config(services []Service) (string, error) {
 	if tp.Options.Queues > 0 {
 		fmt.Fprintf(&b, "queues = %d\n", tp.Options.Queues)
 	}
+	if tp.Options.Sender != "" {
+		fmt.Fprintf(&b, "sender = %s\n", q(tp.Options.Sender))
+	}
 	fmt.Fprintf(&b, "addresses = [%s]\n", quoteList(tp.Addresses))
 	for _, r := range tp.Routes {
 		b.WriteString("\n  [[interface.route]]\n")

@@ -54,6 +54,9 @@ type Options struct {
 	// more than one creates the device multi_queue, which must match how
 	// lvsd opens it. 0 leaves the key out (lvsd's default, 1).
 	Queues int
+	// Sender is the config's `sender` ("reader" or "thread"); "" leaves
+	// the key out (lvsd's default).
+	Sender string
 	// IPv6 adds the 2001:2::/48 addresses: client 2001:2:0:1::10/64, real
 	// servers 2001:2:0:2::<10+i>/64 via 2001:2:0:2::1, lvsd's DIPs
 	// 2001:2:0:1::1/64 and 2001:2:0:2::1/64. TAP lab only.
