@@ -35,6 +35,8 @@ type running struct {
 	// target is the address the client sends to: the VIP, or rs1's own
 	// address for the direct path.
 	target netip.Addr
+	// port is the HTTP port at target: 0 for httpPort.
+	port uint16
 	// pid is the balancer's process (lvsd, haproxy), 0 for none.
 	pid int
 	// kernel is true when the balancer is the director namespace's kernel.
@@ -151,7 +153,7 @@ var allContestants = []contestant{
 	},
 	{
 		name:  "direct",
-		desc:  "no balancer: the client talks to rs1's own address over the bridge (on-link routes both ways)",
+		desc:  "no balancer: the client talks to rs1's own address over the bridge (on-link routes both ways); HTTP on nginx's second port, 8081",
 		start: (*bench).startDirect,
 		na:    func(b *bench, w string) string { return b.needTools(w) },
 	},
@@ -519,9 +521,9 @@ func (b *bench) startDirect() (*running, error) {
 		undo()
 		return nil, err
 	}
-	if err := b.waitTCP(b.tp.Client, netip.AddrPortFrom(rs1.Addr, httpPort)); err != nil {
+	if err := b.waitTCP(b.tp.Client, netip.AddrPortFrom(rs1.Addr, directHTTPPort)); err != nil {
 		undo()
 		return nil, err
 	}
-	return &running{target: rs1.Addr, stop: undo}, nil
+	return &running{target: rs1.Addr, port: directHTTPPort, stop: undo}, nil
 }

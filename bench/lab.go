@@ -17,9 +17,18 @@ import (
 
 // Ports and names of the lab's services.
 const (
-	httpPort  = 80   // nginx on every real server; the VIP's HTTP service
-	iperfPort = 5201 // iperf3 server on rs1; the VIP's TCP throughput service
-	udpPort   = 9    // the UDP sink on rs1 (nftables counter and drop)
+	httpPort = 80 // nginx on every real server; the VIP's HTTP service
+	// directHTTPPort is nginx's second port, the direct path's: the
+	// server's side of a `Connection: close` exchange keeps TIME_WAIT
+	// for 60 s, and the direct path's tens of thousands of them, on
+	// rs1:80, would meet the next contestant's NAT connections (the
+	// client's address and ports, rewritten to rs1:80): a SYN that
+	// meets one is answered with the old connection's ACK, and the
+	// client's retry after 1 s made the next NAT contestant's HTTP
+	// rate fall to about 1% of its own.
+	directHTTPPort = 8081
+	iperfPort      = 5201 // iperf3 server on rs1; the VIP's TCP throughput service
+	udpPort        = 9    // the UDP sink on rs1 (nftables counter and drop)
 
 	sinkTable   = "lvtsink"  // nftables table of the UDP sink in rs1
 	natTable    = "lvtbench" // nftables table of the kernel DNAT contestant
@@ -315,11 +324,12 @@ http {
 	keepalive_timeout 0;
 	server {
 		listen %[3]d backlog=4096;
+		listen %[5]d backlog=4096;
 		root %[4]s;
 		location / { }
 	}
 }
-`, r.Name, l.Dir(), httpPort, b.www)
+`, r.Name, l.Dir(), httpPort, b.www, directHTTPPort)
 			path := l.WriteFile("nginx-"+r.Name+".conf", conf)
 			l.Start(r.NS, "nginx-"+r.Name, "nginx", "-e", filepath.Join(l.Dir(), "nginx-"+r.Name+".err"), "-c", path, "-g", "daemon off;")
 		}

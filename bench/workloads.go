@@ -129,7 +129,11 @@ func parseIperf3(out string) (gbps float64, retransmits int, err error) {
 // runHTTP runs wrk with Connection: close (a new TCP connection per
 // request) against the target's nginx.
 func (b *bench) runHTTP(r *running) ([]measurement, error) {
-	url := fmt.Sprintf("http://%s:%d/index.html", r.target, httpPort)
+	port := r.port
+	if port == 0 {
+		port = httpPort
+	}
+	url := fmt.Sprintf("http://%s:%d/index.html", r.target, port)
 	args := []string{"wrk", "-t", "2", "-c", strconv.Itoa(b.f.httpConns), "-d", secs(b.f.duration) + "s",
 		"--timeout", "2s", "--latency", "-H", "Connection: close", url}
 	var out string

@@ -218,7 +218,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if h := b.health; h != nil && h.Passive != nil {
 			counter(c.passiveEjections, float64(h.Passive.EjectionsTotal), b.labels...)
 		}
-		if h := b.health; h != nil {
+		// A server with passive detection and no check has a Health with
+		// Check "": it has no check series (their help says so).
+		if h := b.health; h != nil && h.Check != "" {
 			gauge(c.healthUp, b2f(h.State == "up"), b.labels...)
 			counter(c.healthChecks, float64(h.ChecksTotal), b.labels...)
 			gauge(c.healthChange, float64(h.LastChange.UnixNano())/1e9, b.labels...)

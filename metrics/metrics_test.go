@@ -44,7 +44,9 @@ func testStatus() control.Status {
 			},
 		}, {
 			Protocol: "udp", Address: "[2001:db8::100]:53", Scheduler: "rr",
-			Reals: []control.Real{{Address: "[2001:db8::11]:5353", Method: "dr", Weight: 1, Available: true}},
+			// Passive detection without a check: ejections, no check series.
+			Reals: []control.Real{{Address: "[2001:db8::11]:5353", Method: "dr", Weight: 1, Available: true,
+				Health: &control.Health{Passive: &control.Passive{State: "in", EjectionsTotal: 2}}}},
 		}},
 		Interfaces: []control.Interface{{
 			Name: "lvttap0", Type: "tap", ForwardedIn: 100, ForwardedOut: 90, ToStack: 3, NewConns: 10,
@@ -116,6 +118,7 @@ func TestMetricNames(t *testing.T) {
 		"lvsd_ipvs_backend_health_transitions_total" + beTo(be2, "up"):             2,
 		"lvsd_ipvs_backend_health_transitions_total" + beTo(be2, "down"):           3,
 		"lvsd_ipvs_backend_passive_ejections_total" + be2:                          4,
+		"lvsd_ipvs_backend_passive_ejections_total" + be6:                          2,
 		`lvsd_drops_total{interface="lvttap0", reason="no-conn"}`:                  2,
 		`lvsd_drops_total{interface="lvttap0", reason="truncated"}`:                0,
 		`lvsd_forwarded_packets_total{direction="in", interface="lvttap0"}`:        100,
@@ -145,6 +148,11 @@ func TestMetricNames(t *testing.T) {
 		}
 		if float64(s.Value) != v {
 			t.Errorf("%s = %v, want %v", name, s.Value, v)
+		}
+	}
+	for name := range got {
+		if strings.HasPrefix(name, "lvsd_ipvs_backend_health_") && strings.Contains(name, `remote_address="2001:db8::11"`) {
+			t.Errorf("%s: a server with passive detection and no check has no check series", name)
 		}
 	}
 	var build bool
