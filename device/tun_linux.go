@@ -131,7 +131,16 @@ func explainTunErr(err error) error {
 // Read reads one frame (after the virtio-net header when VNetHdr) into b.
 // It blocks until a frame arrives or the device is closed. One goroutine
 // reads a queue.
-func (d *Tun) Read(b []byte) (int, error) {
+func (d *Tun) Read(b []byte) (int, error) { return d.read(b, true) }
+
+// TryRead reads one frame as Read does if one is waiting, and returns 0
+// and no error at once if none is: a reader that batches the frames
+// already queued (stack's sender mode). Called by the reading goroutine.
+func (d *Tun) TryRead(b []byte) (int, error) { return d.read(b, false) }
+
+// read is Read (wait) and TryRead (!wait): when no frame is waiting, it
+// sleeps until one comes, or returns 0 at once.
+func (d *Tun) read(b []byte, wait bool) (int, error) {
 	if err := d.g.enter(); err != nil {
 		return 0, err
 	}
@@ -146,34 +155,12 @@ func (d *Tun) Read(b []byte) (int, error) {
 			return n, nil
 		case unix.EINTR:
 		case unix.EAGAIN:
+			if !wait {
+				return 0, nil
+			}
 			if err := d.g.wait(d.rpoll[:]); err != nil {
 				return 0, err
 			}
-		default:
-			return 0, os.NewSyscallError("read", err)
-		}
-	}
-}
-
-// TryRead reads one frame as Read does if one is waiting, and returns 0
-// and no error at once if none is: a reader that batches the frames
-// already queued (stack's sender mode). Called by the reading goroutine.
-func (d *Tun) TryRead(b []byte) (int, error) {
-	if err := d.g.enter(); err != nil {
-		return 0, err
-	}
-	defer d.g.leave()
-	if d.g.stopped.Load() {
-		return 0, ErrStopped
-	}
-	for {
-		n, err := rawIO(unix.SYS_READ, d.fd, b)
-		switch err {
-		case nil:
-			return n, nil
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return 0, nil
 		default:
 			return 0, os.NewSyscallError("read", err)
 		}
