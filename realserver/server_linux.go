@@ -288,9 +288,16 @@ func (s *Server) receive(sock rawSocket) error {
 		if _, err := s.tun.Write(frame); err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				closed = true
+				if s.closing.Load() {
+					// Stopping: close shut the sockets, then the TUN,
+					// while this loop still held a batch read before.
+					// Its frames are lost to the stop, not refused by
+					// the device: no write-failed drop.
+					return
+				}
 			}
 			r = WriteFailed
-			s.logDrop(r)
+			s.logDrop(r, "err", err)
 		}
 		s.counts[r].Add(uint64(segs))
 		s.writes.Add(1)
@@ -364,13 +371,13 @@ func (s *Server) drain() {
 }
 
 // logDrop reports a drop at most once per second.
-func (s *Server) logDrop(r Reason) {
+func (s *Server) logDrop(r Reason, args ...any) {
 	now := time.Now().UnixNano()
 	last := s.lastLog.Load()
 	if now-last < int64(time.Second) || !s.lastLog.CompareAndSwap(last, now) {
 		return
 	}
-	s.log.Warn("dropping packets", "reason", r.String(), "rate_limit", time.Second.String())
+	s.log.Warn("dropping packets", append([]any{"reason", r.String(), "rate_limit", time.Second.String()}, args...)...)
 }
 
 // Counters returns the packet counts so far. It may run concurrently with Run.
