@@ -88,6 +88,20 @@ func (t *Table) Track(e *Entry, s *Segment, fromClient bool) bool {
 		if nxt == 0 && sw.win[d].Load() == 0 || rw == 0 {
 			return true // a side not seen yet: nothing to check against
 		}
+		if rw>>winScaleShift == winNoScale && sw.win[d].Load()>>winScaleShift != winNoScale {
+			// The sender's SYN was seen and the receiver's was not:
+			// the handshake has not synchronised the receiver with
+			// this connection, and what it sent belongs to another. A
+			// server's TIME_WAIT of an earlier connection on the same
+			// addresses and ports answers the client's SYN with that
+			// connection's ACK, and the client resets it with this
+			// RST (RFC 793: an unacceptable ACK in SYN-SENT), whose
+			// sequence number is that ACK's. Dropped, the TIME_WAIT
+			// would answer every retried SYN the same way until it
+			// expires; passed, as IPVS passes every RST, it ends the
+			// TIME_WAIT and the client's next SYN opens the connection.
+			return true
+		}
 		w := int64(max(rw&winMax, 1))
 		if diff := int64(int32(s.Seq - nxt)); diff < -w || diff > w {
 			t.rstDropped.Add(1)
@@ -104,12 +118,19 @@ func (t *Table) Track(e *Entry, s *Segment, fromClient bool) bool {
 	cur := sw.win[d].Load()
 	seen := sw.nxt[d].Load() != 0 || cur != 0
 	if seen && s.Flags&FlagSYN != 0 {
-		// A SYN on the connection after its side's first (a client
-		// that restarted, or a blind attacker): its receiver answers it
-		// with a challenge ACK and keeps its state, and so do the
-		// windows: neither the sequence number nor the window scale
-		// move.
-		return true
+		if ow := sw.win[1-d].Load(); cur>>winScaleShift != winNoScale || ow == 0 || ow>>winScaleShift == winNoScale {
+			// A SYN on the connection after its side's first (a
+			// client that restarted, or a blind attacker): its
+			// receiver answers it with a challenge ACK and keeps its
+			// state, and so do the windows: neither the sequence
+			// number nor the window scale move.
+			return true
+		}
+		// The side's first SYN, answering the other side's, after
+		// segments of its own that the handshake had not
+		// synchronised (the ACK of a TIME_WAIT, above): its record
+		// starts again from the SYN.
+		seen, cur = false, 0
 	}
 	if n := sw.nxt[d].Load(); !seen {
 		sw.nxt[d].Store(end)

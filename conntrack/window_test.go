@@ -161,3 +161,47 @@ func TestTrackWindowScaleBothSides(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackRSTTimeWait checks a client whose SYN meets the real server's
+// TIME_WAIT of an earlier connection on the same ports: the server answers
+// with that connection's ACK, the client resets it with an RST whose
+// sequence number is that ACK's, unrelated to the client's own. The RST
+// must pass (IPVS passes every RST), or the TIME_WAIT answers every retried
+// SYN the same way until it expires. Once the server's SYN-ACK comes, its
+// record starts from it and the check works again on both sides.
+func TestTrackRSTTimeWait(t *testing.T) {
+	clk := &fakeClock{}
+	tab := New(Options{Clock: clk.now, CheckRST: true})
+	d := dest("192.0.2.21", 8080, lvs.NAT)
+	in := tuple(lvs.TCP, "192.0.2.10", 40000, "192.0.2.100", 80)
+	e, _, err := tab.Insert(&in, d, nil, lvs.MAC{}, clk.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cISN, twSeq, twAck, sISN = 1000, 7_000_000, 900_000_000, 3_000_000_000
+	steps := []struct {
+		name       string
+		seg        Segment
+		fromClient bool
+		want       bool
+	}{
+		{"client SYN", Segment{Flags: FlagSYN, Seq: cISN, Len: 1, Win: 65535, WScale: 7}, true, true},
+		{"TIME_WAIT's ACK", Segment{Flags: FlagACK, Seq: twSeq, Win: 500, WScale: -1}, false, true},
+		{"client's RST of that ACK", Segment{Flags: FlagRST, Seq: twAck, WScale: -1}, true, true},
+		{"client SYN again", Segment{Flags: FlagSYN, Seq: cISN, Len: 1, Win: 65535, WScale: 7}, true, true},
+		{"server SYN-ACK", Segment{Flags: FlagSYN | FlagACK, Seq: sISN, Len: 1, Win: 65535, WScale: 7}, false, true},
+		{"client ACK", Segment{Flags: FlagACK, Seq: cISN + 1, Win: 512, WScale: -1}, true, true},
+		{"server data", Segment{Flags: FlagACK, Seq: sISN + 1, Len: 100, Win: 512, WScale: -1}, false, true},
+		{"server's RST at its next sequence number", Segment{Flags: FlagRST, Seq: sISN + 101, WScale: -1}, false, true},
+		{"blind RST to the server", Segment{Flags: FlagRST, Seq: twAck, WScale: -1}, true, false},
+		{"blind RST to the client", Segment{Flags: FlagRST, Seq: twSeq, WScale: -1}, false, false},
+	}
+	for _, s := range steps {
+		if got := tab.Track(e, &s.seg, s.fromClient); got != s.want {
+			t.Errorf("%s: Track = %v, want %v", s.name, got, s.want)
+		}
+	}
+	if n := tab.Stats().RSTOutOfWindow; n != 2 {
+		t.Errorf("RSTOutOfWindow = %d, want 2", n)
+	}
+}
