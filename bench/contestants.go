@@ -323,7 +323,14 @@ func (b *bench) startLvsdDR(tp *lab.Topology) (*running, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := b.startLvsdOn(tp, "dr")
+	return b.startLvsdAfter(tp, "dr", undo)
+}
+
+// startLvsdAfter starts lvsd with method on tp once the caller has set
+// the lab up for it; undo takes that set-up down, when lvsd fails to start
+// or after it stops.
+func (b *bench) startLvsdAfter(tp *lab.Topology, method string, undo func()) (*running, error) {
+	r, err := b.startLvsdOn(tp, method)
 	if err != nil {
 		undo()
 		return nil, err
@@ -351,14 +358,11 @@ func (b *bench) startLvsdTUN(tp *lab.Topology) (*running, error) {
 		u := undo
 		undo = func() { stopRS(); u() }
 	}
-	r, err := b.startLvsdOn(tp, "tun")
+	r, err := b.startLvsdAfter(tp, "tun", undo)
 	if err != nil {
-		undo()
 		return nil, err
 	}
 	r.helpers = rs
-	stop := r.stop
-	r.stop = func() { stop(); undo() }
 	return r, nil
 }
 

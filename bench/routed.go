@@ -197,14 +197,7 @@ func (b *bench) startLvsdRouted(tp *lab.Topology) (*running, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := b.startLvsdOn(tp, "nat")
-	if err != nil {
-		undo()
-		return nil, err
-	}
-	stop := r.stop
-	r.stop = func() { stop(); undo() }
-	return r, nil
+	return b.startLvsdAfter(tp, "nat", undo)
 }
 
 // startNftRouted makes the router's kernel the balancer (see the comment at
